@@ -1,0 +1,58 @@
+# The two commands of the quick start: `make demo` and `make test`.
+# Both create or refresh .venv by themselves from pyproject.toml.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+# tflite-runtime has wheels for Python <= 3.11 only: its contract tests run in a second venv.
+TFLITE_PYTHON ?= $(shell command -v python3.11 || echo $(PYTHON))
+TFLITE_VENV := .venv-tflite
+OUT := out
+
+.PHONY: demo test lint typecheck pytest bench default-model clean
+
+$(BIN)/.installed: pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "edgetwin needs Python >= 3.11, found " + sys.version.split()[0])'
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[export,dev]"
+	touch $@
+
+# Best effort: where the wheel cannot be had, the reason lands in UNAVAILABLE and the
+# backend contract test prints it (and fails under CI=true).
+$(TFLITE_VENV)/.installed: pyproject.toml
+	@rm -f $(TFLITE_VENV)/UNAVAILABLE
+	@( test -x $(TFLITE_VENV)/bin/python || $(TFLITE_PYTHON) -m venv $(TFLITE_VENV) ) \
+	 && $(TFLITE_VENV)/bin/python -m pip install --quiet --upgrade pip \
+	 && $(TFLITE_VENV)/bin/python -m pip install --quiet -e ".[tflite]" pytest hypothesis \
+	 && $(TFLITE_VENV)/bin/python -c 'import tflite_runtime.interpreter' \
+	 && touch $@ \
+	 || { mkdir -p $(TFLITE_VENV); echo "tflite-runtime could not be installed for $$($(TFLITE_PYTHON) --version 2>&1) on $$(uname -m) (wheels exist for CPython <= 3.11 only)" > $(TFLITE_VENV)/UNAVAILABLE; cat $(TFLITE_VENV)/UNAVAILABLE; }
+
+demo: $(BIN)/.installed
+	$(BIN)/edge-agent demo
+	$(BIN)/model-export demo --workdir $(OUT)/demo
+
+lint: $(BIN)/.installed
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(BIN)/.installed
+	$(BIN)/mypy edgetwin_contracts edge_agent model_export cloud_sync
+
+pytest: $(BIN)/.installed $(TFLITE_VENV)/.installed
+	$(BIN)/python -m pytest
+
+test: lint typecheck pytest
+
+bench: $(BIN)/.installed
+	$(BIN)/python bench/inference.py
+	$(BIN)/python bench/quantization.py
+	$(BIN)/python bench/bundle_load.py
+
+# Rebuilds the shipped generic model from the synthetic corpus and re-signs it (docs/default-model.md).
+default-model: $(BIN)/.installed
+	$(BIN)/model-export default-model --out edge_agent/models/default --key-dir $(OUT)/keys
+
+clean:
+	rm -rf $(VENV) $(TFLITE_VENV) $(OUT) .pytest_cache .mypy_cache .ruff_cache

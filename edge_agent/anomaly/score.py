@@ -1,0 +1,88 @@
+"""The anomaly score: how surprising a reading is, given what the model forecast.
+
+For each new reading x_t of a channel and the one-step-ahead forecast f_t made from the
+window before it, the residual is r_t = |x_t - f_t|. The scorer keeps a running
+estimate s of the typical residual (an exponentially weighted mean of |r|), and the
+score is
+
+    score_t = r_t / max(s, floor_t),   floor_t = max(min_spread_abs, min_spread_rel * |x_t|)
+
+computed *before* s absorbs r_t. So a score of 1 is an ordinary miss, and for
+Gaussian residuals (mean |r| = 0.8 sigma) a score of 5 is about a 4-sigma miss.
+While updating, r_t is capped at ``clip`` * s so that one spike does not inflate s
+and mask the samples after it; a lasting change of behaviour is still absorbed at the
+rate ``alpha``. During the first ``warmup`` residuals the scorer only learns and
+returns 0.0 (``is_warm`` is False).
+
+Units: the score is dimensionless, >= 0. See docs/anomaly-score.md.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class ScoreSettings:
+    """Scorer tuning. alpha in (0, 1]: weight of each new residual (0.02 ~ a 50-sample
+    memory); warmup >= 1 residuals before scores are emitted; clip > 0: cap on a residual's
+    influence, in spreads; floors in channel units (abs) and relative to |reading| (rel)."""
+
+    alpha: float = 0.02
+    warmup: int = 16
+    clip: float = 4.0
+    min_spread_abs: float = 1e-9
+    min_spread_rel: float = 1e-4
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.alpha <= 1.0:
+            raise ValueError(f"alpha must be in (0, 1], got {self.alpha}")
+        if self.warmup < 1:
+            raise ValueError(f"warmup must be >= 1, got {self.warmup}")
+        if not self.clip > 0.0:
+            raise ValueError(f"clip must be > 0, got {self.clip}")
+        if self.min_spread_abs <= 0.0 or self.min_spread_rel < 0.0:
+            raise ValueError("min_spread_abs must be > 0 and min_spread_rel >= 0")
+
+
+class ResidualScorer:
+    """Scores one channel's readings against its one-step forecasts. Not thread-safe."""
+
+    __slots__ = ("_count", "_settings", "_spread")
+
+    def __init__(self, settings: ScoreSettings | None = None) -> None:
+        self._settings = settings or ScoreSettings()
+        self._count = 0
+        self._spread = 0.0
+
+    @property
+    def is_warm(self) -> bool:
+        return self._count >= self._settings.warmup
+
+    @property
+    def spread(self) -> float:
+        """Current typical |residual|, channel units (0.0 before the first residual)."""
+        return self._spread
+
+    def score(self, actual: float, forecast: float) -> float:
+        """Score ``actual`` against the forecast made for it, then learn from it.
+
+        Returns 0.0 during warm-up. Raises ValueError for a non-finite input (the
+        cleaning stage must not pass NaN/inf on).
+        """
+        residual = abs(actual - forecast)
+        if not math.isfinite(residual):
+            raise ValueError(f"non-finite reading or forecast: {actual!r}, {forecast!r}")
+        s = self._settings
+        if self._count < s.warmup:
+            self._count += 1
+            # Plain running mean while warming: every early residual counts equally.
+            self._spread += (residual - self._spread) / self._count
+            return 0.0
+        floor = max(s.min_spread_abs, s.min_spread_rel * abs(actual))
+        spread = max(self._spread, floor)
+        result = residual / spread
+        self._spread += s.alpha * (min(residual, s.clip * spread) - self._spread)
+        self._count += 1
+        return result

@@ -1,0 +1,1 @@
+"""Loading model bundles on the device: verify everything, then run the golden vectors."""

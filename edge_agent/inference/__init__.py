@@ -1,0 +1,1 @@
+"""int8 inference on LiteRT: backend selection, quantization arithmetic, the forecaster."""

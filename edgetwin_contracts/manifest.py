@@ -1,0 +1,245 @@
+"""The model bundle manifest (``manifest.json``), schema version 1.
+
+A bundle is a folder (or the same three files anywhere)::
+
+    model.tflite    full-integer int8 TFLite flatbuffer
+    manifest.json   this schema, UTF-8 JSON
+    manifest.sig    64-byte detached Ed25519 signature of manifest.json's exact bytes
+
+The manifest records model.tflite's size and sha256, so the signature covers the model
+too. See docs/bundle.md for the field-by-field description.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from edgetwin_contracts.errors import ManifestInvalid, SchemaVersionUnsupported
+
+SCHEMA_VERSION = 1
+MODEL_FILE = "model.tflite"
+MANIFEST_FILE = "manifest.json"
+SIGNATURE_FILE = "manifest.sig"
+
+Sha256Hex = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+PositiveInt = Annotated[int, Field(gt=0)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ModelInfo(_Strict):
+    name: Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._-]+$")]
+    version: Annotated[str, Field(min_length=1, max_length=64)]
+    """Release version, compared by ``version_key`` (dotted integers)."""
+    created_at: datetime
+    description: str = ""
+
+
+class ModelFile(_Strict):
+    path: Literal["model.tflite"] = MODEL_FILE
+    sha256: Sha256Hex
+    size_bytes: PositiveInt
+
+
+class NormalizationKind(StrEnum):
+    WINDOW_ZSCORE = "window_zscore"
+    """Each input window is standardised by its own mean and std on the device."""
+
+
+class Normalization(_Strict):
+    kind: NormalizationKind = NormalizationKind.WINDOW_ZSCORE
+    min_std_abs: Annotated[float, Field(gt=0)] = 1e-6
+    """Floor on the window std, in channel units, so a flat window does not divide by 0."""
+    min_std_rel: Annotated[float, Field(ge=0)] = 1e-3
+    """Floor on the window std relative to |mean|: a flat 80 °C window uses std >= 0.08."""
+
+
+class TensorDType(StrEnum):
+    INT8 = "int8"
+    FLOAT32 = "float32"
+
+
+class InputSpec(_Strict):
+    channels: list[str] | None = None
+    """Channels this model serves, each forecast independently from its own window
+    (the model is univariate); None: any channel (the generic default model)."""
+    window_length: Annotated[int, Field(ge=2, le=4096)]
+    sample_period_s: Annotated[float, Field(gt=0)] | None = None
+    """Sample period the model expects; None when it is period-agnostic."""
+    normalization: Normalization = Normalization()
+    dtype: TensorDType = TensorDType.INT8
+    shape: list[PositiveInt]
+
+    @field_validator("shape")
+    @classmethod
+    def _shape_rank(cls, v: list[int]) -> list[int]:
+        if len(v) != 2 or v[0] != 1:
+            raise ValueError("input shape must be [1, window_length]")
+        return v
+
+
+class OutputSpec(_Strict):
+    horizons: Annotated[list[PositiveInt], Field(min_length=1)]
+    """Forecast horizons in samples ahead, ascending; output i forecasts t + horizons[i]."""
+    units: str = "channel"
+    """'channel': forecasts are in the input channel's own units (after denormalising)."""
+    dtype: TensorDType = TensorDType.INT8
+    shape: list[PositiveInt]
+
+    @field_validator("horizons")
+    @classmethod
+    def _ascending(cls, v: list[int]) -> list[int]:
+        if any(b <= a for a, b in zip(v, v[1:], strict=False)):
+            raise ValueError("horizons must be strictly ascending")
+        return v
+
+
+class QuantParams(_Strict):
+    scale: Annotated[float, Field(gt=0)]
+    zero_point: Annotated[int, Field(ge=-128, le=127)]
+
+
+class Quantization(_Strict):
+    input: QuantParams
+    output: QuantParams
+
+
+class TrainingSummary(_Strict):
+    dataset: str
+    """What the model was trained on, e.g. 'synthetic-corpus/v1 seed=7' or a CSV path."""
+    dataset_sha256: Sha256Hex | None = None
+    series: Annotated[int, Field(ge=0)]
+    windows: Annotated[int, Field(ge=0)]
+    epochs: Annotated[int, Field(ge=0)]
+    notes: dict[str, str | int | float] = Field(default_factory=dict)
+
+
+class ErrorMetrics(_Strict):
+    mae: Annotated[float, Field(ge=0)]
+    rmse: Annotated[float, Field(ge=0)]
+
+
+class ValidationMetrics(_Strict):
+    holdout: str
+    """How the held-out windows were chosen."""
+    windows: PositiveInt
+    units: Literal["window_std"] = "window_std"
+    """Errors are in units of each window's std (the normalised scale), per horizon mean."""
+    float32: ErrorMetrics
+    int8: ErrorMetrics
+    int8_mae_increase: float
+    """(int8 MAE - float32 MAE) / float32 MAE on the same windows."""
+
+
+class GoldenVector(_Strict):
+    input: Annotated[list[float], Field(min_length=2)]
+    """A raw input window in channel units, oldest first."""
+    output_q: list[Annotated[int, Field(ge=-128, le=127)]]
+    """The int8 output tensor the exporter's interpreter produced."""
+    output: list[float]
+    """The same output in channel units (dequantised, denormalised)."""
+
+
+class Golden(_Strict):
+    tolerance_lsb: Annotated[int, Field(ge=0, le=8)] = 1
+    """Allowed difference per output, in int8 steps: kernels (XNNPACK vs reference,
+    x86 vs arm64) may round the last bit differently."""
+    vectors: Annotated[list[GoldenVector], Field(min_length=1)]
+
+
+class Signing(_Strict):
+    key_id: Annotated[str, Field(pattern=r"^[0-9a-f]{16}$")]
+    """First 16 hex digits of sha256 of the raw public key that signs this manifest."""
+
+
+class Manifest(_Strict):
+    schema_version: Literal[1]
+    model: ModelInfo
+    file: ModelFile
+    input: InputSpec
+    output: OutputSpec
+    quantization: Quantization
+    training: TrainingSummary
+    metrics: ValidationMetrics
+    golden: Golden
+    signing: Signing
+
+    def to_json_bytes(self) -> bytes:
+        """Canonical bytes to sign and store (sorted keys, UTF-8, trailing newline)."""
+        text = json.dumps(self.model_dump(mode="json"), indent=2, sort_keys=True)
+        return (text + "\n").encode("utf-8")
+
+
+def version_key(version: str) -> tuple[int, ...]:
+    """Orders release versions: '1.10.0' > '1.9.2'. Non-numeric parts sort as 0.
+
+    Used by anti-rollback checks; raises nothing.
+    """
+    parts = []
+    for piece in version.split("."):
+        digits = "".join(ch for ch in piece if ch.isdigit())
+        parts.append(int(digits) if digits else 0)
+    return tuple(parts)
+
+
+def parse_manifest(raw: bytes, bundle: str) -> Manifest:
+    """Parse and validate manifest bytes.
+
+    Raises:
+        SchemaVersionUnsupported: the manifest declares a schema_version other than 1.
+        ManifestInvalid: not JSON, or fields missing / wrong; every problem is listed
+            with its key path.
+    """
+    try:
+        data = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ManifestInvalid(bundle, f"{MANIFEST_FILE} is not UTF-8 JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise ManifestInvalid(bundle, f"{MANIFEST_FILE} must hold a JSON object")
+    declared = data.get("schema_version")
+    if declared != SCHEMA_VERSION:
+        raise SchemaVersionUnsupported(
+            bundle,
+            f"schema_version is {declared!r}; this software reads schema_version {SCHEMA_VERSION}",
+        )
+    try:
+        manifest = Manifest.model_validate(data)
+    except ValidationError as exc:
+        raise ManifestInvalid(bundle, format_validation_error(exc)) from None
+    _check_consistency(manifest, bundle)
+    return manifest
+
+
+def format_validation_error(exc: ValidationError) -> str:
+    """One '<key.path>: message' per problem, joined by '; '."""
+    problems = []
+    for err in exc.errors():
+        path = ".".join(str(p) for p in err["loc"]) or "<root>"
+        problems.append(f"{path}: {err['msg']}")
+    return "; ".join(problems)
+
+
+def _check_consistency(m: Manifest, bundle: str) -> None:
+    problems = []
+    if m.input.shape[1] != m.input.window_length:
+        problems.append(
+            f"input.shape {m.input.shape} does not hold window_length {m.input.window_length}"
+        )
+    if m.output.shape != [1, len(m.output.horizons)]:
+        problems.append(
+            f"output.shape {m.output.shape} does not match {len(m.output.horizons)} horizons"
+        )
+    for i, vec in enumerate(m.golden.vectors):
+        if len(vec.input) != m.input.shape[1]:
+            problems.append(f"golden.vectors.{i}.input has {len(vec.input)} values")
+        if len(vec.output_q) != len(m.output.horizons) or len(vec.output) != len(m.output.horizons):
+            problems.append(f"golden.vectors.{i} output length differs from horizons")
+    if problems:
+        raise ManifestInvalid(bundle, "; ".join(problems))
