@@ -12,6 +12,7 @@ too. See docs/bundle.md for the field-by-field description.
 
 from __future__ import annotations
 
+import itertools
 import json
 from datetime import datetime
 from enum import StrEnum
@@ -43,7 +44,7 @@ class ModelInfo(_Strict):
 
 
 class ModelFile(_Strict):
-    path: Literal["model.tflite"] = MODEL_FILE
+    path: Literal["model.tflite"] = "model.tflite"
     sha256: Sha256Hex
     size_bytes: PositiveInt
 
@@ -96,7 +97,7 @@ class OutputSpec(_Strict):
     @field_validator("horizons")
     @classmethod
     def _ascending(cls, v: list[int]) -> list[int]:
-        if any(b <= a for a, b in zip(v, v[1:], strict=False)):
+        if any(b <= a for a, b in itertools.pairwise(v)):
             raise ValueError("horizons must be strictly ascending")
         return v
 

@@ -52,6 +52,7 @@ def resolve(name: str | Backend = "auto") -> tuple[Backend, InterpreterFactory]:
     """
     if str(name) == "auto":
         name = os.environ.get("EDGETWIN_BACKEND", "auto")
+    candidates: tuple[Backend, ...]
     if str(name) == "auto":
         candidates = _AUTO_ORDER
     else:

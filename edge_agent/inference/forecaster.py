@@ -167,7 +167,7 @@ def _check_tensors(
         if dtype != np.int8:
             problems.append(f"{role} tensor dtype is {dtype}, expected int8 (full-integer model)")
         try:
-            QuantParams.from_tensor_details(details)  # type: ignore[arg-type]
+            QuantParams.from_tensor_details(details)
         except ValueError as exc:
             problems.append(f"{role} tensor is not per-tensor quantized ({exc})")
     if problems:

@@ -73,6 +73,8 @@ def dequantize(
     """int8 to real values: ``scale * (q - zero_point)``."""
     if out is None:
         out = np.empty(np.shape(q), dtype=np.float64)
-    np.subtract(q, params.zero_point, out=out, casting="unsafe")
+    # Widen before subtracting: int8 arithmetic would wrap (127 - (-1) -> -128).
+    out[...] = q
+    np.subtract(out, params.zero_point, out=out)
     np.multiply(out, params.scale, out=out)
     return out

@@ -1,0 +1,107 @@
+"""Single-sample inference latency of the shipped default model, three ways, one run.
+
+1. int8 bundle through edge_agent's Forecaster (normalise + quantize + invoke +
+   dequantize: the whole per-sample cost on the device),
+2. the same network as a float32 TFLite model on the same interpreter (raw invoke of a
+   pre-normalised window),
+3. the same network as a Keras model call (model(x, training=False)).
+
+Prints p50/p99 per way and the ratios. Targets (issue 2): Forecaster p50 <= 10 µs and
+>= 100x faster than the Keras call.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import numpy as np
+from _common import KERAS_REFERENCE, percentiles_us
+
+from edge_agent.bundle.loader import load_bundle
+from edge_agent.models import DEFAULT_BUNDLE, default_public_key
+
+
+def bench_forecaster(n: int) -> tuple[np.ndarray, str]:
+    model = load_bundle(DEFAULT_BUNDLE, default_public_key(), num_threads=1)
+    f = model.forecaster
+    rng = np.random.default_rng(0)
+    windows = 60.0 + np.cumsum(rng.standard_normal((256, f.window_length)), axis=1)
+    times = np.empty(n, dtype=np.int64)
+    for i in range(2000):
+        f.forecast(windows[i % 256])
+    clock = time.perf_counter_ns
+    for i in range(n):
+        w = windows[i & 255]
+        t0 = clock()
+        f.forecast(w)
+        times[i] = clock() - t0
+    return times, str(model.backend)
+
+
+def bench_float_tflite(keras_model: object, window: int, n: int) -> np.ndarray:
+    import tensorflow as tf
+    from ai_edge_litert.interpreter import Interpreter
+
+    converter = tf.lite.TFLiteConverter.from_keras_model(keras_model)
+    interpreter = Interpreter(model_content=converter.convert(), num_threads=1)
+    interpreter.allocate_tensors()
+    index = interpreter.get_input_details()[0]["index"]
+    out_index = interpreter.get_output_details()[0]["index"]
+    x = np.random.default_rng(1).standard_normal((1, window)).astype(np.float32)
+    times = np.empty(n, dtype=np.int64)
+    clock = time.perf_counter_ns
+    for i in range(n):
+        t0 = clock()
+        interpreter.set_tensor(index, x)
+        interpreter.invoke()
+        interpreter.get_tensor(out_index)
+        times[i] = clock() - t0
+    return times
+
+
+def bench_keras(keras_model: object, window: int, n: int) -> np.ndarray:
+    x = np.random.default_rng(2).standard_normal((1, window)).astype(np.float32)
+    call = keras_model  # type: ignore[assignment]
+    for _ in range(20):
+        call(x, training=False)  # type: ignore[operator]
+    times = np.empty(n, dtype=np.int64)
+    clock = time.perf_counter_ns
+    for i in range(n):
+        t0 = clock()
+        np.asarray(call(x, training=False))  # type: ignore[operator]
+        times[i] = clock() - t0
+    return times
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("-n", type=int, default=100_000, help="int8 / float32 invokes")
+    parser.add_argument("--keras-n", type=int, default=500, help="Keras calls")
+    args = parser.parse_args()
+
+    int8_ns, backend = bench_forecaster(args.n)
+    i50, i99 = percentiles_us(int8_ns)
+    print(f"backend {backend}, 1 thread, {args.n} single-sample calls")
+    print(f"{'way':44s} {'p50 µs':>10s} {'p99 µs':>10s}")
+    print(f"{'int8 bundle via Forecaster (full per-sample)':44s} {i50:10.2f} {i99:10.2f}")
+
+    import keras
+
+    model = keras.models.load_model(KERAS_REFERENCE)
+    window = int(model.inputs[0].shape[-1])
+    f50, f99 = percentiles_us(bench_float_tflite(model, window, args.n))
+    print(f"{'float32 TFLite, raw invoke':44s} {f50:10.2f} {f99:10.2f}")
+    k50, k99 = percentiles_us(bench_keras(model, window, args.keras_n))
+    print(f"{'Keras model call':44s} {k50:10.2f} {k99:10.2f}")
+    print(f"ratio Keras / int8 Forecaster (p50): {k50 / i50:8.0f}x   (target >= 100x)")
+    print(f"ratio float32 TFLite / int8 Forecaster (p50): {f50 / i50:6.2f}x")
+    verdict = "meets" if i50 <= 10.0 and k50 / i50 >= 100 else "MISSES"
+    print(f"int8 Forecaster p50 {i50:.2f} µs: {verdict} the target (p50 <= 10 µs, >= 100x Keras)")
+
+
+if __name__ == "__main__":
+    main()
