@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import re
 from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Literal
@@ -179,14 +180,15 @@ class Manifest(_Strict):
 
 
 def version_key(version: str) -> tuple[int, ...]:
-    """Orders release versions: '1.10.0' > '1.9.2'. Non-numeric parts sort as 0.
+    """Orders release versions: '1.10.0' > '1.9.2'. Each dot-separated part counts by its
+    leading digits ('0-rc1' is 0, 'beta' is 0); anything after them is ignored.
 
     Used by anti-rollback checks; raises nothing.
     """
     parts = []
     for piece in version.split("."):
-        digits = "".join(ch for ch in piece if ch.isdigit())
-        parts.append(int(digits) if digits else 0)
+        digits = re.match(r"\d*", piece)
+        parts.append(int(digits.group()) if digits and digits.group() else 0)
     return tuple(parts)
 
 
