@@ -1,0 +1,1 @@
+"""Alarm actions: what happens when an alarm is raised, acknowledged or cleared."""

@@ -1,0 +1,1 @@
+"""Alarm rules, their state machine and history."""

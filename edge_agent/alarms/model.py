@@ -1,0 +1,71 @@
+"""Alarm records and the events that move them through their states.
+
+States follow the usual operator model (ISA-18.2, simplified):
+
+    (normal) --raise--> active_unacknowledged --ack--> active_acknowledged
+    active_* --clear--> cleared      (an unacknowledged alarm that clears stays visible as
+                                      cleared with acked_at None, and can still be acknowledged)
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from enum import StrEnum
+from typing import Any
+
+from edge_agent.alarms.rules import Severity
+
+
+class AlarmState(StrEnum):
+    ACTIVE_UNACKNOWLEDGED = "active_unacknowledged"
+    ACTIVE_ACKNOWLEDGED = "active_acknowledged"
+    CLEARED = "cleared"
+
+    @property
+    def is_active(self) -> bool:
+        return self is not AlarmState.CLEARED
+
+
+class AlarmEventKind(StrEnum):
+    RAISED = "raised"
+    ACKNOWLEDGED = "acknowledged"
+    CLEARED = "cleared"
+
+
+@dataclass(slots=True)
+class Alarm:
+    """One occurrence of a rule firing on a channel (deduplicated: at most one active
+    alarm per (rule, channel)). Times are UNIX seconds."""
+
+    id: int
+    rule: str
+    channel: str
+    kind: str
+    """The rule kind (value_above, forecast_above, health, ...)."""
+    severity: Severity
+    state: AlarmState
+    raised_at: float
+    value: float | None
+    """The reading, forecast, score or rate that raised it (None for health alarms)."""
+    message: str
+    acked_at: float | None = None
+    acked_by: str | None = None
+    cleared_at: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["severity"] = self.severity.value
+        data["state"] = self.state.value
+        return data
+
+
+@dataclass(frozen=True, slots=True)
+class AlarmEvent:
+    """A state change of an alarm, with a snapshot of the alarm after the change."""
+
+    kind: AlarmEventKind
+    ts: float
+    alarm: Alarm
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind.value, "ts": self.ts, "alarm": self.alarm.to_dict()}

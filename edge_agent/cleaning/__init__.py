@@ -1,0 +1,1 @@
+"""Cleaning: per-channel plausibility checks and resampling to the model's period."""

@@ -1,0 +1,212 @@
+"""The agent's one TOML config: a strict pydantic model, validated once at start.
+
+``load_config(path)`` parses and validates without touching anything else (no ports
+opened, no files besides the config read). Every problem is reported with its key
+path, the offending value and a message (``ConfigInvalid.problems``).
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, ValidationError, model_validator
+
+from edge_agent.actions.config import ActionConfig, LogActionConfig
+from edge_agent.alarms.rules import AlarmRule
+from edge_agent.cleaning.config import CleaningConfig
+from edge_agent.configbase import Strict
+from edge_agent.errors import ConfigInvalid, ConfigProblem
+from edge_agent.http.config import HttpConfig
+from edge_agent.sources.replay import ReplaySourceConfig
+from edge_agent.sources.serial import SerialSourceConfig
+from edge_agent.store.config import StoreConfig
+
+SourceConfig = Annotated[SerialSourceConfig | ReplaySourceConfig, Field(discriminator="type")]
+"""The registry of source plugins: add a plugin's config model here."""
+
+ChannelName = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")]
+
+
+class AgentSection(Strict):
+    name: Annotated[str, Field(min_length=1, max_length=128)] = "edge-agent"
+    """This device's name in logs and the twin."""
+    data_dir: Path = Path("/var/lib/edge-agent")
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["json", "text"] = "json"
+
+
+class ModelConfig(Strict):
+    bundle: Path | None = None
+    """Model bundle folder; None: the generic model shipped with the agent."""
+    public_key: Path | None = None
+    """Release public key (PEM); None: the key of the shipped model."""
+    backend: Literal["auto", "ai-edge-litert", "tflite-runtime"] = "auto"
+    num_threads: Annotated[int, Field(ge=1, le=8)] = 1
+
+
+class ScoreConfig(Strict):
+    """Anomaly score tuning (docs/anomaly-score.md)."""
+
+    alpha: Annotated[float, Field(gt=0, le=1)] = 0.02
+    warmup: Annotated[int, Field(ge=1)] = 16
+    clip: Annotated[float, Field(gt=0)] = 4.0
+
+
+class ChannelConfig(Strict):
+    unit: str = ""
+    description: str = ""
+    sample_period_s: Annotated[float, Field(gt=0)] | None = None
+    """Resample to this period (the model's sample period); None: use readings as they come."""
+    max_gap_s: Annotated[float, Field(gt=0)] | None = None
+    """A gap longer than this restarts the window (no interpolation across it);
+    default: 10 sample periods, or never when sample_period_s is None."""
+    cleaning: CleaningConfig = CleaningConfig()
+    score: ScoreConfig = ScoreConfig()
+
+
+class AgentConfig(Strict):
+    agent: AgentSection = AgentSection()
+    model: ModelConfig = ModelConfig()
+    sources: list[SourceConfig] = Field(default_factory=list)
+    channel_defaults: ChannelConfig = ChannelConfig()
+    """Settings for channels that a source produces but [channels] does not name."""
+    channels: dict[ChannelName, ChannelConfig] = Field(default_factory=dict)
+    alarms: list[AlarmRule] = Field(default_factory=list)
+    actions: list[ActionConfig] = Field(default_factory=list)
+    store: StoreConfig = StoreConfig()
+    http: HttpConfig = HttpConfig()
+
+    def channel(self, name: str) -> ChannelConfig:
+        return self.channels.get(name, self.channel_defaults)
+
+    def action_names(self) -> set[str]:
+        return {a.name for a in self.actions} | {"log"}
+
+    @model_validator(mode="after")
+    def _cross_references(self) -> AgentConfig:
+        problems: list[str] = []
+        _unique("sources", [s.name for s in self.sources], problems)
+        _unique("alarms", [r.name for r in self.alarms], problems)
+        _unique("actions", [a.name for a in self.actions], problems)
+        known_actions = self.action_names()
+        produced = {m.channel for s in self.sources for m in _mappings(s)}
+        known_channels = produced | set(self.channels)
+        for i, rule in enumerate(self.alarms):
+            for name in rule.actions:
+                if name not in known_actions:
+                    problems.append(
+                        f"alarms.{i}.actions: unknown action {name!r} "
+                        f"(known: {', '.join(sorted(known_actions))})"
+                    )
+            if rule.channel != "*" and known_channels and rule.channel not in known_channels:
+                problems.append(
+                    f"alarms.{i}.channel: unknown channel {rule.channel!r} "
+                    f"(known: {', '.join(sorted(known_channels))})"
+                )
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    def actions_by_name(self) -> dict[str, ActionConfig]:
+        """Configured actions plus the implicit "log" action (warning level)."""
+        found: dict[str, ActionConfig] = {"log": LogActionConfig(type="log", name="log")}
+        found.update({a.name: a for a in self.actions})
+        return found
+
+
+def _mappings(source: SerialSourceConfig | ReplaySourceConfig) -> list[Any]:
+    if isinstance(source, SerialSourceConfig):
+        return list(source.fields.values())
+    return list(source.columns.values())
+
+
+def _unique(section: str, names: list[str], problems: list[str]) -> None:
+    seen: set[str] = set()
+    for name in names:
+        if name in seen:
+            problems.append(f"{section}: name {name!r} is used twice")
+        seen.add(name)
+
+
+@dataclass(frozen=True, slots=True)
+class LoadedConfig:
+    path: Path
+    config: AgentConfig
+
+    def resolve(self, path: Path) -> Path:
+        """A path from the config, relative paths taken from [agent] data_dir."""
+        return path if path.is_absolute() else self.config.agent.data_dir / path
+
+
+def parse_config(text: str, source: str = "<config>") -> AgentConfig:
+    """Validate TOML text. Raises ConfigInvalid with one ConfigProblem per error."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigInvalid(source, [ConfigProblem("<toml>", None, str(exc))]) from None
+    try:
+        return AgentConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigInvalid(source, _problems(exc)) from None
+
+
+def load_config(path: Path) -> LoadedConfig:
+    """Read and validate a config file. Raises ConfigInvalid (also for an unreadable file)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigInvalid(str(path), [ConfigProblem("<file>", None, str(exc))]) from None
+    return LoadedConfig(path, parse_config(text, str(path)))
+
+
+def _problems(exc: ValidationError) -> list[ConfigProblem]:
+    problems = []
+    for err in exc.errors():
+        # Discriminated unions add the tag to the path ("sources.0.serial.port"): keep
+        # the path the user wrote.
+        loc = [str(p) for p in err["loc"]]
+        if err["type"] == "value_error" and not loc:
+            for message in str(err["msg"]).removeprefix("Value error, ").split("; "):
+                key, _, text = message.partition(": ")
+                problems.append(ConfigProblem(key if text else "<root>", None, text or key))
+            continue
+        path = ".".join(_drop_union_tags(loc))
+        message = str(err["msg"]).removeprefix("Value error, ")
+        value = err.get("input")
+        if err["type"] == "union_tag_invalid":
+            ctx = err.get("ctx", {})
+            path = f"{path}.{ctx.get('discriminator', '').strip(chr(39))}".lstrip(".")
+            value = ctx.get("tag")
+            message = f"must be one of {ctx.get('expected_tags')}"
+        if err["type"] == "missing" or isinstance(value, dict | list):
+            value = None  # the whole table would bury the message
+        problems.append(ConfigProblem(path or "<root>", value, message))
+    return problems
+
+
+_UNION_TAGS = {
+    "serial",
+    "replay",
+    "log",
+    "webhook",
+    "value_above",
+    "value_below",
+    "rate_above",
+    "score_above",
+    "forecast_above",
+    "forecast_below",
+    "health",
+}
+
+
+def _drop_union_tags(loc: list[str]) -> list[str]:
+    out: list[str] = []
+    for i, part in enumerate(loc):
+        # A tag directly after a list index (sources.0.serial) is pydantic's, not the user's.
+        if part in _UNION_TAGS and i > 0 and loc[i - 1].isdigit():
+            continue
+        out.append(part)
+    return out
