@@ -10,6 +10,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 NAB = Path(os.environ.get("EDGETWIN_NAB", REPO.parent / "shared" / "data" / "nab"))
 KERAS_REFERENCE = REPO / "model_export" / "models" / "default_forecaster.keras"
+"""Kept in step with model_export.default_model.KERAS_REFERENCE (no TF import here)."""
 
 
 def percentiles_us(samples_ns: np.ndarray) -> tuple[float, float]:
