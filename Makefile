@@ -8,6 +8,7 @@ BIN := $(VENV)/bin
 TFLITE_PYTHON ?= $(shell command -v python3.11 || echo $(PYTHON))
 TFLITE_VENV := .venv-tflite
 OUT := out
+DEMO_SECONDS ?= 60
 
 .PHONY: demo test lint typecheck pytest bench default-model clean
 
@@ -30,8 +31,8 @@ $(TFLITE_VENV)/.installed: pyproject.toml
 	 || { mkdir -p $(TFLITE_VENV); echo "tflite-runtime could not be installed for $$($(TFLITE_PYTHON) --version 2>&1) on $$(uname -m) (wheels exist for CPython <= 3.11 only)" > $(TFLITE_VENV)/UNAVAILABLE; cat $(TFLITE_VENV)/UNAVAILABLE; }
 
 demo: $(BIN)/.installed
-	$(BIN)/edge-agent demo
-	$(BIN)/model-export demo --workdir $(OUT)/demo
+	$(BIN)/edge-agent demo --duration $(DEMO_SECONDS) --workdir $(OUT)/demo-agent
+	$(BIN)/model-export demo --workdir $(OUT)/demo-export
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check .
@@ -49,6 +50,9 @@ bench: $(BIN)/.installed
 	$(BIN)/python bench/inference.py
 	$(BIN)/python bench/quantization.py
 	$(BIN)/python bench/bundle_load.py
+	$(BIN)/python bench/store.py
+	$(BIN)/python bench/pipeline.py
+	$(BIN)/python bench/rss.py
 
 # Rebuilds the shipped generic model from the synthetic corpus and re-signs it (docs/default-model.md).
 default-model: $(BIN)/.installed

@@ -1,19 +1,26 @@
-"""`edge-agent` command line."""
+"""`edge-agent` command line.
+
+Exit codes: 0 success; 1 a model bundle was rejected; 2 bad usage or a bad config
+(nothing started); 3 the agent failed at start (model, store or port).
+"""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from edge_agent import __version__
-from edge_agent.errors import BackendUnavailable, BundleRejected, KeyInvalid
+from edge_agent.errors import BackendUnavailable, BundleRejected, ConfigInvalid, KeyInvalid
 from edge_agent.models import DEFAULT_BUNDLE, DEFAULT_PUBLIC_KEY
 
 EXIT_OK = 0
 EXIT_REJECTED = 1
 EXIT_USAGE = 2
+EXIT_START_FAILED = 3
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -21,9 +28,26 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"edge-agent {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    demo = sub.add_parser("demo", help="run the shipped model on a simulated pump with faults")
-    demo.add_argument("--samples", type=int, default=3000, help="samples to stream (>= 200)")
-    demo.add_argument("--backend", default="auto", help="auto, ai-edge-litert or tflite-runtime")
+    run = sub.add_parser("run", help="run the agent")
+    run.add_argument("--config", type=Path, required=True)
+
+    check = sub.add_parser("check-config", help="validate a config file; exit 2 on problems")
+    check.add_argument("config", type=Path)
+
+    replay = sub.add_parser("replay", help="backtest: run the pipeline over a CSV")
+    replay.add_argument("--config", type=Path, required=True)
+    replay.add_argument("--csv", type=Path, required=True, help="timestamp + value column(s)")
+    replay.add_argument("--out", type=Path, help="per-sample results CSV")
+
+    from edge_agent.simulator.cli import add_simulate_arguments
+
+    add_simulate_arguments(sub.add_parser("simulate", help="simulate a pump on a pty"))
+
+    demo = sub.add_parser("demo", help="simulator + agent end to end, then a summary")
+    demo.add_argument("--duration", type=float, default=60.0, help="seconds (>= 10)")
+    demo.add_argument("--rate", type=float, default=20.0, help="simulated lines per second")
+    demo.add_argument("--workdir", type=Path, default=Path("out/demo-agent"))
+    demo.add_argument("--port", type=int, default=8080, help="HTTP port (0: any free port)")
 
     model = sub.add_parser("model", help="model bundles on this device")
     model_sub = model.add_subparsers(dest="model_command", required=True)
@@ -33,6 +57,11 @@ def _parser() -> argparse.ArgumentParser:
     verify.add_argument("bundle", type=Path, nargs="?", default=DEFAULT_BUNDLE)
     verify.add_argument("--public-key", type=Path, default=DEFAULT_PUBLIC_KEY)
     verify.add_argument("--backend", default="auto")
+    model_demo = model_sub.add_parser(
+        "demo", help="the shipped model alone on a pump series with faults"
+    )
+    model_demo.add_argument("--samples", type=int, default=3000, help="samples (>= 200)")
+    model_demo.add_argument("--backend", default="auto")
     return parser
 
 
@@ -49,24 +78,103 @@ def _verify(bundle: Path, public_key_path: Path, backend: str) -> int:
     return EXIT_OK
 
 
+def _check_config(path: Path) -> int:
+    from edge_agent.config import load_config
+
+    loaded = load_config(path)
+    c = loaded.config
+    print(
+        f"{path}: OK ({len(c.sources)} source(s), {len(c.channels)} channel(s), "
+        f"{len(c.alarms)} alarm rule(s), {len(c.actions)} action(s))"
+    )
+    return EXIT_OK
+
+
+def _run(path: Path) -> int:
+    from edge_agent import logs
+    from edge_agent.agent import Agent
+    from edge_agent.config import load_config
+
+    loaded = load_config(path)
+    logs.configure(loaded.config.agent.log_level, loaded.config.agent.log_format)
+    agent = Agent(loaded)
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await agent.run(stop)
+
+    asyncio.run(main())
+    return EXIT_OK
+
+
+def _replay(config_path: Path, data: Path, out: Path | None) -> int:
+    from edge_agent.backtest import run_backtest
+    from edge_agent.config import load_config
+
+    loaded = load_config(config_path)
+    report = run_backtest(loaded, data, out)
+    print(
+        f"replayed {report.readings} readings ({report.samples} samples through the model) "
+        f"in {report.elapsed_s:.2f} s: {report.samples_per_s:,.0f} samples/s"
+    )
+    if report.rejected:
+        rejected = ", ".join(f"{k} {v}" for k, v in sorted(report.rejected.items()))
+        print(f"rejected by cleaning: {rejected}")
+    print(f"alarms raised: {len(report.raised)}")
+    for event in report.raised[:20]:
+        a = event.alarm
+        print(f"  {a.raised_at:.0f} {a.severity.value:8s} {a.rule} on {a.channel}: {a.message}")
+    if len(report.raised) > 20:
+        print(f"  ... and {len(report.raised) - 20} more (see the results CSV)")
+    if out is not None:
+        print(f"results: {out}")
+    return EXIT_OK
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
+        if args.command == "check-config":
+            return _check_config(args.config)
+        if args.command == "run":
+            return _run(args.config)
+        if args.command == "replay":
+            return _replay(args.config, args.csv, args.out)
+        if args.command == "simulate":
+            from edge_agent.simulator.cli import run_simulate
+
+            return run_simulate(args)
         if args.command == "demo":
             from edge_agent import demo
 
-            if args.samples < 200:
-                print("edge-agent demo: --samples must be >= 200", file=sys.stderr)
+            if args.duration < 10:
+                print("edge-agent demo: --duration must be >= 10 s", file=sys.stderr)
                 return EXIT_USAGE
-            return demo.main(args.samples, args.backend)
+            return demo.main(args.duration, args.rate, args.workdir, args.port)
         if args.command == "model" and args.model_command == "verify":
             return _verify(args.bundle, args.public_key, args.backend)
+        if args.command == "model" and args.model_command == "demo":
+            from edge_agent import model_demo
+
+            if args.samples < 200:
+                print("edge-agent model demo: --samples must be >= 200", file=sys.stderr)
+                return EXIT_USAGE
+            return model_demo.main(args.samples, args.backend)
+    except ConfigInvalid as exc:
+        print(f"edge-agent: config {exc}", file=sys.stderr)
+        return EXIT_USAGE
     except BundleRejected as exc:
         print(f"REJECTED {exc}", file=sys.stderr)
         return EXIT_REJECTED
-    except (KeyInvalid, BackendUnavailable, ValueError) as exc:
+    except (KeyInvalid, BackendUnavailable) as exc:
         print(f"edge-agent: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        return EXIT_START_FAILED
+    except OSError as exc:
+        print(f"edge-agent: {exc}", file=sys.stderr)
+        return EXIT_START_FAILED
     return EXIT_USAGE
 
 

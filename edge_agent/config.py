@@ -46,6 +46,12 @@ class ModelConfig(Strict):
     backend: Literal["auto", "ai-edge-litert", "tflite-runtime"] = "auto"
     num_threads: Annotated[int, Field(ge=1, le=8)] = 1
 
+    @model_validator(mode="after")
+    def _key_for_own_bundle(self) -> ModelConfig:
+        if self.bundle is not None and self.public_key is None:
+            raise ValueError("a bundle of your own needs public_key (its release key)")
+        return self
+
 
 class ScoreConfig(Strict):
     """Anomaly score tuning (docs/anomaly-score.md)."""

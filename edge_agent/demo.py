@@ -1,168 +1,250 @@
-"""`edge-agent demo`: the shipped model on a pump's bearing temperature with faults.
+"""`edge-agent demo`: the simulated pump on a pty, the agent on it, then what happened.
 
-Until the agent daemon exists this is the main job end to end on embedded defaults:
-verify the shipped bundle, stream a plausible bearing-temperature series with a spike
-and a gradual overheating fault through the int8 forecaster and the anomaly scorer,
-report when the predicted crossing of the limit was first seen relative to the real
-crossing, and measure per-sample inference latency.
+Everything runs on embedded defaults: the simulator writes CSV lines to a real
+pseudo-terminal (read through pyserial like a USB device), the agent runs the shipped
+model with a config built here, and faults are scheduled at fixed fractions of the run:
+a vibration spike, then a bearing overheating, then the device vanishing for 4 s. The
+pump's thermal time constant is shortened to 20 s so a one-minute demo shows a whole
+overheating. The summary lists each fault and the alarms it raised, with lead times.
 """
 
 from __future__ import annotations
 
-import math
+import asyncio
+import contextlib
+import shutil
+import signal
+import socket
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
-import numpy as np
-import numpy.typing as npt
+from edge_agent.agent import Agent
+from edge_agent.alarms.model import AlarmEvent, AlarmEventKind
+from edge_agent.config import AgentConfig, LoadedConfig
+from edge_agent.simulator import (
+    PumpParams,
+    SimulatorSettings,
+    generate_series,
+    parse_fault,
+    run_simulator,
+    serial_config_for,
+)
 
-from edge_agent.anomaly.score import ResidualScorer
-from edge_agent.bundle.loader import LoadedModel, load_bundle
-from edge_agent.models import DEFAULT_BUNDLE, default_public_key
+PROGRESS_EVERY_S = 5.0
+LIMIT_ABOVE_ONSET_C = 5.0
+"""The bearing limit sits this far above its temperature when the fault begins."""
 
 
 @dataclass(frozen=True, slots=True)
-class PumpScenario:
-    """A bearing temperature sampled every ``period_s`` seconds (°C)."""
-
-    samples: int = 3000
-    period_s: float = 10.0
-    spike_at: int = 900
-    fault_at: int = 1800
-    fault_rate_c_per_sample: float = 0.03
-    limit_c: float = 85.0
-    seed: int = 7
+class DemoPlan:
+    settings: SimulatorSettings
+    limit_c: float
+    spike_s: float
+    overheat_s: float
+    vanish_s: float
+    vanish_for_s: float
 
 
-def pump_bearing_series(sc: PumpScenario) -> npt.NDArray[np.float64]:
-    """Bearing temperature: ambient day cycle + load-driven heating + sensor noise,
-    a one-sample spike at ``spike_at``, and from ``fault_at`` a lubrication fault that
-    heats the bearing by ``fault_rate_c_per_sample`` per sample."""
-    rng = np.random.default_rng(sc.seed)
-    t = np.arange(sc.samples, dtype=np.float64)
-    day = 86400.0 / sc.period_s
-    ambient = 24.0 + 3.0 * np.sin(2 * math.pi * t / day)
-    # Load follows a shift pattern with slow random variation; heating lags it (first order).
-    load = 0.7 + 0.15 * np.sin(2 * math.pi * t / (day / 3)) + 0.02 * rng.standard_normal(t.size)
-    heat = np.empty_like(t)
-    level = 40.0 * load[0]
-    for i, value in enumerate(load):
-        level += (40.0 * value - level) / 60.0
-        heat[i] = level
-    temperature = ambient + heat + 0.08 * rng.standard_normal(t.size)
-    temperature[sc.spike_at] += 9.0
-    ramp = np.clip(t - sc.fault_at, 0.0, None) * sc.fault_rate_c_per_sample
-    return np.asarray(temperature + ramp, dtype=np.float64)
+def plan(duration_s: float, rate_hz: float, link: Path) -> DemoPlan:
+    spike_s, overheat_s = duration_s / 6, duration_s / 3
+    vanish_s, vanish_for_s = duration_s * 0.85, 4.0
+    settings = SimulatorSettings(
+        rate_hz=rate_hz,
+        seed=7,
+        link=link,
+        params=PumpParams(bearing_tau_s=20.0),
+        faults=(
+            parse_fault(f"spike@{spike_s:g}s,channel=vibration"),
+            parse_fault(f"overheat@{overheat_s:g}s,rate=30"),
+            parse_fault(f"vanish@{vanish_s:g}s:{vanish_for_s:g}s"),
+        ),
+    )
+    # The limit comes from the ground truth, so any seed or rate gives a crossing.
+    frames = generate_series(settings, overheat_s + 1.0)
+    onset = next(f for f in frames if f.t >= overheat_s)
+    limit = round(onset.truth.bearing_temp + LIMIT_ABOVE_ONSET_C, 1)
+    return DemoPlan(settings, limit, spike_s, overheat_s, vanish_s, vanish_for_s)
 
 
-@dataclass(slots=True)
-class DemoReport:
-    samples: int
-    first_crossing: int | None
-    first_warning: int | None
-    spike_score: float
-    max_score_before_fault: float
-    p50_us: float
-    p99_us: float
+def demo_config(p: DemoPlan, port_path: str, workdir: Path, http_port: int) -> AgentConfig:
+    source = serial_config_for(
+        p.settings, port_path, name="pump0", reconnect_min_s=0.1, reconnect_max_s=0.5
+    )
+    data: dict[str, Any] = {
+        "agent": {"name": "demo-pump", "data_dir": str(workdir), "log_format": "text"},
+        "sources": [source.model_dump(mode="json")],
+        "channel_defaults": {"cleaning": {"stale_after_s": 2.0}},
+        "channels": {
+            # Bearing heat is slow: 2 samples/s stretch the model's 16-step horizon to 8 s.
+            "bearing_temp": {
+                "unit": "°C",
+                "sample_period_s": 0.5,
+                "cleaning": {"stale_after_s": 2.0, "min": -40, "max": 150},
+            },
+            "vibration": {"unit": "mm/s", "cleaning": {"stale_after_s": 2.0}},
+            "current": {"unit": "A", "cleaning": {"stale_after_s": 2.0}},
+            "ambient": {"unit": "°C", "cleaning": {"stale_after_s": 2.0}},
+        },
+        "alarms": [
+            {
+                "name": "bearing-hot-predicted",
+                "channel": "bearing_temp",
+                "kind": "forecast_above",
+                "set": p.limit_c,
+                "clear": p.limit_c - 1.0,
+                "severity": "warning",
+                "message": "bearing temperature forecast to cross the limit",
+            },
+            {
+                "name": "bearing-hot",
+                "channel": "bearing_temp",
+                "kind": "value_above",
+                "set": p.limit_c,
+                "clear": p.limit_c - 1.0,
+                "severity": "critical",
+            },
+            {
+                "name": "vibration-anomaly",
+                "channel": "vibration",
+                "kind": "score_above",
+                "set": 10.0,
+                "clear": 3.0,
+                "off_delay_s": 2.0,
+            },
+            {
+                "name": "sensor-health",
+                "channel": "*",
+                "kind": "health",
+                "conditions": ["disconnected", "stale"],
+                "severity": "critical",
+            },
+        ],
+        "http": {"port": http_port},
+    }
+    return AgentConfig.model_validate(data)
 
 
-def run_demo(
-    model: LoadedModel,
-    scenario: PumpScenario,
-    score_threshold: float = 8.0,
+def free_port(preferred: int) -> int:
+    """``preferred`` when it can be bound on 127.0.0.1, else 0 (any free port)."""
+    if preferred == 0:
+        return 0
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", preferred))
+        except OSError:
+            return 0
+    return preferred
+
+
+def main(
+    duration_s: float,
+    rate_hz: float,
+    workdir: Path,
+    http_port: int,
     echo: Callable[[str], None] = print,
-) -> DemoReport:
-    """Stream the scenario sample by sample through forecaster and scorer."""
-    series = pump_bearing_series(scenario)
-    forecaster = model.forecaster
-    window_length = forecaster.window_length
-    horizons = forecaster.horizons
-    scorer = ResidualScorer()
-    pending = np.full(scenario.samples + max(horizons) + 1, np.nan)
-    latencies = np.empty(scenario.samples, dtype=np.int64)
-    first_warning: int | None = None
-    first_crossing: int | None = None
-    spike_score = 0.0
-    max_before_fault = 0.0
-    n_lat = 0
-
-    def spike_in_view(i: int) -> bool:
-        # Forecasts made from windows holding the spike are off for a while: not "normal".
-        return scenario.spike_at <= i <= scenario.spike_at + window_length + max(horizons)
-
-    for i in range(window_length, scenario.samples):
-        actual = float(series[i])
-        if not math.isnan(pending[i]):
-            score = scorer.score(actual, float(pending[i]))
-            if i == scenario.spike_at:
-                spike_score = score
-                echo(f"  t={i:5d}  spike: reading {actual:6.2f} °C, anomaly score {score:6.1f}")
-            elif i < scenario.fault_at and not spike_in_view(i):
-                max_before_fault = max(max_before_fault, score)
-        window = series[i - window_length + 1 : i + 1]
-        start = time.perf_counter_ns()
-        forecast = forecaster.forecast(window)
-        latencies[n_lat] = time.perf_counter_ns() - start
-        n_lat += 1
-        pending[i + horizons[0]] = forecast[0]
-        if first_warning is None and i >= scenario.fault_at and forecast.max() > scenario.limit_c:
-            first_warning = i
-            ahead = horizons[int(np.argmax(forecast > scenario.limit_c))]
-            echo(
-                f"  t={i:5d}  predicted crossing: forecast {forecast.max():6.2f} °C > "
-                f"{scenario.limit_c} °C within {ahead} samples (now {actual:6.2f} °C)"
-            )
-        if first_crossing is None and actual > scenario.limit_c and i > scenario.spike_at:
-            first_crossing = i
-            echo(f"  t={i:5d}  reading crossed {scenario.limit_c} °C")
-    lat = latencies[:n_lat] / 1000.0
-    return DemoReport(
-        samples=scenario.samples,
-        first_crossing=first_crossing,
-        first_warning=first_warning,
-        spike_score=spike_score,
-        max_score_before_fault=max_before_fault,
-        p50_us=float(np.percentile(lat, 50)),
-        p99_us=float(np.percentile(lat, 99)),
-    )
-
-
-def main(samples: int, backend: str, echo: Callable[[str], None] = print) -> int:
-    start = time.perf_counter()
-    model = load_bundle(DEFAULT_BUNDLE, default_public_key(), backend=backend)
-    load_ms = (time.perf_counter() - start) * 1000
-    m = model.manifest
+) -> int:
+    workdir = workdir.resolve()
+    shutil.rmtree(workdir, ignore_errors=True)
+    workdir.mkdir(parents=True)
+    p = plan(duration_s, rate_hz, workdir / "pump0")
     echo(
-        f"model {m.model.name} {m.model.version}: verified (signature, sha256, "
-        f"{len(m.golden.vectors)} golden vectors) and loaded on {model.backend} in "
-        f"{load_ms:.1f} ms"
+        f"simulated pump: {rate_hz:g} lines/s for {duration_s:g} s; faults: vibration spike "
+        f"at {p.spike_s:g} s, bearing overheating from {p.overheat_s:g} s (limit "
+        f"{p.limit_c} °C), device gone at {p.vanish_s:g} s for {p.vanish_for_s:g} s"
     )
-    echo(
-        f"  window {m.input.window_length} samples, horizons {m.output.horizons}, "
-        f"int8 MAE +{m.metrics.int8_mae_increase * 100:.2f} % vs float32"
+    sim_stop = threading.Event()
+    device_ready = threading.Event()
+    started = time.time()
+
+    def on_device(path: str) -> None:
+        device_ready.set()
+
+    simulator = threading.Thread(
+        target=run_simulator, args=(p.settings, sim_stop, on_device), daemon=True
     )
-    scenario = PumpScenario(samples=samples, spike_at=samples * 3 // 10, fault_at=samples * 6 // 10)
-    echo(
-        f"pump bearing temperature, {samples} samples every {scenario.period_s:g} s; "
-        f"spike at t={scenario.spike_at}, overheating from t={scenario.fault_at}, "
-        f"limit {scenario.limit_c} °C"
-    )
-    report = run_demo(model, scenario, echo=echo)
-    echo("summary:")
-    echo(
-        f"  spike anomaly score {report.spike_score:.1f} (largest on normal data before "
-        f"the fault: {report.max_score_before_fault:.1f})"
-    )
-    if report.first_warning is not None and report.first_crossing is not None:
-        lead = report.first_crossing - report.first_warning
-        echo(
-            f"  overheating predicted {lead} samples ({lead * scenario.period_s / 60:.1f} min) "
-            f"before the reading crossed {scenario.limit_c} °C"
-        )
-    elif report.first_crossing is None:
-        echo(f"  the reading never crossed {scenario.limit_c} °C in this run")
-    else:
-        echo("  the crossing was not predicted before it happened")
-    echo(f"  inference per sample: p50 {report.p50_us:.1f} µs, p99 {report.p99_us:.1f} µs")
+    simulator.start()
+    if not device_ready.wait(10):
+        echo("the simulator did not open its pseudo-terminal")
+        return 3
+    config = demo_config(p, str(p.settings.link), workdir, free_port(http_port))
+    agent = Agent(LoadedConfig(workdir / "demo.toml", config))
+    events: list[AlarmEvent] = []
+
+    async def run() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        loop.call_later(duration_s, stop.set)
+
+        def ready(a: Agent) -> None:
+            echo(f"agent running: status at {a.http_url}/status, metrics at {a.http_url}/metrics")
+
+        async def progress() -> None:
+            while not stop.is_set():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), PROGRESS_EVERY_S)
+                active = agent.engine.active()
+                names = ", ".join(sorted({a.rule for a in active})) or "none"
+                echo(
+                    f"  t={time.time() - started:5.1f} s  samples {agent.samples:6d}  "
+                    f"active alarms: {names}"
+                )
+
+        task = asyncio.create_task(progress())
+        await agent.run(stop, on_ready=ready)
+        await task
+
+    agent.alarm_listeners.append(events.append)
+    try:
+        asyncio.run(run())
+    finally:
+        sim_stop.set()
+        simulator.join(5)
+    summarize(p, events, started, agent, echo)
     return 0
+
+
+def summarize(
+    p: DemoPlan,
+    events: list[AlarmEvent],
+    started: float,
+    agent: Agent,
+    echo: Callable[[str], None],
+) -> None:
+    raised = [e for e in events if e.kind is AlarmEventKind.RAISED]
+    echo("what happened (seconds from the start):")
+    timeline: list[tuple[float, str]] = [
+        (p.spike_s, "FAULT  vibration spike injected"),
+        (p.overheat_s, "FAULT  bearing overheating begins"),
+        (p.vanish_s, f"FAULT  device unplugged for {p.vanish_for_s:g} s"),
+    ]
+    for event in raised:
+        a = event.alarm
+        timeline.append(
+            (
+                a.raised_at - started,
+                f"ALARM  {a.rule} on {a.channel} [{a.severity.value}] {a.message}".rstrip(),
+            )
+        )
+    for t, text in sorted(timeline):
+        echo(f"  {t:6.1f}  {text}")
+    first = {e.alarm.rule: e.alarm.raised_at - started for e in reversed(raised)}
+    predicted, crossed = first.get("bearing-hot-predicted"), first.get("bearing-hot")
+    if predicted is not None and crossed is not None:
+        echo(
+            f"the overheating was predicted {crossed - predicted:.1f} s before the bearing "
+            f"crossed {p.limit_c} °C ({predicted - p.overheat_s:.1f} s after it began)"
+        )
+    elif predicted is not None:
+        echo("the overheating was predicted; the limit was not reached before the end")
+    if "vibration-anomaly" in first:
+        delay = first["vibration-anomaly"] - p.spike_s
+        echo(f"the vibration spike scored as an anomaly {delay:.2f} s after it happened")
+    reconnects = sum(s.health.counters.get("reconnects", 0) for s in agent.sources)
+    echo(f"the serial source reconnected {reconnects} time(s) by itself")
+    echo(f"alarm history kept in {agent.store.path}")

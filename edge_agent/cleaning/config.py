@@ -22,9 +22,20 @@ class CleaningConfig(Strict):
     max_rate_per_s: Annotated[float, Field(gt=0)] | None = None
     """|Δvalue / Δt| against the last accepted reading above this: rejected ("rate")."""
     spike_k: Annotated[float, Field(gt=0)] | None = None
-    """An isolated reading more than spike_k robust deviations (MAD) from the median of
-    the last spike_window accepted readings: rejected ("spike"). None: off."""
+    """A reading more than spike_k robust standard deviations from the median of the last
+    spike_window readings: rejected ("spike"). None: off. The deviation is 1.4826 × the
+    window's MAD, averaged over the last ~20 readings (a single window's MAD is too noisy).
+
+    The window holds every reading that passed the other checks, rejected spikes
+    included, so an isolated spike cannot move the median while a lasting change of
+    level takes it over: a step is rejected for at most spike_window // 2 readings."""
     spike_window: Annotated[int, Field(ge=3, le=101)] = 9
+    """Readings in the spike window (3 to 101). The check starts once the window is full
+    and the noise scale has been seen over 10 windows (after spike_window + 9 readings)."""
+    spike_min_deviation: Annotated[float, Field(ge=0)] = 0.0
+    """Deviations from the median up to this (channel units) are never spikes. Set it to a
+    few steps of the sensor's resolution: on a quantized, quiet signal the MAD is 0 and
+    otherwise every one-step change would look like a spike."""
     stuck_after_s: Annotated[float, Field(gt=0)] | None = None
     """Identical readings for this long: the channel is "stuck" (health); further
     identical readings are rejected ("stuck") until the value changes."""

@@ -26,8 +26,11 @@ class SourceState(StrEnum):
 class SourceHealth:
     """What a source reports about itself; read by /status, metrics and health alarms.
 
-    counters: free-form named counts, e.g. lines_ok, lines_garbage, lines_too_long,
-        lines_partial, values_bad, fields_unmapped, reconnects, read_timeouts.
+    counters: named counts; each plugin creates all of its counters (at 0) when it is
+        built and only increments them afterwards, so another thread may iterate them.
+        Serial: lines_* and the other line outcomes, values_not_finite, fields_unmapped,
+        reconnects, open_failures, read_timeouts, readings_dropped_queue_full. Replay:
+        rows_*, timestamps_backwards, values_not_finite, loops. See docs/sources.md.
     """
 
     state: SourceState = SourceState.STARTING

@@ -52,7 +52,8 @@ def test_auto_prefers_litert_and_falls_back(monkeypatch: pytest.MonkeyPatch) -> 
 def test_loading_and_running_a_bundle_never_imports_tensorflow() -> None:
     code = (
         "import sys, numpy as np\n"
-        "import edge_agent, edge_agent.cli, edge_agent.demo\n"
+        "import edge_agent, edge_agent.cli, edge_agent.demo, edge_agent.model_demo\n"
+        "import edge_agent.agent, edge_agent.backtest\n"
         "from edge_agent.bundle.loader import load_bundle\n"
         "from edge_agent.models import DEFAULT_BUNDLE, default_public_key\n"
         "m = load_bundle(DEFAULT_BUNDLE, default_public_key())\n"

@@ -1,0 +1,39 @@
+"""The action contract: what every alarm output (log, webhook, later GPIO) implements."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from edge_agent.alarms.model import AlarmEvent
+
+
+class Notifiable(Protocol):
+    """The one thing the alarm engine needs of an action: take an event, at once, without
+    raising."""
+
+    def notify(self, event: AlarmEvent) -> None: ...
+
+
+class Action(Notifiable, Protocol):
+    """An alarm output, notified of every raise, acknowledge and clear of the rules that
+    name it.
+
+    ``notify`` runs on the pipeline's path: it must return at once and never raise (queue
+    the event; do slow work in a task started by ``start``). The event carries a snapshot
+    of the alarm after the change: ``event.kind`` (raised / acknowledged / cleared) and
+    ``event.alarm.state`` are what an output such as a GPIO lamp or horn switches on.
+
+    Lifecycle: ``start`` once inside the running event loop, before or after the first
+    ``notify``; ``stop`` drains what is queued for at most ``timeout_s`` seconds, then
+    counts what is left as dropped. ``counters`` holds named counts for /status and
+    metrics (every action counts at least what it was given and what it dropped).
+    """
+
+    name: str
+    counters: dict[str, int]
+
+    def notify(self, event: AlarmEvent) -> None: ...
+
+    async def start(self) -> None: ...
+
+    async def stop(self, timeout_s: float = 5.0) -> None: ...

@@ -1,0 +1,215 @@
+"""The "webhook" action: HTTP POST of each alarm event as JSON, retried with backoff.
+
+``notify`` only appends to a bounded in-memory queue (oldest dropped and counted when
+full) and wakes the sender task; it never waits for the network. The sender posts one
+event at a time, in order, and forgets an event only when the receiver accepted it (2xx)
+or when it gave up on it (counted as failed):
+
+- retried: connection errors, timeouts, HTTP 5xx and 429, up to ``retries`` more
+  attempts, the n-th after ``backoff_initial_s · 2^(n-1)`` plus up to
+  ``backoff_initial_s`` of random jitter, capped at ``backoff_max_s`` (a Retry-After in
+  seconds is honoured, capped too);
+- not retried: other 4xx and redirects (the receiver refused the event).
+
+Body: ``AlarmEvent.to_dict()``. Header ``Idempotency-Key: <alarm id>-<event kind>`` lets a
+receiver drop the duplicate a retry after a lost response can produce.
+Counters: queued, sent, retried (attempts after the first), failed, dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import deque
+from typing import Any
+
+import httpx
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception,
+    stop_after_attempt,
+    wait_exponential,
+    wait_random,
+)
+
+from edge_agent.actions.config import WebhookActionConfig
+from edge_agent.actions.errors import DeliveryFailed, DeliveryRejected
+from edge_agent.alarms.model import AlarmEvent
+
+log = logging.getLogger(__name__)
+
+_TRANSIENT = (DeliveryFailed, httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError)
+"""Worth another attempt: the receiver may take the event soon."""
+
+
+def _is_transient(exc: BaseException) -> bool:
+    return isinstance(exc, _TRANSIENT)
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    raw = response.headers.get("retry-after")
+    if raw is None:
+        return None
+    try:
+        return max(0.0, float(raw))
+    except ValueError:
+        return None  # an HTTP date: use our own backoff
+
+
+class WebhookAction:
+    """Posts alarm events to ``config.url``. See the module docstring for the behaviour."""
+
+    def __init__(self, config: WebhookActionConfig) -> None:
+        self.name = config.name
+        self.config = config
+        self.counters: dict[str, int] = {
+            "queued": 0,
+            "sent": 0,
+            "retried": 0,
+            "failed": 0,
+            "dropped": 0,
+        }
+        self._url = str(config.url)
+        self._queue: deque[AlarmEvent] = deque()
+        self._in_flight: AlarmEvent | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._wakeup: asyncio.Event | None = None
+        self._worker: asyncio.Task[None] | None = None
+        self._client: httpx.AsyncClient | None = None
+        self._closing = False
+        # Built from parts that exist in every tenacity >= 8.2 (wait_exponential_jitter
+        # renamed its arguments in 9.x); _wait caps the sum at backoff_max_s.
+        self._backoff = wait_exponential(
+            multiplier=config.backoff_initial_s, max=config.backoff_max_s
+        ) + wait_random(0.0, config.backoff_initial_s)
+
+    @property
+    def pending(self) -> int:
+        """Events queued or being sent."""
+        return len(self._queue) + (self._in_flight is not None)
+
+    def notify(self, event: AlarmEvent) -> None:
+        """Queue the event (dropping the oldest when ``queue_max`` are waiting) and wake the
+        sender. Returns at once; callable before ``start`` and from any thread."""
+        if len(self._queue) >= self.config.queue_max:
+            self._queue.popleft()
+            self.counters["dropped"] += 1
+        self._queue.append(event)
+        self.counters["queued"] += 1
+        loop, wakeup = self._loop, self._wakeup
+        if loop is not None and wakeup is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(wakeup.set)
+
+    async def start(self) -> None:
+        """Open the HTTP client and start the sender task (in the running loop)."""
+        if self._worker is not None:
+            return
+        self._loop = asyncio.get_running_loop()
+        self._wakeup = asyncio.Event()
+        self._wakeup.set()  # send what was queued before start
+        self._closing = False
+        self._client = httpx.AsyncClient(timeout=self.config.timeout_s, headers=self.config.headers)
+        self._worker = asyncio.create_task(self._run(), name=f"webhook:{self.name}")
+        self._worker.add_done_callback(self._on_worker_done)
+
+    async def stop(self, timeout_s: float = 5.0) -> None:
+        """Send what is queued for at most ``timeout_s`` seconds, then cancel; events still
+        unsent are counted as dropped. Closes the HTTP client."""
+        worker = self._worker
+        if worker is None:
+            return
+        self._closing = True
+        if self._wakeup is not None:
+            self._wakeup.set()
+        await asyncio.wait({worker}, timeout=timeout_s)
+        if not worker.done():
+            worker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await worker
+        left = self.pending
+        if left:
+            self.counters["dropped"] += left
+            log.warning("webhook %s: stopped with %d event(s) unsent (dropped)", self.name, left)
+        self._queue.clear()
+        self._in_flight = None
+        self._worker = None
+        self._loop = None
+        self._wakeup = None
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+    async def _run(self) -> None:
+        wakeup = self._wakeup
+        assert wakeup is not None
+        while True:
+            await wakeup.wait()
+            wakeup.clear()
+            while self._queue:
+                event = self._queue.popleft()
+                self._in_flight = event  # forgotten only once delivered or given up on
+                await self._deliver(event)
+                self._in_flight = None
+            if self._closing:
+                return
+
+    async def _deliver(self, event: AlarmEvent) -> None:
+        body = event.to_dict()
+        headers = {"Idempotency-Key": f"{event.alarm.id}-{event.kind.value}"}
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(self.config.retries + 1),
+            wait=self._wait,
+            retry=retry_if_exception(_is_transient),
+            before_sleep=self._count_retry,
+            reraise=True,
+        )
+        try:
+            async for attempt in retrying:
+                with attempt:
+                    await self._post(body, headers)
+        except (DeliveryFailed, DeliveryRejected, httpx.HTTPError) as exc:
+            self.counters["failed"] += 1
+            log.warning(
+                "webhook %s: gave up on alarm %d %s after %d attempt(s): %s",
+                self.name,
+                event.alarm.id,
+                event.kind.value,
+                retrying.statistics.get("attempt_number", 1),
+                exc,
+            )
+        else:
+            self.counters["sent"] += 1
+
+    async def _post(self, body: dict[str, Any], headers: dict[str, str]) -> None:
+        assert self._client is not None
+        response = await self._client.post(self._url, json=body, headers=headers)
+        status = response.status_code
+        if response.is_success:
+            return
+        if status == 429 or status >= 500:
+            raise DeliveryFailed(f"HTTP {status}", _retry_after(response))
+        raise DeliveryRejected(f"HTTP {status}")
+
+    def _wait(self, state: RetryCallState) -> float:
+        delay = self._backoff(state)
+        exc = state.outcome.exception() if state.outcome is not None else None
+        if isinstance(exc, DeliveryFailed) and exc.retry_after_s is not None:
+            delay = max(delay, exc.retry_after_s)
+        return min(delay, self.config.backoff_max_s)
+
+    def _count_retry(self, state: RetryCallState) -> None:
+        self.counters["retried"] += 1
+        exc = state.outcome.exception() if state.outcome is not None else None
+        log.debug(
+            "webhook %s: attempt %d failed (%s), retrying", self.name, state.attempt_number, exc
+        )
+
+    def _on_worker_done(self, task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            log.error(
+                "webhook %s: sender stopped by an error; events now only queue and drop",
+                self.name,
+                exc_info=task.exception(),
+            )

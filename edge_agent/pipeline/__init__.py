@@ -1,0 +1,1 @@
+"""The per-sample path: clean → resample → window → forecast → score → alarms → store."""

@@ -1,0 +1,73 @@
+"""All channels of one agent, fed reading by reading; the same class serves `run` and
+the `replay` backtest."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from edge_agent.alarms.engine import AlarmEngine
+from edge_agent.alarms.rules import HealthCondition
+from edge_agent.config import AgentConfig
+from edge_agent.inference.forecaster import Forecaster
+from edge_agent.pipeline.channel import ChannelPipeline, SampleObserver, SampleSink
+from edge_agent.reading import Reading
+from edge_agent.sources.base import SourceState
+
+_DISCONNECTED = frozenset({HealthCondition.DISCONNECTED})
+
+
+class Pipeline:
+    """Routes readings to their channel pipelines, creating a channel on first sight
+    (with [channel_defaults]) and checks channel health on ``check_health``."""
+
+    def __init__(
+        self,
+        config: AgentConfig,
+        forecaster: Forecaster,
+        engine: AlarmEngine,
+        sink: SampleSink,
+        channel_sources: Mapping[str, str] | None = None,
+        observer: SampleObserver | None = None,
+    ) -> None:
+        self._config = config
+        self._forecaster = forecaster
+        self._engine = engine
+        self._sink = sink
+        self._observer = observer
+        self._channel_sources = dict(channel_sources or {})
+        self.channels: dict[str, ChannelPipeline] = {}
+        for name in self._channel_sources:
+            self._add(name)
+
+    def _add(self, name: str) -> ChannelPipeline:
+        channel = ChannelPipeline(
+            name,
+            self._config.channel(name),
+            self._forecaster,
+            self._engine,
+            self._sink,
+            source=self._channel_sources.get(name, ""),
+            observer=self._observer,
+        )
+        self.channels[name] = channel
+        return channel
+
+    def process(self, reading: Reading) -> None:
+        channel = self.channels.get(reading.channel)
+        if channel is None:
+            channel = self._add(reading.channel)
+        channel.process(reading.ts, reading.value)
+
+    def health(
+        self, channel: ChannelPipeline, now: float, sources: Mapping[str, SourceState]
+    ) -> frozenset[HealthCondition]:
+        conditions = channel.cleaner.health(now)  # shared frozensets: no allocation
+        if sources.get(channel.source) is SourceState.DISCONNECTED:
+            return conditions | _DISCONNECTED
+        return conditions
+
+    def check_health(self, now: float, sources: Mapping[str, SourceState]) -> None:
+        """Feed each channel's health to the alarm engine (called on a timer, and in a
+        backtest on data time)."""
+        for channel in self.channels.values():
+            self._engine.on_health(channel.name, now, self.health(channel, now, sources))

@@ -1,0 +1,114 @@
+"""`edge-agent simulate`: the arguments and the command (wired into edge_agent.cli)."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from types import FrameType
+
+from edge_agent.simulator.device import run_simulator
+from edge_agent.simulator.errors import PtyUnavailable, SimulatorSettingsInvalid
+from edge_agent.simulator.faults import fault_argument
+from edge_agent.simulator.pump import SimulatorSettings
+from edge_agent.sources.lineproto import LineFormat
+
+__all__ = ["add_simulate_arguments", "run_simulate", "settings_from_args"]
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+
+
+def add_simulate_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the ``simulate`` options (docs/simulator.md) to a (sub)parser."""
+    parser.add_argument("--rate", type=float, default=10.0, metavar="HZ", help="lines per second")
+    parser.add_argument(
+        "--format", choices=[f.value for f in LineFormat], default="csv", help="line format"
+    )
+    parser.add_argument(
+        "--fault",
+        type=fault_argument,
+        action="append",
+        default=[],
+        metavar="SPEC",
+        help="KIND@START[:DURATION][,KEY=VALUE]..., repeatable; KIND: overheat, wear, spike, "
+        "stuck, dropout, garbage, vanish (e.g. overheat@60s, vanish@30s:5s)",
+    )
+    parser.add_argument("--link", type=Path, help="symlink kept pointing at the current pty")
+    parser.add_argument("--seed", type=int, default=0, help="the series depends only on it")
+    parser.add_argument("--duration", type=float, metavar="S", help="stop after S seconds")
+    parser.add_argument(
+        "--timestamps", action="store_true", help="print the device's UNIX time as field ts"
+    )
+
+
+def settings_from_args(args: argparse.Namespace) -> SimulatorSettings:
+    """Raises SimulatorSettingsInvalid for out-of-range values."""
+    return SimulatorSettings(
+        rate_hz=args.rate,
+        format=LineFormat(args.format),
+        seed=args.seed,
+        faults=tuple(args.fault),
+        link=args.link,
+        duration_s=args.duration,
+        timestamps=args.timestamps,
+    )
+
+
+def run_simulate(args: argparse.Namespace) -> int:
+    """Run the simulator until Ctrl-C / SIGTERM or ``--duration``. Exit codes: 0 done,
+    1 no pty on this OS, 2 bad arguments."""
+    try:
+        settings = settings_from_args(args)
+    except SimulatorSettingsInvalid as exc:
+        print(f"edge-agent simulate: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    for fault in settings.faults:
+        onset = fault.first_sample(settings.rate_hz)
+        print(f"fault {fault} from sample {onset} (t={onset / settings.rate_hz:g} s)")
+    stop = threading.Event()
+
+    def on_ready(path: str) -> None:
+        link = f" (link {settings.link})" if settings.link else ""
+        print(f"device at {path}{link}: {settings.rate_hz:g} lines/s, {settings.format.value}")
+        sys.stdout.flush()  # another process may be waiting for this line
+
+    try:
+        with _stop_on_signals(stop):
+            report = run_simulator(settings, stop, on_ready)
+    except SimulatorSettingsInvalid as exc:
+        print(f"edge-agent simulate: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except PtyUnavailable as exc:
+        print(f"edge-agent simulate: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    print(
+        f"stopped after {report.frames} samples: {report.lines_written} lines written, "
+        f"{report.lines_dropped_buffer_full} dropped (nobody reading), "
+        f"{report.lines_withheld} withheld (dropouts), {report.vanishes} vanish(es)"
+    )
+    return EXIT_OK
+
+
+@contextmanager
+def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
+    """SIGINT/SIGTERM set ``stop`` (a clean shutdown removes the link); signal handlers
+    can only be installed from the main thread, elsewhere the caller sets ``stop``."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)

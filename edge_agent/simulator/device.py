@@ -1,0 +1,160 @@
+"""The simulated device on a pseudo-terminal: what ``edge-agent simulate`` runs.
+
+The pty's slave side (``/dev/pts/N``) is what a reader opens, exactly like a USB serial
+device's ``/dev/ttyACM0``; an optional symlink plays the part of /dev/serial/by-id: it
+is removed when the device vanishes and re-pointed at the new pty when it returns.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from edge_agent.simulator.errors import PtyUnavailable, SimulatorSettingsInvalid
+from edge_agent.simulator.pump import SimulatorSettings, iter_frames
+
+__all__ = ["PtyDevice", "SimulatorReport", "run_simulator"]
+
+logger = logging.getLogger(__name__)
+
+
+class PtyDevice:
+    """One pseudo-terminal pair standing in for a serial device (POSIX only).
+
+    The master side is written by the simulator (non-blocking: when no reader drains
+    the pty and its buffer is full, a line is dropped rather than the clock stalling).
+    The simulator keeps the slave open too, so the pty exists between readers.
+
+    link: a symlink to keep pointed at the current slave; an existing file there that is
+        not a symlink is never replaced (SimulatorSettingsInvalid).
+    """
+
+    def __init__(self, link: Path | None = None) -> None:
+        if link is not None and link.exists() and not link.is_symlink():
+            raise SimulatorSettingsInvalid(f"{link} exists and is not a symlink: not replacing it")
+        self.link = link
+        self.slave_path: str | None = None
+        self._master: int | None = None
+        self._slave: int | None = None
+
+    @property
+    def is_open(self) -> bool:
+        return self._master is not None
+
+    def open(self) -> str:
+        """Create a new pty (raw mode) and point the link at it; returns the slave path.
+
+        Raises PtyUnavailable where the OS has no ptys.
+        """
+        if not hasattr(os, "openpty"):
+            raise PtyUnavailable("os.openpty is not available on this OS")
+        import tty  # POSIX-only module: imported here so the package imports everywhere
+
+        master, slave = os.openpty()
+        # Raw: no echo (an echo would fill the master's unread buffer), no CR/LF mangling.
+        tty.setraw(slave)
+        os.set_blocking(master, False)
+        self._master, self._slave = master, slave
+        self.slave_path = os.ttyname(slave)
+        if self.link is not None:
+            # Atomic re-point: a reader never sees the link missing or half-written.
+            tmp = self.link.with_name(f".{self.link.name}.{os.getpid()}.tmp")
+            tmp.unlink(missing_ok=True)
+            tmp.symlink_to(self.slave_path)
+            os.replace(tmp, self.link)
+        return self.slave_path
+
+    def write(self, data: bytes) -> bool:
+        """Write one line; False when the pty buffer is full (nobody reading) and the line
+        (or its tail) was dropped."""
+        if self._master is None:
+            return False
+        try:
+            written = os.write(self._master, data)
+        except BlockingIOError:
+            return False
+        return written == len(data)
+
+    def close(self) -> None:
+        """The device disappears: remove the link, close both sides (a reader holding the
+        slave gets an I/O error, as on a USB unplug)."""
+        if self.link is not None and self.link.is_symlink():
+            self.link.unlink(missing_ok=True)
+        for fd in (self._master, self._slave):
+            if fd is not None:
+                os.close(fd)
+        self._master = self._slave = None
+
+
+@dataclass(slots=True)
+class SimulatorReport:
+    """What a simulator run did (counts of samples, by what happened to their line)."""
+
+    frames: int = 0
+    lines_written: int = 0
+    lines_dropped_buffer_full: int = 0
+    """Nobody was reading and the pty buffer (a few KiB) was full."""
+    lines_withheld: int = 0
+    """Samples without a line: dropout faults."""
+    samples_while_vanished: int = 0
+    vanishes: int = 0
+
+
+def run_simulator(
+    settings: SimulatorSettings,
+    stop: threading.Event,
+    on_ready: Callable[[str], None] | None = None,
+) -> SimulatorReport:
+    """Run the simulated pump on a pty until ``stop`` is set or ``duration_s`` elapses.
+
+    Blocking; call it from the CLI's main thread (set ``stop`` from a signal handler) or
+    from a thread in tests. Lines are written at their scheduled times (start + index /
+    rate, on the monotonic clock, so the rate does not drift); a run that falls behind
+    catches up in a burst rather than skipping samples.
+
+    on_ready(slave_path): called when the device appears, at the start and again after
+        each vanish (with the link, if any, already pointing at it).
+
+    Raises PtyUnavailable (no ptys on this OS), SimulatorSettingsInvalid (link path is a
+    regular file).
+    """
+    device = PtyDevice(settings.link)
+    report = SimulatorReport()
+    epoch = time.time()
+    start = time.monotonic()
+    try:
+        for frame in iter_frames(settings, epoch):
+            delay = start + frame.t - time.monotonic()
+            if (delay > 0 and stop.wait(delay)) or stop.is_set():
+                break
+            report.frames += 1
+            if not frame.is_device_present:
+                report.samples_while_vanished += 1
+                if device.is_open:
+                    device.close()
+                    report.vanishes += 1
+                    logger.info("simulator: device vanished at t=%.3f s", frame.t)
+                continue
+            if not device.is_open:
+                path = device.open()
+                logger.info("simulator: device at %s%s", path, _link_text(settings.link))
+                if on_ready is not None:
+                    on_ready(path)
+            if frame.line is None:
+                report.lines_withheld += 1
+            elif device.write(frame.line):
+                report.lines_written += 1
+            else:
+                report.lines_dropped_buffer_full += 1
+    finally:
+        device.close()
+    return report
+
+
+def _link_text(link: Path | None) -> str:
+    return "" if link is None else f" (link {link})"

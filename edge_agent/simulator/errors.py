@@ -1,0 +1,18 @@
+"""Errors of the device simulator, named for what the caller should do."""
+
+from __future__ import annotations
+
+__all__ = ["FaultSpecInvalid", "PtyUnavailable", "SimulatorSettingsInvalid"]
+
+
+class SimulatorSettingsInvalid(ValueError):
+    """A simulator setting is out of range (rate, duration, link path): fix the
+    command line (exit code 2)."""
+
+
+class FaultSpecInvalid(SimulatorSettingsInvalid):
+    """A ``--fault`` spec does not parse; the message quotes it and shows the grammar."""
+
+
+class PtyUnavailable(RuntimeError):
+    """This OS has no pseudo-terminals (os.openpty): run the simulator on Linux or macOS."""

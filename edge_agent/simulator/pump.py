@@ -1,0 +1,314 @@
+"""A centrifugal pump's sensors, generated deterministically: the ground truth.
+
+``iter_frames(settings)`` is a pure generator: the same settings (seed included) give
+the same frames, bit for bit, on every machine (it uses ``random.Random``, whose
+sequence Python keeps stable). Each frame holds the physical truth, what the sensors
+report (after stuck/spike faults), the exact bytes the device prints (None for a
+dropout or while vanished) and the faults active. The pty writer only writes these
+bytes on time, so a test or benchmark knows exactly when each fault begins
+(``Fault.first_sample``).
+
+Noise is drawn the same way whatever the faults, so a run with faults is identical to
+the run without them up to the first fault's onset.
+
+Physics (per sample, dt = 1 / rate_hz; docs/simulator.md has the reasoning):
+
+- load (0..1, share of rated flow): a slow process cycle plus an Ornstein-Uhlenbeck
+  wander, clamped to [0.15, 1].
+- ambient (°C): a day cycle plus a slow wander.
+- motor current (A): no-load current + a share proportional to load + wear friction.
+- bearing temperature (°C): first-order lag (time constant bearing_tau_s) towards
+  ambient + a rise proportional to load + wear friction + overheating.
+- vibration RMS (mm/s): base + a term in load² (flow turbulence) + wear.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from itertools import islice
+from pathlib import Path
+
+from edge_agent.simulator.errors import SimulatorSettingsInvalid
+from edge_agent.simulator.faults import CHANNELS, Fault, FaultKind
+from edge_agent.sources.lineproto import LineFormat
+
+__all__ = [
+    "FIELD_DECIMALS",
+    "TIMESTAMP_FIELD",
+    "Frame",
+    "PumpParams",
+    "SensorValues",
+    "SimulatorSettings",
+    "format_line",
+    "generate_series",
+    "iter_frames",
+]
+
+TIMESTAMP_FIELD = "ts"
+"""Field of the device timestamp (UNIX s) when ``SimulatorSettings.timestamps`` is set."""
+
+FIELD_DECIMALS: dict[str, int] = {
+    "bearing_temp": 2,
+    "vibration": 3,
+    "current": 2,
+    "ambient": 2,
+}
+"""Decimals each field is printed with (what a microcontroller's printf would do)."""
+
+
+@dataclass(frozen=True, slots=True)
+class PumpParams:
+    """The pump's physics; defaults are an ~11 kW process-water pump."""
+
+    load_mean: float = 0.72
+    load_cycle_amplitude: float = 0.12
+    load_cycle_s: float = 1800.0
+    """The process demand cycle (a tank filling and emptying)."""
+    load_wander: float = 0.05
+    """Standard deviation of the load's random wander (share of rated flow)."""
+    load_wander_tau_s: float = 120.0
+    ambient_mean_c: float = 22.0
+    ambient_day_amplitude_c: float = 3.0
+    ambient_wander_c: float = 0.3
+    ambient_wander_tau_s: float = 600.0
+    current_no_load_a: float = 7.5
+    current_per_load_a: float = 13.5
+    current_per_wear_a: float = 0.15
+    """Extra current per mm/s of wear vibration (friction)."""
+    bearing_rise_c: float = 15.0
+    """Bearing above ambient at no load (friction of seals and grease)."""
+    bearing_rise_per_load_c: float = 30.0
+    bearing_per_wear_c: float = 2.0
+    """Extra bearing temperature per mm/s of wear vibration."""
+    bearing_tau_s: float = 300.0
+    """Thermal time constant of the bearing housing."""
+    vibration_base_mm_s: float = 1.1
+    vibration_per_load2_mm_s: float = 1.4
+    noise_bearing_c: float = 0.05
+    noise_vibration_rel: float = 0.03
+    noise_current_a: float = 0.1
+    noise_ambient_c: float = 0.03
+
+
+@dataclass(frozen=True, slots=True)
+class SimulatorSettings:
+    """What ``edge-agent simulate`` runs.
+
+    rate_hz: lines per second, (0, 10000].
+    format: csv (fields in ``CHANNELS`` order, ``ts`` first when timestamps), kv or jsonl.
+    seed: the whole series (noise, load, garbage bytes) depends only on it.
+    faults: scheduled faults (``parse_fault``).
+    link: a symlink kept pointing at the current pty (like /dev/serial/by-id), removed
+        while the device has vanished; None: no link.
+    duration_s: stop after this many seconds; None: run until stopped.
+    timestamps: print the device's own UNIX time as field ``ts`` (then configure the
+        source's timestamp_field = "ts").
+
+    Raises SimulatorSettingsInvalid for out-of-range values.
+    """
+
+    rate_hz: float = 10.0
+    format: LineFormat = LineFormat.CSV
+    seed: int = 0
+    faults: tuple[Fault, ...] = ()
+    link: Path | None = None
+    duration_s: float | None = None
+    timestamps: bool = False
+    csv_delimiter: str = ","
+    params: PumpParams = field(default_factory=PumpParams)
+
+    def __post_init__(self) -> None:
+        if not (0 < self.rate_hz <= 10_000) or not math.isfinite(self.rate_hz):
+            raise SimulatorSettingsInvalid(f"rate must be in (0, 10000] Hz, got {self.rate_hz}")
+        if self.duration_s is not None and not self.duration_s > 0:
+            raise SimulatorSettingsInvalid(f"duration must be > 0 s, got {self.duration_s}")
+        if len(self.csv_delimiter) != 1 or self.csv_delimiter in "0123456789.-+eE\n\r":
+            raise SimulatorSettingsInvalid(f"bad CSV delimiter {self.csv_delimiter!r}")
+
+    def csv_fields(self) -> list[str]:
+        """The CSV columns, in order (what the source's csv_fields must be)."""
+        return ([TIMESTAMP_FIELD] if self.timestamps else []) + list(CHANNELS)
+
+
+@dataclass(frozen=True, slots=True)
+class SensorValues:
+    """One value per sensor: bearing_temp (°C), vibration (RMS mm/s), current (A),
+    ambient (°C)."""
+
+    bearing_temp: float
+    vibration: float
+    current: float
+    ambient: float
+
+    def as_dict(self) -> dict[str, float]:
+        return {
+            "bearing_temp": self.bearing_temp,
+            "vibration": self.vibration,
+            "current": self.current,
+            "ambient": self.ambient,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Frame:
+    """One sample period of the simulated device.
+
+    index: sample number from 0; t: its time offset from the start (s) = index / rate.
+    load: the pump's load (0..1, ground truth).
+    truth: the physical values; reported: what the sensors say (stuck, spikes).
+    line: the bytes printed, None when nothing is (dropout, vanished).
+    active: faults in effect at this sample.
+    is_device_present: False while vanished.
+    """
+
+    index: int
+    t: float
+    load: float
+    truth: SensorValues
+    reported: SensorValues
+    line: bytes | None
+    active: frozenset[FaultKind]
+    is_device_present: bool
+
+
+def format_line(
+    fmt: LineFormat,
+    values: SensorValues,
+    ts: float | None = None,
+    csv_delimiter: str = ",",
+) -> bytes:
+    """The line a microcontroller would print for ``values`` (``\\n``-terminated);
+    ``ts`` (UNIX s) is printed first as field ``ts`` when given."""
+    fields: list[tuple[str, str]] = []
+    if ts is not None:
+        fields.append((TIMESTAMP_FIELD, f"{ts:.3f}"))
+    for name, value in values.as_dict().items():
+        fields.append((name, f"{value:.{FIELD_DECIMALS[name]}f}"))
+    if fmt is LineFormat.CSV:
+        text = csv_delimiter.join(v for _, v in fields)
+    elif fmt is LineFormat.KEY_VALUE:
+        text = " ".join(f"{k}={v}" for k, v in fields)
+    else:
+        text = "{" + ", ".join(f"{json.dumps(k)}: {v}" for k, v in fields) + "}"
+    return text.encode("ascii") + b"\n"
+
+
+class _Ou:
+    """Ornstein-Uhlenbeck wander with stationary standard deviation ``sigma``."""
+
+    __slots__ = ("_decay", "_kick", "x")
+
+    def __init__(self, sigma: float, tau_s: float, dt: float) -> None:
+        self._decay = math.exp(-dt / tau_s)
+        self._kick = sigma * math.sqrt(1.0 - self._decay**2)
+        self.x = 0.0
+
+    def step(self, gauss: float) -> float:
+        self.x = self.x * self._decay + self._kick * gauss
+        return self.x
+
+
+def iter_frames(settings: SimulatorSettings, epoch: float = 0.0) -> Iterator[Frame]:
+    """Frames from sample 0 on (forever, or until ``duration_s``).
+
+    epoch: UNIX time of sample 0, used only for the printed ``ts`` field.
+    """
+    p = settings.params
+    rate = settings.rate_hz
+    dt = 1.0 / rate
+    rng = random.Random(settings.seed)
+    # Garbage bytes come from their own generator so that injecting garbage does not
+    # shift the physics noise (runs with and without faults stay comparable).
+    garbage_rng = random.Random(f"{settings.seed}:garbage")
+    load_wander = _Ou(p.load_wander, p.load_wander_tau_s, dt)
+    ambient_wander = _Ou(p.ambient_wander_c, p.ambient_wander_tau_s, dt)
+    bearing_alpha = 1.0 - math.exp(-dt / p.bearing_tau_s)  # exact first-order lag step
+    windows = [(f, f.first_sample(rate), f.end_sample(rate)) for f in settings.faults]
+    stuck_values: dict[int, float] = {}  # fault number -> held value
+    last_n = None if settings.duration_s is None else math.ceil(settings.duration_s * rate)
+    bearing: float | None = None
+    n = 0
+    while last_n is None or n < last_n:
+        t = n * dt
+        g_load, g_amb = rng.gauss(0.0, 1.0), rng.gauss(0.0, 1.0)
+        g_bt, g_vib, g_cur, g_ambs = (rng.gauss(0.0, 1.0) for _ in range(4))
+
+        load = p.load_mean + p.load_cycle_amplitude * math.sin(2 * math.pi * t / p.load_cycle_s)
+        load = min(1.0, max(0.15, load + load_wander.step(g_load)))
+        day = math.sin(2 * math.pi * t / 86400.0)
+        ambient = p.ambient_mean_c + p.ambient_day_amplitude_c * day + ambient_wander.step(g_amb)
+
+        wear = 0.0
+        overheat = 0.0
+        active: set[FaultKind] = set()
+        for fault, first, end in windows:
+            if n < first:
+                continue
+            is_active = end is None or n < end
+            if is_active:
+                active.add(fault.kind)
+            if fault.kind is FaultKind.WEAR:
+                # Wear is permanent: it stays at the level it reached.
+                elapsed = (min(n, end) if end is not None else n) - first
+                wear += (fault.rate or 0.0) * elapsed * dt / 60.0
+            elif fault.kind is FaultKind.OVERHEAT and is_active:
+                overheat += (fault.rate or 0.0) * (n - first) * dt / 60.0
+
+        target = (
+            ambient
+            + p.bearing_rise_c
+            + p.bearing_rise_per_load_c * load
+            + p.bearing_per_wear_c * wear
+            + overheat
+        )
+        bearing = target if bearing is None else bearing + (target - bearing) * bearing_alpha
+        truth = SensorValues(
+            bearing_temp=bearing,
+            vibration=p.vibration_base_mm_s + p.vibration_per_load2_mm_s * load * load + wear,
+            current=p.current_no_load_a + p.current_per_load_a * load + p.current_per_wear_a * wear,
+            ambient=ambient,
+        )
+        reported = {
+            "bearing_temp": truth.bearing_temp + p.noise_bearing_c * g_bt,
+            "vibration": truth.vibration * (1.0 + p.noise_vibration_rel * g_vib),
+            "current": truth.current + p.noise_current_a * g_cur,
+            "ambient": truth.ambient + p.noise_ambient_c * g_ambs,
+        }
+        present = True
+        silent = False
+        garbage = False
+        for number, (fault, first, end) in enumerate(windows):
+            if n < first or (end is not None and n >= end):
+                continue
+            kind = fault.kind
+            if kind is FaultKind.STUCK and fault.channel is not None:
+                held = stuck_values.setdefault(number, reported[fault.channel])
+                reported[fault.channel] = held
+            elif kind is FaultKind.SPIKE and fault.channel is not None:
+                reported[fault.channel] += fault.size or 0.0
+            elif kind is FaultKind.VANISH:
+                present = False
+            elif kind is FaultKind.DROPOUT:
+                silent = True
+            elif kind is FaultKind.GARBAGE:
+                garbage = True
+        values = SensorValues(**reported)
+        line: bytes | None = None
+        if present and not silent:
+            if garbage:
+                line = garbage_rng.randbytes(garbage_rng.randint(8, 120)) + b"\n"
+            else:
+                ts = epoch + t if settings.timestamps else None
+                line = format_line(settings.format, values, ts, settings.csv_delimiter)
+        yield Frame(n, t, load, truth, values, line, frozenset(active), present)
+        n += 1
+
+
+def generate_series(settings: SimulatorSettings, duration_s: float) -> list[Frame]:
+    """The first ``duration_s`` seconds of frames (ceil(duration_s * rate) of them)."""
+    count = math.ceil(duration_s * settings.rate_hz)
+    return list(islice(iter_frames(settings), count))

@@ -1,0 +1,277 @@
+"""WebhookAction against a real HTTP server (uvicorn on 127.0.0.1): retries, give-up,
+queue overflow, draining on stop, and a notify that never waits for the network."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from edge_agent.actions.config import WebhookActionConfig
+from edge_agent.actions.webhook import WebhookAction
+from edge_agent.alarms.model import Alarm, AlarmEvent, AlarmEventKind, AlarmState
+from edge_agent.alarms.rules import Severity
+
+
+@dataclass
+class Receiver:
+    """What the test server does and what it saw."""
+
+    fail_first: int = 0
+    fail_status: int = 503
+    retry_after: str | None = None
+    hold: threading.Event = field(default_factory=threading.Event)
+    """While clear, every request waits (a hung receiver). Set: answer at once."""
+    requests: int = 0
+    bodies: list[dict[str, Any]] = field(default_factory=list)
+    keys: list[str] = field(default_factory=list)
+
+
+class Server:
+    def __init__(self) -> None:
+        self.receiver = Receiver()
+        self.receiver.hold.set()
+        app = Starlette(routes=[Route("/hook", self._hook, methods=["POST"])])
+        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._sock.bind(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self._sock.getsockname()[1]}/hook"
+        config = uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False)
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(
+            target=self._server.run, kwargs={"sockets": [self._sock]}, daemon=True
+        )
+
+    async def _hook(self, request: Request) -> Response:
+        r = self.receiver
+        r.requests += 1
+        while not r.hold.is_set():
+            await asyncio.sleep(0.01)
+        if r.requests <= r.fail_first:
+            headers = {"Retry-After": r.retry_after} if r.retry_after is not None else None
+            return Response(status_code=r.fail_status, headers=headers)
+        r.bodies.append(await request.json())
+        r.keys.append(request.headers["idempotency-key"])
+        return JSONResponse({"ok": True})
+
+    def start(self) -> None:
+        self._thread.start()
+        deadline = time.monotonic() + 10.0
+        while not self._server.started:
+            assert time.monotonic() < deadline, "test server did not start"
+            time.sleep(0.01)
+
+    def stop(self) -> None:
+        self.receiver.hold.set()
+        self._server.should_exit = True
+        self._thread.join(timeout=10.0)
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[Server]:
+    srv = Server()
+    srv.start()
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture
+def receiver(server: Server, monkeypatch: pytest.MonkeyPatch) -> Iterator[Receiver]:
+    for var in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
+        monkeypatch.delenv(var, raising=False)
+    server.receiver = Receiver()
+    server.receiver.hold.set()
+    yield server.receiver
+    server.receiver.hold.set()
+
+
+def hook(url: str, **overrides: Any) -> WebhookAction:
+    settings: dict[str, Any] = {
+        "type": "webhook",
+        "name": "ops",
+        "url": url,
+        "timeout_s": 5.0,
+        "retries": 5,
+        "backoff_initial_s": 0.01,
+        "backoff_max_s": 0.05,
+        **overrides,
+    }
+    return WebhookAction(WebhookActionConfig.model_validate(settings))
+
+
+def event(alarm_id: int, kind: AlarmEventKind = AlarmEventKind.RAISED) -> AlarmEvent:
+    alarm = Alarm(
+        id=alarm_id,
+        rule="bearing-hot",
+        channel="bearing",
+        kind="value_above",
+        severity=Severity.CRITICAL,
+        state=AlarmState.ACTIVE_UNACKNOWLEDGED,
+        raised_at=1_700_000_000.5,
+        value=87.25,
+        message="bearing 87.25 >= 85",
+    )
+    return AlarmEvent(kind, 1_700_000_000.5, alarm)
+
+
+async def until(condition: Callable[[], bool], timeout_s: float = 10.0) -> None:
+    """Wait for a condition the test expects to become true (the timeout only guards
+    against a hang; no test depends on how long anything takes)."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "condition not reached"
+        await asyncio.sleep(0.005)
+
+
+def test_retries_until_the_receiver_accepts(server: Server, receiver: Receiver) -> None:
+    receiver.fail_first = 2
+    action = hook(server.url)
+
+    async def main() -> None:
+        await action.start()
+        action.notify(event(1))
+        await until(lambda: action.counters["sent"] == 1)
+        await action.stop()
+
+    asyncio.run(main())
+    assert receiver.requests == 3
+    assert receiver.bodies == [event(1).to_dict()]
+    assert receiver.keys == ["1-raised"]
+    assert action.counters == {"queued": 1, "sent": 1, "retried": 2, "failed": 0, "dropped": 0}
+
+
+def test_gives_up_after_the_retries_and_goes_on_with_the_next_event(
+    server: Server, receiver: Receiver
+) -> None:
+    receiver.fail_first = 3
+    action = hook(server.url, retries=2)
+
+    async def main() -> None:
+        await action.start()
+        action.notify(event(1))
+        action.notify(event(1, AlarmEventKind.CLEARED))
+        await until(lambda: action.counters["sent"] + action.counters["failed"] == 2)
+        await action.stop()
+
+    asyncio.run(main())
+    assert receiver.requests == 4
+    assert receiver.keys == ["1-cleared"]
+    assert action.counters == {"queued": 2, "sent": 1, "retried": 2, "failed": 1, "dropped": 0}
+
+
+@pytest.mark.parametrize(("status", "attempts"), [(400, 1), (404, 1), (429, 3), (500, 3)])
+def test_retries_only_what_may_succeed_later(
+    server: Server, receiver: Receiver, status: int, attempts: int
+) -> None:
+    receiver.fail_first = 100
+    receiver.fail_status = status
+    receiver.retry_after = "0"
+    action = hook(server.url, retries=2)
+
+    async def main() -> None:
+        await action.start()
+        action.notify(event(1))
+        await until(lambda: action.counters["failed"] == 1)
+        await action.stop()
+
+    asyncio.run(main())
+    assert receiver.requests == attempts
+    assert action.counters["retried"] == attempts - 1
+
+
+def test_connection_errors_are_retried_then_counted_as_failed() -> None:
+    with socket.socket() as probe:  # a port nobody listens on once closed
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    action = hook(f"http://127.0.0.1:{port}/hook", retries=2)
+
+    async def main() -> None:
+        await action.start()
+        action.notify(event(1))
+        await until(lambda: action.counters["failed"] == 1)
+        await action.stop()
+
+    asyncio.run(main())
+    assert action.counters == {"queued": 1, "sent": 0, "retried": 2, "failed": 1, "dropped": 0}
+
+
+def test_a_full_queue_drops_the_oldest_and_counts_it(server: Server, receiver: Receiver) -> None:
+    action = hook(server.url, queue_max=3)
+
+    async def main() -> None:
+        for alarm_id in range(1, 6):
+            action.notify(event(alarm_id))  # before start: queued only
+        assert action.counters["dropped"] == 2
+        await action.start()
+        await until(lambda: action.counters["sent"] == 3)
+        await action.stop()
+
+    asyncio.run(main())
+    assert [b["alarm"]["id"] for b in receiver.bodies] == [3, 4, 5]
+    assert action.counters == {"queued": 5, "sent": 3, "retried": 0, "failed": 0, "dropped": 2}
+
+
+def test_notify_never_waits_for_a_hung_receiver(server: Server, receiver: Receiver) -> None:
+    receiver.hold.clear()
+    action = hook(server.url, queue_max=4)
+
+    async def main() -> None:
+        await action.start()
+        action.notify(event(1))
+        await until(lambda: receiver.requests == 1)  # event 1 is in flight, hanging
+        for alarm_id in range(2, 12):
+            action.notify(event(alarm_id))  # returns although nothing can be sent
+        other = threading.Thread(target=action.notify, args=(event(12),))
+        other.start()
+        other.join()
+        assert action.counters["sent"] == 0
+        assert action.counters["dropped"] == 7  # 11 waiting, room for 4
+        assert action.pending == 5  # 4 queued + 1 in flight
+        receiver.hold.set()
+        await until(lambda: action.counters["sent"] == 5)
+        await action.stop()
+
+    asyncio.run(main())
+    assert [b["alarm"]["id"] for b in receiver.bodies] == [1, 9, 10, 11, 12]
+
+
+def test_stop_drains_the_queue(server: Server, receiver: Receiver) -> None:
+    action = hook(server.url)
+
+    async def main() -> None:
+        await action.start()
+        for alarm_id in (1, 2, 3):
+            action.notify(event(alarm_id))
+        await action.stop(timeout_s=10.0)
+
+    asyncio.run(main())
+    assert [b["alarm"]["id"] for b in receiver.bodies] == [1, 2, 3]
+    assert action.counters["sent"] == 3 and action.pending == 0
+
+
+def test_stop_gives_up_after_its_timeout_and_counts_what_is_left(
+    server: Server, receiver: Receiver
+) -> None:
+    receiver.hold.clear()
+    action = hook(server.url)
+
+    async def main() -> None:
+        await action.start()
+        for alarm_id in (1, 2, 3):
+            action.notify(event(alarm_id))
+        await until(lambda: receiver.requests == 1)
+        await action.stop(timeout_s=0.1)
+
+    asyncio.run(main())
+    assert action.counters == {"queued": 3, "sent": 0, "retried": 0, "failed": 0, "dropped": 3}
+    assert action.pending == 0

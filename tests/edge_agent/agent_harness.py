@@ -1,0 +1,63 @@
+"""Runs a real Agent (real uvicorn on 127.0.0.1, real SQLite) in a background thread."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from edge_agent.agent import Agent
+from edge_agent.config import LoadedConfig, parse_config
+
+
+def config_for(tmp_path: Path, body: str) -> LoadedConfig:
+    text = f'[agent]\nname = "test-agent"\ndata_dir = "{tmp_path}"\nlog_format = "text"\n' + body
+    path = tmp_path / "agent.toml"
+    path.write_text(text)
+    return LoadedConfig(path, parse_config(text, str(path)))
+
+
+@contextmanager
+def running_agent(loaded: LoadedConfig) -> Iterator[Agent]:
+    """Start the agent; yield it once its HTTP server answers; stop and join on exit."""
+    agent = Agent(loaded)
+    ready = threading.Event()
+    loop = asyncio.new_event_loop()
+    stop = asyncio.Event()
+    failure: list[BaseException] = []
+
+    def main() -> None:
+        asyncio.set_event_loop(loop)
+        try:
+            loop.run_until_complete(agent.run(stop, on_ready=lambda _agent: ready.set()))
+        except BaseException as exc:  # surfaced to the test below
+            failure.append(exc)
+            ready.set()
+        finally:
+            loop.close()
+
+    thread = threading.Thread(target=main, name="agent", daemon=True)
+    thread.start()
+    assert ready.wait(30), "agent did not start"
+    if failure:
+        raise failure[0]
+    try:
+        yield agent
+    finally:
+        loop.call_soon_threadsafe(stop.set)
+        thread.join(30)
+        assert not thread.is_alive(), "agent did not stop"
+        if failure:
+            raise failure[0]
+
+
+def wait_for(condition: Callable[[], bool], timeout_s: float = 30.0, what: str = "") -> None:
+    """Poll until condition holds (behaviour, not timing: the timeout is only a guard)."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what or condition}")
+        time.sleep(0.02)

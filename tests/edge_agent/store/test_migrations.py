@@ -1,0 +1,93 @@
+"""Schema versions: a new file is at SCHEMA_VERSION; migrations run in order, each
+atomically; a newer file or a non-database file is refused."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from edge_agent.store import Store, StoreConfig
+from edge_agent.store.errors import StoreSchemaTooNew, StoreUnreadable
+from edge_agent.store.schema import MIGRATIONS, SCHEMA_VERSION, migrate, schema_version
+
+from .conftest import FakeClock
+
+
+def connect(path: Path) -> sqlite3.Connection:
+    return sqlite3.connect(path, isolation_level=None)
+
+
+def v2_add_unit(conn: sqlite3.Connection) -> None:
+    """A fake next migration: channels get a unit column."""
+    conn.execute("ALTER TABLE channels ADD COLUMN unit TEXT NOT NULL DEFAULT ''")
+
+
+def v2_broken(conn: sqlite3.Connection) -> None:
+    conn.execute("ALTER TABLE channels ADD COLUMN unit TEXT")
+    raise RuntimeError("bug in a migration")
+
+
+def test_new_file_is_at_the_current_version(tmp_path: Path, clock: FakeClock) -> None:
+    Store(tmp_path / "s.db", StoreConfig(), clock).close()
+    conn = connect(tmp_path / "s.db")
+    try:
+        assert schema_version(conn) == SCHEMA_VERSION == len(MIGRATIONS) == 1
+    finally:
+        conn.close()
+
+
+def test_v0_to_v1_on_an_empty_file(tmp_path: Path) -> None:
+    conn = connect(tmp_path / "s.db")
+    try:
+        assert schema_version(conn) == 0
+        assert migrate(conn) == 1
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        assert {"channels", "readings", "summaries", "alarms", "alarm_events", "outbox"} <= tables
+        assert migrate(conn) == 1  # idempotent
+    finally:
+        conn.close()
+
+
+def test_v1_to_v2_keeps_the_data(tmp_path: Path, clock: FakeClock) -> None:
+    with Store(tmp_path / "s.db", StoreConfig(), clock) as store:
+        store.add_sample(1.0, "temp", 20.0, None, None)
+    conn = connect(tmp_path / "s.db")
+    try:
+        assert migrate(conn, (*MIGRATIONS, v2_add_unit)) == 2
+        assert schema_version(conn) == 2
+        assert conn.execute("SELECT name, unit FROM channels").fetchall() == [("temp", "")]
+        assert conn.execute("SELECT value FROM readings").fetchall() == [(20.0,)]
+    finally:
+        conn.close()
+
+
+def test_a_failing_migration_leaves_the_previous_version(tmp_path: Path, clock: FakeClock) -> None:
+    Store(tmp_path / "s.db", StoreConfig(), clock).close()
+    conn = connect(tmp_path / "s.db")
+    try:
+        with pytest.raises(RuntimeError, match="bug in a migration"):
+            migrate(conn, (*MIGRATIONS, v2_broken))
+        assert schema_version(conn) == 1
+        columns = [r[1] for r in conn.execute("PRAGMA table_info(channels)")]
+        assert "unit" not in columns  # the ALTER was rolled back with it
+    finally:
+        conn.close()
+    Store(tmp_path / "s.db", StoreConfig(), clock).close()  # still opens
+
+
+def test_a_newer_file_is_refused(tmp_path: Path, clock: FakeClock) -> None:
+    Store(tmp_path / "s.db", StoreConfig(), clock).close()
+    conn = connect(tmp_path / "s.db")
+    conn.execute("PRAGMA user_version = 7")
+    conn.close()
+    with pytest.raises(StoreSchemaTooNew) as info:
+        Store(tmp_path / "s.db", StoreConfig(), clock)
+    assert (info.value.found, info.value.known) == (7, SCHEMA_VERSION)
+
+
+def test_a_file_that_is_not_a_database_is_refused(tmp_path: Path, clock: FakeClock) -> None:
+    (tmp_path / "s.db").write_bytes(b"this is not sqlite" * 100)
+    with pytest.raises(StoreUnreadable):
+        Store(tmp_path / "s.db", StoreConfig(), clock)
