@@ -16,7 +16,7 @@ $(BIN)/.installed: pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "edgetwin needs Python >= 3.11, found " + sys.version.split()[0])'
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[export,dev]"
+	$(BIN)/python -m pip install --quiet -e ".[cloud,dev]"
 	touch $@
 
 # Best effort: where the wheel cannot be had, the reason lands in UNAVAILABLE and the

@@ -36,6 +36,9 @@ class BacktestReport:
     readings: int = 0
     samples: int = 0
     rejected: Counter[str] = field(default_factory=Counter)
+    """Readings rejected by cleaning, by reason."""
+    skipped: Counter[str] = field(default_factory=Counter)
+    """CSV rows the source could not use, by reason (text, missing value, time going back)."""
     raised: list[AlarmEvent] = field(default_factory=list)
     elapsed_s: float = 0.0
 
@@ -132,6 +135,9 @@ def run_backtest(
             if handle is not None:
                 handle.close()
     report.samples = sum(ch.processed for ch in pipeline.channels.values())
+    for reason, n in source.health.counters.items():
+        if n and reason not in ("rows_ok", "loops"):
+            report.skipped[reason.removeprefix("rows_")] += n
     for ch in pipeline.channels.values():
         for reason, n in ch.cleaner.rejected.items():
             if n:

@@ -120,6 +120,9 @@ def _replay(config_path: Path, data: Path, out: Path | None) -> int:
         f"replayed {report.readings} readings ({report.samples} samples through the model) "
         f"in {report.elapsed_s:.2f} s: {report.samples_per_s:,.0f} samples/s"
     )
+    if report.skipped:
+        skipped = ", ".join(f"{k} {v}" for k, v in sorted(report.skipped.items()))
+        print(f"rows skipped by the reader: {skipped}")
     if report.rejected:
         rejected = ", ".join(f"{k} {v}" for k, v in sorted(report.rejected.items()))
         print(f"rejected by cleaning: {rejected}")

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from edge_agent import logs
 from edge_agent.agent import Agent
 from edge_agent.alarms.model import AlarmEvent, AlarmEventKind
 from edge_agent.config import AgentConfig, LoadedConfig
@@ -50,8 +51,11 @@ class DemoPlan:
 
 
 def plan(duration_s: float, rate_hz: float, link: Path) -> DemoPlan:
-    spike_s, overheat_s = duration_s / 6, duration_s / 3
-    vanish_s, vanish_for_s = duration_s * 0.85, 4.0
+    # The spike waits until the vibration score is warm (window + warm-up, ~2.5 s at 20 Hz);
+    # the device comes back before the end, so the reconnect shows in short runs too.
+    spike_s = max(5.0, duration_s / 6)
+    overheat_s = max(duration_s / 3, spike_s + 2.0)
+    vanish_s, vanish_for_s = duration_s * 0.8, min(4.0, duration_s / 10)
     settings = SimulatorSettings(
         rate_hz=rate_hz,
         seed=7,
@@ -147,6 +151,7 @@ def main(
     http_port: int,
     echo: Callable[[str], None] = print,
 ) -> int:
+    logs.configure("warning", "text")
     workdir = workdir.resolve()
     shutil.rmtree(workdir, ignore_errors=True)
     workdir.mkdir(parents=True)

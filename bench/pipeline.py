@@ -1,0 +1,206 @@
+"""Pipeline throughput and alarm latency.
+
+1. Replay throughput of the full pipeline (parse → clean → window → int8 inference →
+   alarm rules → store) on one core: a simulated pump's four channels (200,000
+   samples), and NAB's machine_temperature series for reference. Target >= 20,000
+   samples/s.
+2. Latency from a line written to a pseudo-terminal to the alarm state change, with the
+   real serial source (pyserial) and the agent's event loop, at 100 lines/s: every other
+   line crosses a value_above rule. Target p99 <= 5 ms.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import tempfile
+import threading
+import time
+import tty
+from pathlib import Path
+
+import numpy as np
+from _common import nab_series, percentiles_us
+
+from edge_agent.agent import Agent
+from edge_agent.alarms.model import AlarmEvent, AlarmEventKind
+from edge_agent.backtest import run_backtest
+from edge_agent.config import LoadedConfig, parse_config
+from edge_agent.simulator import CHANNELS, SimulatorSettings, generate_series, parse_fault
+
+RULES = """
+[[alarms]]
+name = "bearing-hot-predicted"
+channel = "bearing_temp"
+kind = "forecast_above"
+set = 85.0
+clear = 83.0
+actions = []
+
+[[alarms]]
+name = "bearing-hot"
+channel = "bearing_temp"
+kind = "value_above"
+set = 85.0
+clear = 82.0
+actions = []
+
+[[alarms]]
+name = "vibration-rising"
+channel = "vibration"
+kind = "rate_above"
+set = 5.0
+actions = []
+
+[[alarms]]
+name = "anomaly"
+channel = "*"
+kind = "score_above"
+set = 12.0
+clear = 4.0
+actions = []
+
+[[alarms]]
+name = "sensor-health"
+channel = "*"
+kind = "health"
+actions = []
+"""
+
+
+def pump_csv(path: Path, rows: int) -> None:
+    settings = SimulatorSettings(
+        rate_hz=10.0, seed=3, faults=(parse_fault(f"overheat@{rows / 20:g}s,rate=2"),)
+    )
+    t0 = 1_750_000_000.0
+    with path.open("w") as fh:
+        fh.write("timestamp," + ",".join(CHANNELS) + "\n")
+        for frame in generate_series(settings, rows / settings.rate_hz):
+            v = frame.reported
+            fh.write(
+                f"{t0 + frame.t:.3f},{v.bearing_temp:.3f},{v.vibration:.3f},"
+                f"{v.current:.3f},{v.ambient:.3f}\n"
+            )
+
+
+def loaded(tmp: Path, body: str) -> LoadedConfig:
+    text = f'[agent]\ndata_dir = "{tmp}"\nlog_format = "text"\n{body}'
+    return LoadedConfig(tmp / "bench.toml", parse_config(text))
+
+
+def throughput(tmp: Path, rows: int) -> None:
+    csv = tmp / "pump.csv"
+    pump_csv(csv, rows)
+    config = loaded(tmp, RULES)
+    print(f"{'replay throughput':48s} {'samples':>9s} {'seconds':>8s} {'samples/s':>10s}")
+    for label, data in (
+        ("simulated pump, 4 channels at 10 Hz", csv),
+        ("NAB machine_temperature (1 channel, 5 min)", nab_series()[3]),
+    ):
+        best = None
+        for _ in range(3):
+            report = run_backtest(config, data, None)
+            if best is None or report.samples_per_s > best.samples_per_s:
+                best = report
+        assert best is not None
+        print(f"{label:48s} {best.samples:9d} {best.elapsed_s:8.2f} {best.samples_per_s:10,.0f}")
+
+
+def latency(tmp: Path, lines: int, rate_hz: float) -> None:
+    master, slave = os.openpty()
+    tty.setraw(slave)
+    port = os.ttyname(slave)
+    config = loaded(
+        tmp,
+        f"""
+[[sources]]
+type = "serial"
+name = "bench"
+port = "{port}"
+format = "kv"
+fields = {{ x = {{ channel = "x" }} }}
+read_timeout_s = 0.2
+
+[[alarms]]
+name = "x-high"
+channel = "x"
+kind = "value_above"
+set = 50.0
+clear = 50.0
+actions = []
+
+[http]
+enabled = false
+""",
+    )
+    agent = Agent(config)
+    raised_at: dict[int, int] = {}
+
+    def on_event(event: AlarmEvent) -> None:
+        if event.kind is AlarmEventKind.RAISED and event.alarm.value is not None:
+            raised_at[round((event.alarm.value - 60.0) * 1000)] = time.perf_counter_ns()
+
+    agent.alarm_listeners.append(on_event)
+    written: dict[int, int] = {}
+    done = threading.Event()
+
+    def writer() -> None:
+        # Let the source connect and see a silent line first (it drops a first partial line).
+        time.sleep(1.0)
+        period = 1.0 / rate_hz
+        start = time.monotonic()
+        for i in range(lines):
+            delay = start + i * period - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            if i % 2 == 0:
+                index = i // 2
+                line = f"x={60.0 + index / 1000:.3f}\n".encode()
+                written[index] = time.perf_counter_ns()
+            else:
+                line = b"x=40.000\n"
+            os.write(master, line)
+        time.sleep(0.5)
+        done.set()
+
+    async def run() -> None:
+        stop = asyncio.Event()
+
+        async def watch() -> None:
+            await asyncio.to_thread(done.wait)
+            stop.set()
+
+        thread = threading.Thread(target=writer, daemon=True)
+        watcher = asyncio.create_task(watch())
+        thread.start()
+        await agent.run(stop)
+        await watcher
+        thread.join()
+
+    asyncio.run(run())
+    os.close(master)
+    os.close(slave)
+    pairs = [raised_at[i] - written[i] for i in written if i in raised_at]
+    missed = len(written) - len(pairs)
+    p50, p99 = percentiles_us(np.asarray(pairs))
+    print(
+        f"line on the pty -> alarm raised, {rate_hz:g} lines/s, {len(pairs)} alarms "
+        f"({missed} lines without an alarm): p50 {p50 / 1000:.2f} ms, p99 {p99 / 1000:.2f} ms "
+        f"(target p99 <= 5 ms)"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--rows", type=int, default=50_000, help="pump CSV rows (x4 samples)")
+    parser.add_argument("--lines", type=int, default=1000, help="latency run lines")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="bench-pipeline-") as tmp:
+        throughput(Path(tmp), args.rows)
+    with tempfile.TemporaryDirectory(prefix="bench-latency-") as tmp:
+        latency(Path(tmp), args.lines, 100.0)
+
+
+if __name__ == "__main__":
+    main()

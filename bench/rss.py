@@ -1,0 +1,171 @@
+"""Memory: steady-state RSS of `edge-agent run`, and RSS growth over 1,000,000 samples.
+
+1. `edge-agent run` as its own process on the simulated pump (a pty at 10 lines/s, four
+   channels, HTTP on, the example's kind of rules), RSS read from /proc after warm-up
+   and again later. Target <= 120 MB.
+2. The replay pipeline over 1,000,000 samples in a fresh interpreter: RSS after the
+   first 100,000 samples and at the end. Target growth < 5 MB.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import httpx
+from _common import REPO
+
+from edge_agent.simulator import SimulatorSettings, run_simulator, serial_config_for
+
+
+def rss_mb(pid: int) -> tuple[float, float]:
+    """(VmRSS, VmHWM) of a process in MB."""
+    fields = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        if key in ("VmRSS", "VmHWM"):
+            fields[key] = int(value.split()[0]) / 1024
+    return fields["VmRSS"], fields["VmHWM"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def agent_rss(tmp: Path, seconds: float) -> None:
+    link = tmp / "pump0"
+    settings = SimulatorSettings(rate_hz=10.0, seed=1, link=link)
+    stop = threading.Event()
+    ready = threading.Event()
+    sim = threading.Thread(
+        target=run_simulator, args=(settings, stop, lambda _p: ready.set()), daemon=True
+    )
+    sim.start()
+    ready.wait(10)
+    source = serial_config_for(settings, str(link))
+    fields = "\n".join(
+        f'[sources.fields.{name}]\nchannel = "{m.channel}"' for name, m in source.fields.items()
+    )
+    port = free_port()
+    config = tmp / "agent.toml"
+    config.write_text(
+        f"""
+[agent]
+data_dir = "{tmp}"
+log_level = "warning"
+
+[[sources]]
+type = "serial"
+name = "pump0"
+port = "{link}"
+format = "csv"
+csv_fields = {source.csv_fields!r}
+{fields}
+
+[[alarms]]
+name = "anomaly"
+channel = "*"
+kind = "score_above"
+set = 12.0
+
+[[alarms]]
+name = "sensor-health"
+channel = "*"
+kind = "health"
+
+[http]
+port = {port}
+""".replace("'", '"')
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "edge_agent", "run", "--config", str(config)],
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/ready", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        time.sleep(seconds / 2)
+        early, _ = rss_mb(proc.pid)
+        for _ in range(20):  # the status page and metrics being polled, as in real use
+            httpx.get(f"http://127.0.0.1:{port}/status", timeout=5)
+            httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5)
+        time.sleep(seconds / 2)
+        late, peak = rss_mb(proc.pid)
+        processed = httpx.get(f"http://127.0.0.1:{port}/status", timeout=5).json()["channels"]
+        samples = sum(ch["processed"] for ch in processed)
+    finally:
+        proc.terminate()
+        proc.wait(30)
+        stop.set()
+        sim.join(5)
+    print(
+        f"edge-agent run, 4 channels at 10 Hz, {samples} samples: RSS {early:.1f} MB after "
+        f"{seconds / 2:g} s, {late:.1f} MB after {seconds:g} s (peak {peak:.1f} MB); "
+        f"target <= 120 MB"
+    )
+
+
+REPLAY_CHILD = r"""
+import sys
+from pathlib import Path
+sys.path.insert(0, sys.argv[3])
+from pipeline import loaded, pump_csv, RULES
+from rss import rss_mb
+import os
+from edge_agent.backtest import run_backtest
+tmp = Path(sys.argv[1]); rows = int(sys.argv[2])
+csv = tmp / "pump.csv"
+pump_csv(csv, rows)
+marks = []
+def progress(report):
+    marks.append((report.readings, rss_mb(os.getpid())[0]))
+report = run_backtest(loaded(tmp, RULES), csv, None, progress=progress)
+first = next(m for m in marks if m[0] >= 100_000)
+peak = rss_mb(os.getpid())[1]
+print(f"{report.readings} {first[0]} {first[1]:.2f} {marks[-1][1]:.2f} {peak:.2f}")
+"""
+
+
+def replay_growth(tmp: Path, samples: int) -> None:
+    out = subprocess.run(
+        [sys.executable, "-c", REPLAY_CHILD, str(tmp), str(samples // 4), str(REPO / "bench")],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    readings, at, rss_at, rss_end, peak = int(out[0]), int(out[1]), *map(float, out[2:])
+    print(
+        f"replay of {readings} samples: RSS {rss_at:.1f} MB at {at} samples, {rss_end:.1f} MB "
+        f"at the end: growth {rss_end - rss_at:+.2f} MB (target < 5 MB; peak {peak:.1f} MB)"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--seconds", type=float, default=40.0)
+    parser.add_argument("--samples", type=int, default=1_000_000)
+    args = parser.parse_args()
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    with tempfile.TemporaryDirectory(prefix="bench-rss-") as tmp:
+        agent_rss(Path(tmp), args.seconds)
+    with tempfile.TemporaryDirectory(prefix="bench-growth-") as tmp:
+        replay_growth(Path(tmp), args.samples)
+
+
+if __name__ == "__main__":
+    main()

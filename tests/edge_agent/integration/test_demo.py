@@ -1,0 +1,52 @@
+"""`edge-agent demo` end to end as a subprocess: the simulated pump on a pty, the agent on
+it, and the summary of what happened."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from tests.edge_agent.integration.helpers import inspect_store, run_cli
+
+if not hasattr(os, "openpty"):
+    pytest.skip("no pseudo-terminals on this OS", allow_module_level=True)
+
+DURATION_S = 20
+
+
+@pytest.mark.slow
+def test_demo_runs_and_tells_what_happened(tmp_path: Path) -> None:
+    workdir = tmp_path / "demo"
+    args = ["demo", "--duration", str(DURATION_S), "--rate", "20", "--port", "0"]
+
+    done = run_cli([*args, "--workdir", str(workdir)], tmp_path, timeout_s=DURATION_S + 60)
+
+    out = done.stdout
+    assert done.returncode == 0, out + done.stderr
+    assert "agent running: status at http://127.0.0.1:" in out
+    lines = out.splitlines()
+    summary = lines[lines.index("what happened (seconds from the start):") :]
+    text = "\n".join(summary)
+    # The three injected faults, each on its own timeline line.
+    faults = [line for line in summary if "FAULT" in line]
+    assert len(faults) == 3, text
+    assert "vibration spike injected" in faults[0]
+    assert "bearing overheating begins" in faults[1]
+    assert "device unplugged for 4 s" in faults[2]
+    # The spike raised the vibration anomaly alarm, listed after the spike itself.
+    spike_at = summary.index(faults[0])
+    vibration = [i for i, line in enumerate(summary) if "ALARM  vibration-anomaly" in line]
+    assert vibration and vibration[0] > spike_at, text
+    assert "the vibration spike scored as an anomaly" in text
+    # The unplugged device raised the health alarm on its channels.
+    assert "ALARM  sensor-health on vibration [critical]" in text
+    assert "the serial source reconnected" in text
+
+    store_path = workdir.resolve() / "edge-agent.db"  # the demo prints resolved paths
+    assert f"alarm history kept in {store_path}" in text
+    store = inspect_store(store_path)
+    assert store.integrity == "ok"
+    assert store.readings > 0
+    assert len(store.alarm_ids) >= 2  # the spike's alarm and the health alarms
