@@ -4,6 +4,7 @@ it, and the summary of what happened."""
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -34,7 +35,7 @@ def test_demo_runs_and_tells_what_happened(tmp_path: Path) -> None:
     assert len(faults) == 3, text
     assert "vibration spike injected" in faults[0]
     assert "bearing overheating begins" in faults[1]
-    assert "device unplugged for 4 s" in faults[2]
+    assert "device unplugged for 2 s" in faults[2]  # a tenth of the run, at most 4 s
     # The spike raised the vibration anomaly alarm, listed after the spike itself.
     spike_at = summary.index(faults[0])
     vibration = [i for i, line in enumerate(summary) if "ALARM  vibration-anomaly" in line]
@@ -42,7 +43,9 @@ def test_demo_runs_and_tells_what_happened(tmp_path: Path) -> None:
     assert "the vibration spike scored as an anomaly" in text
     # The unplugged device raised the health alarm on its channels.
     assert "ALARM  sensor-health on vibration [critical]" in text
-    assert "the serial source reconnected" in text
+    # The device came back before the end, and the source reconnected by itself.
+    reconnected = re.search(r"the serial source reconnected (\d+) time", text)
+    assert reconnected and int(reconnected.group(1)) >= 1, text
 
     store_path = workdir.resolve() / "edge-agent.db"  # the demo prints resolved paths
     assert f"alarm history kept in {store_path}" in text
