@@ -1,7 +1,7 @@
-"""edgetwin cloud side: batch ingest, device twins, retraining and model releases.
+"""edgetwin cloud side: batch ingest, device twins, the device registry, the fleet page.
 
-The service itself arrives with the cloud-sync issue; today the package holds the
-command entry point so installs and scripts can rely on its name.
+``cloud-sync serve`` runs the HTTP service (``cloud_sync.http.app.create_app``) on an
+SQLite file or PostgreSQL; see docs/cloud.md.
 """
 
 __version__ = "0.1.0"

@@ -1,23 +1,217 @@
-"""`cloud-sync` command line (the ingest service and fleet jobs are added here)."""
+"""`cloud-sync` command line.
+
+Exit codes: 0 success; 1 the operation was refused (a device name taken or unknown);
+2 bad usage or a bad config (nothing started); 3 the database could not be reached.
+
+The database URL comes from ``--database-url``, else $CLOUD_SYNC_DATABASE_URL, else the
+config's [database] url, else ``sqlite:///./cloud-sync.db``.
+"""
 
 from __future__ import annotations
 
 import argparse
+import logging
+import sys
 from collections.abc import Sequence
+from pathlib import Path
+
+from sqlalchemy import Engine
 
 from cloud_sync import __version__
+from cloud_sync.config import CloudConfig, load_config
+from cloud_sync.errors import ConfigInvalid, DatabaseUnavailable, DeviceExists, DeviceNotFound
+
+EXIT_OK = 0
+EXIT_REFUSED = 1
+EXIT_USAGE = 2
+EXIT_DATABASE = 3
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="cloud-sync", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--version", action="version", version=f"cloud-sync {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def with_db(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        p.add_argument("--config", type=Path, help="cloud.toml (default: all defaults)")
+        p.add_argument("--database-url", help="SQLAlchemy URL (sqlite:///file, postgresql://…)")
+        return p
+
+    serve = with_db(sub.add_parser("serve", help="run the HTTP service (migrates first)"))
+    serve.add_argument("--host", help="override [server] host")
+    serve.add_argument("--port", type=int, help="override [server] port")
+    serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+
+    check = sub.add_parser("check-config", help="validate a config file; exit 2 on problems")
+    check.add_argument("config", type=Path)
+
+    db = sub.add_parser("db", help="database schema")
+    db_sub = db.add_subparsers(dest="db_command", required=True)
+    with_db(db_sub.add_parser("upgrade", help="migrate to the newest schema (idempotent)"))
+    with_db(db_sub.add_parser("current", help="print the schema revision"))
+
+    devices = sub.add_parser("devices", help="the device registry")
+    dev_sub = devices.add_subparsers(dest="devices_command", required=True)
+    add = with_db(dev_sub.add_parser("add", help="register a device; prints its token once"))
+    add.add_argument("name")
+    rotate = with_db(dev_sub.add_parser("rotate-token", help="new token; the old one dies"))
+    rotate.add_argument("name")
+    with_db(dev_sub.add_parser("list", help="names, last seen, twin versions"))
+
+    sub.add_parser("new-admin-token", help="make an admin token; prints it and the line for [auth]")
+    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="cloud-sync",
-        description="edgetwin cloud side. Model bundles are built and signed with "
-        "`model-export`; the ingest service and twins are not part of this release yet.",
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "check-config":
+            return _check_config(args.config)
+        if args.command == "new-admin-token":
+            return _new_admin_token()
+        config = load_config(args.config, args.database_url)
+        if args.command == "serve":
+            return _serve(config, args.host, args.port, args.log_level)
+        if args.command == "db":
+            return _db(config, args.db_command)
+        return _devices(config, args.devices_command, getattr(args, "name", None))
+    except ConfigInvalid as exc:
+        print(exc, file=sys.stderr)
+        return EXIT_USAGE
+    except DatabaseUnavailable as exc:
+        print(f"database unavailable: {exc}", file=sys.stderr)
+        return EXIT_DATABASE
+    except (DeviceExists, DeviceNotFound) as exc:
+        print(exc.detail, file=sys.stderr)
+        return EXIT_REFUSED
+
+
+def _check_config(path: Path) -> int:
+    config = load_config(path)
+    admin = "admin token set" if config.auth.admin_sha256() else "no admin token: fleet routes off"
+    print(
+        f"OK {path}: database {_safe_url(config.database.url)}, "
+        f"listen {config.server.host}:{config.server.port}, {admin}"
     )
-    parser.add_argument("--version", action="version", version=f"cloud-sync {__version__}")
-    parser.parse_args(argv)
-    parser.print_help()
-    return 0
+    return EXIT_OK
+
+
+def _new_admin_token() -> int:
+    from cloud_sync.registry import new_token, token_sha256
+
+    token = new_token()
+    print(token)
+    print(
+        f'# for cloud.toml [auth]:\nadmin_token_sha256 = "{token_sha256(token)}"', file=sys.stderr
+    )
+    return EXIT_OK
+
+
+def _migrated_engine(config: CloudConfig) -> Engine:
+    from sqlalchemy.exc import OperationalError
+
+    from cloud_sync.db.session import make_engine, upgrade
+
+    engine = make_engine(config.database.url, config.database.pool_size)
+    try:
+        upgrade(engine)
+    except OperationalError as exc:
+        raise DatabaseUnavailable(str(exc.orig)) from exc
+    return engine
+
+
+def _db(config: CloudConfig, command: str) -> int:
+    from sqlalchemy.exc import OperationalError
+
+    from cloud_sync.db.session import current_revision, head_revision, make_engine
+
+    if command == "upgrade":
+        engine = _migrated_engine(config)
+        print(
+            f"database {_safe_url(config.database.url)} at revision {current_revision(engine)}"
+            f" (head {head_revision()})"
+        )
+        engine.dispose()
+        return EXIT_OK
+    engine = make_engine(config.database.url)
+    try:
+        print(current_revision(engine) or "(not migrated)")
+    except OperationalError as exc:
+        raise DatabaseUnavailable(str(exc.orig)) from exc
+    finally:
+        engine.dispose()
+    return EXIT_OK
+
+
+def _devices(config: CloudConfig, command: str, name: str | None) -> int:
+    from pydantic import TypeAdapter, ValidationError
+
+    from cloud_sync.fleet import overview
+    from cloud_sync.registry import DeviceName, add_device, rotate_token
+
+    engine = _migrated_engine(config)
+    try:
+        if command == "list":
+            for row in overview(engine, config.fleet):
+                print(
+                    f"{row.name}\t{row.health.value}\tseq {row.last_sequence}\t"
+                    f"reported v{row.reported_version}\tdesired v{row.desired_version}"
+                )
+            return EXIT_OK
+        assert name is not None
+        try:
+            TypeAdapter(DeviceName).validate_python(name)
+        except ValidationError:
+            print(
+                f"bad device name {name!r}: 1-64 of A-Z a-z 0-9 _ . - "
+                "(starting with a letter or digit)",
+                file=sys.stderr,
+            )
+            return EXIT_USAGE
+        token = add_device(engine, name) if command == "add" else rotate_token(engine, name)
+        # The token alone on stdout (scriptable); the advice on stderr.
+        print(token)
+        print(
+            f"device {name!r}: store this token on the device now; it is not shown again.",
+            file=sys.stderr,
+        )
+        return EXIT_OK
+    finally:
+        engine.dispose()
+
+
+def _serve(config: CloudConfig, host: str | None, port: int | None, log_level: str) -> int:
+    import uvicorn
+
+    from cloud_sync.http.app import create_app
+
+    logging.basicConfig(
+        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    engine = _migrated_engine(config)
+    if config.auth.admin_sha256() is None:
+        logging.getLogger("cloud_sync").warning(
+            "no [auth] admin token: devices can sync, fleet routes answer 401"
+        )
+    app = create_app(config, engine)
+    uvicorn.run(
+        app,
+        host=host or config.server.host,
+        port=config.server.port if port is None else port,
+        log_level=log_level,
+        proxy_headers=True,
+        forwarded_allow_ips=config.server.forwarded_allow_ips,
+    )
+    engine.dispose()
+    return EXIT_OK
+
+
+def _safe_url(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
 
 
 if __name__ == "__main__":

@@ -41,9 +41,13 @@ from edge_agent.status import (
     ReadingInfo,
     SourceInfo,
     StoreInfo,
+    SyncInfo,
 )
 from edge_agent.store.errors import StoreUnavailable
 from edge_agent.store.sqlite import Store
+from edge_agent.sync.twin import DeviceReport, Twin, config_hash
+from edge_agent.sync.worker import SyncWorker
+from edgetwin_contracts.batch import AlarmRecord, ModelReport
 
 log = logging.getLogger("edge_agent.agent")
 
@@ -93,6 +97,18 @@ class Agent:
         self.pipeline = Pipeline(
             self.config, self.model.forecaster, self.engine, self.store, channel_sources
         )
+        self.twin: Twin | None = None
+        self.sync: SyncWorker | None = None
+        """The cloud sync worker, when [sync] is enabled (docs/sync.md)."""
+        if self.config.sync.enabled:
+            self._config_hash = config_hash(loaded.path)
+            self.twin = Twin(
+                self.store, self.engine, self.model.manifest.model.version, self._device_report
+            )
+            # Before the first sample: a device restarting offline keeps the cloud's
+            # alarm overrides.
+            self.twin.restore()
+            self.sync = SyncWorker(self.config.sync, self.store, self.twin, clock=clock)
         self.http_url: str | None = None
         self._ready = False
         self._alarm_flush_pending = False
@@ -116,6 +132,8 @@ class Agent:
             for src in self.sources
         ]
         tasks.append(asyncio.create_task(self._ticker(stop), name="ticker"))
+        if self.sync is not None:
+            tasks.append(asyncio.create_task(self.sync.run(stop), name="sync"))
         server: uvicorn.Server | None = None
         if self.config.http.enabled:
             server = await self._start_http()
@@ -227,10 +245,11 @@ class Agent:
         self.store.add_alarm_event(event)
         for listener in self.alarm_listeners:
             listener(event)
-        # Alarms are written promptly, but once per burst, not once per event.
+        # Alarms are written promptly, once per burst, and off the loop: the store syncs
+        # them to the card before returning, which must not delay the next sample.
         if self._loop is not None and not self._alarm_flush_pending:
             self._alarm_flush_pending = True
-            self._loop.call_soon(self._flush_alarms)
+            self._loop.run_in_executor(None, self._flush_alarms)
 
     def _flush_alarms(self) -> None:
         self._alarm_flush_pending = False
@@ -308,6 +327,48 @@ class Agent:
             channels=channels,
             alarms=[_alarm_info(a) for a in self.engine.active()],
             store=StoreInfo(path=str(self.store.path), details=stats.to_dict()),
+            sync=(
+                self.sync.status()
+                if self.sync is not None
+                else SyncInfo(backlog=dict(stats.outbox_rows))
+            ),
+        )
+
+    def _device_report(self) -> DeviceReport:
+        """What the twin's reported state says about this device (docs/sync.md). Reads
+        only memory: it runs on the event loop."""
+        now = self._clock()
+        m = self.model.manifest
+        states = self._source_states()
+        return DeviceReport(
+            agent_version=__version__,
+            model=ModelReport(name=m.model.name, version=m.model.version, sha256=m.file.sha256),
+            config_hash=self._config_hash,
+            sources={
+                src.name: {
+                    "type": type(src).__name__,
+                    "state": src.health.state.value,
+                    "since": src.health.since,
+                    "last_reading_ts": src.health.last_reading_ts,
+                    "last_error": src.health.last_error,
+                    "counters": dict(src.health.counters),
+                }
+                for src in self.sources
+            },
+            channels={
+                ch.name: {
+                    "health": sorted(c.value for c in self.pipeline.health(ch, now, states)),
+                    "last_ts": ch.last_ts,
+                    "last_value": ch.last_value,
+                    "is_warm": ch.scorer.is_warm,
+                    "rejected": {str(k): v for k, v in ch.cleaner.rejected.items() if v},
+                }
+                for ch in self.pipeline.channels.values()
+            },
+            open_alarms=[
+                AlarmRecord.model_validate(a.to_dict()) for a in self.engine.open_alarms()
+            ],
+            counters={f"alarms_{k}": v for k, v in self.engine.counters.items()},
         )
 
     def readings(self, channel: str, since: float | None, limit: int) -> list[ReadingInfo]:

@@ -7,22 +7,22 @@ path, the offending value and a message (``ConfigInvalid.problems``).
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, model_validator
 
 from edge_agent.actions.config import ActionConfig, LogActionConfig
 from edge_agent.alarms.rules import AlarmRule
 from edge_agent.cleaning.config import CleaningConfig
 from edge_agent.configbase import Strict
-from edge_agent.errors import ConfigInvalid, ConfigProblem
 from edge_agent.http.config import HttpConfig
 from edge_agent.sources.replay import ReplaySourceConfig
 from edge_agent.sources.serial import SerialSourceConfig
 from edge_agent.store.config import StoreConfig
+from edge_agent.sync.config import SyncConfig
+from edgetwin_contracts.configcheck import read_toml, validate_toml
 
 SourceConfig = Annotated[SerialSourceConfig | ReplaySourceConfig, Field(discriminator="type")]
 """The registry of source plugins: add a plugin's config model here."""
@@ -84,6 +84,7 @@ class AgentConfig(Strict):
     actions: list[ActionConfig] = Field(default_factory=list)
     store: StoreConfig = StoreConfig()
     http: HttpConfig = HttpConfig()
+    sync: SyncConfig = SyncConfig()
 
     def channel(self, name: str) -> ChannelConfig:
         return self.channels.get(name, self.channel_defaults)
@@ -149,70 +150,9 @@ class LoadedConfig:
 
 def parse_config(text: str, source: str = "<config>") -> AgentConfig:
     """Validate TOML text. Raises ConfigInvalid with one ConfigProblem per error."""
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigInvalid(source, [ConfigProblem("<toml>", None, str(exc))]) from None
-    try:
-        return AgentConfig.model_validate(data)
-    except ValidationError as exc:
-        raise ConfigInvalid(source, _problems(exc)) from None
+    return validate_toml(text, AgentConfig, source)
 
 
 def load_config(path: Path) -> LoadedConfig:
     """Read and validate a config file. Raises ConfigInvalid (also for an unreadable file)."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigInvalid(str(path), [ConfigProblem("<file>", None, str(exc))]) from None
-    return LoadedConfig(path, parse_config(text, str(path)))
-
-
-def _problems(exc: ValidationError) -> list[ConfigProblem]:
-    problems = []
-    for err in exc.errors():
-        # Discriminated unions add the tag to the path ("sources.0.serial.port"): keep
-        # the path the user wrote.
-        loc = [str(p) for p in err["loc"]]
-        if err["type"] == "value_error" and not loc:
-            for message in str(err["msg"]).removeprefix("Value error, ").split("; "):
-                key, _, text = message.partition(": ")
-                problems.append(ConfigProblem(key if text else "<root>", None, text or key))
-            continue
-        path = ".".join(_drop_union_tags(loc))
-        message = str(err["msg"]).removeprefix("Value error, ")
-        value = err.get("input")
-        if err["type"] == "union_tag_invalid":
-            ctx = err.get("ctx", {})
-            path = f"{path}.{ctx.get('discriminator', '').strip(chr(39))}".lstrip(".")
-            value = ctx.get("tag")
-            message = f"must be one of {ctx.get('expected_tags')}"
-        if err["type"] == "missing" or isinstance(value, dict | list):
-            value = None  # the whole table would bury the message
-        problems.append(ConfigProblem(path or "<root>", value, message))
-    return problems
-
-
-_UNION_TAGS = {
-    "serial",
-    "replay",
-    "log",
-    "webhook",
-    "value_above",
-    "value_below",
-    "rate_above",
-    "score_above",
-    "forecast_above",
-    "forecast_below",
-    "health",
-}
-
-
-def _drop_union_tags(loc: list[str]) -> list[str]:
-    out: list[str] = []
-    for i, part in enumerate(loc):
-        # A tag directly after a list index (sources.0.serial) is pydantic's, not the user's.
-        if part in _UNION_TAGS and i > 0 and loc[i - 1].isdigit():
-            continue
-        out.append(part)
-    return out
+    return LoadedConfig(path, read_toml(path, AgentConfig))

@@ -12,15 +12,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.util
 import shutil
 import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import httpx
 
 from edge_agent import logs
 from edge_agent.agent import Agent
@@ -74,7 +79,9 @@ def plan(duration_s: float, rate_hz: float, link: Path) -> DemoPlan:
     return DemoPlan(settings, limit, spike_s, overheat_s, vanish_s, vanish_for_s)
 
 
-def demo_config(p: DemoPlan, port_path: str, workdir: Path, http_port: int) -> AgentConfig:
+def demo_config(
+    p: DemoPlan, port_path: str, workdir: Path, http_port: int, cloud: DemoCloud | None = None
+) -> AgentConfig:
     source = serial_config_for(
         p.settings, port_path, name="pump0", reconnect_min_s=0.1, reconnect_max_s=0.5
     )
@@ -128,7 +135,18 @@ def demo_config(p: DemoPlan, port_path: str, workdir: Path, http_port: int) -> A
             },
         ],
         "http": {"port": http_port},
+        # Short intervals so a one-minute demo shows summaries reaching the cloud.
+        "store": {"summary_interval_s": 10.0},
     }
+    if cloud is not None:
+        data["sync"] = {
+            "enabled": True,
+            "url": cloud.url,
+            "token": cloud.token,
+            "interval_s": 2.0,
+            "backoff_min_s": 0.5,
+            "backoff_max_s": 5.0,
+        }
     return AgentConfig.model_validate(data)
 
 
@@ -142,6 +160,77 @@ def free_port(preferred: int) -> int:
         except OSError:
             return 0
     return preferred
+
+
+class DemoCloud:
+    """`cloud-sync serve` on 127.0.0.1 with an SQLite file, as a child process.
+
+    The device package does not depend on the cloud one: when cloud_sync is not
+    installed the demo runs without it and says so."""
+
+    def __init__(self, workdir: Path, device: str) -> None:
+        self.database_url = f"sqlite:///{workdir / 'cloud-sync.db'}"
+        self.device = device
+        self.url = ""
+        self.token = ""
+        self._process: subprocess.Popen[bytes] | None = None
+
+    @staticmethod
+    def is_available() -> bool:
+        return importlib.util.find_spec("cloud_sync.http") is not None
+
+    def start(self) -> None:
+        """Register the device (the token is printed once, read here) and serve."""
+        cli = [sys.executable, "-m", "cloud_sync"]
+        added = subprocess.run(
+            [*cli, "devices", "add", self.device, "--database-url", self.database_url],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=60,
+        )
+        self.token = added.stdout.strip().splitlines()[-1]
+        port = any_free_port()
+        self._process = subprocess.Popen(
+            [
+                *cli,
+                *("serve", "--database-url", self.database_url, "--port", str(port)),
+                *("--log-level", "warning"),
+            ],
+            stdout=subprocess.DEVNULL,
+        )
+        self.url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"{self.url}/health", timeout=1).status_code == 200:
+                    return
+            if self._process.poll() is not None:
+                break
+            time.sleep(0.1)
+        raise RuntimeError("cloud-sync serve did not start")
+
+    def twin(self) -> dict[str, Any]:
+        answer = httpx.get(
+            f"{self.url}/v1/twin", headers={"Authorization": f"Bearer {self.token}"}, timeout=5
+        )
+        answer.raise_for_status()
+        twin: dict[str, Any] = answer.json()
+        return twin
+
+    def stop(self) -> None:
+        if self._process is not None and self._process.poll() is None:
+            self._process.terminate()
+            try:
+                self._process.wait(10)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+
+
+def any_free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 def main(
@@ -161,6 +250,16 @@ def main(
         f"at {p.spike_s:g} s, bearing overheating from {p.overheat_s:g} s (limit "
         f"{p.limit_c} °C), device gone at {p.vanish_s:g} s for {p.vanish_for_s:g} s"
     )
+    cloud: DemoCloud | None = None
+    if DemoCloud.is_available():
+        cloud = DemoCloud(workdir, "demo-pump")
+        cloud.start()
+        echo(
+            f"cloud-sync serving at {cloud.url} (SQLite {cloud.database_url}); "
+            "device demo-pump registered"
+        )
+    else:
+        echo("cloud_sync is not installed here (pip install 'edgetwin[cloud]'): no cloud sync")
     sim_stop = threading.Event()
     device_ready = threading.Event()
     started = time.time()
@@ -175,7 +274,7 @@ def main(
     if not device_ready.wait(10):
         echo("the simulator did not open its pseudo-terminal")
         return 3
-    config = demo_config(p, str(p.settings.link), workdir, free_port(http_port))
+    config = demo_config(p, str(p.settings.link), workdir, free_port(http_port), cloud)
     agent = Agent(LoadedConfig(workdir / "demo.toml", config))
     events: list[AlarmEvent] = []
 
@@ -207,11 +306,37 @@ def main(
     agent.alarm_listeners.append(events.append)
     try:
         asyncio.run(run())
+        summarize(p, events, started, agent, echo)
+        if cloud is not None:
+            show_twin(cloud, echo)
     finally:
         sim_stop.set()
         simulator.join(5)
-    summarize(p, events, started, agent, echo)
+        if cloud is not None:
+            cloud.stop()
     return 0
+
+
+def show_twin(cloud: DemoCloud, echo: Callable[[str], None]) -> None:
+    """The device's twin as the cloud holds it after the run."""
+    twin = cloud.twin()
+    reported = twin.get("reported") or {}
+    model = reported.get("model") or {}
+    echo(f"the cloud's twin of {twin['device']}:")
+    echo(
+        f"  last seen {time.time() - twin['last_seen']:.1f} s ago, "
+        f"last batch #{twin['last_sequence']}, reported v{twin['reported_version']}, "
+        f"desired v{twin['desired_version']}"
+    )
+    if model:
+        echo(f"  model {model.get('name')} {model.get('version')} ({model.get('sha256', '')[:12]})")
+    summaries = twin.get("last_summaries") or {}
+    for channel, summary in sorted(summaries.items()):
+        echo(
+            f"  {channel:13s} last interval: n={summary['count']:4d} mean {summary['mean']:8.2f} "
+            f"max {summary['max']:8.2f} forecast MAE {summary.get('error_mae') or 0:.3f}"
+        )
+    echo(f"  open alarms in the twin: {len(twin.get('open_alarms') or [])}")
 
 
 def summarize(

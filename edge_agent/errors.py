@@ -6,8 +6,7 @@ ones) and are re-exported here so device code has one place to import from.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
+from edgetwin_contracts.configcheck import ConfigInvalid, ConfigProblem
 from edgetwin_contracts.errors import (
     BundleIncomplete,
     BundleRejected,
@@ -56,29 +55,6 @@ class BackendUnavailable(RuntimeError):
 
 class WindowInvalid(ValueError):
     """An input window has the wrong length or holds NaN/inf: fix the caller, skip the sample."""
-
-
-@dataclass(frozen=True, slots=True)
-class ConfigProblem:
-    """One problem in a config: where (dotted key path), the value found, and why."""
-
-    path: str
-    value: object
-    message: str
-
-    def __str__(self) -> str:
-        shown = "" if self.value is None else f" (got {self.value!r})"
-        return f"{self.path}: {self.message}{shown}"
-
-
-class ConfigInvalid(Exception):
-    """The config has problems; nothing is started. Fix the file (exit code 2)."""
-
-    def __init__(self, source: str, problems: list[ConfigProblem]) -> None:
-        self.source = source
-        self.problems = problems
-        lines = "\n".join(f"  {p}" for p in problems)
-        super().__init__(f"{source}: {len(problems)} problem(s)\n{lines}")
 
 
 class AlarmNotFound(KeyError):

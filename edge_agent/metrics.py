@@ -75,6 +75,33 @@ class AgentCollector(Collector):
                 unhealthy.add_metric([ch.name, condition], 1.0 if condition in ch.health else 0.0)
         yield from (readings, processed, rejected, value, score, forecast, unhealthy)
 
+        sync = s.sync
+        if sync.enabled:
+            up_to_date = GaugeMetricFamily(
+                "edge_sync_last_success_timestamp_seconds", "Last batch the cloud acknowledged"
+            )
+            if sync.last_success_ts is not None:
+                up_to_date.add_metric([], sync.last_success_ts)
+            yield up_to_date
+            backlog = GaugeMetricFamily(
+                "edge_sync_backlog", "Outbox rows awaiting acknowledgement", labels=["kind"]
+            )
+            for kind, n in sync.backlog.items():
+                backlog.add_metric([kind], n)
+            yield backlog
+            batches = CounterMetricFamily(
+                "edge_sync_batches", "Batches by outcome since start", labels=["outcome"]
+            )
+            batches.add_metric(["acknowledged"], sync.batches_sent)
+            batches.add_metric(["duplicate"], sync.duplicates)
+            batches.add_metric(["rejected"], sync.rejected)
+            yield batches
+            failures = GaugeMetricFamily(
+                "edge_sync_consecutive_failures", "Failed attempts since the last success"
+            )
+            failures.add_metric([], sync.consecutive_failures)
+            yield failures
+
         alarms = GaugeMetricFamily(
             "edge_alarms_active", "Active alarms", labels=["severity", "state"]
         )

@@ -5,7 +5,7 @@ Pydantic models so the HTTP API documents them in its OpenAPI schema.
 
 from __future__ import annotations
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 
 class AgentInfo(BaseModel):
@@ -84,6 +84,40 @@ class StoreInfo(BaseModel):
     details: dict[str, float | int | str | None]
 
 
+class SyncInfo(BaseModel):
+    """Cloud sync health (docs/sync.md)."""
+
+    enabled: bool = False
+    state: str = "disabled"
+    """disabled, idle, sending, backing_off, unauthorized or failed."""
+    last_success_ts: float | None = None
+    """UNIX seconds of the last request the cloud answered with success."""
+    last_attempt_ts: float | None = None
+    last_error: str | None = None
+    """The last failure (kept after recovery; compare its time with last_success_ts)."""
+    last_error_ts: float | None = None
+    backlog: dict[str, int] = Field(default_factory=dict)
+    """Outbox rows awaiting acknowledgement, by kind (alarm, summary)."""
+    in_flight: int | None = None
+    """Sequence of the batch sent and not yet acknowledged."""
+    batches_sent: int = 0
+    """Batches acknowledged (including duplicates) since the agent started."""
+    duplicates: int = 0
+    """Acknowledgements saying the cloud already had the batch (a resend after a lost answer)."""
+    rejected: int = 0
+    """Batches the cloud refused (400/413/415/422) since the agent started."""
+    quarantined: int = 0
+    """Outbox rows set aside because the cloud (or the device) refused them alone; total."""
+    consecutive_failures: int = 0
+    next_attempt_in_s: float | None = None
+    last_sequence: int = 0
+    """The last sequence the cloud acknowledged."""
+    desired_version: int = 0
+    """The desired-state version in effect."""
+    reported_version: int = 0
+    interval_s: float | None = None
+
+
 class AgentStatus(BaseModel):
     agent: AgentInfo
     model: ModelInfo
@@ -92,6 +126,7 @@ class AgentStatus(BaseModel):
     alarms: list[AlarmInfo]
     """Active alarms (and cleared ones still unacknowledged)."""
     store: StoreInfo
+    sync: SyncInfo = Field(default_factory=SyncInfo)
 
 
 class ReadingInfo(BaseModel):

@@ -24,9 +24,11 @@ from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 from enum import IntEnum
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+from pydantic import ValidationError
 
 from edge_agent.actions.base import Notifiable
 from edge_agent.alarms.model import Alarm, AlarmEvent, AlarmEventKind, AlarmState
@@ -41,6 +43,9 @@ from edge_agent.alarms.rules import (
 from edge_agent.errors import AlarmNotFound, ConfigInvalid, ConfigProblem
 
 ALL_CHANNELS = "*"
+
+OVERRIDABLE_FIELDS = frozenset({"set", "clear", "on_delay_s", "off_delay_s", "severity"})
+"""What ``AlarmEngine.override_rules`` may change on a rule: levels, delays, severity."""
 
 _SEVERITY_RANK = {Severity.INFO: 0, Severity.WARNING: 1, Severity.CRITICAL: 2}
 
@@ -106,8 +111,6 @@ class _Slot:
         self.channel = channel
         self.actions = actions
         self.selection = selection
-        self.on_delay = rule.on_delay_s
-        self.off_delay = rule.off_delay_s
         self.alarm: Alarm | None = None
         self.pending_since: float | None = None
         self.clearing_since: float | None = None
@@ -116,6 +119,14 @@ class _Slot:
         self.sign = 1.0
         self.set_level = 0.0
         self.clear_level = 0.0
+        self.use(rule)
+
+    def use(self, rule: ThresholdRule | ForecastRule | HealthRule) -> None:
+        """Take levels, delays and severity from ``rule`` (same name and kind); the
+        state (active alarm, pending and clearing times) is kept."""
+        self.rule = rule
+        self.on_delay = rule.on_delay_s
+        self.off_delay = rule.off_delay_s
         if isinstance(rule, HealthRule):
             self.conditions = frozenset(rule.conditions)
         else:
@@ -163,6 +174,7 @@ class AlarmEngine:
         self._horizons = tuple(horizons)
         self._max_cleared_unacked = max_cleared_unacknowledged
         self._rules: dict[str, ThresholdRule | ForecastRule | HealthRule] = {}
+        self._configured: dict[str, ThresholdRule | ForecastRule | HealthRule] = {}
         self._rule_actions: dict[str, tuple[Notifiable, ...]] = {}
         self._selections: dict[str, slice | npt.NDArray[np.intp] | None] = {}
         problems: list[ConfigProblem] = []
@@ -186,6 +198,7 @@ class AlarmEngine:
                 self._selections[rule.name] = self._select(rule, i, problems)
         if problems:
             raise ConfigInvalid("alarms", problems)
+        self._configured = dict(self._rules)
         # Rules pre-indexed by channel; the slots of a channel are built at its first
         # sample, so "*" rules cover channels that nobody listed.
         self._exact: dict[str, list[ThresholdRule | ForecastRule | HealthRule]] = {}
@@ -305,6 +318,60 @@ class AlarmEngine:
                     self._clear(slot, ts)
             elif slot.clearing_since is not None:
                 slot.clearing_since = None
+
+    # -- remote changes ------------------------------------------------------------------
+
+    def override_rules(self, overrides: Mapping[str, Mapping[str, Any]]) -> dict[str, str]:
+        """Replace levels, delays and severity of configured rules, by rule name.
+
+        overrides: rule name → the fields to change (``OVERRIDABLE_FIELDS``: set, clear,
+            on_delay_s, off_delay_s, severity; None values are ignored). The whole set:
+            a configured rule not named here goes back to its configured values, so
+            applying the same mapping twice changes nothing.
+
+        Each overridden rule is validated exactly like the config validates it (the
+        hysteresis direction, non-negative delays, a known severity; a health rule has
+        no levels). Returns the refused ones: rule name → reason; a refused rule keeps
+        its configured values. Active alarms stay active; their clear level and
+        off-delay are the new ones from now on. Call from the pipeline's event loop.
+        """
+        refused: dict[str, str] = {}
+        for name in overrides:
+            if name not in self._configured:
+                known = ", ".join(sorted(self._configured)) or "none"
+                refused[name] = f"no alarm rule named {name!r} (configured: {known})"
+        for name, configured in self._configured.items():
+            rule = configured
+            changes = {k: v for k, v in overrides.get(name, {}).items() if v is not None}
+            if changes:
+                unknown = sorted(set(changes) - OVERRIDABLE_FIELDS)
+                if unknown:
+                    refused[name] = f"cannot override {', '.join(unknown)}"
+                else:
+                    try:
+                        rule = type(configured).model_validate(
+                            {**configured.model_dump(), **changes}
+                        )
+                    except ValidationError as exc:
+                        refused[name] = _validation_reason(exc)
+            if rule != self._rules[name]:
+                self._replace_rule(rule)
+        return refused
+
+    def rule(self, name: str) -> ThresholdRule | ForecastRule | HealthRule:
+        """The rule in effect under ``name`` (configured, or as overridden). Raises KeyError."""
+        return self._rules[name]
+
+    def _replace_rule(self, rule: ThresholdRule | ForecastRule | HealthRule) -> None:
+        self._rules[rule.name] = rule
+        for rules in (*self._exact.values(), self._star):
+            for i, old in enumerate(rules):
+                if old.name == rule.name:
+                    rules[i] = rule
+        for slots in (*self._sample_slots.values(), *self._health_slots.values()):
+            for slot in slots:
+                if slot.rule.name == rule.name:
+                    slot.use(rule)
 
     # -- operator side -------------------------------------------------------------------
 
@@ -488,6 +555,15 @@ class AlarmEngine:
         ]
         active.sort(key=lambda a: (-_SEVERITY_RANK[a.severity], a.rule))
         self._channel_state[channel] = "|".join(f"{a.severity.value}:{a.rule}" for a in active)
+
+
+def _validation_reason(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors():
+        where = ".".join(str(p) for p in err["loc"])
+        message = str(err["msg"]).removeprefix("Value error, ")
+        parts.append(f"{where}: {message}" if where else message)
+    return "; ".join(parts)
 
 
 def _describe(

@@ -6,6 +6,7 @@ See docs/store.md.
 from edge_agent.store.config import StoreConfig
 from edge_agent.store.sqlite import (
     ALARMS_FIRST,
+    InflightBatch,
     OutboxKind,
     OutboxRow,
     ReadingRow,
@@ -16,6 +17,7 @@ from edge_agent.store.summary import Summary, SummaryAccumulator
 
 __all__ = [
     "ALARMS_FIRST",
+    "InflightBatch",
     "OutboxKind",
     "OutboxRow",
     "ReadingRow",

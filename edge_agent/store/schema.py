@@ -66,7 +66,28 @@ def _v1(conn: sqlite3.Connection) -> None:
     conn.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL)")
 
 
-MIGRATIONS: tuple[Migration, ...] = (_v1,)
+def _v2(conn: sqlite3.Connection) -> None:
+    # The cloud sync (docs/sync.md). The batch being sent, exactly as sent: it is resent
+    # byte for byte (same sequence) until the cloud acknowledges it. At most one row.
+    conn.execute(
+        "CREATE TABLE sync_inflight ("
+        " sequence INTEGER PRIMARY KEY, created_at REAL NOT NULL, body BLOB NOT NULL,"
+        " row_ids TEXT NOT NULL, alarm_rows INTEGER NOT NULL, summary_rows INTEGER NOT NULL,"
+        " reported_version INTEGER)"
+    )
+    # Outbox rows the cloud refused on their own (422 on a batch of that one row): kept,
+    # not resent, so one bad row cannot block the queue. id: the outbox id it had.
+    conn.execute(
+        "CREATE TABLE sync_quarantine ("
+        " id INTEGER PRIMARY KEY, kind TEXT NOT NULL, created_at REAL NOT NULL,"
+        " payload TEXT NOT NULL, reason TEXT NOT NULL, quarantined_at REAL NOT NULL)"
+    )
+    # Text-valued state that must survive restarts (the last desired state received,
+    # the hash of the last reported state); integers stay in meta.
+    conn.execute("CREATE TABLE meta_text (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+
+
+MIGRATIONS: tuple[Migration, ...] = (_v1, _v2)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -82,6 +82,29 @@ class OutboxRow:
 
 
 @dataclass(frozen=True, slots=True)
+class InflightBatch:
+    """The batch the sync worker is sending, persisted before the first attempt and
+    resent byte for byte until the cloud acknowledges it (docs/sync.md)."""
+
+    sequence: int
+    """Per device, increasing; never reused, even after a rejection."""
+    created_at: float
+    """UNIX seconds, the device clock when the batch was built."""
+    body: bytes
+    """The gzip-compressed JSON ``Batch``, exactly as POSTed."""
+    row_ids: tuple[int, ...]
+    """The outbox rows it carries: deleted when it is acknowledged."""
+    alarm_rows: int
+    summary_rows: int
+    reported_version: int | None
+    """The reported-state version it carries; None: no reported state."""
+
+
+QUARANTINE_MAX_ROWS = 10_000
+"""Rows kept in ``sync_quarantine``; past it the oldest go (they are already counted)."""
+
+
+@dataclass(frozen=True, slots=True)
 class ReadingRow:
     """A stored reading; forecast and score are None where none was made."""
 
@@ -448,6 +471,13 @@ class Store:
             for kind, _, _ in outbox:
                 added[kind] += 1
         dropped = self._cap_outbox(added)
+        if dropped:
+            # Persisted too: the twin reports the total since the store was created.
+            conn.execute(
+                "INSERT INTO meta (key, value) VALUES ('outbox_dropped', ?)"
+                " ON CONFLICT (key) DO UPDATE SET value = value + excluded.value",
+                (dropped,),
+            )
         conn.execute("COMMIT")
         return len(batch.ts) + len(batch.summaries) + len(batch.events), added, dropped
 
@@ -675,6 +705,193 @@ class Store:
             self._outbox_acked += deleted
             self._outbox_rows = self._count_outbox()
         return deleted
+
+    def outbox_dropped_total(self) -> int:
+        """Summary rows dropped by the outbox cap since the store file was created
+        (``stats().outbox_dropped`` counts since this Store opened)."""
+        return self.meta_int("outbox_dropped")
+
+    # -- cloud sync (docs/sync.md) -------------------------------------------------
+
+    def meta_int(self, key: str, default: int = 0) -> int:
+        """An integer from the meta table (``default`` when absent). Raises StoreUnavailable."""
+        with self._locked() as conn:
+            row = conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return default if row is None else int(row[0])
+
+    def set_meta_int(self, key: str, value: int) -> None:
+        with self._locked() as conn:
+            conn.execute(
+                "INSERT INTO meta (key, value) VALUES (?, ?)"
+                " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                (key, int(value)),
+            )
+
+    def meta_text(self, key: str) -> str | None:
+        """A text value from the meta_text table (None when absent). Raises StoreUnavailable."""
+        with self._locked() as conn:
+            row = conn.execute("SELECT value FROM meta_text WHERE key = ?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def set_meta_text(self, key: str, value: str) -> None:
+        with self._locked() as conn:
+            _set_text(conn, key, value)
+
+    def sync_inflight(self) -> InflightBatch | None:
+        """The batch staged and not yet acknowledged, if any. Raises StoreUnavailable."""
+        with self._locked() as conn:
+            row = conn.execute(
+                "SELECT sequence, created_at, body, row_ids, alarm_rows, summary_rows,"
+                " reported_version FROM sync_inflight ORDER BY sequence LIMIT 1"
+            ).fetchone()
+        if row is None:
+            return None
+        seq, created, body, ids, alarms, summaries, reported = row
+        return InflightBatch(
+            sequence=int(seq),
+            created_at=float(created),
+            body=bytes(body),
+            row_ids=tuple(int(i) for i in json.loads(ids)),
+            alarm_rows=int(alarms),
+            summary_rows=int(summaries),
+            reported_version=None if reported is None else int(reported),
+        )
+
+    def sync_stage(self, batch: InflightBatch, reported_hash: str | None = None) -> None:
+        """Persist ``batch`` as the one in flight, before it is first sent, together with
+        its sequence as the last one allocated (``meta.sync_sequence``) and, if it carries
+        a reported state, that state's version and hash. One transaction, committed with
+        ``synchronous=FULL``: after even a power cut the device never reuses a sequence
+        the cloud may have stored. Raises ValueError if a batch is already in flight,
+        StoreUnavailable on a database error (nothing staged)."""
+        with self._locked() as conn:
+            conn.execute("PRAGMA synchronous = FULL")
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    if conn.execute("SELECT 1 FROM sync_inflight").fetchone() is not None:
+                        raise ValueError("a batch is already in flight")
+                    conn.execute(
+                        "INSERT INTO sync_inflight (sequence, created_at, body, row_ids,"
+                        " alarm_rows, summary_rows, reported_version)"
+                        " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                        (
+                            batch.sequence,
+                            batch.created_at,
+                            batch.body,
+                            json.dumps(list(batch.row_ids), separators=(",", ":")),
+                            batch.alarm_rows,
+                            batch.summary_rows,
+                            batch.reported_version,
+                        ),
+                    )
+                    _set_max(conn, "sync_sequence", batch.sequence)
+                    if batch.reported_version is not None:
+                        _set_max(conn, "sync_reported_version", batch.reported_version)
+                        if reported_hash is not None:
+                            _set_text(conn, "sync_reported_hash", reported_hash)
+                    conn.execute("COMMIT")
+                except BaseException:
+                    with contextlib.suppress(sqlite3.Error):
+                        conn.execute("ROLLBACK")
+                    raise
+            finally:
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("PRAGMA synchronous = NORMAL")
+
+    def sync_commit(self, sequence: int) -> int:
+        """The cloud acknowledged batch ``sequence``: in one transaction delete its outbox
+        rows, forget it as in flight and record it as ``meta.sync_acked_sequence``.
+        Returns the outbox rows deleted (rows the cap dropped meanwhile are not counted).
+        A sequence that is not in flight (committed already) changes nothing and returns
+        0. Raises StoreUnavailable (nothing changed: the batch is resent, and the cloud
+        answers it as a duplicate)."""
+        with self._locked() as conn:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                row = conn.execute(
+                    "SELECT row_ids FROM sync_inflight WHERE sequence = ?", (sequence,)
+                ).fetchone()
+                if row is None:
+                    conn.execute("COMMIT")
+                    return 0
+                keys = [(int(i),) for i in json.loads(row[0])]
+                cur = conn.executemany("DELETE FROM outbox WHERE id = ?", keys)
+                deleted = max(int(cur.rowcount), 0) if keys else 0
+                conn.execute("DELETE FROM sync_inflight WHERE sequence = ?", (sequence,))
+                _set_max(conn, "sync_acked_sequence", sequence)
+                conn.execute("COMMIT")
+            except BaseException:
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
+                raise
+            self._outbox_acked += deleted
+            self._outbox_rows = self._count_outbox()
+        return deleted
+
+    def sync_discard(self, sequence: int) -> None:
+        """Forget batch ``sequence`` as in flight without touching its outbox rows: the
+        cloud refused it and never stored it (they go again in other batches). The
+        sequence stays allocated and is never reused. Raises StoreUnavailable."""
+        with self._locked() as conn:
+            conn.execute("DELETE FROM sync_inflight WHERE sequence = ?", (sequence,))
+
+    def sync_quarantine(self, ids: Iterable[int], reason: str) -> int:
+        """Move outbox rows the cloud (or the device's own validation) refused into
+        ``sync_quarantine`` with ``reason``, in one transaction; counted in
+        ``meta.sync_quarantined``. Returns how many moved (ids no longer in the outbox
+        are ignored). Alarm rows too: a row that can never be accepted would otherwise
+        block everything queued behind it. Raises StoreUnavailable."""
+        keys = [int(i) for i in ids]
+        if not keys:
+            return 0
+        now = self._clock()
+        with self._locked() as conn:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                moved = 0
+                for key in keys:
+                    cur = conn.execute(
+                        "INSERT OR REPLACE INTO sync_quarantine"
+                        " (id, kind, created_at, payload, reason, quarantined_at)"
+                        " SELECT id, kind, created_at, payload, ?, ? FROM outbox WHERE id = ?",
+                        (reason, now, key),
+                    )
+                    if cur.rowcount > 0:
+                        conn.execute("DELETE FROM outbox WHERE id = ?", (key,))
+                        moved += 1
+                if moved:
+                    conn.execute(
+                        "INSERT INTO meta (key, value) VALUES ('sync_quarantined', ?)"
+                        " ON CONFLICT (key) DO UPDATE SET value = value + excluded.value",
+                        (moved,),
+                    )
+                    conn.execute(
+                        "DELETE FROM sync_quarantine WHERE id IN (SELECT id FROM"
+                        " sync_quarantine ORDER BY id DESC LIMIT -1 OFFSET ?)",
+                        (QUARANTINE_MAX_ROWS,),
+                    )
+                conn.execute("COMMIT")
+            except BaseException:
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
+                raise
+            self._outbox_rows = self._count_outbox()
+        return moved
+
+    def sync_quarantined(self, limit: int = 100) -> list[tuple[OutboxRow, str]]:
+        """The newest ``limit`` quarantined rows with the reason each was refused,
+        oldest first."""
+        _check_limit(limit)
+        with self._locked() as conn:
+            cur = conn.execute(
+                "SELECT id, kind, created_at, payload, reason FROM sync_quarantine"
+                " ORDER BY id DESC LIMIT ?",
+                (limit,),
+            )
+            found = [(OutboxRow(i, OutboxKind(k), t, p), r) for i, k, t, p, r in cur]
+        found.reverse()
+        return found
 
     # -- queries -------------------------------------------------------------------
 
@@ -924,6 +1141,22 @@ def _event_from_dict(data: dict[str, Any]) -> AlarmEvent:
     a["severity"] = Severity(a["severity"])
     a["state"] = AlarmState(a["state"])
     return AlarmEvent(kind=AlarmEventKind(data["kind"]), ts=data["ts"], alarm=Alarm(**a))
+
+
+def _set_max(conn: sqlite3.Connection, key: str, value: int) -> None:
+    conn.execute(
+        "INSERT INTO meta (key, value) VALUES (?, ?)"
+        " ON CONFLICT (key) DO UPDATE SET value = max(value, excluded.value)",
+        (key, int(value)),
+    )
+
+
+def _set_text(conn: sqlite3.Connection, key: str, value: str) -> None:
+    conn.execute(
+        "INSERT INTO meta_text (key, value) VALUES (?, ?)"
+        " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        (key, value),
+    )
 
 
 def _dumps(data: dict[str, Any]) -> str:

@@ -47,6 +47,13 @@ def test_demo_runs_and_tells_what_happened(tmp_path: Path) -> None:
     reconnected = re.search(r"the serial source reconnected (\d+) time", text)
     assert reconnected and int(reconnected.group(1)) >= 1, text
 
+    # The demo's cloud-sync received the device's batches: its twin is printed.
+    assert "device demo-pump registered" in out
+    assert "the cloud's twin of demo-pump:" in text
+    batches = re.search(r"last batch #(\d+)", text)
+    assert batches and int(batches.group(1)) >= 1, text
+    assert "model edgetwin-generic-forecaster" in text
+
     store_path = workdir.resolve() / "edge-agent.db"  # the demo prints resolved paths
     assert f"alarm history kept in {store_path}" in text
     store = inspect_store(store_path)

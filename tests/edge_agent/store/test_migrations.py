@@ -19,12 +19,12 @@ def connect(path: Path) -> sqlite3.Connection:
     return sqlite3.connect(path, isolation_level=None)
 
 
-def v2_add_unit(conn: sqlite3.Connection) -> None:
+def next_add_unit(conn: sqlite3.Connection) -> None:
     """A fake next migration: channels get a unit column."""
     conn.execute("ALTER TABLE channels ADD COLUMN unit TEXT NOT NULL DEFAULT ''")
 
 
-def v2_broken(conn: sqlite3.Connection) -> None:
+def next_broken(conn: sqlite3.Connection) -> None:
     conn.execute("ALTER TABLE channels ADD COLUMN unit TEXT")
     raise RuntimeError("bug in a migration")
 
@@ -33,30 +33,44 @@ def test_new_file_is_at_the_current_version(tmp_path: Path, clock: FakeClock) ->
     Store(tmp_path / "s.db", StoreConfig(), clock).close()
     conn = connect(tmp_path / "s.db")
     try:
-        assert schema_version(conn) == SCHEMA_VERSION == len(MIGRATIONS) == 1
+        assert schema_version(conn) == SCHEMA_VERSION == len(MIGRATIONS) == 2
     finally:
         conn.close()
 
 
-def test_v0_to_v1_on_an_empty_file(tmp_path: Path) -> None:
+def test_v0_to_current_on_an_empty_file(tmp_path: Path) -> None:
     conn = connect(tmp_path / "s.db")
     try:
         assert schema_version(conn) == 0
-        assert migrate(conn) == 1
+        assert migrate(conn) == SCHEMA_VERSION
         tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
         assert {"channels", "readings", "summaries", "alarms", "alarm_events", "outbox"} <= tables
-        assert migrate(conn) == 1  # idempotent
+        assert {"sync_inflight", "sync_quarantine", "meta_text"} <= tables
+        assert migrate(conn) == SCHEMA_VERSION  # idempotent
     finally:
         conn.close()
 
 
-def test_v1_to_v2_keeps_the_data(tmp_path: Path, clock: FakeClock) -> None:
+def test_v1_to_v2_adds_the_sync_tables_and_keeps_the_data(tmp_path: Path) -> None:
+    conn = connect(tmp_path / "s.db")
+    try:
+        assert migrate(conn, MIGRATIONS[:1]) == 1
+        conn.execute("INSERT INTO outbox (kind, created_at, payload) VALUES ('summary', 1, '{}')")
+        conn.execute("INSERT INTO meta (key, value) VALUES ('max_alarm_id', 7)")
+        assert migrate(conn) == 2
+        assert conn.execute("SELECT count(*) FROM outbox").fetchone() == (1,)
+        assert conn.execute("SELECT count(*) FROM sync_inflight").fetchone() == (0,)
+    finally:
+        conn.close()
+
+
+def test_a_next_migration_keeps_the_data(tmp_path: Path, clock: FakeClock) -> None:
     with Store(tmp_path / "s.db", StoreConfig(), clock) as store:
         store.add_sample(1.0, "temp", 20.0, None, None)
     conn = connect(tmp_path / "s.db")
     try:
-        assert migrate(conn, (*MIGRATIONS, v2_add_unit)) == 2
-        assert schema_version(conn) == 2
+        assert migrate(conn, (*MIGRATIONS, next_add_unit)) == SCHEMA_VERSION + 1
+        assert schema_version(conn) == SCHEMA_VERSION + 1
         assert conn.execute("SELECT name, unit FROM channels").fetchall() == [("temp", "")]
         assert conn.execute("SELECT value FROM readings").fetchall() == [(20.0,)]
     finally:
@@ -68,8 +82,8 @@ def test_a_failing_migration_leaves_the_previous_version(tmp_path: Path, clock: 
     conn = connect(tmp_path / "s.db")
     try:
         with pytest.raises(RuntimeError, match="bug in a migration"):
-            migrate(conn, (*MIGRATIONS, v2_broken))
-        assert schema_version(conn) == 1
+            migrate(conn, (*MIGRATIONS, next_broken))
+        assert schema_version(conn) == SCHEMA_VERSION
         columns = [r[1] for r in conn.execute("PRAGMA table_info(channels)")]
         assert "unit" not in columns  # the ALTER was rolled back with it
     finally:

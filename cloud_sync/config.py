@@ -1,0 +1,148 @@
+"""The service's one TOML config (``cloud.toml``): a strict pydantic model.
+
+``load_config(path)`` parses and validates without touching anything else (no database
+opened, no port bound). Every problem is reported with its key path, the offending value
+and a message (``ConfigInvalid.problems``). A commented example ships as
+``cloud_sync/examples/cloud.toml``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+
+from cloud_sync.errors import ConfigInvalid
+from edgetwin_contracts.configcheck import problems_from, read_toml, validate_toml
+
+DEFAULT_DATABASE_URL = "sqlite:///./cloud-sync.db"
+DATABASE_URL_ENV = "CLOUD_SYNC_DATABASE_URL"
+"""Environment variable that overrides [database] url (``--database-url`` overrides both)."""
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
+
+
+class ServerSection(Strict):
+    host: str = "127.0.0.1"
+    """Bind address. Behind a reverse proxy keep 127.0.0.1 (or the private interface)."""
+    port: Annotated[int, Field(ge=0, le=65535)] = 8300
+    forwarded_allow_ips: list[str] = Field(default_factory=lambda: ["127.0.0.1"])
+    """Proxies whose X-Forwarded-For/-Proto are trusted (uvicorn's forwarded_allow_ips)."""
+
+
+class DatabaseSection(Strict):
+    url: str = DEFAULT_DATABASE_URL
+    """SQLAlchemy URL: sqlite:///path (embedded default) or postgresql://user@host/db."""
+    pool_size: Annotated[int, Field(ge=1, le=100)] = 5
+    """Connections per replica (PostgreSQL); SQLite ignores it."""
+
+    @field_validator("url")
+    @classmethod
+    def _known_backend(cls, url: str) -> str:
+        return normalize_database_url(url)
+
+
+class AuthSection(Strict):
+    admin_token_sha256: str | None = None
+    """SHA-256 (hex) of the admin token; preferred over admin_token (no secret in the file)."""
+    admin_token: SecretStr | None = None
+    """The admin token itself (convenient for development)."""
+
+    @field_validator("admin_token_sha256")
+    @classmethod
+    def _hex(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"[0-9a-fA-F]{64}", value):
+            raise ValueError("must be 64 hex digits (sha256 of the token)")
+        return None if value is None else value.lower()
+
+    @field_validator("admin_token")
+    @classmethod
+    def _long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 16:
+            raise ValueError("must be at least 16 characters (use `cloud-sync new-admin-token`)")
+        return value
+
+    def admin_sha256(self) -> str | None:
+        """The admin token's sha256 hex, from whichever key is set; None: no admin."""
+        if self.admin_token_sha256 is not None:
+            return self.admin_token_sha256
+        if self.admin_token is not None:
+            return hashlib.sha256(self.admin_token.get_secret_value().encode()).hexdigest()
+        return None
+
+
+class IngestSection(Strict):
+    max_future_skew_s: Annotated[float, Field(gt=0, le=30 * 86_400)] = 86_400.0
+    """A batch whose created_at or record timestamps lie further than this in the future
+    of the server clock is refused (422), seconds."""
+
+
+class FleetSection(Strict):
+    stale_after_s: Annotated[float, Field(gt=0)] = 600.0
+    """A device not heard from for this long shows as "stale", seconds."""
+    chart_points: Annotated[int, Field(ge=2, le=1000)] = 60
+    """Summaries per channel drawn in the fleet page's charts."""
+    chart_channels: Annotated[int, Field(ge=1, le=32)] = 4
+    """Channels charted per device (alphabetical first)."""
+
+
+class CloudConfig(Strict):
+    server: ServerSection = ServerSection()
+    database: DatabaseSection = DatabaseSection()
+    auth: AuthSection = AuthSection()
+    ingest: IngestSection = IngestSection()
+    fleet: FleetSection = FleetSection()
+
+    def with_database_url(self, url: str | None) -> CloudConfig:
+        """A copy with [database] url replaced (validated); None: unchanged."""
+        if url is None:
+            return self
+        try:
+            database = DatabaseSection(url=url, pool_size=self.database.pool_size)
+        except ValidationError as exc:
+            data = {"url": url, "pool_size": self.database.pool_size}
+            raise ConfigInvalid("--database-url", problems_from(exc, data, "database")) from None
+        return self.model_copy(update={"database": database})
+
+
+def normalize_database_url(url: str) -> str:
+    """Map ``postgresql://`` / ``postgres://`` to the psycopg 3 driver; reject other backends.
+
+    Raises ValueError for an unparsable URL or a backend other than SQLite or PostgreSQL.
+    """
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        parsed = make_url(url)
+    except ArgumentError as exc:
+        raise ValueError(f"not a database URL: {exc}") from None
+    backend = parsed.get_backend_name()
+    if backend == "sqlite":
+        if parsed.drivername not in {"sqlite", "sqlite+pysqlite"}:
+            raise ValueError("SQLite URLs use the built-in driver: sqlite:///path")
+        return url
+    if backend in {"postgresql", "postgres"}:
+        if parsed.drivername in {"postgresql", "postgres", "postgresql+psycopg"}:
+            # str(URL) would mask the password with ***: render it explicitly.
+            return parsed.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
+        raise ValueError("PostgreSQL URLs use psycopg 3: postgresql://user@host/db")
+    raise ValueError(f"unsupported database {backend!r} (sqlite or postgresql)")
+
+
+def parse_config(text: str, source: str = "<config>") -> CloudConfig:
+    """Validate TOML text. Raises ConfigInvalid with one ConfigProblem per error."""
+    return validate_toml(text, CloudConfig, source)
+
+
+def load_config(path: Path | None, database_url: str | None = None) -> CloudConfig:
+    """The config from ``path`` (None: all defaults), with the database URL taken from
+    ``database_url``, else $CLOUD_SYNC_DATABASE_URL, else the file. Raises ConfigInvalid."""
+    config = CloudConfig() if path is None else read_toml(path, CloudConfig)
+    return config.with_database_url(database_url or os.environ.get(DATABASE_URL_ENV) or None)

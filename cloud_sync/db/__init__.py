@@ -1,0 +1,1 @@
+"""Storage: SQLAlchemy tables, engines for SQLite and PostgreSQL, Alembic migrations."""

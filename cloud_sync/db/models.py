@@ -1,0 +1,146 @@
+"""The tables. Times are UNIX seconds (float), as on the wire; JSON columns hold contract
+models dumped with ``model_dump(mode="json")``.
+
+Changing a table means a new migration in ``migrations/versions`` (a test compares the two).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+# Named constraints so migrations can refer to them on every backend.
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class Device(Base):
+    """A registered device and its twin (reported and desired, each versioned)."""
+
+    __tablename__ = "devices"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    token_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[float] = mapped_column(Float)
+    last_seen: Mapped[float | None] = mapped_column(Float)
+    """Server time of the last accepted batch (duplicates included)."""
+    last_sequence: Mapped[int] = mapped_column(BigInteger, default=0)
+    """Highest batch sequence stored; 0: none yet."""
+    reported: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    reported_version: Mapped[int | None] = mapped_column(BigInteger)
+    desired: Mapped[dict[str, Any]] = mapped_column(JSON)
+    """DesiredState without its version (that is desired_version)."""
+    desired_version: Mapped[int] = mapped_column(BigInteger, default=0)
+    batches: Mapped[int] = mapped_column(BigInteger, default=0)
+    """Batches stored (duplicates not counted)."""
+    duplicates: Mapped[int] = mapped_column(BigInteger, default=0)
+    """Resends answered with duplicate=true."""
+    sequence_gaps: Mapped[int] = mapped_column(BigInteger, default=0)
+    """Sequence numbers skipped by the device (upward gaps), in total."""
+
+
+class StoredBatch(Base):
+    """One accepted (device, sequence): the idempotency key across replicas."""
+
+    __tablename__ = "batches"
+    __table_args__ = (UniqueConstraint("device_id", "sequence", name="uq_batches_device_sequence"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    device_id: Mapped[int] = mapped_column(ForeignKey("devices.id", ondelete="CASCADE"))
+    sequence: Mapped[int] = mapped_column(BigInteger)
+    created_at: Mapped[float] = mapped_column(Float)
+    """Device clock."""
+    received_at: Mapped[float] = mapped_column(Float)
+    """Server clock."""
+    body_sha256: Mapped[str] = mapped_column(String(64))
+    """Of the decoded JSON, to notice a resend whose content changed."""
+    summaries: Mapped[int] = mapped_column(Integer)
+    alarm_events: Mapped[int] = mapped_column(Integer)
+
+
+class StoredSummary(Base):
+    """SummaryRecord, one per (device, channel, start); a later record supersedes."""
+
+    __tablename__ = "summaries"
+    __table_args__ = (
+        UniqueConstraint("device_id", "channel", "start", name="uq_summaries_device_channel_start"),
+        Index("ix_summaries_device_start", "device_id", "start"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    device_id: Mapped[int] = mapped_column(ForeignKey("devices.id", ondelete="CASCADE"))
+    sequence: Mapped[int] = mapped_column(BigInteger)
+    """The batch that stored this version of the record."""
+    channel: Mapped[str] = mapped_column(String(64))
+    start: Mapped[float] = mapped_column(Float)
+    end: Mapped[float] = mapped_column(Float)
+    interval_s: Mapped[float] = mapped_column(Float)
+    count: Mapped[int] = mapped_column(BigInteger)
+    min: Mapped[float] = mapped_column(Float)
+    max: Mapped[float] = mapped_column(Float)
+    mean: Mapped[float] = mapped_column(Float)
+    std: Mapped[float] = mapped_column(Float)
+    last: Mapped[float] = mapped_column(Float)
+    last_ts: Mapped[float] = mapped_column(Float)
+    error_count: Mapped[int] = mapped_column(BigInteger)
+    error_mean: Mapped[float | None] = mapped_column(Float)
+    error_mae: Mapped[float | None] = mapped_column(Float)
+    error_rmse: Mapped[float | None] = mapped_column(Float)
+    error_max_abs: Mapped[float | None] = mapped_column(Float)
+    score_max: Mapped[float | None] = mapped_column(Float)
+
+
+class StoredAlarmEvent(Base):
+    """AlarmEventRecord, appended in arrival order."""
+
+    __tablename__ = "alarm_events"
+    __table_args__ = (Index("ix_alarm_events_device_alarm", "device_id", "alarm_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    device_id: Mapped[int] = mapped_column(ForeignKey("devices.id", ondelete="CASCADE"))
+    sequence: Mapped[int] = mapped_column(BigInteger)
+    kind: Mapped[str] = mapped_column(String(16))
+    ts: Mapped[float] = mapped_column(Float)
+    alarm_id: Mapped[int] = mapped_column(BigInteger)
+    alarm: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
+class StoredAlarm(Base):
+    """The current state of each alarm, per (device, alarm id): the last event's alarm."""
+
+    __tablename__ = "alarms"
+    __table_args__ = (
+        UniqueConstraint("device_id", "alarm_id", name="uq_alarms_device_alarm"),
+        Index("ix_alarms_device_state", "device_id", "state"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    device_id: Mapped[int] = mapped_column(ForeignKey("devices.id", ondelete="CASCADE"))
+    alarm_id: Mapped[int] = mapped_column(BigInteger)
+    state: Mapped[str] = mapped_column(String(32))
+    severity: Mapped[str] = mapped_column(String(16))
+    updated_ts: Mapped[float] = mapped_column(Float)
+    """Device time of the event that set this state."""
+    alarm: Mapped[dict[str, Any]] = mapped_column(JSON)
+    """AlarmRecord."""

@@ -1,0 +1,212 @@
+"""The fleet: one overview row per device (GET /v1/devices) and the HTML fleet page.
+
+The page is rendered on the server (Jinja2, autoescaped) with one small inline SVG chart
+per channel: the mean of the recent interval summaries as a line over their min–max band.
+No JavaScript, no build step.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from pydantic import BaseModel
+from sqlalchemy import Engine, func, select
+
+from cloud_sync.config import FleetSection
+from cloud_sync.db.models import Device, StoredAlarm, StoredSummary
+
+TEMPLATES = Path(__file__).resolve().parent / "templates"
+_SOURCE_OK = {"connected", "starting", "finished"}
+
+
+class Health(StrEnum):
+    """A device's health in one word, worst first."""
+
+    STALE = "stale"
+    """No batch for longer than [fleet] stale_after_s."""
+    DEGRADED = "degraded"
+    """A source disconnected or a channel with an active health condition."""
+    OK = "ok"
+    UNKNOWN = "unknown"
+    """Registered, no report yet."""
+
+
+class DeviceOverview(BaseModel):
+    """One row of GET /v1/devices."""
+
+    name: str
+    last_seen: float | None
+    """Server time of the last batch, UNIX seconds."""
+    model_version: str | None
+    """As reported by the device."""
+    open_alarms: int
+    health: Health
+    reported_version: int | None
+    desired_version: int
+    is_desired_applied: bool
+    last_sequence: int
+
+
+def health_of(
+    reported: dict[str, Any] | None, last_seen: float | None, now: float, stale_after_s: float
+) -> Health:
+    """Health from the reported state and the time since the last batch."""
+    if reported is None or last_seen is None:
+        return Health.UNKNOWN
+    if now - last_seen > stale_after_s:
+        return Health.STALE
+    sources = reported.get("sources") or {}
+    channels = reported.get("channels") or {}
+    if any(
+        isinstance(s, dict) and s.get("state") not in _SOURCE_OK | {None} for s in sources.values()
+    ) or any(isinstance(c, dict) and c.get("health") for c in channels.values()):
+        return Health.DEGRADED
+    return Health.OK
+
+
+def overview(engine: Engine, fleet: FleetSection, now: float | None = None) -> list[DeviceOverview]:
+    """Every device, by name."""
+    now = time.time() if now is None else now
+    with engine.connect() as conn:
+        open_counts = dict(
+            conn.execute(
+                select(StoredAlarm.device_id, func.count())
+                .where(StoredAlarm.state != "cleared")
+                .group_by(StoredAlarm.device_id)
+            ).all()
+        )
+        devices = conn.execute(select(Device.__table__).order_by(Device.name)).all()
+    rows = []
+    for d in devices:
+        reported = d.reported
+        applied = (reported or {}).get("desired_version_applied", -1)
+        rows.append(
+            DeviceOverview(
+                name=d.name,
+                last_seen=d.last_seen,
+                model_version=((reported or {}).get("model") or {}).get("version"),
+                open_alarms=open_counts.get(d.id, 0),
+                health=health_of(reported, d.last_seen, now, fleet.stale_after_s),
+                reported_version=d.reported_version,
+                desired_version=d.desired_version,
+                is_desired_applied=reported is not None and applied >= d.desired_version,
+                last_sequence=d.last_sequence,
+            )
+        )
+    return rows
+
+
+@dataclass(frozen=True, slots=True)
+class Chart:
+    """One channel's sparkline, already laid out in SVG user units."""
+
+    channel: str
+    width: int
+    height: int
+    line: str
+    """polyline points of the means."""
+    band: str
+    """polygon points of the min–max band."""
+    low: float
+    high: float
+    last: float
+    points: int
+
+
+def draw_chart(
+    channel: str,
+    records: list[tuple[float, float, float, float]],
+    width: int = 240,
+    height: int = 48,
+) -> Chart:
+    """Lay out (start, min, mean, max) records, ascending by start, as SVG points.
+
+    The y range covers every min and max; a flat series sits in the middle.
+    """
+    starts = [r[0] for r in records]
+    lows = [r[1] for r in records]
+    highs = [r[3] for r in records]
+    t0, t1 = min(starts), max(starts)
+    y0, y1 = min(lows), max(highs)
+    pad = 2.0
+
+    def x(t: float) -> float:
+        return pad + (width - 2 * pad) * ((t - t0) / (t1 - t0) if t1 > t0 else 0.5)
+
+    def y(v: float) -> float:
+        if not y1 > y0 or not math.isfinite(y1 - y0):
+            return height / 2
+        return height - pad - (height - 2 * pad) * (v - y0) / (y1 - y0)
+
+    line = " ".join(f"{x(t):.1f},{y(m):.1f}" for t, _, m, _ in records)
+    upper = [f"{x(t):.1f},{y(hi):.1f}" for t, _, _, hi in records]
+    lower = [f"{x(t):.1f},{y(lo):.1f}" for t, lo, _, _ in reversed(records)]
+    return Chart(
+        channel, width, height, line, " ".join(upper + lower), y0, y1, records[-1][2], len(records)
+    )
+
+
+def charts(engine: Engine, fleet: FleetSection) -> dict[str, list[Chart]]:
+    """Per device name, a chart for each of its first ``chart_channels`` channels."""
+    out: dict[str, list[Chart]] = {}
+    with engine.connect() as conn:
+        pairs = conn.execute(
+            select(Device.name, StoredSummary.device_id, StoredSummary.channel)
+            .join(Device, Device.id == StoredSummary.device_id)
+            .distinct()
+            .order_by(Device.name, StoredSummary.channel)
+        ).all()
+        for name, device_id, channel in pairs:
+            drawn = out.setdefault(name, [])
+            if len(drawn) >= fleet.chart_channels:
+                continue
+            records = conn.execute(
+                select(
+                    StoredSummary.start, StoredSummary.min, StoredSummary.mean, StoredSummary.max
+                )
+                .where(StoredSummary.device_id == device_id, StoredSummary.channel == channel)
+                .order_by(StoredSummary.start.desc())
+                .limit(fleet.chart_points)
+            ).all()
+            drawn.append(draw_chart(channel, [(r[0], r[1], r[2], r[3]) for r in reversed(records)]))
+    return out
+
+
+def make_environment() -> Environment:
+    return Environment(
+        loader=FileSystemLoader(TEMPLATES),
+        autoescape=select_autoescape(["html"]),
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+
+
+def render_fleet_page(env: Environment, engine: Engine, fleet: FleetSection, version: str) -> str:
+    now = time.time()
+    return env.get_template("fleet.html").render(
+        devices=overview(engine, fleet, now),
+        charts=charts(engine, fleet),
+        now=now,
+        version=version,
+        ago=_ago,
+    )
+
+
+def render_login_page(env: Environment, message: str | None, version: str) -> str:
+    return env.get_template("login.html").render(message=message, version=version)
+
+
+def _ago(then: float | None, now: float) -> str:
+    if then is None:
+        return "never"
+    seconds = max(0.0, now - then)
+    for unit, size in (("d", 86_400), ("h", 3_600), ("min", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.0f} {unit} ago"
+    return f"{seconds:.0f} s ago"

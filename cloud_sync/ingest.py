@@ -1,0 +1,369 @@
+"""Batch ingest: decode (size caps, gzip), validate (schema, clock skew), store once.
+
+Three steps, each raising a ``RequestRejected`` with its status, so a rejected batch
+stores nothing:
+
+1. ``decode_body`` — at most MAX_BATCH_BYTES on the wire; gzip inflated incrementally
+   (``zlib.decompressobj`` with ``max_length``) and stopped one byte past
+   MAX_BATCH_DECOMPRESSED_BYTES, so a gzip bomb never inflates in memory.
+2. ``parse_batch`` — strict JSON (no NaN/Infinity), values the databases can hold
+   (finite floats, 64-bit integers, no NUL in strings), the contract model, and no
+   timestamp further than ``max_future_skew_s`` in the future of the server clock.
+3. ``store_batch`` — one transaction per batch, keyed by (device, sequence).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import ValidationError
+from sqlalchemy import Connection, Engine, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
+
+from cloud_sync.db.models import Device, StoredAlarm, StoredAlarmEvent, StoredBatch, StoredSummary
+from cloud_sync.errors import (
+    BatchInvalid,
+    BodyMalformed,
+    BodyTooLarge,
+    EncodingUnsupported,
+    SequenceOutOfOrder,
+)
+from cloud_sync.twin import desired_state
+from edgetwin_contracts.batch import (
+    MAX_BATCH_BYTES,
+    MAX_BATCH_DECOMPRESSED_BYTES,
+    Batch,
+    BatchAck,
+)
+
+log = logging.getLogger(__name__)
+
+INT64_MAX = 2**63 - 1
+INT64_MIN = -(2**63)
+_GZIP_WBITS = 16 + zlib.MAX_WBITS
+"""zlib's "gzip container only" mode."""
+
+
+def check_content_length(header: str | None, limit: int = MAX_BATCH_BYTES) -> None:
+    """Refuse early from the Content-Length header. Raises BodyTooLarge / BodyMalformed."""
+    if header is None:
+        return
+    try:
+        length = int(header)
+    except ValueError:
+        raise BodyMalformed(f"Content-Length {header!r} is not a number") from None
+    if length > limit:
+        raise BodyTooLarge(f"body of {length} bytes exceeds the cap of {limit} bytes")
+
+
+def decode_body(
+    raw: bytes,
+    content_encoding: str | None,
+    max_decompressed: int = MAX_BATCH_DECOMPRESSED_BYTES,
+) -> bytes:
+    """The JSON bytes of a request body that is plain or gzip (``Content-Encoding``).
+
+    Memory stays below ``len(raw) + max_decompressed + 1`` bytes whatever the ratio.
+    Raises EncodingUnsupported (415), BodyTooLarge (413), BodyMalformed (400: bad gzip,
+    truncated stream, data after the gzip stream).
+    """
+    encoding = (content_encoding or "identity").strip().lower()
+    if encoding == "identity":
+        if len(raw) > max_decompressed:
+            raise BodyTooLarge(f"body exceeds the cap of {max_decompressed} bytes")
+        return raw
+    if encoding not in {"gzip", "x-gzip"}:
+        raise EncodingUnsupported(
+            f"Content-Encoding {content_encoding!r} is not supported (gzip or none)"
+        )
+    inflater = zlib.decompressobj(_GZIP_WBITS)
+    out = bytearray()
+    pending = raw
+    try:
+        while pending and not inflater.eof:
+            # max_length: never inflate more than one byte past the cap in one step.
+            out += inflater.decompress(pending, max_decompressed - len(out) + 1)
+            if len(out) > max_decompressed:
+                raise BodyTooLarge(f"body inflates beyond the cap of {max_decompressed} bytes")
+            pending = inflater.unconsumed_tail
+    except zlib.error as exc:
+        raise BodyMalformed(f"body is not valid gzip: {exc}") from None
+    if not inflater.eof:
+        raise BodyMalformed("gzip stream is truncated")
+    if inflater.unused_data:
+        raise BodyMalformed("data after the end of the gzip stream")
+    return bytes(out)
+
+
+def _no_constants(name: str) -> Any:
+    raise BodyMalformed(f"malformed JSON: {name} is not JSON")
+
+
+def parse_json(data: bytes) -> Any:
+    """Strict JSON (RFC 8259: no NaN or Infinity). Raises BodyMalformed (400)."""
+    try:
+        # Decode first: json.loads(bytes) would also guess UTF-16/32, which JSON forbids.
+        document = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise BodyMalformed(f"body is not UTF-8: {exc}") from None
+    try:
+        return json.loads(document, parse_constant=_no_constants)
+    except RecursionError:
+        raise BodyMalformed("malformed JSON: nested too deeply") from None
+    except ValueError as exc:  # JSONDecodeError, and ints too long to convert
+        raise BodyMalformed(f"malformed JSON: {exc}") from None
+
+
+def storable_problems(value: Any) -> list[dict[str, Any]]:
+    """Values neither database can hold, with their location: non-finite floats (1e999),
+    integers outside 64 bits, NUL characters (PostgreSQL text refuses them)."""
+    problems: list[dict[str, Any]] = []
+    # Iterative: json.loads accepts nesting deeper than Python's recursion limit.
+    stack: list[tuple[tuple[str | int, ...], Any]] = [(("body",), value)]
+    while stack:
+        loc, item = stack.pop()
+        if isinstance(item, dict):
+            for key, child in item.items():
+                if "\x00" in key:
+                    problems.append(_problem(loc, "key contains a NUL character", "nul"))
+                stack.append(((*loc, key), child))
+        elif isinstance(item, list):
+            stack.extend(((*loc, i), child) for i, child in enumerate(item))
+        elif isinstance(item, str):
+            if "\x00" in item:
+                problems.append(_problem(loc, "string contains a NUL character", "nul"))
+        elif isinstance(item, bool):
+            pass
+        elif isinstance(item, int):
+            if not INT64_MIN <= item <= INT64_MAX:
+                problems.append(_problem(loc, "integer outside the 64-bit range", "int_range"))
+        elif isinstance(item, float) and not math.isfinite(item):
+            problems.append(_problem(loc, "number is not finite", "finite_number"))
+    return problems
+
+
+def _problem(loc: tuple[str | int, ...], msg: str, kind: str) -> dict[str, Any]:
+    return {"loc": list(loc), "msg": msg, "type": kind}
+
+
+def parse_batch(data: bytes, now: float, max_future_skew_s: float) -> Batch:
+    """Validate decoded JSON against the contract and the server clock (UNIX seconds).
+
+    Raises BodyMalformed (400) or BatchInvalid (422, a list of located problems).
+    """
+    obj = parse_json(data)
+    problems = storable_problems(obj)
+    if problems:
+        raise BatchInvalid(problems)
+    try:
+        batch = Batch.model_validate(obj)
+    except ValidationError as exc:
+        raise BatchInvalid(
+            [
+                {"loc": ["body", *err["loc"]], "msg": err["msg"], "type": err["type"]}
+                for err in exc.errors(include_url=False, include_input=False)
+            ]
+        ) from None
+    latest = now + max_future_skew_s
+    skewed = [
+        _problem(
+            ("body", *loc),
+            f"timestamp {ts} is {ts - now:.0f} s in the future of the server clock "
+            f"(at most {max_future_skew_s:.0f} s allowed): check the device clock",
+            "clock_skew",
+        )
+        for loc, ts in _timestamps(batch)
+        if ts > latest
+    ]
+    if skewed:
+        raise BatchInvalid(skewed)
+    return batch
+
+
+def _timestamps(batch: Batch) -> Iterator[tuple[tuple[str | int, ...], float]]:
+    yield ("created_at",), batch.created_at
+    for i, event in enumerate(batch.alarms):
+        yield ("alarms", i, "ts"), event.ts
+        yield ("alarms", i, "alarm", "raised_at"), event.alarm.raised_at
+        for key in ("acked_at", "cleared_at"):
+            value = getattr(event.alarm, key)
+            if value is not None:
+                yield ("alarms", i, "alarm", key), value
+    for i, summary in enumerate(batch.summaries):
+        yield ("summaries", i, "start"), summary.start
+        yield ("summaries", i, "end"), summary.end
+        yield ("summaries", i, "last_ts"), summary.last_ts
+
+
+@dataclass(frozen=True, slots=True)
+class IngestResult:
+    ack: BatchAck
+    stored_summaries: int
+    stored_alarm_events: int
+
+
+def store_batch(
+    engine: Engine, device_id: int, batch: Batch, body_sha256: str, now: float
+) -> IngestResult:
+    """Store a validated batch once, in one transaction; answer with the desired state.
+
+    A (device, sequence) stored before → duplicate (nothing written but the counter);
+    a sequence below the highest stored and never seen → SequenceOutOfOrder (409);
+    an upward gap is accepted and counted. Concurrent replicas: the device row is locked
+    first and the unique (device, sequence) constraint backs it up: an IntegrityError
+    means another replica stored this batch, so it is answered as a duplicate.
+    """
+    try:
+        with engine.begin() as conn:
+            return _store(conn, device_id, batch, body_sha256, now)
+    except IntegrityError:
+        log.info("batch %d of device %d stored concurrently: duplicate", batch.sequence, device_id)
+        with engine.begin() as conn:
+            ack = _duplicate(conn, device_id, batch, body_sha256, now)
+        return IngestResult(ack, 0, 0)
+
+
+def _store(
+    conn: Connection, device_id: int, batch: Batch, body_sha256: str, now: float
+) -> IngestResult:
+    # Row lock (PostgreSQL; SQLite's BEGIN IMMEDIATE already serializes writers) so that
+    # ingests of one device see each other's last_sequence.
+    device = conn.execute(
+        select(Device.last_sequence, Device.reported_version)
+        .where(Device.id == device_id)
+        .with_for_update()
+    ).one()
+    seen = conn.execute(
+        select(StoredBatch.body_sha256).where(
+            StoredBatch.device_id == device_id, StoredBatch.sequence == batch.sequence
+        )
+    ).first()
+    if seen is not None:
+        return IngestResult(_duplicate(conn, device_id, batch, body_sha256, now), 0, 0)
+    if batch.sequence < device.last_sequence:
+        raise SequenceOutOfOrder(
+            f"sequence {batch.sequence} is below the highest stored sequence "
+            f"{device.last_sequence} and was never stored: out of order, not retried"
+        )
+    gap = batch.sequence - device.last_sequence - 1
+    if gap > 0 and device.last_sequence > 0:
+        log.warning(
+            "device %d skipped %d batch(es) before sequence %d", device_id, gap, batch.sequence
+        )
+    conn.execute(
+        insert(StoredBatch).values(
+            device_id=device_id,
+            sequence=batch.sequence,
+            created_at=batch.created_at,
+            received_at=now,
+            body_sha256=body_sha256,
+            summaries=len(batch.summaries),
+            alarm_events=len(batch.alarms),
+        )
+    )
+    # Alarms travel before summaries in the batch; store them in that order too.
+    if batch.alarms:
+        conn.execute(
+            insert(StoredAlarmEvent),
+            [
+                {
+                    "device_id": device_id,
+                    "sequence": batch.sequence,
+                    "kind": e.kind,
+                    "ts": e.ts,
+                    "alarm_id": e.alarm.id,
+                    "alarm": e.alarm.model_dump(mode="json"),
+                }
+                for e in batch.alarms
+            ],
+        )
+        # The last event of an alarm in the batch is its current state.
+        latest = {e.alarm.id: e for e in batch.alarms}
+        _upsert(
+            conn,
+            StoredAlarm.__table__,
+            [
+                {
+                    "device_id": device_id,
+                    "alarm_id": e.alarm.id,
+                    "state": e.alarm.state,
+                    "severity": e.alarm.severity,
+                    "updated_ts": e.ts,
+                    "alarm": e.alarm.model_dump(mode="json"),
+                }
+                for e in latest.values()
+            ],
+            keys=("device_id", "alarm_id"),
+        )
+    if batch.summaries:
+        # A later record for the same (channel, start) supersedes, inside a batch too.
+        latest_summaries = {(s.channel, s.start): s for s in batch.summaries}
+        _upsert(
+            conn,
+            StoredSummary.__table__,
+            [
+                {"device_id": device_id, "sequence": batch.sequence, **s.model_dump()}
+                for s in latest_summaries.values()
+            ],
+            keys=("device_id", "channel", "start"),
+        )
+    values: dict[str, Any] = {
+        "last_seen": now,
+        "last_sequence": max(device.last_sequence, batch.sequence),
+        "batches": Device.batches + 1,
+        "sequence_gaps": Device.sequence_gaps + max(gap, 0),
+    }
+    reported = batch.reported
+    if reported is not None and (
+        device.reported_version is None or reported.version > device.reported_version
+    ):
+        values["reported"] = reported.model_dump(mode="json")
+        values["reported_version"] = reported.version
+    conn.execute(update(Device).where(Device.id == device_id).values(**values))
+    ack = BatchAck(sequence=batch.sequence, duplicate=False, desired=desired_state(conn, device_id))
+    return IngestResult(ack, len(batch.summaries), len(batch.alarms))
+
+
+def _duplicate(
+    conn: Connection, device_id: int, batch: Batch, body_sha256: str, now: float
+) -> BatchAck:
+    stored = conn.execute(
+        select(StoredBatch.body_sha256).where(
+            StoredBatch.device_id == device_id, StoredBatch.sequence == batch.sequence
+        )
+    ).scalar()
+    if stored is not None and stored != body_sha256:
+        # The contract says a resend is byte-for-byte the batch; the first one stands.
+        log.warning(
+            "device %d resent batch %d with different content; kept the first",
+            device_id,
+            batch.sequence,
+        )
+    conn.execute(
+        update(Device)
+        .where(Device.id == device_id)
+        .values(last_seen=now, duplicates=Device.duplicates + 1)
+    )
+    return BatchAck(sequence=batch.sequence, duplicate=True, desired=desired_state(conn, device_id))
+
+
+def _upsert(
+    conn: Connection, table: Any, rows: list[dict[str, Any]], keys: tuple[str, ...]
+) -> None:
+    """INSERT ... ON CONFLICT (keys) DO UPDATE, on SQLite and PostgreSQL alike."""
+    dialect_insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+    stmt = dialect_insert(table)
+    updated = {c.name: stmt.excluded[c.name] for c in table.columns if c.name not in {*keys, "id"}}
+    conn.execute(stmt.on_conflict_do_update(index_elements=list(keys), set_=updated), rows)
+
+
+def body_digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()

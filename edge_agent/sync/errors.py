@@ -1,0 +1,32 @@
+"""Errors of the cloud sync, named for what the worker does about them (docs/sync.md)."""
+
+from __future__ import annotations
+
+from edge_agent.errors import TransientError
+
+
+class CloudUnavailable(TransientError):
+    """The cloud did not answer usefully (connection refused or dropped, timeout, 5xx,
+    an unexpected status or an unreadable acknowledgement): back off and resend the same
+    batch."""
+
+
+class CloudUnauthorized(Exception):
+    """The cloud refused the device token (401/403). Fatal until the token in [sync]
+    changes: logged once, retried at backoff_max_s."""
+
+
+class BatchRejected(Exception):
+    """The cloud refused this batch as it is (400, 413, 415, 422) and stored nothing:
+    resending it unchanged cannot help. The worker drops the batch (its rows stay queued)
+    and sends smaller ones, quarantining a row the cloud refuses on its own."""
+
+    def __init__(self, status: int, detail: str) -> None:
+        self.status = status
+        self.detail = detail
+        super().__init__(f"HTTP {status}: {detail}")
+
+
+class BatchOutOfOrder(Exception):
+    """409: the sequence is below the cloud's highest stored one and was never seen (the
+    device's store was replaced). The worker jumps past the cloud's last sequence."""

@@ -1,0 +1,197 @@
+"""The device's half of the twin: the reported state it builds (and versions) and the
+desired state it applies, refuses and remembers across restarts (docs/sync.md)."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import ValidationError
+
+from edge_agent.alarms.engine import AlarmEngine
+from edge_agent.store.sqlite import Store
+from edgetwin_contracts.batch import (
+    AlarmRecord,
+    DesiredState,
+    ModelReport,
+    RefusedChange,
+    ReportedState,
+)
+
+log = logging.getLogger("edge_agent.sync")
+
+OTA_REFUSAL = "model updates (OTA) are not supported by this agent version yet"
+"""Why a desired model_version other than the running one is refused."""
+
+DESIRED_KEY = "sync_desired"
+"""meta_text: the last desired state received (JSON), re-applied at start."""
+REPORTED_HASH_KEY = "sync_reported_hash"
+REPORTED_VERSION_KEY = "sync_reported_version"
+QUARANTINED_KEY = "sync_quarantined"
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceReport:
+    """What the agent says about itself (everything of ReportedState the sync does not
+    add: the version and the desired-state outcome)."""
+
+    agent_version: str
+    model: ModelReport
+    config_hash: str
+    """sha256 of the config file's bytes."""
+    sources: dict[str, dict[str, Any]] = field(default_factory=dict)
+    channels: dict[str, dict[str, Any]] = field(default_factory=dict)
+    open_alarms: list[AlarmRecord] = field(default_factory=list)
+    counters: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Applied:
+    """The outcome of applying one desired state."""
+
+    version: int
+    applied: list[str]
+    """Keys in effect: "alarm_overrides.<rule>", "sync_interval_s", "model_version"."""
+    refused: list[RefusedChange]
+    sync_interval_s: float | None
+    """The interval the cloud set (None: the configured one)."""
+
+
+class Twin:
+    """Builds the reported state and applies the desired one.
+
+    store: persists the last desired state and the reported version/hash (meta tables).
+    engine: the alarm engine whose rules the overrides change.
+    model_version: the running model's version (a desired model_version equal to it is
+        applied, any other refused: no OTA yet).
+    describe: the agent's current DeviceReport; called on the event loop.
+    Not thread-safe: use from the agent's event loop.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        engine: AlarmEngine,
+        model_version: str,
+        describe: Callable[[], DeviceReport],
+    ) -> None:
+        self._store = store
+        self._engine = engine
+        self._model_version = model_version
+        self._describe = describe
+        self.desired: DesiredState | None = None
+        self.outcome = Applied(0, [], [], None)
+        self._reported_version = store.meta_int(REPORTED_VERSION_KEY)
+        self._reported_hash = store.meta_text(REPORTED_HASH_KEY)
+
+    @property
+    def reported_version(self) -> int:
+        """The version of the last reported state built (persisted once staged)."""
+        return self._reported_version
+
+    @property
+    def reported_hash(self) -> str | None:
+        return self._reported_hash
+
+    # -- desired -------------------------------------------------------------------
+
+    def restore(self) -> Applied | None:
+        """Re-apply the desired state persisted by the last run (a device restarting
+        offline keeps the cloud's overrides). Returns its outcome, or None if there is
+        none (or it no longer parses: logged, ignored)."""
+        text = self._store.meta_text(DESIRED_KEY)
+        if text is None:
+            return None
+        try:
+            desired = DesiredState.model_validate_json(text)
+        except ValidationError as exc:
+            log.error("persisted desired state unreadable, ignored: %s", exc)
+            return None
+        outcome = self._apply(desired)
+        log.info(
+            "restored desired state",
+            extra={"desired_version": desired.version, "refused": len(outcome.refused)},
+        )
+        return outcome
+
+    def is_new(self, desired: DesiredState) -> bool:
+        """Whether ``desired`` differs from the desired state in effect."""
+        return self.desired is None or desired != self.desired
+
+    def apply(self, desired: DesiredState) -> Applied:
+        """Apply a desired state from the cloud and return the outcome (the caller
+        persists it first, under DESIRED_KEY, so a restart re-applies it)."""
+        outcome = self._apply(desired)
+        log.info(
+            "desired state applied",
+            extra={
+                "desired_version": desired.version,
+                "applied": outcome.applied,
+                "refused": [r.model_dump() for r in outcome.refused],
+            },
+        )
+        return outcome
+
+    def _apply(self, desired: DesiredState) -> Applied:
+        applied: list[str] = []
+        refused: list[RefusedChange] = []
+        overrides = {
+            name: o.model_dump(exclude_none=True) for name, o in desired.alarm_overrides.items()
+        }
+        reasons = self._engine.override_rules(overrides)
+        for name in sorted(desired.alarm_overrides):
+            key = f"alarm_overrides.{name}"
+            if name in reasons:
+                refused.append(RefusedChange(key=key, reason=reasons[name]))
+            else:
+                applied.append(key)
+        if desired.sync_interval_s is not None:
+            applied.append("sync_interval_s")
+        if desired.model_version is not None:
+            if desired.model_version == self._model_version:
+                applied.append("model_version")
+            else:
+                refused.append(RefusedChange(key="model_version", reason=OTA_REFUSAL))
+        self.desired = desired
+        self.outcome = Applied(desired.version, applied, refused, desired.sync_interval_s)
+        return self.outcome
+
+    # -- reported ------------------------------------------------------------------
+
+    def reported(self, extra_counters: dict[str, int] | None = None) -> ReportedState:
+        """The current reported state. Its version goes up by one whenever the content
+        differs from the last one built (the hash of everything but the version); call
+        ``self.reported_hash`` for the hash to persist with it."""
+        report = self._describe()
+        counters = dict(report.counters)
+        counters.update(extra_counters or {})
+        state = ReportedState(
+            version=0,
+            agent_version=report.agent_version,
+            model=report.model,
+            config_hash=report.config_hash,
+            sources=report.sources,
+            channels=report.channels,
+            open_alarms=report.open_alarms,
+            counters=counters,
+            desired_version_applied=self.outcome.version,
+            applied=list(self.outcome.applied),
+            refused=list(self.outcome.refused),
+        )
+        digest = hashlib.sha256(state.model_dump_json().encode()).hexdigest()
+        if digest != self._reported_hash:
+            self._reported_version += 1
+            self._reported_hash = digest
+        return state.model_copy(update={"version": self._reported_version})
+
+
+def config_hash(path: Any) -> str:
+    """sha256 of the config file's bytes ("unknown" if it cannot be read now)."""
+    try:
+        with open(path, "rb") as f:
+            return hashlib.sha256(f.read()).hexdigest()
+    except OSError:
+        return "unknown"
