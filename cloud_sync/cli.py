@@ -10,16 +10,21 @@ config's [database] url, else ``sqlite:///./cloud-sync.db``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
+import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+import uvicorn
 from sqlalchemy import Engine
 
 from cloud_sync import __version__
 from cloud_sync.config import CloudConfig, load_config
 from cloud_sync.errors import ConfigInvalid, DatabaseUnavailable, DeviceExists, DeviceNotFound
+
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 EXIT_OK = 0
 EXIT_REFUSED = 1
@@ -183,8 +188,6 @@ def _devices(config: CloudConfig, command: str, name: str | None) -> int:
 
 
 def _serve(config: CloudConfig, host: str | None, port: int | None, log_level: str) -> int:
-    import uvicorn
-
     from cloud_sync.http.app import create_app
 
     logging.basicConfig(
@@ -196,16 +199,34 @@ def _serve(config: CloudConfig, host: str | None, port: int | None, log_level: s
             "no [auth] admin token: devices can sync, fleet routes answer 401"
         )
     app = create_app(config, engine)
-    uvicorn.run(
-        app,
-        host=host or config.server.host,
-        port=config.server.port if port is None else port,
-        log_level=log_level,
-        proxy_headers=True,
-        forwarded_allow_ips=config.server.forwarded_allow_ips,
+    server = _GracefulServer(
+        uvicorn.Config(
+            app,
+            host=host or config.server.host,
+            port=config.server.port if port is None else port,
+            log_level=log_level,
+            proxy_headers=True,
+            forwarded_allow_ips=config.server.forwarded_allow_ips,
+        )
     )
+    server.run()
     engine.dispose()
     return EXIT_OK
+
+
+class _GracefulServer(uvicorn.Server):
+    """uvicorn that exits 0 after a SIGTERM/SIGINT shutdown. Recent uvicorn re-raises the
+    caught signal once it has shut down, which makes a clean stop look like a crash to
+    systemd and skips our own cleanup."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        previous = {sig: signal.signal(sig, self.handle_exit) for sig in _STOP_SIGNALS}
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
 
 
 def _safe_url(url: str) -> str:
