@@ -11,6 +11,7 @@ answers a repeat with ``duplicate = true`` and the same acknowledgement.
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -87,6 +88,35 @@ class RefusedChange(_Strict):
     reason: str
 
 
+class ModelUpdateState(StrEnum):
+    IDLE = "idle"
+    DOWNLOADING = "downloading"
+    VERIFYING = "verifying"
+    SELF_TESTING = "self_testing"
+    GUARDING = "guarding"
+    """Swapped in; the previous model runs in shadow for the first samples."""
+    INSTALLED = "installed"
+    """Passed the live guard: the release is healthy on this device."""
+    REJECTED = "rejected"
+    """Refused before it ran (download, hash, signature, shapes, golden vectors, self-test,
+    anti-rollback); the previous model kept serving."""
+    ROLLED_BACK = "rolled_back"
+    """Ran, did worse than the previous model (or failed) in the live guard: undone."""
+
+
+class ModelUpdateReport(_Strict):
+    """Where the device is with the desired model, and why it refused any release."""
+
+    state: ModelUpdateState = ModelUpdateState.IDLE
+    version: str | None = None
+    """The release this state is about."""
+    reason: str | None = None
+    ts: float | None = None
+    bad_versions: dict[str, str] = Field(default_factory=dict)
+    """Release version -> why this device rejected or rolled it back; the cloud marks
+    those releases bad for this device and does not offer them again."""
+
+
 class ReportedState(_Strict):
     """What the device says about itself. Owned by the device; versioned by it."""
 
@@ -107,6 +137,7 @@ class ReportedState(_Strict):
     applied: list[str] = Field(default_factory=list)
     """Keys of the desired state in effect."""
     refused: list[RefusedChange] = Field(default_factory=list)
+    model_update: ModelUpdateReport | None = None
 
 
 class Batch(_Strict):
@@ -130,12 +161,30 @@ class AlarmOverride(_Strict):
     severity: Literal["info", "warning", "critical"] | None = None
 
 
+class ModelRelease(_Strict):
+    """A signed model bundle released for this device, as a tar archive of the bundle's
+    files (model.tflite, manifest.json, manifest.sig). The device checks the archive's
+    size and sha256 before unpacking, then the bundle's signature against its own
+    release public key before any interpreter opens the model."""
+
+    version: Annotated[str, Field(min_length=1, max_length=64)]
+    sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+    """Of the archive."""
+    size_bytes: Annotated[int, Field(gt=0)]
+    url: Annotated[str, Field(min_length=1)]
+    """Path on the cloud (e.g. /v1/releases/<sha256>/bundle), fetched with the device token."""
+    is_rollback: bool = False
+    """The cloud explicitly asks for an older version (otherwise anti-rollback refuses it)."""
+
+
 class DesiredState(_Strict):
     """What the cloud wants the device to run. Owned by the cloud; versioned by it."""
 
     version: Annotated[int, Field(ge=0)] = 0
     model_version: str | None = None
     """A released model version; None: keep the current model."""
+    model: ModelRelease | None = None
+    """The release behind model_version, filled in by the cloud's rollout."""
     alarm_overrides: dict[str, AlarmOverride] = Field(default_factory=dict)
     sync_interval_s: Annotated[float, Field(ge=1, le=86_400)] | None = None
 
