@@ -23,6 +23,8 @@ from sqlalchemy import Engine
 from cloud_sync import __version__
 from cloud_sync.config import CloudConfig, load_config
 from cloud_sync.errors import ConfigInvalid, DatabaseUnavailable, DeviceExists, DeviceNotFound
+from cloud_sync.releases.cli import add_group_parsers, add_release_parsers
+from cloud_sync.training.cli import add_retrain_parser, retrain_schedule, run_retrain
 
 _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -64,8 +66,11 @@ def _parser() -> argparse.ArgumentParser:
     rotate = with_db(dev_sub.add_parser("rotate-token", help="new token; the old one dies"))
     rotate.add_argument("name")
     with_db(dev_sub.add_parser("list", help="names, last seen, twin versions"))
+    add_group_parsers(dev_sub, with_db)
+    add_release_parsers(sub, with_db)
 
     sub.add_parser("new-admin-token", help="make an admin token; prints it and the line for [auth]")
+    add_retrain_parser(sub, with_db)
     return parser
 
 
@@ -76,11 +81,21 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _check_config(args.config)
         if args.command == "new-admin-token":
             return _new_admin_token()
+        if args.command == "releases" and args.releases_command == "keygen":
+            from cloud_sync.releases.cli import run_keygen
+
+            return run_keygen(args.directory, args.stem)
         config = load_config(args.config, args.database_url)
         if args.command == "serve":
-            return _serve(config, args.host, args.port, args.log_level)
+            return _serve(config, args.host, args.port, args.log_level, args.config)
+        if args.command == "retrain":
+            return run_retrain(args, config, _migrated_engine(config))
         if args.command == "db":
             return _db(config, args.db_command)
+        if args.command == "releases":
+            return _releases(config, args)
+        if getattr(args, "devices_command", None) == "group":
+            return _releases(config, args)
         return _devices(config, args.devices_command, getattr(args, "name", None))
     except ConfigInvalid as exc:
         print(exc, file=sys.stderr)
@@ -150,6 +165,18 @@ def _db(config: CloudConfig, command: str) -> int:
     return EXIT_OK
 
 
+def _releases(config: CloudConfig, args: argparse.Namespace) -> int:
+    from cloud_sync.releases.cli import run_groups, run_releases
+
+    engine = _migrated_engine(config)
+    try:
+        if args.command == "releases":
+            return run_releases(args, config, engine)
+        return run_groups(args, engine)
+    finally:
+        engine.dispose()
+
+
 def _devices(config: CloudConfig, command: str, name: str | None) -> int:
     from pydantic import TypeAdapter, ValidationError
 
@@ -187,7 +214,13 @@ def _devices(config: CloudConfig, command: str, name: str | None) -> int:
         engine.dispose()
 
 
-def _serve(config: CloudConfig, host: str | None, port: int | None, log_level: str) -> int:
+def _serve(
+    config: CloudConfig,
+    host: str | None,
+    port: int | None,
+    log_level: str,
+    config_path: Path | None = None,
+) -> int:
     from cloud_sync.http.app import create_app
 
     logging.basicConfig(
@@ -209,7 +242,10 @@ def _serve(config: CloudConfig, host: str | None, port: int | None, log_level: s
             forwarded_allow_ips=config.server.forwarded_allow_ips,
         )
     )
+    schedule = retrain_schedule(config, config_path)
     server.run()
+    if schedule is not None:
+        schedule.stop()
     engine.dispose()
     return EXIT_OK
 

@@ -92,12 +92,71 @@ class FleetSection(Strict):
     """Channels charted per device (alphabetical first)."""
 
 
+class ReleasesSection(Strict):
+    dir: Path | None = None
+    """Bundle store root (content-addressed tar archives). Default: ``bundles`` next to
+    the SQLite file, or ./bundles with PostgreSQL (share it between replicas)."""
+    public_key: Path | None = None
+    """The fleet's release public key (PEM): every bundle is verified against it before
+    it is stored. The same key the devices hold."""
+    private_key: Path | None = None
+    """The release private key (PEM, mode 0600; cloud side only): bundles published
+    without a signature of this key (e.g. from training) are re-signed with it."""
+    evaluate_interval_s: Annotated[float, Field(ge=0, le=86_400)] = 60.0
+    """How often ``serve`` evaluates staged rollouts, seconds; 0: never (use cron and
+    ``cloud-sync releases evaluate``)."""
+
+    def store_root(self, database_url: str) -> Path:
+        """The bundle store root for this database (no I/O)."""
+        if self.dir is not None:
+            return self.dir
+        from sqlalchemy.engine import make_url
+
+        url = make_url(database_url)
+        if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
+            return Path(url.database).parent / "bundles"
+        return Path("bundles")
+
+
+class TrainingSection(Strict):
+    """``cloud-sync retrain`` (docs/training.md)."""
+
+    scheduler_address: str | None = None
+    """Dask scheduler of an existing cluster (``tcp://host:8786``); None: an in-process
+    LocalCluster of ``n_workers`` processes."""
+    n_workers: Annotated[int, Field(ge=1, le=256)] = 2
+    """LocalCluster worker processes (one thread each)."""
+    margin: Annotated[float, Field(ge=0, lt=1)] = 0.05
+    """A candidate is promoted only when its held-out MAE <= current MAE x (1 - margin)."""
+    min_summaries: Annotated[int, Field(ge=1)] = 200
+    """Summaries a channel needs to be trained on; a device with no such channel is
+    skipped with the reason."""
+    holdout_fraction: Annotated[float, Field(gt=0, lt=1)] = 0.2
+    """The most recent share of each channel's series, held out for the comparison."""
+    pretrain_epochs: Annotated[int, Field(ge=1, le=1000)] = 3
+    finetune_epochs: Annotated[int, Field(ge=1, le=1000)] = 10
+    """Upper bound; early stopping on the last 10 % of the device's training windows."""
+    pretrain_learning_rate: Annotated[float, Field(gt=0, le=1)] = 1e-3
+    finetune_learning_rate: Annotated[float, Field(gt=0, le=1)] = 3e-4
+    patience: Annotated[int, Field(ge=1)] = 2
+    batch_size: Annotated[int, Field(ge=1)] = 256
+    pretrain_windows_per_device: Annotated[int, Field(ge=1)] = 5000
+    """At most this many windows of each device go into the fleet pretrain."""
+    interval_s: Annotated[float, Field(ge=60)] | None = None
+    """``serve`` runs ``retrain --fleet`` every this many seconds; None: never (use cron
+    or a systemd timer)."""
+    reports_dir: Path = Path("training-reports")
+    """Reports, candidate bundles and decisions: ``<reports_dir>/<device>/<version>/``."""
+
+
 class CloudConfig(Strict):
     server: ServerSection = ServerSection()
     database: DatabaseSection = DatabaseSection()
     auth: AuthSection = AuthSection()
     ingest: IngestSection = IngestSection()
     fleet: FleetSection = FleetSection()
+    releases: ReleasesSection = ReleasesSection()
+    training: TrainingSection = TrainingSection()
 
     def with_database_url(self, url: str | None) -> CloudConfig:
         """A copy with [database] url replaced (validated); None: unchanged."""

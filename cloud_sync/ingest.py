@@ -24,24 +24,26 @@ from dataclasses import dataclass
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import Connection, Engine, insert, select, update
+from sqlalchemy import Connection, Engine, Row, bindparam, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
 from cloud_sync.db.models import Device, StoredAlarm, StoredAlarmEvent, StoredBatch, StoredSummary
+from cloud_sync.db.session import write_lock
 from cloud_sync.errors import (
     BatchInvalid,
     BodyMalformed,
     BodyTooLarge,
     EncodingUnsupported,
     SequenceOutOfOrder,
+    TokenRejected,
 )
-from cloud_sync.twin import desired_state
 from edgetwin_contracts.batch import (
     MAX_BATCH_BYTES,
     MAX_BATCH_DECOMPRESSED_BYTES,
     Batch,
     BatchAck,
+    DesiredState,
 )
 
 log = logging.getLogger(__name__)
@@ -211,7 +213,12 @@ class IngestResult:
 
 
 def store_batch(
-    engine: Engine, device_id: int, batch: Batch, body_sha256: str, now: float
+    engine: Engine,
+    device_id: int,
+    batch: Batch,
+    body_sha256: str,
+    now: float,
+    token_sha256: str | None = None,
 ) -> IngestResult:
     """Store a validated batch once, in one transaction; answer with the desired state.
 
@@ -220,76 +227,175 @@ def store_batch(
     an upward gap is accepted and counted. Concurrent replicas: the device row is locked
     first and the unique (device, sequence) constraint backs it up: an IntegrityError
     means another replica stored this batch, so it is answered as a duplicate.
+
+    ``token_sha256``: also require that the device still holds this token (checked on
+    the locked row, so a token rotated since the caller authenticated stores nothing:
+    TokenRejected, 401). SQLite: writers of this process queue on one lock
+    (``session.write_lock``) instead of sleeping in SQLite's busy handler.
     """
-    try:
-        with engine.begin() as conn:
-            return _store(conn, device_id, batch, body_sha256, now)
-    except IntegrityError:
-        log.info("batch %d of device %d stored concurrently: duplicate", batch.sequence, device_id)
-        with engine.begin() as conn:
-            ack = _duplicate(conn, device_id, batch, body_sha256, now)
-        return IngestResult(ack, 0, 0)
+    with write_lock(engine):
+        try:
+            with engine.begin() as conn:
+                return _store(conn, device_id, batch, body_sha256, now, token_sha256)
+        except IntegrityError:
+            log.info(
+                "batch %d of device %d stored concurrently: duplicate", batch.sequence, device_id
+            )
+            with engine.begin() as conn:
+                device = _lock_device(conn, device_id, token_sha256)
+                ack = _duplicate(conn, device_id, device, batch, body_sha256, now)
+            return IngestResult(ack, 0, 0)
+
+
+@dataclass(frozen=True, slots=True)
+class _Statements:
+    """The ingest statements, built once per dialect: SQLAlchemy then finds their compiled
+    form in its cache by identity instead of building and hashing expressions per batch."""
+
+    lock_device: Any
+    lock_device_token: Any
+    seen: Any
+    insert_batch: Any
+    insert_alarm_events: Any
+    upsert_alarms: Any
+    upsert_summaries: Any
+    update_device: Any
+    update_device_reported: Any
+    update_duplicate: Any
+
+
+_STATEMENTS: dict[str, _Statements] = {}
+
+
+def _statements(dialect: str) -> _Statements:
+    found = _STATEMENTS.get(dialect)
+    if found is None:
+        found = _STATEMENTS[dialect] = _build_statements(dialect)
+    return found
+
+
+def _build_statements(dialect: str) -> _Statements:
+    # Row lock (PostgreSQL; SQLite's BEGIN IMMEDIATE already serializes writers) so that
+    # ingests of one device see each other's last_sequence. The desired state comes with
+    # it: ingest never changes it, and a PATCH waits for the lock.
+    lock = select(
+        Device.last_sequence, Device.reported_version, Device.desired, Device.desired_version
+    ).where(Device.id == bindparam("device_id"))
+    update_fresh = update(Device).where(Device.id == bindparam("device_id"))
+    fresh_values: dict[str, Any] = {
+        "last_seen": bindparam("p_now"),
+        "last_sequence": bindparam("p_last_sequence"),
+        "batches": Device.batches + 1,
+        "sequence_gaps": Device.sequence_gaps + bindparam("p_gap"),
+    }
+    return _Statements(
+        lock_device=lock.with_for_update(),
+        lock_device_token=lock.where(Device.token_sha256 == bindparam("token")).with_for_update(),
+        seen=select(StoredBatch.body_sha256).where(
+            StoredBatch.device_id == bindparam("device_id"),
+            StoredBatch.sequence == bindparam("sequence"),
+        ),
+        insert_batch=insert(StoredBatch),
+        insert_alarm_events=insert(StoredAlarmEvent),
+        upsert_alarms=_upsert(dialect, StoredAlarm.__table__, ("device_id", "alarm_id")),
+        upsert_summaries=_upsert(
+            dialect, StoredSummary.__table__, ("device_id", "channel", "start")
+        ),
+        update_device=update_fresh.values(fresh_values),
+        update_device_reported=update_fresh.values(
+            {
+                **fresh_values,
+                "reported": bindparam("p_reported", type_=Device.reported.type),
+                "reported_version": bindparam("p_reported_version"),
+            }
+        ),
+        update_duplicate=update(Device)
+        .where(Device.id == bindparam("device_id"))
+        .values(last_seen=bindparam("p_now"), duplicates=Device.duplicates + 1),
+    )
+
+
+def _upsert(dialect: str, table: Any, keys: tuple[str, ...]) -> Any:
+    """INSERT ... ON CONFLICT (keys) DO UPDATE, on SQLite and PostgreSQL alike."""
+    dialect_insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    stmt = dialect_insert(table)
+    updated = {c.name: stmt.excluded[c.name] for c in table.columns if c.name not in {*keys, "id"}}
+    return stmt.on_conflict_do_update(index_elements=list(keys), set_=updated)
+
+
+def _lock_device(conn: Connection, device_id: int, token_sha256: str | None) -> Row[Any]:
+    statements = _statements(conn.dialect.name)
+    if token_sha256 is None:
+        row = conn.execute(statements.lock_device, {"device_id": device_id}).first()
+    else:
+        row = conn.execute(
+            statements.lock_device_token, {"device_id": device_id, "token": token_sha256}
+        ).first()
+    if row is None:
+        raise TokenRejected("unknown token: no device and not the admin")
+    return row
 
 
 def _store(
-    conn: Connection, device_id: int, batch: Batch, body_sha256: str, now: float
+    conn: Connection,
+    device_id: int,
+    batch: Batch,
+    body_sha256: str,
+    now: float,
+    token_sha256: str | None,
 ) -> IngestResult:
-    # Row lock (PostgreSQL; SQLite's BEGIN IMMEDIATE already serializes writers) so that
-    # ingests of one device see each other's last_sequence.
-    device = conn.execute(
-        select(Device.last_sequence, Device.reported_version)
-        .where(Device.id == device_id)
-        .with_for_update()
-    ).one()
-    seen = conn.execute(
-        select(StoredBatch.body_sha256).where(
-            StoredBatch.device_id == device_id, StoredBatch.sequence == batch.sequence
-        )
-    ).first()
-    if seen is not None:
-        return IngestResult(_duplicate(conn, device_id, batch, body_sha256, now), 0, 0)
-    if batch.sequence < device.last_sequence:
-        raise SequenceOutOfOrder(
-            f"sequence {batch.sequence} is below the highest stored sequence "
-            f"{device.last_sequence} and was never stored: out of order, not retried"
-        )
-    gap = batch.sequence - device.last_sequence - 1
-    if gap > 0 and device.last_sequence > 0:
-        log.warning(
-            "device %d skipped %d batch(es) before sequence %d", device_id, gap, batch.sequence
-        )
+    statements = _statements(conn.dialect.name)
+    device = _lock_device(conn, device_id, token_sha256)
+    sequence = batch.sequence
+    last_sequence: int = device.last_sequence
+    # last_sequence is the highest sequence stored (updated under the row lock in the
+    # transaction that stores it), so only a sequence not above it can have been seen.
+    if sequence <= last_sequence:
+        seen = conn.execute(statements.seen, {"device_id": device_id, "sequence": sequence})
+        if seen.first() is not None:
+            ack = _duplicate(conn, device_id, device, batch, body_sha256, now)
+            return IngestResult(ack, 0, 0)
+        if sequence < last_sequence:
+            raise SequenceOutOfOrder(
+                f"sequence {sequence} is below the highest stored sequence "
+                f"{last_sequence} and was never stored: out of order, not retried"
+            )
+    gap = sequence - last_sequence - 1
+    if gap > 0 and last_sequence > 0:
+        log.warning("device %d skipped %d batch(es) before sequence %d", device_id, gap, sequence)
     conn.execute(
-        insert(StoredBatch).values(
-            device_id=device_id,
-            sequence=batch.sequence,
-            created_at=batch.created_at,
-            received_at=now,
-            body_sha256=body_sha256,
-            summaries=len(batch.summaries),
-            alarm_events=len(batch.alarms),
-        )
+        statements.insert_batch,
+        {
+            "device_id": device_id,
+            "sequence": sequence,
+            "created_at": batch.created_at,
+            "received_at": now,
+            "body_sha256": body_sha256,
+            "summaries": len(batch.summaries),
+            "alarm_events": len(batch.alarms),
+        },
     )
     # Alarms travel before summaries in the batch; store them in that order too.
     if batch.alarms:
+        events = [(e, e.alarm.model_dump(mode="json")) for e in batch.alarms]
         conn.execute(
-            insert(StoredAlarmEvent),
+            statements.insert_alarm_events,
             [
                 {
                     "device_id": device_id,
-                    "sequence": batch.sequence,
+                    "sequence": sequence,
                     "kind": e.kind,
                     "ts": e.ts,
                     "alarm_id": e.alarm.id,
-                    "alarm": e.alarm.model_dump(mode="json"),
+                    "alarm": alarm,
                 }
-                for e in batch.alarms
+                for e, alarm in events
             ],
         )
         # The last event of an alarm in the batch is its current state.
-        latest = {e.alarm.id: e for e in batch.alarms}
-        _upsert(
-            conn,
-            StoredAlarm.__table__,
+        latest = {e.alarm.id: (e, alarm) for e, alarm in events}
+        conn.execute(
+            statements.upsert_alarms,
             [
                 {
                     "device_id": device_id,
@@ -297,48 +403,56 @@ def _store(
                     "state": e.alarm.state,
                     "severity": e.alarm.severity,
                     "updated_ts": e.ts,
-                    "alarm": e.alarm.model_dump(mode="json"),
+                    "alarm": alarm,
                 }
-                for e in latest.values()
+                for e, alarm in latest.values()
             ],
-            keys=("device_id", "alarm_id"),
         )
     if batch.summaries:
         # A later record for the same (channel, start) supersedes, inside a batch too.
         latest_summaries = {(s.channel, s.start): s for s in batch.summaries}
-        _upsert(
-            conn,
-            StoredSummary.__table__,
+        conn.execute(
+            statements.upsert_summaries,
             [
-                {"device_id": device_id, "sequence": batch.sequence, **s.model_dump()}
+                {"device_id": device_id, "sequence": sequence, **s.model_dump()}
                 for s in latest_summaries.values()
             ],
-            keys=("device_id", "channel", "start"),
         )
-    values: dict[str, Any] = {
-        "last_seen": now,
-        "last_sequence": max(device.last_sequence, batch.sequence),
-        "batches": Device.batches + 1,
-        "sequence_gaps": Device.sequence_gaps + max(gap, 0),
+    params: dict[str, Any] = {
+        "device_id": device_id,
+        "p_now": now,
+        "p_last_sequence": max(last_sequence, sequence),
+        "p_gap": max(gap, 0),
     }
     reported = batch.reported
     if reported is not None and (
         device.reported_version is None or reported.version > device.reported_version
     ):
-        values["reported"] = reported.model_dump(mode="json")
-        values["reported_version"] = reported.version
-    conn.execute(update(Device).where(Device.id == device_id).values(**values))
-    ack = BatchAck(sequence=batch.sequence, duplicate=False, desired=desired_state(conn, device_id))
+        params["p_reported"] = reported.model_dump(mode="json")
+        params["p_reported_version"] = reported.version
+        conn.execute(statements.update_device_reported, params)
+    else:
+        conn.execute(statements.update_device, params)
+    ack = BatchAck(sequence=sequence, duplicate=False, desired=_desired(device))
     return IngestResult(ack, len(batch.summaries), len(batch.alarms))
 
 
+def _desired(device: Row[Any]) -> DesiredState:
+    """The desired state from the locked device row (what ``twin.desired_state`` reads)."""
+    return DesiredState.model_validate({**device.desired, "version": device.desired_version})
+
+
 def _duplicate(
-    conn: Connection, device_id: int, batch: Batch, body_sha256: str, now: float
+    conn: Connection,
+    device_id: int,
+    device: Row[Any],
+    batch: Batch,
+    body_sha256: str,
+    now: float,
 ) -> BatchAck:
+    statements = _statements(conn.dialect.name)
     stored = conn.execute(
-        select(StoredBatch.body_sha256).where(
-            StoredBatch.device_id == device_id, StoredBatch.sequence == batch.sequence
-        )
+        statements.seen, {"device_id": device_id, "sequence": batch.sequence}
     ).scalar()
     if stored is not None and stored != body_sha256:
         # The contract says a resend is byte-for-byte the batch; the first one stands.
@@ -347,22 +461,8 @@ def _duplicate(
             device_id,
             batch.sequence,
         )
-    conn.execute(
-        update(Device)
-        .where(Device.id == device_id)
-        .values(last_seen=now, duplicates=Device.duplicates + 1)
-    )
-    return BatchAck(sequence=batch.sequence, duplicate=True, desired=desired_state(conn, device_id))
-
-
-def _upsert(
-    conn: Connection, table: Any, rows: list[dict[str, Any]], keys: tuple[str, ...]
-) -> None:
-    """INSERT ... ON CONFLICT (keys) DO UPDATE, on SQLite and PostgreSQL alike."""
-    dialect_insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
-    stmt = dialect_insert(table)
-    updated = {c.name: stmt.excluded[c.name] for c in table.columns if c.name not in {*keys, "id"}}
-    conn.execute(stmt.on_conflict_do_update(index_elements=list(keys), set_=updated), rows)
+    conn.execute(statements.update_duplicate, {"device_id": device_id, "p_now": now})
+    return BatchAck(sequence=batch.sequence, duplicate=True, desired=_desired(device))
 
 
 def body_digest(data: bytes) -> str:

@@ -10,8 +10,10 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+import threading
 import time
-from dataclasses import dataclass
+import weakref
+from dataclasses import dataclass, field
 from typing import Annotated
 
 from pydantic import Field
@@ -19,6 +21,7 @@ from sqlalchemy import Engine, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from cloud_sync.db.models import Device
+from cloud_sync.db.session import read_connection
 from cloud_sync.errors import DeviceExists, DeviceNotFound, TokenRejected
 
 DEVICE_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
@@ -49,6 +52,8 @@ class DevicePrincipal:
 
     device_id: int
     name: str
+    token_sha256: str | None = field(default=None, compare=False, repr=False)
+    """Of the token it authenticated with (store_batch checks it on the locked row)."""
 
     def may_read(self, device_name: str) -> bool:
         return device_name == self.name
@@ -56,13 +61,71 @@ class DevicePrincipal:
 
 Principal = AdminPrincipal | DevicePrincipal
 
+TOKEN_CACHE_TTL_S = 60.0
+"""How long ``Authenticator.authenticate_cached`` trusts a device token it looked up."""
+TOKEN_CACHE_MAX = 100_000
+"""Entries; the cache starts over when full (at most one lookup per device again)."""
 
-@dataclass(frozen=True, slots=True)
+# Authenticators per engine, so that rotate_token in this process drops cached tokens.
+_AUTHENTICATORS: weakref.WeakKeyDictionary[Engine, weakref.WeakSet[Authenticator]] = (
+    weakref.WeakKeyDictionary()
+)
+_AUTHENTICATORS_GUARD = threading.Lock()
+
+
+@dataclass(frozen=True, eq=False, slots=True, weakref_slot=True)
 class Authenticator:
-    """Turns a bearer token into a Principal. ``admin_sha256`` None: no admin exists."""
+    """Turns a bearer token into a Principal. ``admin_sha256`` None: no admin exists.
+
+    ``authenticate`` asks the database every time. ``authenticate_cached`` (the batch
+    route) keeps known device tokens in memory for TOKEN_CACHE_TTL_S: a token rotated in
+    this process is dropped at once, one rotated elsewhere (the CLI, another replica) may
+    still pass this check for up to the TTL, which is why the ingest transaction checks
+    the token again on the locked device row (``store_batch(token_sha256=...)``), so
+    nothing is stored with a rotated token. Unknown tokens are never cached.
+    """
 
     engine: Engine
     admin_sha256: str | None
+    _cache: dict[str, tuple[float, DevicePrincipal]] = field(
+        default_factory=dict, init=False, repr=False
+    )
+
+    def __post_init__(self) -> None:
+        with _AUTHENTICATORS_GUARD:
+            _AUTHENTICATORS.setdefault(self.engine, weakref.WeakSet()).add(self)
+
+    def cached(self, token: str | None) -> Principal | None:
+        """The principal of ``token`` without the database: the admin, a device token seen
+        within the TTL; None: ask ``authenticate_cached`` (it may still be rejected)."""
+        if not token:
+            return None
+        digest = token_sha256(token)
+        if self.admin_sha256 is not None and hmac.compare_digest(digest, self.admin_sha256):
+            return AdminPrincipal()
+        hit = self._cache.get(digest)
+        if hit is not None and hit[0] > time.monotonic():
+            return hit[1]
+        return None
+
+    def authenticate_cached(self, token: str | None) -> Principal:
+        """``authenticate``, remembering device tokens for TOKEN_CACHE_TTL_S."""
+        found = self.cached(token)
+        if found is not None:
+            return found
+        who = self.authenticate(token)
+        if isinstance(who, DevicePrincipal):
+            assert token is not None
+            if len(self._cache) >= TOKEN_CACHE_MAX:
+                self._cache.clear()
+            self._cache[token_sha256(token)] = (time.monotonic() + TOKEN_CACHE_TTL_S, who)
+        return who
+
+    def forget(self, name: str) -> None:
+        """Drop device ``name``'s cached token (rotated)."""
+        for digest, (_, who) in list(self._cache.items()):
+            if who.name == name:
+                self._cache.pop(digest, None)
 
     def authenticate(self, token: str | None) -> Principal:
         """Raises TokenRejected (401) for a missing token or one nobody holds."""
@@ -71,7 +134,7 @@ class Authenticator:
         digest = token_sha256(token)
         if self.admin_sha256 is not None and hmac.compare_digest(digest, self.admin_sha256):
             return AdminPrincipal()
-        with self.engine.connect() as conn:
+        with read_connection(self.engine) as conn:
             row = conn.execute(
                 select(Device.id, Device.name, Device.token_sha256).where(
                     Device.token_sha256 == digest
@@ -80,7 +143,7 @@ class Authenticator:
         # The indexed lookup finds the row; compare_digest keeps the final check constant-time.
         if row is None or not hmac.compare_digest(row.token_sha256, digest):
             raise TokenRejected("unknown token: no device and not the admin")
-        return DevicePrincipal(row.id, row.name)
+        return DevicePrincipal(row.id, row.name, digest)
 
     def is_admin_token(self, token: str) -> bool:
         return self.admin_sha256 is not None and hmac.compare_digest(
@@ -125,6 +188,10 @@ def rotate_token(engine: Engine, name: str) -> str:
         result = conn.execute(
             update(Device).where(Device.name == name).values(token_sha256=token_sha256(token))
         )
+    with _AUTHENTICATORS_GUARD:
+        authenticators = list(_AUTHENTICATORS.get(engine, ()))
+    for auth in authenticators:
+        auth.forget(name)
     if result.rowcount == 0:
         raise DeviceNotFound(f"no device named {name!r}")
     return token

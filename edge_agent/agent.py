@@ -26,7 +26,10 @@ from edge_agent.bundle.loader import LoadedModel
 from edge_agent.config import LoadedConfig
 from edge_agent.http.app import create_app
 from edge_agent.metrics import AgentCollector
-from edge_agent.modelref import load_model
+from edge_agent.modelref import load_model, release_key_path
+from edge_agent.ota.download import Downloader
+from edge_agent.ota.layout import ModelsDir
+from edge_agent.ota.manager import OtaManager
 from edge_agent.pipeline.pipeline import Pipeline
 from edge_agent.sources.base import Source, SourceState
 from edge_agent.sources.registry import build_source
@@ -48,6 +51,7 @@ from edge_agent.store.sqlite import Store
 from edge_agent.sync.twin import DeviceReport, Twin, config_hash
 from edge_agent.sync.worker import SyncWorker
 from edgetwin_contracts.batch import AlarmRecord, ModelReport
+from edgetwin_contracts.signing import load_public_key
 
 log = logging.getLogger("edge_agent.agent")
 
@@ -69,12 +73,15 @@ class Agent:
         *,
         sources: list[Source] | None = None,
         clock: Callable[[], float] = time.time,
+        on_ota_step: Callable[[str], None] | None = None,
     ) -> None:
         self.config = loaded.config
         self._loaded = loaded
         self._clock = clock
         self.started_at = clock()
-        self.model: LoadedModel = load_model(self.config.model)
+        self.models_dir = ModelsDir(loaded.resolve(self.config.ota.models_dir))
+        release_key = release_key_path(self.config)
+        self.model: LoadedModel = load_model(self.config.model, self.models_dir, release_key)
         store_path = loaded.resolve(self.config.store.path)
         self.store = Store(store_path, self.config.store)
         self.alarm_listeners: list[Callable[[AlarmEvent], None]] = []
@@ -100,10 +107,35 @@ class Agent:
         self.twin: Twin | None = None
         self.sync: SyncWorker | None = None
         """The cloud sync worker, when [sync] is enabled (docs/sync.md)."""
+        self.ota: OtaManager | None = None
+        """Installs the model the cloud asks for, when [sync] and [ota] are on (docs/ota.md)."""
+        if self.config.sync.enabled and self.config.ota.enabled:
+            sync = self.config.sync
+            token = sync.token.get_secret_value() if sync.token else ""
+            self.ota = OtaManager(
+                self.config.ota,
+                self.models_dir,
+                running=self.model,
+                pipeline=self.pipeline,
+                engine=self.engine,
+                key=load_public_key(release_key),
+                key_file=release_key,
+                downloader=Downloader(sync.url, token, sync.timeout_s),
+                backend=self.config.model.backend,
+                num_threads=self.config.model.num_threads,
+                clock=clock,
+                on_model=self._model_changed,
+                on_step=on_ota_step,
+            )
+            self.ota.recover()
         if self.config.sync.enabled:
             self._config_hash = config_hash(loaded.path)
             self.twin = Twin(
-                self.store, self.engine, self.model.manifest.model.version, self._device_report
+                self.store,
+                self.engine,
+                self.model.manifest.model.version,
+                self._device_report,
+                ota=self.ota,
             )
             # Before the first sample: a device restarting offline keeps the cloud's
             # alarm overrides.
@@ -134,6 +166,8 @@ class Agent:
         tasks.append(asyncio.create_task(self._ticker(stop), name="ticker"))
         if self.sync is not None:
             tasks.append(asyncio.create_task(self.sync.run(stop), name="sync"))
+        if self.ota is not None:
+            tasks.append(asyncio.create_task(self.ota.run(stop), name="ota"))
         server: uvicorn.Server | None = None
         if self.config.http.enabled:
             server = await self._start_http()
@@ -240,6 +274,10 @@ class Agent:
 
     def _source_states(self) -> dict[str, SourceState]:
         return {src.name: src.health.state for src in self.sources}
+
+    def _model_changed(self, model: LoadedModel) -> None:
+        """The OTA manager swapped a model in (or back): status and twin report it."""
+        self.model = model
 
     def _on_alarm_event(self, event: AlarmEvent) -> None:
         self.store.add_alarm_event(event)

@@ -18,6 +18,7 @@ from edge_agent.alarms.rules import AlarmRule
 from edge_agent.cleaning.config import CleaningConfig
 from edge_agent.configbase import Strict
 from edge_agent.http.config import HttpConfig
+from edge_agent.ota.config import OtaConfig
 from edge_agent.sources.replay import ReplaySourceConfig
 from edge_agent.sources.serial import SerialSourceConfig
 from edge_agent.store.config import StoreConfig
@@ -85,6 +86,7 @@ class AgentConfig(Strict):
     store: StoreConfig = StoreConfig()
     http: HttpConfig = HttpConfig()
     sync: SyncConfig = SyncConfig()
+    ota: OtaConfig = OtaConfig()
 
     def channel(self, name: str) -> ChannelConfig:
         return self.channels.get(name, self.channel_defaults)

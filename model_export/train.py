@@ -97,13 +97,21 @@ def build_model(window_length: int, n_horizons: int, hidden: tuple[int, ...], se
     return model
 
 
-def train(z_inputs: FloatArray, z_targets: FloatArray, settings: TrainSettings) -> TrainResult:
-    """Fit a new model on normalised windows (see ``WindowSet.normalized``).
+def train(
+    z_inputs: FloatArray,
+    z_targets: FloatArray,
+    settings: TrainSettings,
+    *,
+    initial_model: Any | None = None,
+) -> TrainResult:
+    """Fit a model on normalised windows (see ``WindowSet.normalized``).
 
     Args:
         z_inputs: (N, window_length) z-scored windows, time order within each series.
         z_targets: (N, H) targets in the same window's z units.
-        settings: the recipe.
+        settings: the recipe (``hidden`` is ignored when ``initial_model`` is given).
+        initial_model: a ``keras.Model`` to continue training (pretrain -> fine-tune;
+            it is trained in place and returned); None: a new model (``build_model``).
 
     Raises:
         TrainingFailed: no windows, or the loss became NaN/inf.
@@ -113,7 +121,11 @@ def train(z_inputs: FloatArray, z_targets: FloatArray, settings: TrainSettings) 
     quiet_tensorflow()
     import keras
 
-    model = build_model(z_inputs.shape[1], z_targets.shape[1], settings.hidden, settings.seed)
+    if initial_model is None:
+        model = build_model(z_inputs.shape[1], z_targets.shape[1], settings.hidden, settings.seed)
+    else:
+        keras.utils.set_random_seed(settings.seed)
+        model = initial_model
     loss: Any = keras.losses.Huber(delta=1.0) if settings.loss == "huber" else "mse"
     model.compile(optimizer=keras.optimizers.Adam(settings.learning_rate), loss=loss)
     x = z_inputs.astype(np.float32)

@@ -144,3 +144,75 @@ class StoredAlarm(Base):
     """Device time of the event that set this state."""
     alarm: Mapped[dict[str, Any]] = mapped_column(JSON)
     """AlarmRecord."""
+
+
+# --- model releases (migration 0002) -------------------------------------------------
+
+
+class DeviceGroupMember(Base):
+    """A device in a named group (canary groups of staged rollouts)."""
+
+    __tablename__ = "device_group_members"
+    __table_args__ = (
+        UniqueConstraint("group_name", "device_id", name="uq_device_group_members_group_device"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    group_name: Mapped[str] = mapped_column(String(64))
+    device_id: Mapped[int] = mapped_column(ForeignKey("devices.id", ondelete="CASCADE"))
+
+
+class Release(Base):
+    """A signed model bundle released to one device or the fleet, with its rollout plan."""
+
+    __tablename__ = "releases"
+    __table_args__ = (
+        UniqueConstraint("model_name", "version", name="uq_releases_model_version"),
+        Index("ix_releases_state", "state"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    model_name: Mapped[str] = mapped_column(String(128))
+    version: Mapped[str] = mapped_column(String(64))
+    bundle_sha256: Mapped[str] = mapped_column(String(64), index=True)
+    """Of the stored tar archive (``BundleStore``)."""
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    created_at: Mapped[float] = mapped_column(Float)
+    target_device: Mapped[str | None] = mapped_column(String(64))
+    """One device; None: the fleet."""
+    canary_group: Mapped[str | None] = mapped_column(String(64))
+    canary_percent: Mapped[int | None] = mapped_column(Integer)
+    stages: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    """The rollout plan, e.g. [{"group": "canary"}, {"percent": 100}]."""
+    stage: Mapped[int] = mapped_column(Integer, default=0)
+    """Index into stages of the stage being rolled out."""
+    state: Mapped[str] = mapped_column(String(16))
+    """ReleaseState."""
+    reason: Mapped[str | None] = mapped_column(String(1024))
+    """Why the release stopped."""
+    updated_at: Mapped[float] = mapped_column(Float)
+    report_path: Mapped[str | None] = mapped_column(String(1024))
+    """The training report folder (server side), served read-only to admins."""
+
+
+class ReleaseAssignment(Base):
+    """A release offered to one device, and what became of it."""
+
+    __tablename__ = "release_assignments"
+    __table_args__ = (
+        UniqueConstraint("release_id", "device_id", name="uq_release_assignments_release_device"),
+        Index("ix_release_assignments_device", "device_id"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    release_id: Mapped[int] = mapped_column(ForeignKey("releases.id", ondelete="CASCADE"))
+    device_id: Mapped[int] = mapped_column(ForeignKey("devices.id", ondelete="CASCADE"))
+    stage: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(16))
+    """AssignmentStatus."""
+    reason: Mapped[str | None] = mapped_column(String(1024))
+    ts: Mapped[float] = mapped_column(Float)
+    """Server time of the last status change."""
+    previous_model: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    """The device's desired {model_version, model} before this offer: restored when the
+    device marks the release bad or the release stops before it installed."""

@@ -11,7 +11,11 @@ advisory lock while doing so, so replicas starting together migrate once.
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
+import threading
+import weakref
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +23,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.exc import OperationalError
 
 from cloud_sync.errors import DatabaseUnavailable
@@ -27,6 +31,8 @@ from cloud_sync.errors import DatabaseUnavailable
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 _MIGRATION_LOCK = 0x6564_6774_7769_6E  # any constant; "edgtwin", shared by all replicas
 SQLITE_BUSY_TIMEOUT_MS = 10_000
+READ_ONLY_OPTION = "cloud_sync_read_only"
+"""Execution option: this connection only reads (``read_connection``)."""
 
 
 def make_engine(url: str, pool_size: int = 5) -> Engine:
@@ -52,10 +58,39 @@ def make_engine(url: str, pool_size: int = 5) -> Engine:
 
         @event.listens_for(engine, "begin")
         def _sqlite_begin(conn: Any) -> None:
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            if conn.get_execution_options().get(READ_ONLY_OPTION):
+                conn.exec_driver_sql("BEGIN")  # a WAL snapshot: waits for no writer
+            else:
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
 
         return engine
     return create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+
+
+def read_connection(engine: Engine) -> Connection:
+    """``engine.connect()`` for a connection that only reads. SQLite: its transaction is a
+    plain (deferred) ``BEGIN``, not ``BEGIN IMMEDIATE``, so it neither takes nor waits for
+    the write lock (WAL readers see the last commit). PostgreSQL: the same as connect()."""
+    return engine.connect().execution_options(**{READ_ONLY_OPTION: True})
+
+
+_WRITE_LOCKS: weakref.WeakKeyDictionary[Engine, threading.Lock] = weakref.WeakKeyDictionary()
+_WRITE_LOCKS_GUARD = threading.Lock()
+
+
+def write_lock(engine: Engine) -> AbstractContextManager[Any]:
+    """Hold around a write transaction. SQLite: one lock per engine, so this process's
+    writers queue on it (first come, woken at once) instead of all opening
+    ``BEGIN IMMEDIATE`` and sleeping in SQLite's busy handler, whose back-off steps of up
+    to 100 ms made the tail latency. Other processes (the CLI) still meet the busy
+    timeout. PostgreSQL: nothing; row locks order writers, across replicas too."""
+    if engine.dialect.name != "sqlite":
+        return contextlib.nullcontext()
+    lock = _WRITE_LOCKS.get(engine)
+    if lock is None:
+        with _WRITE_LOCKS_GUARD:
+            lock = _WRITE_LOCKS.setdefault(engine, threading.Lock())
+    return lock
 
 
 def is_postgresql(engine: Engine) -> bool:

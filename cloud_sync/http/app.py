@@ -13,11 +13,13 @@ set by POST /login (HttpOnly, SameSite=Strict, signed, 12 h), so a browser can o
 # No `from __future__ import annotations`: FastAPI must resolve the Depends() closures
 # in the signatures below, and string annotations cannot name local functions.
 
+import asyncio
 import hashlib
 import hmac
 import logging
 import re
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Annotated, Any
 from urllib.parse import parse_qs
 
@@ -133,6 +135,13 @@ def create_app(config: CloudConfig, engine: Engine) -> FastAPI:
     session_key = hashlib.sha256(
         b"cloud-sync fleet session\x00" + (auth.admin_sha256 or "").encode()
     ).digest()
+    # Ingests run on threads of their own. SQLite: one, the single writer, so batches
+    # queue in arrival order instead of contending for the write lock; PostgreSQL: one
+    # per pooled connection (pool_size + overflow).
+    ingest_threads = ThreadPoolExecutor(
+        1 if engine.dialect.name == "sqlite" else 2 * config.database.pool_size,
+        thread_name_prefix="cloud-sync-ingest",
+    )
     bearer = HTTPBearer(auto_error=False, description="A device token or the admin token.")
 
     @app.exception_handler(RequestRejected)
@@ -159,6 +168,19 @@ def create_app(config: CloudConfig, engine: Engine) -> FastAPI:
         return who
 
     def device(who: Annotated[Principal, Depends(principal)]) -> DevicePrincipal:
+        if not isinstance(who, DevicePrincipal):
+            raise AccessDenied("this needs a device token (batches belong to a device)")
+        return who
+
+    async def batch_device(
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Security(bearer)],
+    ) -> DevicePrincipal:
+        # `device` for the batch route, without a threadpool hop and, for a token seen in
+        # the last TOKEN_CACHE_TTL_S, without the database (store_batch checks it again).
+        token = credentials.credentials if credentials else None
+        who = auth.cached(token)
+        if who is None:
+            who = await run_in_threadpool(auth.authenticate_cached, token)
         if not isinstance(who, DevicePrincipal):
             raise AccessDenied("this needs a device token (batches belong to a device)")
         return who
@@ -204,16 +226,23 @@ def create_app(config: CloudConfig, engine: Engine) -> FastAPI:
         },
     )
     async def post_batch(
-        request: Request, who: Annotated[DevicePrincipal, Depends(device)]
-    ) -> BatchAck:
+        request: Request, who: Annotated[DevicePrincipal, Depends(batch_device)]
+    ) -> Response:
         check_content_length(request.headers.get("content-length"))
         raw = await _read_capped(request, MAX_BATCH_BYTES)
-        data = decode_body(raw, request.headers.get("content-encoding"))
+        # Decode, validate and store in one trip to the ingest threads.
+        ack = await asyncio.get_running_loop().run_in_executor(
+            ingest_threads, ingest, raw, request.headers.get("content-encoding"), who
+        )
+        # The bytes FastAPI would send for response_model=BatchAck, without validating the
+        # model it just built again.
+        return Response(ack.model_dump_json(), media_type="application/json")
+
+    def ingest(raw: bytes, content_encoding: str | None, who: DevicePrincipal) -> BatchAck:
+        data = decode_body(raw, content_encoding)
         now = time.time()
         batch = parse_batch(data, now, config.ingest.max_future_skew_s)
-        result = await run_in_threadpool(
-            store_batch, engine, who.device_id, batch, body_digest(data), now
-        )
+        result = store_batch(engine, who.device_id, batch, body_digest(data), now, who.token_sha256)
         log.debug(
             "device %s batch %d: duplicate=%s summaries=%d alarm_events=%d",
             who.name,
@@ -424,6 +453,9 @@ def create_app(config: CloudConfig, engine: Engine) -> FastAPI:
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
+    from cloud_sync.http.releases import releases_router  # model releases: docs/releases.md
+
+    app.include_router(releases_router(config, engine))
     return app
 
 

@@ -43,6 +43,8 @@ from edge_agent.alarms.rules import (
 from edge_agent.errors import AlarmNotFound, ConfigInvalid, ConfigProblem
 
 ALL_CHANNELS = "*"
+INTERNAL_KIND = "internal"
+"""The kind of alarms the agent raises about itself (``raise_internal``)."""
 
 OVERRIDABLE_FIELDS = frozenset({"set", "clear", "on_delay_s", "off_delay_s", "severity"})
 """What ``AlarmEngine.override_rules`` may change on a rule: levels, delays, severity."""
@@ -375,6 +377,41 @@ class AlarmEngine:
 
     # -- operator side -------------------------------------------------------------------
 
+    def raise_internal(
+        self, name: str, channel: str, ts: float, message: str, severity: Severity
+    ) -> Alarm:
+        """Raise an alarm about the agent itself (e.g. "model-rollback"), not tied to a
+        configured rule: kind "internal", no actions besides the store and the twin. An
+        active one with the same (name, channel) is kept (returned), not raised twice."""
+        for entry in self._open.values():
+            a = entry.alarm
+            if a.rule == name and a.channel == channel and a.state.is_active:
+                return replace(a)
+        alarm = Alarm(
+            id=self._next_id,
+            rule=name,
+            channel=channel,
+            kind=INTERNAL_KIND,
+            severity=severity,
+            state=AlarmState.ACTIVE_UNACKNOWLEDGED,
+            raised_at=ts,
+            value=None,
+            message=message,
+        )
+        self._next_id += 1
+        self._open[alarm.id] = _Open(alarm, ())
+        self.counters["raised"] += 1
+        self._emit(AlarmEventKind.RAISED, ts, alarm, ())
+        return replace(alarm)
+
+    def clear_internal(self, name: str, channel: str, ts: float) -> None:
+        """Clear the active internal alarm (name, channel), if any."""
+        for entry in list(self._open.values()):
+            a = entry.alarm
+            is_it = a.kind == INTERNAL_KIND and a.rule == name and a.channel == channel
+            if is_it and a.state.is_active:
+                self._close(a, ts, ())
+
     def acknowledge(self, alarm_id: int, ts: float, by: str = "") -> Alarm:
         """Acknowledge an alarm at ``ts`` (UNIX seconds) by ``by`` (an operator name).
 
@@ -460,6 +497,9 @@ class AlarmEngine:
 
     def _restore(self, alarm: Alarm) -> None:
         actions = self._rule_actions.get(alarm.rule, ())
+        if alarm.kind == INTERNAL_KIND:  # raised by the agent itself: stays until cleared
+            self._open[alarm.id] = _Open(replace(alarm), ())
+            return
         if alarm.state is AlarmState.CLEARED:
             if alarm.acked_at is None:
                 self._open[alarm.id] = _Open(replace(alarm), actions)

@@ -16,6 +16,7 @@ from edge_agent.cleaning.cleaner import ChannelCleaner, RejectReason
 from edge_agent.cleaning.resample import Resampler
 from edge_agent.config import ChannelConfig
 from edge_agent.inference.forecaster import Forecaster
+from edge_agent.pipeline.shadow import ShadowGuard
 from edge_agent.pipeline.window import SampleWindow
 
 
@@ -84,6 +85,9 @@ class ChannelPipeline:
         self.readings = 0
         self.window_restarts = 0
         self.inference_ns = 0
+        self._guard: ShadowGuard | None = None
+        self._shadow_pending = np.full(self._lead, np.nan)
+        self._on_guard_failure: Callable[[], None] | None = None
 
     def process(self, ts: float, value: float) -> RejectReason | None:
         """Take one reading. Returns the reason it was rejected, or None."""
@@ -100,9 +104,25 @@ class ChannelPipeline:
             self._step(float(out_ts[i]), float(out_values[i]))
         return None
 
+    def swap(
+        self,
+        forecaster: Forecaster,
+        guard: ShadowGuard | None = None,
+        on_guard_failure: Callable[[], None] | None = None,
+    ) -> None:
+        """Use ``forecaster`` from the next sample on (same window length and horizons:
+        the caller checks). With ``guard``, the guard's previous forecaster runs in
+        shadow; if the new one raises, ``on_guard_failure`` swaps every channel back and
+        this sample is forecast by the previous one (no sample lost)."""
+        self._forecaster = forecaster
+        self._guard = guard
+        self._on_guard_failure = on_guard_failure
+        self._shadow_pending.fill(np.nan)
+
     def _restart(self) -> None:
         self.window.reset()
         self._pending.fill(np.nan)
+        self._shadow_pending.fill(np.nan)
         self.has_forecast = False
         self.window_restarts += 1
 
@@ -119,12 +139,20 @@ class ChannelPipeline:
         rate: float | None = None
         if self.last_ts is not None and self.last_value is not None and ts > self.last_ts:
             rate = (value - self.last_value) / (ts - self.last_ts)
+        guard = self._guard
+        if guard is not None:
+            shadow_made = float(self._shadow_pending[pos])
+            if not (math.isnan(made_for_now) or math.isnan(shadow_made)):
+                guard.record(abs(value - made_for_now), abs(value - shadow_made))
         window = self.window
         window.push(value)
         forecast = None
         if window.is_full:
             start = time.perf_counter_ns()
-            forecast = self._forecaster.forecast(window.view())
+            if guard is None:
+                forecast = self._forecaster.forecast(window.view())
+            else:
+                forecast = self._guarded_forecast(guard, pos)
             self.inference_ns += time.perf_counter_ns() - start
             self.forecast[:] = forecast
             self.has_forecast = True
@@ -132,6 +160,7 @@ class ChannelPipeline:
             self._pending[pos] = forecast[0]
         else:
             self._pending[pos] = np.nan
+            self._shadow_pending[pos] = np.nan
         self._pending_pos = pos + 1 if pos + 1 < self._lead else 0
         self.last_ts = ts
         self.last_value = value
@@ -141,3 +170,17 @@ class ChannelPipeline:
         self._sink.add_sample(ts, self.name, value, forecast_for_sample, score)
         if self._observer is not None:
             self._observer(self.name, ts, value, forecast_for_sample, score, self)
+
+    def _guarded_forecast(self, guard: ShadowGuard, pos: int) -> npt.NDArray[np.float64]:
+        view = self.window.view()
+        try:
+            forecast = self._forecaster.forecast(view)
+            if not np.all(np.isfinite(forecast)):
+                raise ValueError(f"non-finite forecast {forecast.tolist()}")
+        except Exception as exc:  # any failure of the new model ends its trial
+            guard.fail(f"forecast failed on channel {self.name}: {type(exc).__name__}: {exc}")
+            if self._on_guard_failure is not None:
+                self._on_guard_failure()
+            return self._forecaster.forecast(view)
+        self._shadow_pending[pos] = guard.previous.forecast(view)[0]
+        return forecast

@@ -10,6 +10,7 @@ from edge_agent.alarms.rules import HealthCondition
 from edge_agent.config import AgentConfig
 from edge_agent.inference.forecaster import Forecaster
 from edge_agent.pipeline.channel import ChannelPipeline, SampleObserver, SampleSink
+from edge_agent.pipeline.shadow import ShadowGuard
 from edge_agent.reading import Reading
 from edge_agent.sources.base import SourceState
 
@@ -36,6 +37,7 @@ class Pipeline:
         self._observer = observer
         self._channel_sources = dict(channel_sources or {})
         self.channels: dict[str, ChannelPipeline] = {}
+        self._guard: ShadowGuard | None = None
         for name in self._channel_sources:
             self._add(name)
 
@@ -49,8 +51,39 @@ class Pipeline:
             source=self._channel_sources.get(name, ""),
             observer=self._observer,
         )
+        if self._guard is not None:
+            channel.swap(self._forecaster, self._guard, self._guard_failed)
         self.channels[name] = channel
         return channel
+
+    @property
+    def forecaster(self) -> Forecaster:
+        return self._forecaster
+
+    @property
+    def guard(self) -> ShadowGuard | None:
+        return self._guard
+
+    def swap(self, forecaster: Forecaster, guard: ShadowGuard | None = None) -> None:
+        """Replace every channel's forecaster. Call on the event loop that runs
+        ``process``: it then falls between two samples, none lost or processed twice.
+        With ``guard``: the previous forecaster runs in shadow until the guard is done;
+        a failure of the new one swaps back to ``guard.previous`` at once."""
+        if forecaster.window_length != self._forecaster.window_length:
+            raise ValueError("the new forecaster has another window length")
+        self._forecaster = forecaster
+        self._guard = guard
+        for channel in self.channels.values():
+            channel.swap(forecaster, guard, self._guard_failed if guard else None)
+
+    def end_guard(self) -> None:
+        """Stop the shadow runs; the current forecaster stays."""
+        self.swap(self._forecaster, None)
+
+    def _guard_failed(self) -> None:
+        guard = self._guard
+        if guard is not None:
+            self.swap(guard.previous, None)
 
     def process(self, reading: Reading) -> None:
         channel = self.channels.get(reading.channel)

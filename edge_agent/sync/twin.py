@@ -7,7 +7,7 @@ import hashlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from pydantic import ValidationError
 
@@ -16,15 +16,31 @@ from edge_agent.store.sqlite import Store
 from edgetwin_contracts.batch import (
     AlarmRecord,
     DesiredState,
+    ModelRelease,
     ModelReport,
+    ModelUpdateReport,
+    ModelUpdateState,
     RefusedChange,
     ReportedState,
 )
 
 log = logging.getLogger("edge_agent.sync")
 
-OTA_REFUSAL = "model updates (OTA) are not supported by this agent version yet"
-"""Why a desired model_version other than the running one is refused."""
+OTA_REFUSAL = "model updates (OTA) are disabled on this device ([ota] enabled, [sync])"
+"""Why a desired model_version other than the running one is refused without OTA."""
+NO_RELEASE_REFUSAL = "desired model_version names no release (desired.model) to fetch"
+
+
+class ModelUpdater(Protocol):
+    """The OTA manager as the twin uses it (edge_agent.ota.manager.OtaManager)."""
+
+    @property
+    def running_version(self) -> str: ...
+
+    def request(self, release: ModelRelease) -> str | None: ...
+
+    def report(self) -> ModelUpdateReport: ...
+
 
 DESIRED_KEY = "sync_desired"
 """meta_text: the last desired state received (JSON), re-applied at start."""
@@ -66,8 +82,10 @@ class Twin:
     store: persists the last desired state and the reported version/hash (meta tables).
     engine: the alarm engine whose rules the overrides change.
     model_version: the running model's version (a desired model_version equal to it is
-        applied, any other refused: no OTA yet).
+        applied; any other is refused unless ``ota`` is given).
     describe: the agent's current DeviceReport; called on the event loop.
+    ota: installs a desired release (docs/ota.md); its progress is reported as
+        model_update, its refusals as a refused "model_version".
     Not thread-safe: use from the agent's event loop.
     """
 
@@ -77,13 +95,16 @@ class Twin:
         engine: AlarmEngine,
         model_version: str,
         describe: Callable[[], DeviceReport],
+        ota: ModelUpdater | None = None,
     ) -> None:
         self._store = store
         self._engine = engine
         self._model_version = model_version
         self._describe = describe
+        self._ota = ota
         self.desired: DesiredState | None = None
         self.outcome = Applied(0, [], [], None)
+        self._model_refusal: str | None = None
         self._reported_version = store.meta_int(REPORTED_VERSION_KEY)
         self._reported_hash = store.meta_text(REPORTED_HASH_KEY)
 
@@ -150,14 +171,47 @@ class Twin:
                 applied.append(key)
         if desired.sync_interval_s is not None:
             applied.append("sync_interval_s")
-        if desired.model_version is not None:
-            if desired.model_version == self._model_version:
+        self._model_refusal = None
+        if desired.model_version is not None and desired.model_version != self.running_version:
+            if self._ota is None:
+                self._model_refusal = OTA_REFUSAL
+            elif desired.model is None or desired.model.version != desired.model_version:
+                self._model_refusal = NO_RELEASE_REFUSAL
+            else:
+                self._model_refusal = self._ota.request(desired.model)
+        self.desired = desired
+        self.outcome = self._with_model(
+            Applied(desired.version, applied, refused, desired.sync_interval_s)
+        )
+        return self.outcome
+
+    @property
+    def running_version(self) -> str:
+        return self._ota.running_version if self._ota is not None else self._model_version
+
+    def _with_model(self, outcome: Applied) -> Applied:
+        """The outcome with "model_version" as it stands now: applied once that model
+        runs, refused with the reason while the release is refused, neither while it is
+        being installed."""
+        applied = [k for k in outcome.applied if k != "model_version"]
+        refused = [r for r in outcome.refused if r.key != "model_version"]
+        wanted = self.desired.model_version if self.desired is not None else None
+        if wanted is not None:
+            if wanted == self.running_version:
                 applied.append("model_version")
             else:
-                refused.append(RefusedChange(key="model_version", reason=OTA_REFUSAL))
-        self.desired = desired
-        self.outcome = Applied(desired.version, applied, refused, desired.sync_interval_s)
-        return self.outcome
+                reason = self._model_refusal
+                report = self._ota.report() if self._ota is not None else None
+                if (
+                    reason is None
+                    and report is not None
+                    and report.version == wanted
+                    and report.state in (ModelUpdateState.REJECTED, ModelUpdateState.ROLLED_BACK)
+                ):
+                    reason = f"{report.state.value}: {report.reason}"
+                if reason is not None:
+                    refused.append(RefusedChange(key="model_version", reason=reason))
+        return Applied(outcome.version, applied, refused, outcome.sync_interval_s)
 
     # -- reported ------------------------------------------------------------------
 
@@ -166,6 +220,7 @@ class Twin:
         differs from the last one built (the hash of everything but the version); call
         ``self.reported_hash`` for the hash to persist with it."""
         report = self._describe()
+        self.outcome = self._with_model(self.outcome)
         counters = dict(report.counters)
         counters.update(extra_counters or {})
         state = ReportedState(
@@ -180,6 +235,7 @@ class Twin:
             desired_version_applied=self.outcome.version,
             applied=list(self.outcome.applied),
             refused=list(self.outcome.refused),
+            model_update=self._ota.report() if self._ota is not None else None,
         )
         digest = hashlib.sha256(state.model_dump_json().encode()).hexdigest()
         if digest != self._reported_hash:

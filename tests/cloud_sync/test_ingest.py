@@ -50,6 +50,7 @@ def test_a_resent_batch_is_stored_once(
         "desired": {
             "version": 0,
             "model_version": None,
+            "model": None,
             "alarm_overrides": {},
             "sync_interval_s": None,
         },

@@ -29,6 +29,7 @@ def test_desired_needs_if_match_and_refuses_stale_versions(
     assert first.json() == {
         "version": 1,
         "model_version": None,
+        "model": None,
         "alarm_overrides": {},
         "sync_interval_s": 30.0,
     }
@@ -113,6 +114,7 @@ def test_offline_changes_reach_the_device_and_reported_only_moves_forward(
     assert back.json()["desired"] == {
         "version": 2,
         "model_version": "1.1.0",
+        "model": None,
         "alarm_overrides": {},
         "sync_interval_s": 120.0,
     }
@@ -146,6 +148,7 @@ def test_twin_of_a_new_device(api: httpx.Client, tokens: dict[str, str]) -> None
         "desired": {
             "version": 0,
             "model_version": None,
+            "model": None,
             "alarm_overrides": {},
             "sync_interval_s": None,
         },

@@ -2,7 +2,7 @@
 
 An operator changes the desired state while the device is offline: an alarm override on
 temp-high (set 95, clear 90, critical), sync_interval_s, and a model_version the agent
-cannot run (no OTA yet). When the agent comes back, the acknowledgement of its first
+cannot fetch (no release behind it). When the agent comes back, the acknowledgement of its first
 batch carries the change; the agent applies the override (new alarms are raised by the
 new level, with the new severity) and the interval, refuses the model version with its
 reason, and reports all that back; the cloud's twin shows it. A device's token cannot
@@ -149,6 +149,7 @@ def test_offline_desired_change_is_applied_refused_and_reported(tmp_path: Path) 
         "model_version": REFUSED_MODEL,
         "alarm_overrides": {ALARM_RULE: {**OVERRIDE, "on_delay_s": None, "off_delay_s": None}},
         "sync_interval_s": 2.0,
+        "model": None,
     }
 
     # The agent runs with it: the interval, and the rule's new level and severity.
@@ -164,7 +165,8 @@ def test_offline_desired_change_is_applied_refused_and_reported(tmp_path: Path) 
     assert rep["desired_version_applied"] == version
     assert sorted(rep["applied"]) == [f"alarm_overrides.{ALARM_RULE}", "sync_interval_s"]
     assert [r["key"] for r in rep["refused"]] == ["model_version"]
-    assert "OTA" in rep["refused"][0]["reason"], rep["refused"]
+    # A version without a release behind it (desired.model) cannot be fetched: refused.
+    assert "no release" in rep["refused"][0]["reason"], rep["refused"]
     assert rep["model"]["version"] == model_version != REFUSED_MODEL
 
     # A device reads its own twin, never another's.

@@ -1,0 +1,469 @@
+"""``cloud-sync retrain``: fleet pretrain -> per-device fine-tune -> int8 -> compare -> promote.
+
+1. Every device's summaries become training and held-out windows (``dataset``).
+2. Fleet model: ``--fleet`` continues the last fleet model (``<reports_dir>/fleet/
+   fleet.keras``; the first time ``model_export.default_model.KERAS_REFERENCE``) for
+   ``pretrain_epochs`` on the union of all devices' training windows. ``--device`` reuses
+   the last fleet model and pretrains only when there is none yet.
+3. Per device, on Dask (``fanout``): fine-tune, convert to int8, measure candidate and
+   deployed model on the device's held-out windows (``task``).
+4. Here, per result: sign and write the candidate bundle, decide (``decision``), write
+   the report, and publish the promoted ones.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from sqlalchemy import Engine, select
+
+from cloud_sync.config import CloudConfig, TrainingSection
+from cloud_sync.db.models import Device
+from cloud_sync.training.dataset import (
+    DeviceWindows,
+    Skip,
+    device_names,
+    device_windows,
+    load_series,
+)
+from cloud_sync.training.decision import (
+    Decision,
+    Verdict,
+    compare,
+    model_name,
+    next_version,
+    used_versions,
+)
+from cloud_sync.training.fanout import dask_client, run_tasks
+from cloud_sync.training.report import ReportInputs, write_decision, write_report
+from cloud_sync.training.task import DeployedModel, FineTuneResult, FineTuneTask
+from edgetwin_contracts.manifest import MANIFEST_FILE, MODEL_FILE, Normalization, TrainingSummary
+from model_export.bundle import Release, build_manifest, golden_windows, write_bundle
+from model_export.dataset import WindowSet, WindowSpec
+from model_export.train import TrainSettings, settings_summary
+
+Say = Callable[[str], None]
+Publisher = Callable[[str, str, Path, Path], str]
+"""(device, version, bundle_dir, report_dir) -> a sentence on where it was published."""
+FLEET_DIR = "fleet"
+FLEET_MODEL = "fleet.keras"
+FLEET_INFO = "fleet.json"
+HIDDEN = (64, 32)
+"""The default model's hidden layers (KERAS_REFERENCE); fine-tunes keep them."""
+
+
+@dataclass(frozen=True, slots=True)
+class RetrainOutcome:
+    """One decision per device asked for; ``fleet`` is the fleet model's summary."""
+
+    decisions: list[Decision]
+    fleet: dict[str, Any] = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+def retrain(
+    engine: Engine,
+    config: CloudConfig,
+    *,
+    devices: Sequence[str] | None = None,
+    publisher: Publisher | Literal["releases"] | None = "releases",
+    client: Any = None,
+    say: Say = print,
+    progress: bool = True,
+) -> RetrainOutcome:
+    """Retrain ``devices`` (None: every registered device).
+
+    ``client``: a ``distributed.Client`` to use; None opens one from [training]
+    (scheduler_address, else a LocalCluster). ``publisher`` publishes a promoted bundle:
+    "releases": ``releases_publisher``; None: never (the bundle stays in its report
+    folder).
+
+    Raises DeviceNotFound for an unknown name in ``devices``. A device with too little
+    data is skipped with its reason; a device whose task fails gets a FAILED decision.
+    """
+    started = time.monotonic()
+    t = config.training
+    spec = WindowSpec(holdout_fraction=t.holdout_fraction)
+    norm = Normalization()
+    targets = list(devices) if devices is not None else device_names(engine)
+    fleet_path = t.reports_dir / FLEET_DIR / FLEET_MODEL
+    need_fleet_data = devices is None or not fleet_path.exists()
+    names = device_names(engine) if need_fleet_data else targets
+    for name in targets:
+        load_series(engine, name)  # raises DeviceNotFound before any work
+    windows: dict[str, DeviceWindows | Skip] = {}
+    for name in _bar(names, "summaries", "device", progress):
+        windows[name] = device_windows(load_series(engine, name), spec, t.min_summaries, norm)
+
+    decisions: list[Decision] = []
+    for name in targets:
+        w = windows[name]
+        if isinstance(w, Skip):
+            say(f"{name}: skipped: {w.reason}")
+            decisions.append(Decision(name, Verdict.SKIPPED, w.reason))
+            write_decision(
+                t.reports_dir / name / "skipped.json",
+                {"device": name, "verdict": Verdict.SKIPPED.value, "reason": w.reason},
+            )
+    trainable = [n for n in targets if isinstance(windows[n], DeviceWindows)]
+    if not trainable:
+        return RetrainOutcome(decisions, {}, time.monotonic() - started)
+
+    fleet_model, fleet_info = _fleet_model(
+        t,
+        spec,
+        norm,
+        [w for w in windows.values() if isinstance(w, DeviceWindows)],
+        rebuild=need_fleet_data,
+        say=say,
+        progress=progress,
+    )
+    key, signing = _signing_key(config)
+    settings = TrainSettings(
+        hidden=HIDDEN,
+        epochs=t.finetune_epochs,
+        batch_size=t.batch_size,
+        learning_rate=t.finetune_learning_rate,
+        patience=t.patience,
+        validation_fraction=0.1,
+        verbose=0,
+    )
+    weights = [np.asarray(w) for w in fleet_model.get_weights()]
+    tasks = []
+    for name in trainable:
+        w = windows[name]
+        assert isinstance(w, DeviceWindows)
+        tasks.append(
+            FineTuneTask(
+                device=name,
+                windows=w,
+                fleet_weights=weights,
+                hidden=HIDDEN,
+                spec=spec,
+                settings=settings,
+                deployed=resolve_deployed(engine, name, t.reports_dir),
+                norm=norm,
+            )
+        )
+    say(f"fine-tuning {len(tasks)} device(s) on Dask")
+    publish = releases_publisher(engine, config) if publisher == "releases" else publisher
+    with _client(client, t) as dask:
+        for task, outcome in run_tasks(dask, tasks, progress=progress):
+            if isinstance(outcome, BaseException):
+                reason = f"failed: {type(outcome).__name__}: {outcome}"
+                say(f"{task.device}: {reason}")
+                decisions.append(Decision(task.device, Verdict.FAILED, reason))
+                continue
+            decision = _finish(task, outcome, t, spec, norm, key, signing, fleet_info, publish)
+            say(f"{task.device}: {decision.reason}")
+            decisions.append(decision)
+    return RetrainOutcome(decisions, fleet_info, time.monotonic() - started)
+
+
+def _bar(items: list[str], desc: str, unit: str, progress: bool) -> Any:
+    if not progress:
+        return items
+    from tqdm import tqdm
+
+    return tqdm(items, desc=desc, unit=unit, leave=False, disable=None)
+
+
+class _client:
+    """The caller's client, or one opened (and closed) from [training]."""
+
+    def __init__(self, client: Any, t: TrainingSection) -> None:
+        self._given = client
+        self._t = t
+        self._cm: Any = None
+
+    def __enter__(self) -> Any:
+        if self._given is not None:
+            return self._given
+        self._cm = dask_client(self._t.scheduler_address, self._t.n_workers)
+        return self._cm.__enter__()
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._cm is not None:
+            self._cm.__exit__(*exc)
+
+
+def _fleet_model(
+    t: TrainingSection,
+    spec: WindowSpec,
+    norm: Normalization,
+    all_windows: list[DeviceWindows],
+    *,
+    rebuild: bool,
+    say: Say,
+    progress: bool,
+) -> tuple[Any, dict[str, Any]]:
+    """The fleet model: loaded, or pretrained on every device's training windows and saved."""
+    from cloud_sync.training.task import limit_threads
+
+    limit_threads()
+    import keras
+
+    from model_export.default_model import KERAS_REFERENCE
+    from model_export.train import train
+
+    folder = t.reports_dir / FLEET_DIR
+    path = folder / FLEET_MODEL
+    if not rebuild:
+        info = json.loads((folder / FLEET_INFO).read_text(encoding="utf-8"))
+        say(f"fleet model {path} ({info.get('summary', '')})")
+        return keras.models.load_model(path), info
+    start = path if path.exists() else KERAS_REFERENCE
+    model = keras.models.load_model(start)
+    parts = [w.train.subsample(t.pretrain_windows_per_device) for w in all_windows]
+    union = WindowSet(
+        np.concatenate([p.inputs for p in parts]), np.concatenate([p.targets for p in parts])
+    )
+    # Interleave devices so the last 10 % (early stopping's validation) is not one device.
+    order = np.random.default_rng(7).permutation(len(union))
+    union = WindowSet(union.inputs[order], union.targets[order])
+    z_in, z_target, _ = union.normalized(norm)
+    say(
+        f"fleet pretrain from {start.name}: {len(union)} windows of {len(all_windows)} "
+        f"device(s), up to {t.pretrain_epochs} epochs"
+    )
+    result = train(
+        z_in,
+        z_target,
+        TrainSettings(
+            hidden=HIDDEN,
+            epochs=t.pretrain_epochs,
+            batch_size=t.batch_size,
+            learning_rate=t.pretrain_learning_rate,
+            patience=t.patience,
+            verbose=2 if progress else 0,
+        ),
+        initial_model=model,
+    )
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = folder / f".{FLEET_MODEL}.tmp.keras"
+    result.model.save(tmp)
+    tmp.replace(path)
+    info = {
+        "summary": (
+            f"{len(union)} windows of {len(all_windows)} device(s) from {start.name}, "
+            f"{result.epochs_run} epochs, loss {result.train_loss:.4f}"
+        ),
+        "windows": len(union),
+        "devices": len(all_windows),
+        "epochs": result.epochs_run,
+        "started_from": str(start),
+        "created_at": time.time(),
+    }
+    write_decision(folder / FLEET_INFO, info)
+    return result.model, info
+
+
+def _signing_key(config: CloudConfig) -> tuple[Ed25519PrivateKey, str]:
+    """[releases] private_key, else a one-off key (publishing re-signs with the fleet's)."""
+    from edgetwin_contracts.signing import generate_private_key, key_id, load_private_key
+
+    path = config.releases.private_key
+    if path is not None:
+        key = load_private_key(path)
+        return key, f"{path} (key {key_id(key.public_key())})"
+    key = generate_private_key()
+    return key, (
+        f"a one-off key {key_id(key.public_key())} ([releases] private_key not set; "
+        "publishing re-signs with the fleet's release key)"
+    )
+
+
+def resolve_deployed(engine: Engine, device: str, reports_dir: Path) -> DeployedModel:
+    """The device's current model, from its reported state.
+
+    The generic default (or no report yet): the shipped bundle. A device release: the
+    bundle in ``<reports_dir>/<device>/<version>/bundle`` whose model sha256 is the one
+    the device reports. Otherwise the shipped default, with a note saying so.
+    """
+    import hashlib
+
+    from edge_agent.models import DEFAULT_BUNDLE
+    from edgetwin_contracts.batch import ReportedState
+    from model_export.default_model import DEFAULT_MODEL_NAME
+
+    with engine.connect() as conn:
+        raw = conn.scalar(select(Device.reported).where(Device.name == device))
+    reported = None if raw is None else ReportedState.model_validate(raw).model
+    note = ""
+    if reported is None:
+        note = "The device has not reported its model yet: compared with the shipped default."
+    elif reported.name != DEFAULT_MODEL_NAME:
+        folder = reports_dir / device / reported.version / "bundle"
+        if (folder / MODEL_FILE).is_file():
+            model_bytes = (folder / MODEL_FILE).read_bytes()
+            if hashlib.sha256(model_bytes).hexdigest() == reported.sha256:
+                return _deployed_from(folder, model_bytes, f"release bundle {folder}", "")
+        note = (
+            f"The device reports {reported.name} {reported.version}, whose bundle was not "
+            "found here: compared with the shipped default instead."
+        )
+    model_bytes = (DEFAULT_BUNDLE / MODEL_FILE).read_bytes()
+    if (
+        reported is not None
+        and not note
+        and hashlib.sha256(model_bytes).hexdigest() != reported.sha256
+    ):
+        note = "The device's reported sha256 differs from the shipped default bundle's."
+    return _deployed_from(DEFAULT_BUNDLE, model_bytes, f"shipped default {DEFAULT_BUNDLE}", note)
+
+
+def _deployed_from(folder: Path, model_bytes: bytes, source: str, note: str) -> DeployedModel:
+    from edgetwin_contracts.manifest import parse_manifest
+
+    m = parse_manifest((folder / MANIFEST_FILE).read_bytes(), str(folder))
+    return DeployedModel(
+        name=m.model.name,
+        version=m.model.version,
+        model_bytes=model_bytes,
+        window_length=m.input.window_length,
+        horizons=tuple(m.output.horizons),
+        normalization=m.input.normalization,
+        source=source,
+        note=note,
+    )
+
+
+def _finish(
+    task: FineTuneTask,
+    result: FineTuneResult,
+    t: TrainingSection,
+    spec: WindowSpec,
+    norm: Normalization,
+    key: Ed25519PrivateKey,
+    signing: str,
+    fleet_info: dict[str, Any],
+    publish: Publisher | None,
+) -> Decision:
+    """Sign and write the candidate, decide, publish, and write the report."""
+    device, w = task.device, task.windows
+    device_dir = t.reports_dir / device
+    version = next_version(task.deployed.version, used_versions(device_dir))
+    out = device_dir / version
+    bundle_dir = out / "bundle"
+    if result.refused:
+        verdict, reason = Verdict.NOT_PROMOTED, f"not promoted: {result.refused}"
+    else:
+        _write_candidate(task, result, version, bundle_dir, spec, norm, key, fleet_info)
+        if result.deployed is None:
+            verdict, reason = (
+                Verdict.NOT_PROMOTED,
+                (
+                    "not promoted: the deployed model has another window length or horizons, "
+                    "so the two cannot be compared on the same held-out windows"
+                ),
+            )
+        else:
+            ok, reason = compare(result.candidate_int8.mae, result.deployed.mae, t.margin)
+            verdict = Verdict.PROMOTED if ok else Verdict.NOT_PROMOTED
+    if verdict is Verdict.PROMOTED:
+        where = (
+            publish(device, version, bundle_dir, out)
+            if publish is not None
+            else f"not published ([releases] public_key not set); bundle left in {bundle_dir}"
+        )
+        reason = f"{reason}; {where}"
+    decision = Decision(device, verdict, reason, version, out)
+    write_report(
+        out,
+        ReportInputs(
+            windows=w,
+            result=result,
+            deployed=task.deployed,
+            decision=decision,
+            margin=t.margin,
+            pretrain=fleet_info,
+            signing=signing,
+        ),
+    )
+    return decision
+
+
+def _write_candidate(
+    task: FineTuneTask,
+    result: FineTuneResult,
+    version: str,
+    dest: Path,
+    spec: WindowSpec,
+    norm: Normalization,
+    key: Ed25519PrivateKey,
+    fleet_info: dict[str, Any],
+) -> None:
+    w = task.windows
+    notes: dict[str, str | int | float] = {
+        **settings_summary(task.settings),
+        "fleet_pretrain": str(fleet_info.get("summary", "")),
+        "final_train_loss": round(result.train_loss, 6),
+        "deployed_at_training": f"{task.deployed.name} {task.deployed.version}",
+        "heldout_mae_channel_units_int8": round(result.candidate_int8.mae, 6),
+    }
+    if result.deployed is not None:
+        notes["heldout_mae_channel_units_deployed"] = round(result.deployed.mae, 6)
+    manifest = build_manifest(
+        model_bytes=result.model_bytes,
+        release=Release(
+            name=model_name(task.device),
+            version=version,
+            description=(
+                f"Fleet forecaster fine-tuned on {task.device}'s synced summaries "
+                f"({len(w.channels)} channel(s), {w.interval_s:g} s period)"
+            ),
+            channels=list(w.channels),
+            sample_period_s=w.interval_s,
+        ),
+        spec=spec,
+        norm=norm,
+        training=TrainingSummary(
+            dataset=f"cloud-sync summaries of {task.device}",
+            series=len(w.channels),
+            windows=len(w.train),
+            epochs=result.epochs_run,
+            notes=notes,
+        ),
+        metrics=result.evaluation.metrics,
+        golden_inputs=golden_windows(w.held_out, norm, task.seed),
+        private_key=key,
+    )
+    write_bundle(dest, result.model_bytes, manifest, key, force=True)
+
+
+def releases_publisher(engine: Engine, config: CloudConfig) -> Publisher | None:
+    """Publishing to the device through ``cloud_sync.releases.publish_release`` (the
+    bundle re-signed with [releases] private_key when set); None when [releases]
+    public_key is not set (the promoted bundle then stays in its report folder)."""
+    from cloud_sync.errors import RequestRejected
+    from cloud_sync.releases import publish_release
+    from cloud_sync.releases.config import make_store, private_key
+
+    if config.releases.public_key is None:
+        return None
+    store = make_store(config)
+    key = private_key(config)
+
+    def publish(device: str, version: str, bundle_dir: Path, report_dir: Path) -> str:
+        try:
+            release = publish_release(
+                engine,
+                store,
+                bundle_dir,
+                version=version,
+                device=device,
+                report_dir=report_dir,
+                private_key=key,
+            )
+        except RequestRejected as exc:  # BundleRefused, ReleaseExists, ReleaseInvalid...
+            return f"NOT published ({type(exc).__name__}: {exc}); bundle left in {bundle_dir}"
+        return f"published as release {release.id} ({release.model_name} {release.version})"
+
+    return publish

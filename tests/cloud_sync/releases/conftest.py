@@ -1,0 +1,84 @@
+"""Release fixtures: a bundle store trusting the test release key, bundles per version,
+and a way to make a device report what its OTA did."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from sqlalchemy import Engine, text, update
+
+from cloud_sync.db.models import Device
+from cloud_sync.registry import add_device
+from cloud_sync.releases.store import BundleStore
+from edgetwin_contracts.batch import ReportedState
+from tests.cloud_sync.conftest import reported
+
+
+@pytest.fixture
+def rel_engine(engine: Engine) -> Iterator[Engine]:
+    """The migrated engine, with the release tables empty on PostgreSQL too."""
+    if engine.dialect.name == "postgresql":
+        with engine.begin() as conn:
+            conn.execute(text("TRUNCATE releases RESTART IDENTITY CASCADE"))
+    yield engine
+
+
+@pytest.fixture
+def store(tmp_path: Path, release_key: Ed25519PrivateKey) -> BundleStore:
+    return BundleStore(tmp_path / "bundles", release_key.public_key())
+
+
+@pytest.fixture
+def bundle_for(make_bundle: Callable[..., Path]) -> Callable[[str], Path]:
+    """A bundle of the shipped model with manifest model.version = version, signed with
+    the test release key."""
+
+    def build(version: str) -> Path:
+        def edit(data: dict[str, Any]) -> None:
+            data["model"]["version"] = version
+
+        return make_bundle(edit_manifest=edit)
+
+    return build
+
+
+@pytest.fixture
+def fleet(rel_engine: Engine) -> list[str]:
+    """Ten devices, dev-0 .. dev-9, each reporting model generic 1.0.0."""
+    names = [f"dev-{i}" for i in range(10)]
+    for name in names:
+        add_device(rel_engine, name)
+        report(rel_engine, name, model_version="1.0.0")
+    return names
+
+
+def report(
+    engine: Engine,
+    device: str,
+    *,
+    model_version: str = "1.0.0",
+    model_name: str = "edgetwin-generic-forecaster",
+    update: dict[str, Any] | None = None,
+) -> None:
+    """Store a reported state for ``device`` as ingest would (a higher version)."""
+    body = reported(
+        int(time.monotonic_ns()),
+        model={"name": model_name, "version": model_version, "sha256": "ab" * 32},
+        model_update=update,
+    )
+    state = ReportedState.model_validate(body)
+    with engine.begin() as conn:
+        conn.execute(
+            update_device(device).values(
+                reported=state.model_dump(mode="json"), reported_version=state.version
+            )
+        )
+
+
+def update_device(name: str) -> Any:
+    return update(Device).where(Device.name == name)
