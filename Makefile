@@ -53,6 +53,10 @@ bench: $(BIN)/.installed
 	$(BIN)/python bench/store.py
 	$(BIN)/python bench/pipeline.py
 	$(BIN)/python bench/rss.py
+	$(BIN)/python bench/cloud_ingest.py
+	$(BIN)/python bench/swap_pause.py
+	$(BIN)/python bench/closed_loop.py
+	E2E_KILLS=100 $(BIN)/python -m pytest -q tests/e2e/test_exactly_once.py -k sqlite
 
 # Rebuilds the shipped generic model from the synthetic corpus and re-signs it (docs/default-model.md).
 default-model: $(BIN)/.installed
