@@ -107,11 +107,11 @@ def throughput(tmp: Path, rows: int) -> None:
         print(f"{label:48s} {best.samples:9d} {best.elapsed_s:8.2f} {best.samples_per_s:10,.0f}")
 
 
-def latency(tmp: Path, lines: int, rate_hz: float) -> None:
-    master, slave = os.openpty()
-    tty.setraw(slave)
-    port = os.ttyname(slave)
-    config = loaded(
+def toggle_config(tmp: Path, port: str) -> LoadedConfig:
+    """An agent reading ``x=<value>`` lines from the pty at ``port``, with a rule that
+    every line alternating between 40 and 60 raises or clears: each processed sample
+    shows up as an alarm event, with its time."""
+    return loaded(
         tmp,
         f"""
 [[sources]]
@@ -134,6 +134,13 @@ actions = []
 enabled = false
 """,
     )
+
+
+def latency(tmp: Path, lines: int, rate_hz: float) -> None:
+    master, slave = os.openpty()
+    tty.setraw(slave)
+    port = os.ttyname(slave)
+    config = toggle_config(tmp, port)
     agent = Agent(config)
     raised_at: dict[int, int] = {}
 

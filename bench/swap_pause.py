@@ -19,7 +19,7 @@ import tty
 from pathlib import Path
 
 import numpy as np
-from pipeline import loaded
+from pipeline import toggle_config
 
 from edge_agent.agent import Agent
 from edge_agent.bundle.loader import load_bundle
@@ -35,29 +35,7 @@ def main() -> None:
         tmp = Path(tmp_name)
         master, slave = os.openpty()
         tty.setraw(slave)
-        config = loaded(
-            tmp,
-            f"""
-[[sources]]
-type = "serial"
-name = "bench"
-port = "{os.ttyname(slave)}"
-format = "kv"
-fields = {{ x = {{ channel = "x" }} }}
-read_timeout_s = 0.2
-
-[[alarms]]
-name = "x-high"
-channel = "x"
-kind = "value_above"
-set = 50.0
-clear = 50.0
-actions = []
-
-[http]
-enabled = false
-""",
-        )
+        config = toggle_config(tmp, os.ttyname(slave))
         agent = Agent(config)
         processed: list[int] = []
         agent.alarm_listeners.append(lambda _e: processed.append(time.perf_counter_ns()))

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import httpx
 
-from edge_agent import __version__
 from edge_agent.ota.archive import is_tar_header
 from edge_agent.ota.errors import (
     ArchiveMismatch,
@@ -22,6 +21,7 @@ from edge_agent.ota.errors import (
     DownloadTooLarge,
     NotAnArchive,
 )
+from edge_agent.sync.client import device_http_client
 
 _REFUSED_TYPES = ("text/", "application/json", "application/problem+json")
 
@@ -41,14 +41,7 @@ class Downloader:
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.url = url.rstrip("/")
-        self._http = httpx.AsyncClient(
-            timeout=timeout_s,
-            transport=transport,
-            headers={
-                "Authorization": f"Bearer {token}",
-                "User-Agent": f"edgetwin-edge-agent/{__version__}",
-            },
-        )
+        self._http = device_http_client(token, timeout_s, transport)
 
     def resolve(self, path: str) -> str:
         if path.startswith(("http://", "https://")):

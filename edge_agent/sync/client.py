@@ -38,6 +38,20 @@ class TwinView:
         self.last_sequence = int(raw.get("last_sequence") or 0)
 
 
+def device_http_client(
+    token: str, timeout_s: float, transport: httpx.AsyncBaseTransport | None = None
+) -> httpx.AsyncClient:
+    """An HTTP client that speaks to the cloud as this device (its bearer token)."""
+    return httpx.AsyncClient(
+        timeout=timeout_s,
+        transport=transport,
+        headers={
+            "Authorization": f"Bearer {token}",
+            "User-Agent": f"edgetwin-edge-agent/{__version__}",
+        },
+    )
+
+
 class CloudClient:
     """One device's connection to the cloud. ``url``: the base URL (no trailing slash);
     ``token``: the device's bearer token; ``timeout_s``: per request. Create and use it
@@ -51,14 +65,7 @@ class CloudClient:
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.url = url.rstrip("/")
-        self._http = httpx.AsyncClient(
-            timeout=timeout_s,
-            transport=transport,
-            headers={
-                "Authorization": f"Bearer {token}",
-                "User-Agent": f"edgetwin-edge-agent/{__version__}",
-            },
-        )
+        self._http = device_http_client(token, timeout_s, transport)
 
     async def post_batch(self, sequence: int, body: bytes) -> BatchAck:
         """Send one gzip JSON batch. Returns the acknowledgement (stored now, or a
