@@ -24,14 +24,15 @@ IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 REPO = Path(__file__).resolve().parent.parent
 
 
-def require(condition: bool, reason: str) -> None:
-    """Skip with a printed reason where a prerequisite is missing; under CI=true, fail."""
+def require(condition: bool, reason: str, *, module: bool = False) -> None:
+    """Skip with a printed reason where a prerequisite is missing; under CI=true, fail.
+    ``module``: called at import time of a test module (skips the whole module)."""
     if condition:
         return
     print(f"\nprerequisite missing: {reason}")
     if IN_CI:
-        pytest.fail(f"CI=true and a prerequisite is missing: {reason}")
-    pytest.skip(reason)
+        pytest.fail(f"CI=true and a prerequisite is missing: {reason}", pytrace=False)
+    pytest.skip(reason, allow_module_level=module)
 
 
 @pytest.fixture(scope="session")

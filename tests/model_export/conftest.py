@@ -6,12 +6,14 @@ tests check behaviour (files, verification, golden vectors), never model quality
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 import pytest
 
 from model_export.dataset import WindowSpec
 from model_export.train import TrainSettings
+from tests.conftest import require
 
 TINY_SPEC = WindowSpec(window_length=16, horizons=(1, 2, 4), stride=2, holdout_fraction=0.25)
 TINY_TRAIN = TrainSettings(hidden=(16, 8), epochs=1, batch_size=64, verbose=0)
@@ -33,7 +35,10 @@ def tiny_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory: pytest.TempPathFactory, tiny_csv: Path) -> Path:
     """A .keras model (and its sidecar) built from ``tiny_csv`` in one epoch."""
-    pytest.importorskip("tensorflow", reason="needs the export extra (TensorFlow)")
+    require(
+        importlib.util.find_spec("tensorflow") is not None,
+        "TensorFlow is not installed (pip install 'edgetwin[export]')",
+    )
     from model_export.workflows import build_from_csv
 
     path = tmp_path_factory.mktemp("model") / "tiny.keras"

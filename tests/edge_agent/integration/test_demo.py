@@ -9,10 +9,11 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import require
 from tests.edge_agent.integration.helpers import inspect_store, run_cli
 
 if not hasattr(os, "openpty"):
-    pytest.skip("no pseudo-terminals on this OS", allow_module_level=True)
+    require(False, "no pseudo-terminals on this OS", module=True)
 
 DURATION_S = 20
 

@@ -8,12 +8,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-import pytest
-
 from edge_agent.simulator import SimulatorReport, SimulatorSettings, run_simulator
+from tests.conftest import require
 
 if not hasattr(os, "openpty"):
-    pytest.skip("no pseudo-terminals on this OS", allow_module_level=True)
+    require(False, "no pseudo-terminals on this OS", module=True)
 
 
 @dataclass
