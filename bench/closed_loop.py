@@ -256,6 +256,9 @@ reports_dir = "{tmp / "reports"}"
                 continue
             decision = json.loads(reports[-1].read_text())
             bundle = reports[-1].parent / "bundle"
+            if not bundle.is_dir():
+                print(f"{name:42s} no candidate: {decision.get('reason')}")
+                continue
             base = replay_mae(tmp, name, path, period, "", after)
             model = (
                 f'\n[model]\nbundle = "{bundle}"\npublic_key = "{tmp / "keys" / "release.pub"}"\n'
