@@ -164,6 +164,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--train-fraction", type=float, default=0.6)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument(
+        "--training", default="", help='extra [training] TOML lines, e.g. "finetune_epochs = 30"'
+    )
     args = parser.parse_args()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     with tempfile.TemporaryDirectory(prefix="bench-loop-") as tmp_name:
@@ -192,6 +195,7 @@ private_key = "{tmp / "keys" / "release.key"}"
 [training]
 n_workers = {args.workers}
 reports_dir = "{tmp / "reports"}"
+{args.training.replace(";", chr(10))}
 """
         )
         cloud = subprocess.Popen(

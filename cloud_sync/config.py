@@ -134,11 +134,11 @@ class TrainingSection(Strict):
     holdout_fraction: Annotated[float, Field(gt=0, lt=1)] = 0.2
     """The most recent share of each channel's series, held out for the comparison."""
     pretrain_epochs: Annotated[int, Field(ge=1, le=1000)] = 3
-    finetune_epochs: Annotated[int, Field(ge=1, le=1000)] = 10
+    finetune_epochs: Annotated[int, Field(ge=1, le=1000)] = 30
     """Upper bound; early stopping on the last 10 % of the device's training windows."""
     pretrain_learning_rate: Annotated[float, Field(gt=0, le=1)] = 1e-3
-    finetune_learning_rate: Annotated[float, Field(gt=0, le=1)] = 3e-4
-    patience: Annotated[int, Field(ge=1)] = 2
+    finetune_learning_rate: Annotated[float, Field(gt=0, le=1)] = 1e-3
+    patience: Annotated[int, Field(ge=1)] = 4
     batch_size: Annotated[int, Field(ge=1)] = 256
     pretrain_windows_per_device: Annotated[int, Field(ge=1)] = 5000
     """At most this many windows of each device go into the fleet pretrain."""

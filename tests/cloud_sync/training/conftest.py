@@ -35,6 +35,9 @@ def config(tmp_path: Path) -> CloudConfig:
             min_summaries=200,
             pretrain_epochs=1,
             finetune_epochs=1,
+            # One small step: these tests are about the pipeline, not the fit, and a
+            # large first step can make an int8 conversion refuse (no candidate bundle).
+            finetune_learning_rate=3e-4,
             n_workers=2,
         ),
     )

@@ -100,7 +100,7 @@ def test_cli_fleet_and_device(
     toml.write_text(
         "[training]\n"
         f'reports_dir = "{tmp_path / "out"}"\n'
-        "n_workers = 1\npretrain_epochs = 1\nfinetune_epochs = 1\n",
+        "n_workers = 1\npretrain_epochs = 1\nfinetune_epochs = 1\nfinetune_learning_rate = 3e-4\n",
         encoding="utf-8",
     )
     base = ["--config", str(toml), "--database-url", f"sqlite:///{tmp_path / 'cloud.db'}"]
