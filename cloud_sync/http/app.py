@@ -27,7 +27,7 @@ from fastapi import Depends, FastAPI, Header, Path, Query, Request, Response, Se
 from fastapi.concurrency import run_in_threadpool
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.security import HTTPAuthorizationCredentials
 from pydantic import BaseModel
 from sqlalchemy import Engine, text
 from sqlalchemy.exc import OperationalError
@@ -49,6 +49,8 @@ from cloud_sync.fleet import (
     render_fleet_page,
     render_login_page,
 )
+from cloud_sync.http.guards import BEARER, Guards
+from cloud_sync.http.releases import releases_router
 from cloud_sync.ingest import (
     body_digest,
     check_content_length,
@@ -142,7 +144,7 @@ def create_app(config: CloudConfig, engine: Engine) -> FastAPI:
         1 if engine.dialect.name == "sqlite" else 2 * config.database.pool_size,
         thread_name_prefix="cloud-sync-ingest",
     )
-    bearer = HTTPBearer(auto_error=False, description="A device token or the admin token.")
+    bearer = BEARER
 
     @app.exception_handler(RequestRejected)
     async def _rejected(request: Request, exc: RequestRejected) -> JSONResponse:
@@ -157,20 +159,8 @@ def create_app(config: CloudConfig, engine: Engine) -> FastAPI:
             headers={"Retry-After": str(RETRY_AFTER_S)},
         )
 
-    def principal(
-        credentials: Annotated[HTTPAuthorizationCredentials | None, Security(bearer)],
-    ) -> Principal:
-        return auth.authenticate(credentials.credentials if credentials else None)
-
-    def admin(who: Annotated[Principal, Depends(principal)]) -> AdminPrincipal:
-        if not isinstance(who, AdminPrincipal):
-            raise AccessDenied("this needs the admin token")
-        return who
-
-    def device(who: Annotated[Principal, Depends(principal)]) -> DevicePrincipal:
-        if not isinstance(who, DevicePrincipal):
-            raise AccessDenied("this needs a device token (batches belong to a device)")
-        return who
+    guards = Guards(auth)
+    principal, admin, device = guards.principal, guards.admin, guards.device
 
     async def batch_device(
         credentials: Annotated[HTTPAuthorizationCredentials | None, Security(bearer)],
@@ -453,9 +443,8 @@ def create_app(config: CloudConfig, engine: Engine) -> FastAPI:
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
-    from cloud_sync.http.releases import releases_router  # model releases: docs/releases.md
-
-    app.include_router(releases_router(config, engine))
+    # Model releases: docs/releases.md.
+    app.include_router(releases_router(config, engine, guards))
     return app
 
 

@@ -17,20 +17,19 @@ from collections.abc import AsyncIterator
 from pathlib import Path as FsPath
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, FastAPI, Path, Security
+from fastapi import APIRouter, Depends, FastAPI, Path
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from cloud_sync.config import CloudConfig
 from cloud_sync.errors import AccessDenied, DatabaseUnavailable
+from cloud_sync.http.guards import Guards
 from cloud_sync.registry import (
     DEVICE_NAME_PATTERN,
     AdminPrincipal,
-    Authenticator,
     DevicePrincipal,
     Principal,
 )
@@ -113,10 +112,9 @@ def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
 Sha256Path = Annotated[str, Path(min_length=1, max_length=128)]
 
 
-def releases_router(config: CloudConfig, engine: Engine) -> APIRouter:
+def releases_router(config: CloudConfig, engine: Engine, guards: Guards) -> APIRouter:
     """The release routes and the periodic rollout evaluation, for ``app.include_router``."""
-    auth = Authenticator(engine, config.auth.admin_sha256())
-    bearer = HTTPBearer(auto_error=False, description="A device token or the admin token.")
+    principal, admin = guards.principal, guards.admin
     interval = config.releases.evaluate_interval_s
 
     @contextlib.asynccontextmanager
@@ -131,16 +129,6 @@ def releases_router(config: CloudConfig, engine: Engine) -> APIRouter:
                     await task
 
     router = APIRouter(lifespan=lifespan, tags=["releases"])
-
-    def principal(
-        credentials: Annotated[HTTPAuthorizationCredentials | None, Security(bearer)],
-    ) -> Principal:
-        return auth.authenticate(credentials.credentials if credentials else None)
-
-    def admin(who: Annotated[Principal, Depends(principal)]) -> AdminPrincipal:
-        if not isinstance(who, AdminPrincipal):
-            raise AccessDenied("this needs the admin token")
-        return who
 
     @router.get(
         "/v1/releases/{sha256}/bundle",
