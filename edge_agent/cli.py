@@ -48,6 +48,11 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--rate", type=float, default=20.0, help="simulated lines per second")
     demo.add_argument("--workdir", type=Path, default=Path("out/demo-agent"))
     demo.add_argument("--port", type=int, default=8080, help="HTTP port (0: any free port)")
+    demo.add_argument(
+        "--no-loop",
+        action="store_true",
+        help="only the live part (skip the fast-forwarded retrain and model update)",
+    )
 
     model = sub.add_parser("model", help="model bundles on this device")
     model_sub = model.add_subparsers(dest="model_command", required=True)
@@ -156,7 +161,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             if args.duration < 10:
                 print("edge-agent demo: --duration must be >= 10 s", file=sys.stderr)
                 return EXIT_USAGE
-            return demo.main(args.duration, args.rate, args.workdir, args.port)
+            return demo.main(
+                args.duration, args.rate, args.workdir, args.port, closed_loop=not args.no_loop
+            )
         if args.command == "model" and args.model_command == "verify":
             return _verify(args.bundle, args.public_key, args.backend)
         if args.command == "model" and args.model_command == "demo":

@@ -19,6 +19,7 @@ import shutil
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
@@ -372,6 +373,7 @@ class OtaManager:
                 reason=reason,
                 ts=self._clock(),
                 bad_versions=bad,
+                **_guard_figures(guard),
             )
             log.error("model %s rolled back: %s", release.version, reason)
         else:
@@ -379,6 +381,7 @@ class OtaManager:
             await asyncio.to_thread(self._commit, release, name, previous)
             self._finished = release
             self._set(ModelUpdateState.INSTALLED, release)
+            self._report = self._report.model_copy(update=_guard_figures(guard))
             log.info(
                 "model %s installed (MAE %s vs %s over %d samples)",
                 release.version,
@@ -447,6 +450,14 @@ class OtaManager:
     def _step(self, name: str) -> None:
         if self._on_step is not None:
             self._on_step(name)
+
+
+def _guard_figures(guard: ShadowGuard) -> dict[str, Any]:
+    return {
+        "guard_samples": guard.samples,
+        "guard_mae_new": guard.mae_new,
+        "guard_mae_old": guard.mae_old,
+    }
 
 
 def previous_version(model: LoadedModel) -> str:
