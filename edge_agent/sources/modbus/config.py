@@ -165,3 +165,6 @@ class ModbusSourceConfig(Strict):
         if problems:
             raise ValueError("; ".join(problems))
         return self
+
+    def channel_names(self) -> list[str]:
+        return [reg.channel for reg in self.registers]
