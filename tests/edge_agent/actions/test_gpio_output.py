@@ -159,3 +159,19 @@ def test_a_pin_that_cannot_be_claimed_never_raises() -> None:
 def test_config_errors(extra: dict[str, object], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         GpioOutputActionConfig.model_validate({"type": "gpio", "name": "r", "pin": 22} | extra)
+
+
+def test_the_start_after_a_crash_drives_the_output_off_before_restoring() -> None:
+    factory = MockFactory()
+    pin = factory.pin(22)
+    pin.drive_high()  # left high: the previous agent died with the relay on
+    action = output(factory, when_acknowledged="on")
+    action.restore([alarm(3, AlarmState.CLEARED)])  # open but asks for "off"
+
+    async def main() -> None:
+        await action.start()
+        assert pin.state is False
+        await action.stop()
+
+    asyncio.run(main())
+    assert [s.state for s in pin.states][-2:] == [True, False]
