@@ -9,6 +9,7 @@ the serial source does; ``thread_stream`` is that plumbing, shared.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
@@ -31,17 +32,20 @@ async def thread_stream(
     *,
     queue_size: int = 4096,
     join_timeout_s: float = 5.0,
-    wake: Callable[[], None] | None = None,
 ) -> AsyncIterator[Reading]:
     """Run ``run(stop, emit)`` in a daemon thread and yield what it emits, in order,
-    until the consumer stops iterating; then set ``stop``, call ``wake`` (to cut a
-    blocking wait short) and join the thread for at most ``join_timeout_s``.
+    until the consumer stops iterating; then set ``stop`` and join the thread for at
+    most ``join_timeout_s`` (``run`` waits on ``stop``, so it ends within one wait).
 
-    A full queue drops the newest readings and counts them as ``QUEUE_FULL``.
+    A full queue drops the newest readings and counts them as ``QUEUE_FULL``. An
+    exception escaping ``run`` (a bug) is raised to the consumer once the readings
+    before it are taken.
     """
     loop = asyncio.get_running_loop()
-    queue: asyncio.Queue[Reading] = asyncio.Queue(queue_size)
+    # None, after the readings, says the thread failed (the error is in ``failed``).
+    queue: asyncio.Queue[Reading | None] = asyncio.Queue(queue_size)
     stop = threading.Event()
+    failed: list[BaseException] = []
 
     def deliver(batch: list[Reading]) -> None:  # runs in the loop thread
         for reading in batch:
@@ -59,15 +63,36 @@ async def thread_stream(
             return False
         return True
 
-    thread = threading.Thread(target=run, args=(stop, emit), name=f"source-{name}", daemon=True)
+    def end() -> None:  # runs in the loop thread
+        while True:
+            try:
+                queue.put_nowait(None)
+                return
+            except asyncio.QueueFull:
+                queue.get_nowait()  # the failure must get through: drop the oldest
+                counters[QUEUE_FULL] += 1
+
+    def supervised() -> None:
+        try:
+            run(stop, emit)
+        except Exception as exc:
+            # A bug, not a device problem (those are counted inside run): end the stream
+            # with the error so the agent's supervisor restarts it (a bounded number of
+            # times) instead of it hanging silent.
+            failed.append(exc)
+            with contextlib.suppress(RuntimeError):  # the loop may be closed already
+                loop.call_soon_threadsafe(end)
+
+    thread = threading.Thread(target=supervised, name=f"source-{name}", daemon=True)
     thread.start()
     try:
         while True:
-            yield await queue.get()
+            reading = await queue.get()
+            if reading is None:
+                raise failed[0]
+            yield reading
     finally:
         stop.set()
-        if wake is not None:
-            wake()
         # Joined (bounded) so that a following stream() never races this thread for the
         # device; synchronous because this also runs while the loop shuts down.
         thread.join(join_timeout_s)
