@@ -9,8 +9,10 @@ TFLITE_PYTHON ?= $(shell command -v python3.11 || echo $(PYTHON))
 TFLITE_VENV := .venv-tflite
 OUT := out
 DEMO_SECONDS ?= 60
+# Debian packages the tests use; scripts/debian-packages.sh installs them as root.
+DEBIAN_PACKAGES += socat
 
-.PHONY: demo test lint typecheck pytest bench default-model clean
+.PHONY: demo test lint typecheck pytest bench default-model clean debian-packages
 
 $(BIN)/.installed: pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "edgetwin needs Python >= 3.11, found " + sys.version.split()[0])'
@@ -41,7 +43,10 @@ lint: $(BIN)/.installed
 typecheck: $(BIN)/.installed
 	$(BIN)/mypy edgetwin_contracts edge_agent model_export cloud_sync
 
-pytest: $(BIN)/.installed $(TFLITE_VENV)/.installed
+debian-packages:
+	@scripts/debian-packages.sh $(DEBIAN_PACKAGES)
+
+pytest: $(BIN)/.installed $(TFLITE_VENV)/.installed debian-packages
 	$(BIN)/python -m pytest
 
 test: lint typecheck pytest
