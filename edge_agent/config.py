@@ -55,11 +55,31 @@ class ModelConfig(Strict):
 
 
 class ScoreConfig(Strict):
-    """Anomaly score tuning (docs/anomaly-score.md)."""
+    """Anomaly score tuning (docs/anomaly-score.md, docs/anomaly-quality.md)."""
 
+    method: Literal["residual", "likelihood"] = "residual"
+    """residual: the one-step residual over its typical size (1 = an ordinary miss).
+    likelihood: residuals at the shortest and longest horizon, their likelihood, the
+    level's novelty and one detection per event, as -log10 of a probability (3 = a
+    1-in-1,000 surprise); the shipped example config uses it."""
     alpha: Annotated[float, Field(gt=0, le=1)] = 0.02
     warmup: Annotated[int, Field(ge=1)] = 16
     clip: Annotated[float, Field(gt=0)] = 4.0
+    short_window: Annotated[int, Field(ge=1, le=1000)] = 6
+    """likelihood: samples averaged for the short-term surprise."""
+    likelihood_alpha: Annotated[float, Field(gt=0, le=1)] = 0.0002
+    """likelihood: weight of each sample in the long-run surprise statistics
+    (0.0002: a ~5,000-sample memory)."""
+    likelihood_warmup: Annotated[int, Field(ge=1)] = 200
+    """likelihood: samples learned before the first score."""
+    level_weight: Annotated[float, Field(ge=0)] = 0.35
+    """likelihood: weight of the level novelty (0: off)."""
+    level_alpha: Annotated[float, Field(gt=0, le=1)] = 0.001
+    """likelihood: weight of each reading in the long-run level statistics."""
+    hold_level: Annotated[float, Field(gt=0)] = 2.5
+    """likelihood: a score at or above this starts a hold (one event, one detection)."""
+    hold_samples: Annotated[int, Field(ge=0)] = 100
+    """likelihood: samples that report 0.0 after a score reached hold_level."""
 
 
 class ChannelConfig(Strict):

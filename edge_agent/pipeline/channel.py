@@ -11,6 +11,7 @@ import numpy as np
 import numpy.typing as npt
 
 from edge_agent.alarms.engine import AlarmEngine
+from edge_agent.anomaly.detector import AnomalyDetector, DetectorSettings
 from edge_agent.anomaly.score import ResidualScorer, ScoreSettings
 from edge_agent.cleaning.cleaner import ChannelCleaner, RejectReason
 from edge_agent.cleaning.resample import Resampler
@@ -69,8 +70,27 @@ class ChannelPipeline:
         self.resampler = Resampler(period, max_gap)
         self.window = SampleWindow(forecaster.window_length)
         s = config.score
-        self.scorer = ResidualScorer(ScoreSettings(alpha=s.alpha, warmup=s.warmup, clip=s.clip))
+        residual = ScoreSettings(alpha=s.alpha, warmup=s.warmup, clip=s.clip)
+        self.scorer = ResidualScorer(residual)
+        self.detector: AnomalyDetector | None = None
+        if s.method == "likelihood":
+            self.detector = AnomalyDetector(
+                DetectorSettings(
+                    residual=residual,
+                    short_window=s.short_window,
+                    likelihood_alpha=s.likelihood_alpha,
+                    likelihood_warmup=s.likelihood_warmup,
+                    level_weight=s.level_weight,
+                    level_alpha=s.level_alpha,
+                    hold_level=s.hold_level,
+                    hold_samples=s.hold_samples,
+                )
+            )
         self.horizons = forecaster.horizons
+        # The forecasts made at the longest horizon, due that many samples later.
+        self._span = self.horizons[-1]
+        self._long_pending = np.full(self._span, np.nan)
+        self._long_pos = 0
         # horizons[0] may be > 1: keep the forecasts made for the next horizons[0] samples.
         self._lead = self.horizons[0]
         self._pending = np.full(self._lead, np.nan)
@@ -122,6 +142,7 @@ class ChannelPipeline:
     def _restart(self) -> None:
         self.window.reset()
         self._pending.fill(np.nan)
+        self._long_pending.fill(np.nan)
         self._shadow_pending.fill(np.nan)
         self.has_forecast = False
         self.window_restarts += 1
@@ -131,11 +152,16 @@ class ChannelPipeline:
         made_for_now = float(self._pending[pos])
         forecast_for_sample: float | None = None
         score: float | None = None
+        long_pos = self._long_pos
+        detector = self.detector
         if not math.isnan(made_for_now):
             forecast_for_sample = made_for_now
-            score = self.scorer.score(value, made_for_now)
-            if not self.scorer.is_warm:
-                score = None
+            if detector is None:
+                score = self.scorer.score(value, made_for_now)
+                if not self.scorer.is_warm:
+                    score = None
+            else:
+                score = detector.score(value, made_for_now, float(self._long_pending[long_pos]))
         rate: float | None = None
         if self.last_ts is not None and self.last_value is not None and ts > self.last_ts:
             rate = (value - self.last_value) / (ts - self.last_ts)
@@ -158,10 +184,13 @@ class ChannelPipeline:
             self.has_forecast = True
             # The forecast for horizons[0] samples ahead is due lead samples from now.
             self._pending[pos] = forecast[0]
+            self._long_pending[long_pos] = forecast[-1]
         else:
             self._pending[pos] = np.nan
+            self._long_pending[long_pos] = np.nan
             self._shadow_pending[pos] = np.nan
         self._pending_pos = pos + 1 if pos + 1 < self._lead else 0
+        self._long_pos = long_pos + 1 if long_pos + 1 < self._span else 0
         self.last_ts = ts
         self.last_value = value
         self.last_score = score
