@@ -60,6 +60,14 @@ EXAMPLE_CONFIG = REPO / "examples" / "agent.toml"
 ANOMALY_RULE = "anomaly"
 
 
+def shipped_score_toml() -> str:
+    """The shipped example config's [channel_defaults.score] (the detector's settings), as
+    TOML for the replays' agent config: NAB's "value" channel is not named there."""
+    score = tomllib.loads(EXAMPLE_CONFIG.read_text())["channel_defaults"]["score"]
+    lines = [f"{k} = {json.dumps(v)}" for k, v in score.items()]
+    return "\n[channel_defaults.score]\n" + "\n".join(lines) + "\n"
+
+
 def shipped_threshold() -> float:
     """The `set` level of the shipped example config's anomaly rule (score_above, every
     channel): what a device alarms at without ever seeing a label."""
@@ -322,7 +330,7 @@ def main() -> None:
     parser.add_argument("--score-only", action="store_true", help="score existing results")
     parser.add_argument("--workers", type=int, default=1, help="Dask workers of the retrain")
     parser.add_argument(
-        "--agent", default="", help="extra agent TOML for the replays (e.g. score settings)"
+        "--agent", default="", help='extra agent TOML for the replays, lines split by ";"'
     )
     args = parser.parse_args()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -336,7 +344,8 @@ def main() -> None:
             fine_tune(devices, tmp, models, args.workers)
             print(f"fine-tuning: {time.monotonic() - start:.0f} s")
             start = time.monotonic()
-            replay(devices, tmp, args.out, models, args.agent.replace(";", "\n"))
+            extra = shipped_score_toml() + args.agent.replace(";", "\n")
+            replay(devices, tmp, args.out, models, extra)
             print(f"replays: {time.monotonic() - start:.0f} s")
         print(f"\n{'series (device)':42s} {'rows':>6s} {'probation':>9s}  model update")
         for d in devices:

@@ -80,17 +80,14 @@ class ChannelPipeline:
                     short_window=s.short_window,
                     likelihood_alpha=s.likelihood_alpha,
                     likelihood_warmup=s.likelihood_warmup,
-                    level_weight=s.level_weight,
-                    level_alpha=s.level_alpha,
+                    range_weight=s.range_weight,
                     hold_level=s.hold_level,
                     hold_samples=s.hold_samples,
                 )
             )
+            # The status reports scorer.is_warm: the stage whose warm-up gates None.
+            self.scorer = self.detector.residual
         self.horizons = forecaster.horizons
-        # The forecasts made at the longest horizon, due that many samples later.
-        self._span = self.horizons[-1]
-        self._long_pending = np.full(self._span, np.nan)
-        self._long_pos = 0
         # horizons[0] may be > 1: keep the forecasts made for the next horizons[0] samples.
         self._lead = self.horizons[0]
         self._pending = np.full(self._lead, np.nan)
@@ -142,7 +139,6 @@ class ChannelPipeline:
     def _restart(self) -> None:
         self.window.reset()
         self._pending.fill(np.nan)
-        self._long_pending.fill(np.nan)
         self._shadow_pending.fill(np.nan)
         self.has_forecast = False
         self.window_restarts += 1
@@ -152,7 +148,6 @@ class ChannelPipeline:
         made_for_now = float(self._pending[pos])
         forecast_for_sample: float | None = None
         score: float | None = None
-        long_pos = self._long_pos
         detector = self.detector
         if not math.isnan(made_for_now):
             forecast_for_sample = made_for_now
@@ -161,7 +156,7 @@ class ChannelPipeline:
                 if not self.scorer.is_warm:
                     score = None
             else:
-                score = detector.score(value, made_for_now, float(self._long_pending[long_pos]))
+                score = detector.score(value, made_for_now)
         rate: float | None = None
         if self.last_ts is not None and self.last_value is not None and ts > self.last_ts:
             rate = (value - self.last_value) / (ts - self.last_ts)
@@ -184,13 +179,10 @@ class ChannelPipeline:
             self.has_forecast = True
             # The forecast for horizons[0] samples ahead is due lead samples from now.
             self._pending[pos] = forecast[0]
-            self._long_pending[long_pos] = forecast[-1]
         else:
             self._pending[pos] = np.nan
-            self._long_pending[long_pos] = np.nan
             self._shadow_pending[pos] = np.nan
         self._pending_pos = pos + 1 if pos + 1 < self._lead else 0
-        self._long_pos = long_pos + 1 if long_pos + 1 < self._span else 0
         self.last_ts = ts
         self.last_value = value
         self.last_score = score
