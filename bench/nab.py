@@ -286,7 +286,9 @@ def load_results(data: Path, labels: Path, out: Path) -> list[tuple[LabelledSeri
     return corpus
 
 
-def report(corpus: list[tuple[LabelledSeries, list[float]]], fixed: float) -> None:
+def report(
+    corpus: list[tuple[LabelledSeries, list[float]]], periods: list[float], fixed: float
+) -> None:
     print(f"\n{'profile':22s} {'optimized':>10s} {'at threshold':>13s} {'fixed':>8s}")
     results: dict[str, tuple[ProfileResult, ProfileResult]] = {}
     for profile in PROFILES:
@@ -294,27 +296,36 @@ def report(corpus: list[tuple[LabelledSeries, list[float]]], fixed: float) -> No
         at_fixed = score_corpus(corpus, profile, fixed)
         results[profile.name] = (best, at_fixed)
         print(f"{profile.name:22s} {best.score:10.1f} {best.threshold:13.4g} {at_fixed.score:8.1f}")
-    print(f"(fixed threshold {fixed:g}: the shipped anomaly rule in examples/agent.toml)")
+    best = results["standard"][0]
+    print(
+        f"(fixed threshold {fixed:g}: the shipped anomaly rule in examples/agent.toml; "
+        f"standard raw {best.raw:.2f}, null {best.null:.2f}, perfect {best.perfect:.2f})"
+    )
     for label, index in (("optimized threshold", 0), ("fixed threshold", 1)):
         chosen = results["standard"][index]
         print(
             f"\nper series, standard profile, {label} {chosen.threshold:.4g}:\n"
-            f"{'series':42s} {'windows':>7s} {'detected':>8s} {'missed':>6s} {'FP':>4s} "
-            f"{'raw':>7s}  delay from window start (rows)"
+            f"{'series':38s} {'windows':>7s} {'detected':>8s} {'missed':>6s} {'FP':>4s} "
+            f"{'raw':>6s}  first detection: rows after the window start, of its width"
         )
-        for series, (s, _) in zip(chosen.series, corpus, strict=True):
-            delays = ", ".join("miss" if x is None else str(x) for x in series.delays)
+        for series, (s, _), period in zip(chosen.series, corpus, periods, strict=True):
+            widths = [last - first + 1 for first, last in s.windows if last >= s.probation]
+            delays = ", ".join(
+                f"miss (of {w})" if x is None else f"{x} of {w} rows ({x * period / 3600:.1f} h)"
+                for x, w in zip(series.delays, widths, strict=True)
+            )
             windows = series.detected + series.missed
+            name = s.name.split("/")[-1].removesuffix(".csv")
             print(
-                f"{s.name:42s} {windows:7d} {series.detected:8d} {series.missed:6d} "
-                f"{series.false_positives:4d} {series.score:7.2f}  {delays}"
+                f"{name:38s} {windows:7d} {series.detected:8d} {series.missed:6d} "
+                f"{series.false_positives:4d} {series.score:6.2f}  {delays}"
             )
         total_fp = sum(x.false_positives for x in chosen.series)
         total_det = sum(x.detected for x in chosen.series)
         total_miss = sum(x.missed for x in chosen.series)
         print(
-            f"{'total':42s} {total_det + total_miss:7d} {total_det:8d} {total_miss:6d} "
-            f"{total_fp:4d} {chosen.raw:7.2f}"
+            f"{'total':38s} {total_det + total_miss:7d} {total_det:8d} {total_miss:6d} "
+            f"{total_fp:4d} {chosen.raw:6.2f}"
         )
 
 
@@ -351,7 +362,9 @@ def main() -> None:
         for d in devices:
             update = d.update or f"none (cloud: {d.decision})"
             print(f"{d.name:42s} {d.rows:6d} {d.probation:9d}  {update}")
-    report(load_results(args.data, args.labels, args.out), shipped_threshold())
+    series = sorted(args.data.glob("*/*.csv"))
+    periods = [period_s(path) for path in series]
+    report(load_results(args.data, args.labels, args.out), periods, shipped_threshold())
 
 
 if __name__ == "__main__":
