@@ -130,7 +130,10 @@ def _replay(args: argparse.Namespace) -> int:
     if args.update_bundle is not None:
         at = parse_timestamp(args.update_at) if args.update_at else float("-inf")
         if args.update_key is None or at is None:
-            print("edge-agent replay: --update-bundle needs --update-key and a valid --update-at")
+            print(
+                "edge-agent replay: --update-bundle needs --update-key and a valid --update-at",
+                file=sys.stderr,
+            )
             return EXIT_USAGE
         update = ModelUpdate(at, args.update_bundle, args.update_key)
     data, out = args.csv, args.out
