@@ -7,9 +7,10 @@ fired (a backtest must not page anyone).
 
 For benchmarks it also writes NAB result files (``timestamp,value,anomaly_score``, one
 row per reading of a one-column CSV), and it can take a model update at a given data
-time the way a device takes an OTA release: the bundle verified with the release key,
-the same window and horizons required, swapped between two samples under the live
-guard (the previous model in shadow) and rolled back when the guard fails.
+time the way a device takes an OTA release once downloaded: the child-process
+self-test, verification with the release key, anti-rollback, the same window and
+horizons required, the swap between two samples under the live guard (the previous
+model in shadow) and the rollback when the guard fails.
 """
 
 from __future__ import annotations
@@ -29,12 +30,16 @@ from edge_agent.alarms.engine import AlarmEngine
 from edge_agent.alarms.model import AlarmEvent, AlarmEventKind
 from edge_agent.bundle.loader import LoadedModel, load_bundle
 from edge_agent.config import AgentConfig, LoadedConfig
+from edge_agent.errors import BundleRejected
 from edge_agent.modelref import load_model
+from edge_agent.ota.errors import SelfTestFailed
+from edge_agent.ota.selftest import run_self_test
 from edge_agent.pipeline.channel import ChannelPipeline
 from edge_agent.pipeline.pipeline import Pipeline
 from edge_agent.pipeline.shadow import ShadowGuard
 from edge_agent.sources.replay import ReplaySource, ReplaySourceConfig
 from edge_agent.store.sqlite import Store
+from edgetwin_contracts.manifest import version_key
 from edgetwin_contracts.signing import load_public_key
 
 HEALTH_EVERY_S = 1.0
@@ -96,7 +101,7 @@ def run_backtest(
     source = ReplaySource(ReplaySourceConfig(type="replay", name="backtest", path=data, speed=0))
     if nab_out is not None and len(source.channels()) != 1:
         raise ValueError(f"a NAB result file needs one value column; {data} has several")
-    release = _load_update(config, update) if update is not None else None
+    release = _load_update(config, update, model) if update is not None else None
     with tempfile.TemporaryDirectory(prefix="edge-agent-replay-") as tmp:
         store = Store(Path(tmp) / "backtest.db", config.store)
 
@@ -206,13 +211,26 @@ def run_backtest(
     return report
 
 
-def _load_update(config: AgentConfig, update: ModelUpdate) -> tuple[ModelUpdate, LoadedModel]:
-    loaded = load_bundle(
-        update.bundle,
-        load_public_key(update.public_key),
-        backend=config.model.backend,
-        num_threads=config.model.num_threads,
-    )
+def _load_update(
+    config: AgentConfig, update: ModelUpdate, running: LoadedModel
+) -> tuple[ModelUpdate, LoadedModel | str]:
+    """The OTA manager's checks before a swap: the child-process self-test, verification
+    with the release key, anti-rollback. Returns the loaded model or why it was refused."""
+    try:
+        run_self_test(
+            update.bundle, update.public_key, config.model.backend, config.ota.self_test_timeout_s
+        )
+        loaded = load_bundle(
+            update.bundle,
+            load_public_key(update.public_key),
+            backend=config.model.backend,
+            num_threads=config.model.num_threads,
+        )
+    except (SelfTestFailed, BundleRejected) as exc:
+        return update, f"refused: {exc}"
+    version = loaded.manifest.model.version
+    if version_key(version) < version_key(running.manifest.model.version):
+        return update, f"{version} refused: older than the running model"
     return update, loaded
 
 
@@ -224,13 +242,15 @@ class _UpdateInProgress:
         self,
         pipeline: Pipeline,
         running: LoadedModel,
-        release: tuple[ModelUpdate, LoadedModel],
+        release: tuple[ModelUpdate, LoadedModel | str],
         config: AgentConfig,
         report: BacktestReport,
     ) -> None:
         self._pipeline = pipeline
         self._running = running
-        self._update, self._new = release
+        self._update, new = release
+        self._new = new if isinstance(new, LoadedModel) else running
+        self._refused = new if isinstance(new, str) else None
         self._config = config
         self._report = report
         self._is_swapped = False
@@ -240,6 +260,9 @@ class _UpdateInProgress:
         if self._is_swapped or ts < self._update.at_ts:
             return
         self._is_swapped = True
+        if self._refused is not None:
+            self._report.model_update = self._refused
+            return
         old, new = self._running.forecaster, self._new.forecaster
         version = self._new.manifest.model.version
         if (old.window_length, tuple(old.horizons)) != (new.window_length, tuple(new.horizons)):

@@ -110,3 +110,17 @@ def test_model_update_is_taken_at_its_time_and_kept(
     # The same model again: the guard finds it no worse, and keeps it.
     assert report.model_update is not None
     assert report.model_update.startswith("1.0.0 kept after 200 guarded samples")
+
+
+def test_a_bundle_that_does_not_verify_is_refused_and_the_replay_goes_on(
+    tmp_path: Path, make_bundle: BundleFactory, release_key: Ed25519PrivateKey
+) -> None:
+    bundle = make_bundle(sign=False)
+    key = tmp_path / "release.pub"
+    key.write_bytes(public_key_pem(release_key.public_key()))
+    data = series(tmp_path / "a.csv", signal(5))
+    out = tmp_path / "nab.csv"
+    update = ModelUpdate(T0 + 300 * CUT, bundle, key)
+    report = run_backtest(config(tmp_path), data, None, nab_out=out, update=update)
+    assert report.model_update is not None and report.model_update.startswith("refused: ")
+    assert len(nab_scores(out)) == ROWS
