@@ -235,7 +235,11 @@ reports_dir = "{reports}"
                 shutil.copytree(decisions[-1].parent / "bundle", target / "bundle")
         else:
             skipped = reports / d.name / "skipped.json"
-            why = json.loads(skipped.read_text()) if skipped.exists() else done.stderr[-300:]
+            why = (
+                json.loads(skipped.read_text()).get("reason", "")
+                if skipped.exists()
+                else done.stderr.strip()[-300:]
+            )
             (target / "decision.json").write_text(json.dumps({"reason": f"skipped: {why}"}))
 
 
