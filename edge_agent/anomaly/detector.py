@@ -14,8 +14,9 @@ Per sample, with x the reading and f the one-step forecast made for it:
    event makes one detection (and an alarm rule at ``hold_level`` raises once per
    event, not once per noisy sample of it).
 
-Units: -log10 of a probability (3 = a 1-in-1,000 surprise), >= 0. Causal: every stage
-uses only the past and the current sample. See docs/anomaly-quality.md.
+Units: -log10 of a probability (3 = a 1-in-1,000 surprise), >= 0; the range novelty
+is put on that scale by its weight. Causal: every stage uses only the past and the
+current sample. See docs/anomaly-quality.md.
 """
 
 from __future__ import annotations
