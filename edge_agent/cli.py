@@ -38,6 +38,16 @@ def _parser() -> argparse.ArgumentParser:
     replay.add_argument("--config", type=Path, required=True)
     replay.add_argument("--csv", type=Path, required=True, help="timestamp + value column(s)")
     replay.add_argument("--out", type=Path, help="per-sample results CSV")
+    replay.add_argument(
+        "--nab-out", type=Path, help="NAB result file (timestamp,value,anomaly_score per row)"
+    )
+    replay.add_argument(
+        "--update-bundle", type=Path, help="a model release to take during the replay"
+    )
+    replay.add_argument("--update-key", type=Path, help="its release public key (PEM)")
+    replay.add_argument(
+        "--update-at", help="data time of the update (ISO 8601 or UNIX s); default: the start"
+    )
 
     from edge_agent.simulator.cli import add_simulate_arguments
 
@@ -115,12 +125,28 @@ def _run(path: Path) -> int:
     return EXIT_OK
 
 
-def _replay(config_path: Path, data: Path, out: Path | None) -> int:
-    from edge_agent.backtest import run_backtest
+def _replay(args: argparse.Namespace) -> int:
+    from edge_agent.backtest import ModelUpdate, run_backtest
     from edge_agent.config import load_config
+    from edge_agent.sources.replay import parse_timestamp
 
-    loaded = load_config(config_path)
-    report = run_backtest(loaded, data, out)
+    loaded = load_config(args.config)
+    update = None
+    if args.update_bundle is not None:
+        at = parse_timestamp(args.update_at) if args.update_at else float("-inf")
+        if args.update_key is None or at is None:
+            print(
+                "edge-agent replay: --update-bundle needs --update-key and a valid --update-at",
+                file=sys.stderr,
+            )
+            return EXIT_USAGE
+        update = ModelUpdate(at, args.update_bundle, args.update_key)
+    data, out = args.csv, args.out
+    try:
+        report = run_backtest(loaded, data, out, nab_out=args.nab_out, update=update)
+    except ValueError as exc:
+        print(f"edge-agent replay: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     print(
         f"replayed {report.readings} readings ({report.samples} samples through the model) "
         f"in {report.elapsed_s:.2f} s: {report.samples_per_s:,.0f} samples/s"
@@ -137,8 +163,12 @@ def _replay(config_path: Path, data: Path, out: Path | None) -> int:
         print(f"  {a.raised_at:.0f} {a.severity.value:8s} {a.rule} on {a.channel}: {a.message}")
     if len(report.raised) > 20:
         print(f"  ... and {len(report.raised) - 20} more (see the results CSV)")
+    if report.model_update is not None:
+        print(f"model update: {report.model_update}")
     if out is not None:
         print(f"results: {out}")
+    if args.nab_out is not None:
+        print(f"NAB results: {args.nab_out}")
     return EXIT_OK
 
 
@@ -150,7 +180,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "run":
             return _run(args.config)
         if args.command == "replay":
-            return _replay(args.config, args.csv, args.out)
+            return _replay(args)
         if args.command == "simulate":
             from edge_agent.simulator.cli import run_simulate
 

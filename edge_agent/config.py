@@ -65,11 +65,31 @@ class ModelConfig(Strict):
 
 
 class ScoreConfig(Strict):
-    """Anomaly score tuning (docs/anomaly-score.md)."""
+    """Anomaly score tuning (docs/anomaly-score.md, docs/anomaly-quality.md)."""
 
+    method: Literal["residual", "likelihood"] = "residual"
+    """residual: the one-step residual over its typical size (1 = an ordinary miss).
+    likelihood: the residual's likelihood, the range's novelty and one detection per
+    event, as -log10 of a probability (3 = a 1-in-1,000 surprise); the shipped example
+    config uses it (docs/anomaly-quality.md)."""
     alpha: Annotated[float, Field(gt=0, le=1)] = 0.02
     warmup: Annotated[int, Field(ge=1)] = 16
     clip: Annotated[float, Field(gt=0)] = 4.0
+    short_window: Annotated[int, Field(ge=1, le=1000)] = 3
+    """likelihood: samples averaged for the short-term surprise."""
+    likelihood_alpha: Annotated[float, Field(gt=0, le=1)] = 0.001
+    """likelihood: weight of each sample in the long-run surprise statistics
+    (0.001: a ~1,000-sample memory)."""
+    likelihood_warmup: Annotated[int, Field(ge=1)] = 200
+    """likelihood: samples learned (score 0.0) before the first score."""
+    range_weight: Annotated[float, Field(ge=0)] = 4.0
+    """likelihood: score per percent of the range's width by which a reading lies
+    beyond the lowest or highest reading ever seen (0: off)."""
+    hold_level: Annotated[float, Field(gt=0)] = 3.0
+    """likelihood: a score at or above this starts a hold (one event, one detection);
+    give the channel's score_above rule the same `set`."""
+    hold_samples: Annotated[int, Field(ge=0)] = 200
+    """likelihood: samples that report 0.0 after a score reached hold_level."""
 
 
 class ChannelConfig(Strict):
