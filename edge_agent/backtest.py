@@ -16,7 +16,6 @@ model in shadow) and the rollback when the guard fails.
 from __future__ import annotations
 
 import csv
-import math
 import tempfile
 import time
 from collections import Counter
@@ -36,7 +35,7 @@ from edge_agent.ota.errors import SelfTestFailed
 from edge_agent.ota.selftest import run_self_test
 from edge_agent.pipeline.channel import ChannelPipeline
 from edge_agent.pipeline.pipeline import Pipeline
-from edge_agent.pipeline.shadow import ShadowGuard
+from edge_agent.pipeline.shadow import ShadowGuard, guard_verdict
 from edge_agent.sources.replay import ReplaySource, ReplaySourceConfig
 from edge_agent.store.sqlite import Store
 from edgetwin_contracts.manifest import version_key
@@ -46,7 +45,6 @@ HEALTH_EVERY_S = 1.0
 """Channel health is checked on data time, once per second of data."""
 
 NAB_HEADER = ("timestamp", "value", "anomaly_score")
-_MAE_FLOOR = 1e-9  # as the OTA manager's guard: two perfect models do not fail it
 
 
 @dataclass(frozen=True, slots=True)
@@ -283,10 +281,7 @@ class _UpdateInProgress:
         self._done = None
         version = self._new.manifest.model.version
         mae_new, mae_old = guard.mae_new, guard.mae_old
-        reason = guard.failure
-        limit = math.inf if mae_old is None else mae_old * (1.0 + self._config.ota.guard_margin)
-        if reason is None and mae_new is not None and mae_new > limit + _MAE_FLOOR:
-            reason = f"one-step MAE {mae_new:.6g} vs {mae_old:.6g} over {guard.samples}"
+        reason = guard_verdict(guard, self._config.ota.guard_margin)
         if reason is None:
             self._pipeline.end_guard()
             self._report.model_update = (
