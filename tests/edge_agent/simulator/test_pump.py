@@ -105,9 +105,7 @@ def test_wear_raises_vibration_and_stays() -> None:
 def test_drift_moves_the_reading_not_the_truth_and_stays() -> None:
     clean = series(seconds=1200)
     drifted = series("drift@300s:300s,channel=ambient,rate=0.5", seconds=1200)
-    offset = [
-        d.reported.ambient - c.reported.ambient for d, c in zip(drifted, clean, strict=True)
-    ]
+    offset = [d.reported.ambient - c.reported.ambient for d, c in zip(drifted, clean, strict=True)]
     assert offset[300] == 0
     assert offset[450] == pytest.approx(1.25)  # 150 s at 0.5 °C per min
     assert offset[600] == pytest.approx(2.5)
