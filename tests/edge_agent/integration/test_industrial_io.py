@@ -130,7 +130,11 @@ actions = ["log", "lamp"]
                 return {c["name"]: c for c in client.get("/status").json()["channels"]}
 
             wanted = {"ambient_temp", "humidity", "door", "flow", "tank_temp"}
-            wait_for(lambda: wanted <= set(channels()), what="every channel")
+            # A channel is listed from its first reading; its last_ts once it is processed.
+            wait_for(
+                lambda: wanted <= {n for n, c in channels().items() if c["last_ts"] is not None},
+                what="a processed reading on every channel",
+            )
             status = client.get("/status").json()
             sources = {s["name"]: s for s in status["sources"]}
             assert {n: s["state"] for n, s in sources.items()} == {
