@@ -16,7 +16,7 @@ from pydantic import Field, model_validator
 from edge_agent.actions.config import ActionConfig, LogActionConfig
 from edge_agent.alarms.rules import AlarmRule
 from edge_agent.cleaning.config import CleaningConfig
-from edge_agent.configbase import Strict
+from edge_agent.configbase import ChannelName, Strict
 from edge_agent.http.config import HttpConfig
 from edge_agent.ota.config import OtaConfig
 from edge_agent.sources.gpio import GpioSourceConfig
@@ -37,8 +37,6 @@ SourceConfig = Annotated[
     Field(discriminator="type"),
 ]
 """The registry of source plugins: add a plugin's config model here."""
-
-ChannelName = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")]
 
 
 class AgentSection(Strict):

@@ -1,8 +1,15 @@
-"""The base of every config model: strict (unknown keys are errors) and immutable."""
+"""The base of every config model: strict (unknown keys are errors) and immutable; and
+the types several sections share."""
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field
+
+ChannelName = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")]
+"""A channel's name: letters, digits, ``_``, ``.`` and ``-`` (it appears in metric labels,
+URLs and the twin)."""
 
 
 class Strict(BaseModel):

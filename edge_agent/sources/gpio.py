@@ -25,7 +25,7 @@ from gpiozero import DigitalInputDevice, GPIOZeroError
 from gpiozero.pins.mock import MockFactory
 from pydantic import Field, model_validator
 
-from edge_agent.configbase import Strict
+from edge_agent.configbase import ChannelName, Strict
 from edge_agent.reading import Reading
 from edge_agent.sources.base import SourceHealth, SourceState
 from edge_agent.sources.errors import SourceBusy
@@ -47,7 +47,6 @@ SOURCE_TYPE = "gpio"
 
 logger = logging.getLogger(__name__)
 
-ChannelName = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")]
 PinName = Annotated[
     int | str,
     Field(

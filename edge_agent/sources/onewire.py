@@ -27,7 +27,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
-from edge_agent.configbase import Strict
+from edge_agent.configbase import ChannelName, Strict
 from edge_agent.reading import Reading
 from edge_agent.sources.base import SourceHealth, SourceState
 from edge_agent.sources.errors import SourceBusy
@@ -48,8 +48,6 @@ __all__ = [
 SOURCE_TYPE = "onewire"
 
 logger = logging.getLogger(__name__)
-
-ChannelName = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")]
 
 
 class W1Outcome(StrEnum):

@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
-from edge_agent.configbase import Strict
+from edge_agent.configbase import ChannelName, Strict
 
 __all__ = [
     "ByteOrder",
@@ -17,8 +17,6 @@ __all__ = [
     "RegisterKind",
     "Transport",
 ]
-
-ChannelName = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")]
 
 
 class Transport(StrEnum):
