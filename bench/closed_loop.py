@@ -160,6 +160,28 @@ def replay_mae(
     return float(np.mean(errors))
 
 
+def write_cloud_toml(path: Path, db: Path, admin: str, keys: Path, training: str) -> Path:
+    """A cloud.toml: SQLite at ``db``, the admin token, the release key pair in ``keys``
+    and the given ``[training]`` lines."""
+    path.write_text(
+        f"""
+[database]
+url = "sqlite:///{db}"
+
+[auth]
+admin_token = "{admin}"
+
+[releases]
+public_key = "{keys / "release.pub"}"
+private_key = "{keys / "release.key"}"
+
+[training]
+{training}
+"""
+    )
+    return path
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--train-fraction", type=float, default=0.6)
@@ -179,24 +201,13 @@ def main() -> None:
         )
         admin = secrets.token_urlsafe(24)
         cloud_port = free_port()
-        cloud_toml = tmp / "cloud.toml"
-        cloud_toml.write_text(
-            f"""
-[database]
-url = "sqlite:///{tmp / "cloud.db"}"
-
-[auth]
-admin_token = "{admin}"
-
-[releases]
-public_key = "{tmp / "keys" / "release.pub"}"
-private_key = "{tmp / "keys" / "release.key"}"
-
-[training]
-n_workers = {args.workers}
-reports_dir = "{tmp / "reports"}"
-{args.training.replace(";", chr(10))}
-"""
+        cloud_toml = write_cloud_toml(
+            tmp / "cloud.toml",
+            tmp / "cloud.db",
+            admin,
+            tmp / "keys",
+            f'n_workers = {args.workers}\nreports_dir = "{tmp / "reports"}"\n'
+            + args.training.replace(";", "\n"),
         )
         cloud = subprocess.Popen(
             [

@@ -43,7 +43,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from _common import KERAS_REFERENCE
-from closed_loop import PY, agent_toml, free_port, period_s, sync_into_cloud, wait_http
+from closed_loop import (
+    PY,
+    agent_toml,
+    free_port,
+    period_s,
+    sync_into_cloud,
+    wait_http,
+    write_cloud_toml,
+)
 from nab_scoring import (
     PROFILES,
     LabelledSeries,
@@ -139,25 +147,9 @@ def _fine_tune(devices: list[Device], tmp: Path, models: Path, workers: int) -> 
     admin = secrets.token_urlsafe(24)
 
     def cloud_toml(reports: Path) -> Path:
+        training = f'n_workers = {workers}\nreports_dir = "{reports}"'
         path = tmp / f"cloud-{reports.name}.toml"
-        path.write_text(
-            f"""
-[database]
-url = "sqlite:///{tmp / "cloud.db"}"
-
-[auth]
-admin_token = "{admin}"
-
-[releases]
-public_key = "{keys / "release.pub"}"
-private_key = "{keys / "release.key"}"
-
-[training]
-n_workers = {workers}
-reports_dir = "{reports}"
-"""
-        )
-        return path
+        return write_cloud_toml(path, tmp / "cloud.db", admin, keys, training)
 
     shared = cloud_toml(tmp / "reports-cloud")
     port = free_port()
