@@ -62,6 +62,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     model_demo.add_argument("--samples", type=int, default=3000, help="samples (>= 200)")
     model_demo.add_argument("--backend", default="auto")
+    bench = model_sub.add_parser("bench", help="per-sample inference latency on this device")
+    bench.add_argument("bundle", type=Path, nargs="?", default=DEFAULT_BUNDLE)
+    bench.add_argument("--public-key", type=Path, default=DEFAULT_PUBLIC_KEY)
+    bench.add_argument("--samples", type=int, default=5000, help="forecasts to time (>= 100)")
+    bench.add_argument("--backend", default="auto")
     return parser
 
 
@@ -166,6 +171,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print("edge-agent model demo: --samples must be >= 200", file=sys.stderr)
                 return EXIT_USAGE
             return model_demo.main(args.samples, args.backend)
+        if args.command == "model" and args.model_command == "bench":
+            from edge_agent import model_bench
+
+            if args.samples < 100:
+                print("edge-agent model bench: --samples must be >= 100", file=sys.stderr)
+                return EXIT_USAGE
+            return model_bench.main(args.bundle, args.public_key, args.samples, args.backend)
     except ConfigInvalid as exc:
         print(f"edge-agent: config {exc}", file=sys.stderr)
         return EXIT_USAGE
