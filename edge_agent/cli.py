@@ -35,9 +35,22 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("config", type=Path)
 
     replay = sub.add_parser("replay", help="backtest: run the pipeline over a CSV")
-    replay.add_argument("--config", type=Path, required=True)
-    replay.add_argument("--csv", type=Path, required=True, help="timestamp + value column(s)")
+    replay.add_argument("--config", type=Path)
+    replay.add_argument("--csv", type=Path, help="timestamp + value column(s)")
     replay.add_argument("--out", type=Path, help="per-sample results CSV")
+    replay.add_argument(
+        "--sample", action="store_true", help="the shipped sample and its config (smoke test)"
+    )
+
+    from edge_agent.install.cli import add_install_arguments, add_uninstall_arguments
+
+    add_install_arguments(
+        sub.add_parser("install", help="install as a systemd service (venv, user, config, unit)")
+    )
+    add_uninstall_arguments(sub.add_parser("uninstall", help="remove the service and venv"))
+    doctor = sub.add_parser("doctor", help="check this device and print the fix for each problem")
+    doctor.add_argument("--config", type=Path, default=Path("/etc/edge-agent/agent.toml"))
+    doctor.add_argument("--user", default=None, help="the service user (default: edge-agent)")
 
     from edge_agent.simulator.cli import add_simulate_arguments
 
@@ -150,7 +163,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "run":
             return _run(args.config)
         if args.command == "replay":
+            if args.sample:
+                from edge_agent.samples import PUMP_CSV, REPLAY_CONFIG
+
+                return _replay(args.config or REPLAY_CONFIG, args.csv or PUMP_CSV, args.out)
+            if args.config is None or args.csv is None:
+                print("edge-agent replay: give --config and --csv (or --sample)", file=sys.stderr)
+                return EXIT_USAGE
             return _replay(args.config, args.csv, args.out)
+        if args.command in {"install", "uninstall"}:
+            from edge_agent.install.cli import run_install, run_uninstall
+
+            return run_install(args) if args.command == "install" else run_uninstall(args)
+        if args.command == "doctor":
+            from edge_agent.doctor.report import run_doctor
+
+            return run_doctor(args.config, args.user)
         if args.command == "simulate":
             from edge_agent.simulator.cli import run_simulate
 

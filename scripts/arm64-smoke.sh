@@ -66,7 +66,8 @@ if [ ! -e "$ROOT/.edgetwin-debootstrapped" ]; then
   mkdir -p "$ROOT"
   debootstrap --arch=arm64 --variant=minbase \
     --include=python3,python3-venv,ca-certificates,systemd,systemd-sysv,passwd \
-    "$SUITE" "$ROOT" "$MIRROR"
+    "$SUITE" "$ROOT" "$MIRROR" | grep -v '^I: \(Retrieving\|Validating\|Extracting\|Unpacking\|Configuring\)'
+
   touch "$ROOT/.edgetwin-debootstrapped"
 fi
 
@@ -90,14 +91,16 @@ echo "$WHEEL"
 in_root() { chroot "$ROOT" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LANG=C.UTF-8 "$@"; }
 
 say "inside: $(in_root uname -m), $(in_root python3 --version)"
+# A re-run brings a rebuilt wheel of the same version: pip would call it satisfied.
+if [ -x "$ROOT/opt/edge-agent/bin/pip" ]; then
+  in_root /opt/edge-agent/bin/pip install --quiet --disable-pip-version-check \
+    --force-reinstall --no-deps "/tmp/edgetwin-dist/$WHEEL"
+fi
 # The installer is pure standard library: it runs from the wheel itself, before any
-# venv exists, and installs the wheel (and its arm64 dependencies) into /opt/edge-agent.
+# venv exists, and installs the wheel with its arm64 dependencies into /opt/edge-agent.
 say "edge-agent install (venv, user, config, unit)"
 in_root env PYTHONPATH="/tmp/edgetwin-dist/$WHEEL" python3 -m edge_agent.install \
-  --package "/tmp/edgetwin-dist/$WHEEL" --pip-option=--force-reinstall --pip-option=--no-deps
-# The dependencies came with the first install; --force-reinstall --no-deps refreshes
-# the wheel alone. Install any dependency that is still missing (first run).
-in_root /opt/edge-agent/bin/pip install --quiet --disable-pip-version-check "/tmp/edgetwin-dist/$WHEEL"
+  --package "/tmp/edgetwin-dist/$WHEEL"
 say "installed: $(in_root /opt/edge-agent/bin/pip list --format=freeze 2>/dev/null | grep -iE '^(edgetwin|ai-edge-litert|numpy)==' | tr '\n' ' ')"
 in_root id edge-agent
 in_root systemctl is-enabled edge-agent.service
