@@ -12,10 +12,14 @@ import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from edge_agent import __version__
 from edge_agent.errors import BackendUnavailable, BundleRejected, ConfigInvalid, KeyInvalid
 from edge_agent.models import DEFAULT_BUNDLE, DEFAULT_PUBLIC_KEY
+
+if TYPE_CHECKING:
+    from edge_agent.config import LoadedConfig
 
 EXIT_OK = 0
 EXIT_REJECTED = 1
@@ -115,7 +119,13 @@ def _run(path: Path) -> int:
 
     loaded = load_config(path)
     logs.configure(loaded.config.agent.log_level, loaded.config.agent.log_format)
-    agent = Agent(loaded)
+    try:
+        agent = Agent(loaded)
+    except (BundleRejected, KeyInvalid, BackendUnavailable) as exc:
+        if loaded.config.agent.on_model_failure != "serve-status" or not loaded.config.http.enabled:
+            raise
+        _serve_without_model(loaded, exc)
+        raise
 
     async def main() -> None:
         stop = asyncio.Event()
@@ -126,6 +136,23 @@ def _run(path: Path) -> int:
 
     asyncio.run(main())
     return EXIT_OK
+
+
+def _serve_without_model(loaded: LoadedConfig, exc: Exception) -> None:
+    """Serve the status page that says why until SIGINT/SIGTERM (then the caller
+    re-raises, and the exit code still tells the model failed)."""
+    from edge_agent.nomodel import NoModelAgent
+
+    view = NoModelAgent(loaded, str(exc))
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await view.run(stop)
+
+    asyncio.run(main())
 
 
 def _replay(config_path: Path, data: Path, out: Path | None) -> int:

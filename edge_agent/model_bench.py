@@ -53,7 +53,9 @@ def bench_forecaster(
         f.forecast(w)
         times[i] = clock() - t0
     p50, p99 = np.percentile(times, [50, 99]) / 1000.0
-    return BenchResult(str(model.backend), samples, float(p50), float(p99), float(times.mean()) / 1000.0)
+    return BenchResult(
+        str(model.backend), samples, float(p50), float(p99), float(times.mean()) / 1000.0
+    )
 
 
 def main(bundle: Path, public_key: Path, samples: int, backend: str) -> int:
