@@ -76,10 +76,16 @@ cleanup() {
   for ((i = ${#mounts[@]} - 1; i >= 0; i--)); do umount -l "${mounts[$i]}" 2>/dev/null || true; done
 }
 trap cleanup EXIT
-for fs in proc sys dev dev/pts; do
+# No /sys: the host's (x86) CPU topology there makes LiteRT's CPU probe (cpuinfo)
+# segfault under qemu-user; without it the probe falls back to /proc and works.
+if mountpoint -q "$ROOT/sys"; then umount -l "$ROOT/sys"; fi
+for fs in proc dev dev/pts; do
   mountpoint -q "$ROOT/$fs" || { mount --bind "/$fs" "$ROOT/$fs"; mounts+=("$ROOT/$fs"); }
 done
 cp -L /etc/resolv.conf "$ROOT/etc/resolv.conf"
+# The host's trust store (it may trust a TLS-intercepting proxy that the fresh root does
+# not know) for pip inside; proxy variables pass through.
+cp -L /etc/ssl/certs/ca-certificates.crt "$ROOT/etc/ssl/certs/host-ca-certificates.crt"
 
 say "building the edgetwin wheel on the host"
 rm -rf "$ROOT/tmp/edgetwin-dist"
@@ -88,7 +94,12 @@ mkdir -p "$ROOT/tmp/edgetwin-dist"
 WHEEL=$(basename "$(ls "$ROOT"/tmp/edgetwin-dist/edgetwin-*.whl)")
 echo "$WHEEL"
 
-in_root() { chroot "$ROOT" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LANG=C.UTF-8 "$@"; }
+in_root() {
+  chroot "$ROOT" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LANG=C.UTF-8 \
+    PIP_CERT=/etc/ssl/certs/host-ca-certificates.crt SSL_CERT_FILE=/etc/ssl/certs/host-ca-certificates.crt \
+    PIP_DEFAULT_TIMEOUT=180 ${http_proxy:+http_proxy=$http_proxy} ${https_proxy:+https_proxy=$https_proxy} \
+    "$@"
+}
 
 say "inside: $(in_root uname -m), $(in_root python3 --version)"
 # A re-run brings a rebuilt wheel of the same version: pip would call it satisfied.
