@@ -10,7 +10,7 @@ TFLITE_VENV := .venv-tflite
 OUT := out
 DEMO_SECONDS ?= 60
 
-.PHONY: demo test lint typecheck pytest bench default-model clean
+.PHONY: demo test lint typecheck pytest bench default-model clean debian-deps arm64-smoke
 
 $(BIN)/.installed: pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "edgetwin needs Python >= 3.11, found " + sys.version.split()[0])'
@@ -41,7 +41,11 @@ lint: $(BIN)/.installed
 typecheck: $(BIN)/.installed
 	$(BIN)/mypy edgetwin_contracts edge_agent model_export cloud_sync
 
-pytest: $(BIN)/.installed $(TFLITE_VENV)/.installed
+# Debian packages the tests need (Chromium, systemd tools): installed when run as root.
+debian-deps:
+	scripts/debian-deps.sh scripts/debian-packages.txt
+
+pytest: $(BIN)/.installed $(TFLITE_VENV)/.installed debian-deps
 	$(BIN)/python -m pytest
 
 test: lint typecheck pytest
@@ -57,6 +61,11 @@ bench: $(BIN)/.installed
 	$(BIN)/python bench/swap_pause.py
 	$(BIN)/python bench/closed_loop.py
 	E2E_KILLS=100 $(BIN)/python -m pytest -q tests/e2e/test_exactly_once.py -k sqlite
+
+# The device target for real: arm64 Debian root under qemu-user, install, replay, bench
+# (as root; minutes the first time; docs/arm64.md). Not part of `make test`.
+arm64-smoke: $(BIN)/.installed
+	scripts/arm64-smoke.sh
 
 # Rebuilds the shipped generic model from the synthetic corpus and re-signs it (docs/default-model.md).
 default-model: $(BIN)/.installed
