@@ -128,6 +128,12 @@ def config(layout: Layout, opts: Options, run: Runner) -> StepResult:
         layout.config_dir.mkdir(parents=True, exist_ok=True)
         _write_if_changed(layout.config, text, 0o640)
         outcome = Outcome.DONE
+    # root:edge-agent 0640: the service reads it, nobody else (it may hold tokens).
+    gid = _group_id(layout, USER)
+    if os.geteuid() == 0 and gid is not None and layout.config.stat().st_gid != gid:
+        os.chown(layout.config, 0, gid)
+        layout.config.chmod(0o640)
+        outcome = Outcome.DONE
     run([str(layout.agent_bin), "check-config", str(layout.config)])
     return StepResult("config", outcome, str(layout.config))
 
@@ -204,6 +210,17 @@ def uninstall(layout: Layout, purge: bool, run: Runner = run_command) -> list[St
         run(["userdel", f"--root={layout.root}", USER])
     results.append(StepResult("data", Outcome.DONE, f"removed config, data and user {USER}"))
     return results
+
+
+def _group_id(layout: Layout, name: str) -> int | None:
+    group = layout.at("/etc/group")
+    if not group.is_file():
+        return None
+    for line in group.read_text().splitlines():
+        fields = line.split(":")
+        if len(fields) >= 3 and fields[0] == name and fields[2].isdigit():
+            return int(fields[2])
+    return None
 
 
 def _has_user(layout: Layout) -> bool:

@@ -4,6 +4,7 @@ config and data unless --purge."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -60,6 +61,14 @@ def test_install_twice_verify_then_uninstall(tmp_path: Path, wheel: Path) -> Non
     config = root / "etc/edge-agent/agent.toml"
     text = config.read_text()
     assert 'name = "pump-17"' in text and 'port = "/dev/ttyACM3"' in text
+    if os.geteuid() == 0:  # root:edge-agent 0640: the service reads it, nobody else
+        group = next(
+            line.split(":")[2]
+            for line in (root / "etc/group").read_text().splitlines()
+            if line.startswith("edge-agent:")
+        )
+        st = config.stat()
+        assert (st.st_uid, st.st_gid, st.st_mode & 0o777) == (0, int(group), 0o640)
 
     # The installed unit, with its ExecStart really there, passes systemd's own check.
     verified = _verify(root, "edge-agent.service")

@@ -22,46 +22,14 @@ import pytest
 from edge_agent.service.notify import Notifier
 from edge_agent.service.watchdog import Progress, ProgressMonitor, watchdog_period_s
 from edge_agent.sources.base import SourceState
-from tests.edge_agent.integration.helpers import GUARD_S, agent_process, agent_toml, free_port
+from tests.edge_agent.integration.helpers import agent_process, agent_toml, free_port
+from tests.edge_agent.service.fake_systemd import FakeSystemd
 
 WATCHDOG_USEC = 200_000
 """0.2 s: pings every 0.1 s."""
 STALL_AFTER_S = 0.5
 SILENT_PERIODS = 20
 """Watchdog periods of silence the test waits for while the device says nothing."""
-
-
-class FakeSystemd:
-    """The receiving end of NOTIFY_SOCKET: a bound AF_UNIX datagram socket."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self.sock.bind(str(path))
-
-    def receive(self, timeout_s: float) -> dict[str, str] | None:
-        self.sock.settimeout(timeout_s)
-        try:
-            data = self.sock.recv(4096)
-        except (TimeoutError, BlockingIOError):
-            return None
-        return dict(line.split("=", 1) for line in data.decode().splitlines())
-
-    def wait_for(self, key: str, timeout_s: float = GUARD_S) -> list[dict[str, str]]:
-        """Messages up to and including the first carrying ``key``."""
-        seen = []
-        while True:
-            message = self.receive(timeout_s)
-            assert message is not None, f"no {key} within {timeout_s} s; got {seen}"
-            seen.append(message)
-            if key in message:
-                return seen
-
-    def drain(self) -> list[dict[str, str]]:
-        out = []
-        while (message := self.receive(0.0 if out else 0.01)) is not None:
-            out.append(message)
-        return out
 
 
 class Device:
