@@ -62,6 +62,11 @@ say "binfmt: qemu-aarch64 $(grep -o 'flags: .*' /proc/sys/fs/binfmt_misc/qemu-aa
 if [ ! -e "$ROOT/.edgetwin-debootstrapped" ]; then
   MIRROR=$(mirror)
   say "debootstrap $SUITE arm64 into $ROOT from the host's mirror"
+  # Never delete through a bind mount left by an interrupted run (it would be the host's /dev).
+  if grep -q " $ROOT/" /proc/mounts; then
+    echo "arm64-smoke: $ROOT still has mounts (see /proc/mounts): umount them first" >&2
+    exit 2
+  fi
   rm -rf "$ROOT"
   mkdir -p "$ROOT"
   debootstrap --arch=arm64 --variant=minbase \
