@@ -1,6 +1,7 @@
 """`edge-agent install` / `uninstall` into a temporary root: the files, the user, the
-venv, the enable symlink; idempotent; the operator's config survives; uninstall keeps
-config and data unless --purge."""
+venv, the enable symlink; idempotent; the operator's config survives; a broken config
+fails the install with its key; uninstall keeps config and data unless --purge. One
+root for the whole story: creating a venv is the slow part."""
 
 from __future__ import annotations
 
@@ -83,6 +84,14 @@ def test_install_twice_verify_then_uninstall(tmp_path: Path, wheel: Path) -> Non
     assert 'name = "pump-17b"' in config.read_text()
     assert _members(root, "dialout") == ["edge-agent"]
 
+    # A config with a mistake fails the install, naming the key; nothing is overwritten.
+    edited = config.read_text()
+    config.write_text(edited.replace("[agent]", "[agent]\nnmae = 'typo'", 1))
+    broken = run_installer(root, "install", wheel=wheel)
+    assert broken.returncode == 1
+    assert "agent.nmae" in broken.stdout + broken.stderr and "install failed" in broken.stderr
+    config.write_text(edited)
+
     removed = run_installer(root, "uninstall")
     assert removed.returncode == 0, removed.stderr
     assert not unit.exists() and not wants.exists()
@@ -95,13 +104,3 @@ def test_install_twice_verify_then_uninstall(tmp_path: Path, wheel: Path) -> Non
     assert purged.returncode == 0, purged.stdout + purged.stderr
     assert not config.exists()
     assert "edge-agent:" not in (root / "etc/passwd").read_text()
-
-
-def test_a_broken_config_fails_the_install_with_the_key(tmp_path: Path, wheel: Path) -> None:
-    root = tmp_path / "root"
-    (root / "etc/edge-agent").mkdir(parents=True)
-    (root / "etc/edge-agent/agent.toml").write_text("[agent]\nnmae = 'typo'\n")
-    result = run_installer(root, "install", wheel=wheel)
-    assert result.returncode == 1
-    assert "agent.nmae" in result.stdout + result.stderr
-    assert "install failed" in result.stderr
