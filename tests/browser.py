@@ -1,6 +1,9 @@
-"""Headless Chromium (Debian's /usr/bin/chromium, driven by Playwright) shared by the
-page tests: one browser per session, a fresh context per test, and every console error
-or uncaught exception on the page collected so a test can assert there were none."""
+"""Headless Chromium (Debian's /usr/bin/chromium, driven by Playwright) for the page
+tests: one browser per test module, a fresh context per test, and every console error
+or uncaught exception on the page collected so a test can assert there were none.
+
+Per module, not per session: Playwright's sync API keeps an asyncio loop running on the
+main thread while it is open, and every later test calling asyncio.run() would fail."""
 
 from __future__ import annotations
 
@@ -20,7 +23,7 @@ SCREENSHOTS = REPO / "out" / "screenshots"
 """Screenshots of every page test, kept after the run to look at."""
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     try:
         from playwright.sync_api import sync_playwright
