@@ -9,8 +9,13 @@ TFLITE_PYTHON ?= $(shell command -v python3.11 || echo $(PYTHON))
 TFLITE_VENV := .venv-tflite
 OUT := out
 DEMO_SECONDS ?= 60
+# Debian packages the tests use; scripts/debian-packages.sh installs them as root.
+DEBIAN_PACKAGES += socat
+# Headless Chromium for the status/fleet page tests (Playwright drives it), with a font
+# so screenshots show text; systemd for systemd-analyze, systemd-sysusers, systemctl.
+DEBIAN_PACKAGES += chromium fonts-liberation systemd
 
-.PHONY: demo test lint typecheck pytest bench default-model clean debian-deps arm64-smoke
+.PHONY: demo test lint typecheck pytest bench default-model clean debian-packages arm64-smoke
 
 $(BIN)/.installed: pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "edgetwin needs Python >= 3.11, found " + sys.version.split()[0])'
@@ -41,11 +46,10 @@ lint: $(BIN)/.installed
 typecheck: $(BIN)/.installed
 	$(BIN)/mypy edgetwin_contracts edge_agent model_export cloud_sync
 
-# Debian packages the tests need (Chromium, systemd tools): installed when run as root.
-debian-deps:
-	scripts/debian-deps.sh scripts/debian-packages.txt
+debian-packages:
+	@scripts/debian-packages.sh $(DEBIAN_PACKAGES)
 
-pytest: $(BIN)/.installed $(TFLITE_VENV)/.installed debian-deps
+pytest: $(BIN)/.installed $(TFLITE_VENV)/.installed debian-packages
 	$(BIN)/python -m pytest
 
 test: lint typecheck pytest

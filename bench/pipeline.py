@@ -7,6 +7,9 @@
 2. Latency from a line written to a pseudo-terminal to the alarm state change, with the
    real serial source (pyserial) and the agent's event loop, at 100 lines/s: every other
    line crosses a value_above rule. Target p99 <= 5 ms.
+3. Detector cost per sample on one core: the int8 forecast (window in, forecasts out)
+   plus the likelihood detector's score, over NAB's machine_temperature series.
+   Target (issue 8) <= 20 us per sample.
 """
 
 from __future__ import annotations
@@ -25,9 +28,13 @@ from _common import nab_series, percentiles_us
 
 from edge_agent.agent import Agent
 from edge_agent.alarms.model import AlarmEvent, AlarmEventKind
+from edge_agent.anomaly.detector import AnomalyDetector
 from edge_agent.backtest import run_backtest
 from edge_agent.config import LoadedConfig, parse_config
+from edge_agent.modelref import load_model
+from edge_agent.pipeline.window import SampleWindow
 from edge_agent.simulator import CHANNELS, SimulatorSettings, generate_series, parse_fault
+from edge_agent.sources.replay import ReplaySource, ReplaySourceConfig
 
 RULES = """
 [[alarms]]
@@ -198,6 +205,43 @@ def latency(tmp: Path, lines: int, rate_hz: float) -> None:
     )
 
 
+def detector_cost() -> None:
+    """Forecast + score per sample, timed apart, as the channel pipeline runs them."""
+    model = load_model(parse_config("").model)
+    forecaster = model.forecaster
+    source = ReplaySource(
+        ReplaySourceConfig(type="replay", name="cost", path=nab_series()[3], speed=0)
+    )
+    values = [r.value for r in source.iter_readings()]
+    window = SampleWindow(forecaster.window_length)
+    detector = AnomalyDetector()
+    forecast_ns = np.zeros(len(values), dtype=np.int64)
+    score_ns = np.zeros(len(values), dtype=np.int64)
+    clock = time.perf_counter_ns
+    pending = float("nan")
+    n = 0
+    for value in values:
+        if pending == pending:
+            t0 = clock()
+            detector.score(value, pending)
+            score_ns[n] = clock() - t0
+        window.push(value)
+        if window.is_full:
+            t0 = clock()
+            pending = float(forecaster.forecast(window.view())[0])
+            forecast_ns[n] = clock() - t0
+            n += 1
+    f50, f99 = percentiles_us(forecast_ns[100:n])
+    s50, s99 = percentiles_us(score_ns[100:n])
+    total = (forecast_ns[100:n] + score_ns[100:n]) / 1000.0
+    print(
+        f"detector per sample, {n - 100} samples of NAB machine_temperature, one core: "
+        f"forecast p50 {f50:.2f} us (p99 {f99:.2f}), score p50 {s50:.2f} us (p99 {s99:.2f}), "
+        f"forecast + score mean {total.mean():.2f} us, p50 {np.median(total):.2f} us "
+        f"(target <= 20 us)"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rows", type=int, default=50_000, help="pump CSV rows (x4 samples)")
@@ -207,6 +251,7 @@ def main() -> None:
         throughput(Path(tmp), args.rows)
     with tempfile.TemporaryDirectory(prefix="bench-latency-") as tmp:
         latency(Path(tmp), args.lines, 100.0)
+    detector_cost()
 
 
 if __name__ == "__main__":

@@ -138,6 +138,9 @@ class TrainingSection(Strict):
     """Upper bound; early stopping on the last 10 % of the device's training windows."""
     pretrain_learning_rate: Annotated[float, Field(gt=0, le=1)] = 1e-3
     finetune_learning_rate: Annotated[float, Field(gt=0, le=1)] = 1e-3
+    finetune_from_generic: bool = True
+    """Also fine-tune each device from the shipped generic model and keep whichever
+    start validates better on the device's own data (twice the fine-tune time)."""
     patience: Annotated[int, Field(ge=1)] = 4
     batch_size: Annotated[int, Field(ge=1)] = 256
     pretrain_windows_per_device: Annotated[int, Field(ge=1)] = 5000

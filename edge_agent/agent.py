@@ -159,7 +159,14 @@ class Agent:
     ) -> None:
         """Run until ``stop`` is set; then stop sources, drain actions, flush and close."""
         self._loop = asyncio.get_running_loop()
-        for action in self.actions.values():
+        open_alarms = self.engine.open_alarms()
+        for name, action in self.actions.items():
+            restore = getattr(action, "restore", None)
+            if restore is not None:
+                # An output that shows state (a lamp, a relay) must show the alarms still
+                # open from before a restart: the engine raises no new event for them.
+                rules = {rule.name for rule in self.config.alarms if name in rule.actions}
+                restore([alarm for alarm in open_alarms if alarm.rule in rules])
             await action.start()
         tasks = [
             asyncio.create_task(self._consume(src), name=f"source:{src.name}")

@@ -43,6 +43,16 @@ def _parser() -> argparse.ArgumentParser:
     replay.add_argument("--csv", type=Path, help="timestamp + value column(s)")
     replay.add_argument("--out", type=Path, help="per-sample results CSV")
     replay.add_argument(
+        "--nab-out", type=Path, help="NAB result file (timestamp,value,anomaly_score per row)"
+    )
+    replay.add_argument(
+        "--update-bundle", type=Path, help="a model release to take during the replay"
+    )
+    replay.add_argument("--update-key", type=Path, help="its release public key (PEM)")
+    replay.add_argument(
+        "--update-at", help="data time of the update (ISO 8601 or UNIX s); default: the start"
+    )
+    replay.add_argument(
         "--sample", action="store_true", help="the shipped sample and its config (smoke test)"
     )
 
@@ -65,6 +75,11 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--rate", type=float, default=20.0, help="simulated lines per second")
     demo.add_argument("--workdir", type=Path, default=Path("out/demo-agent"))
     demo.add_argument("--port", type=int, default=8080, help="HTTP port (0: any free port)")
+    demo.add_argument(
+        "--no-loop",
+        action="store_true",
+        help="only the live part (skip the fast-forwarded retrain and model update)",
+    )
 
     model = sub.add_parser("model", help="model bundles on this device")
     model_sub = model.add_subparsers(dest="model_command", required=True)
@@ -155,12 +170,28 @@ def _serve_without_model(loaded: LoadedConfig, exc: Exception) -> None:
     asyncio.run(main())
 
 
-def _replay(config_path: Path, data: Path, out: Path | None) -> int:
-    from edge_agent.backtest import run_backtest
+def _replay(args: argparse.Namespace) -> int:
+    from edge_agent.backtest import ModelUpdate, run_backtest
     from edge_agent.config import load_config
+    from edge_agent.sources.replay import parse_timestamp
 
-    loaded = load_config(config_path)
-    report = run_backtest(loaded, data, out)
+    loaded = load_config(args.config)
+    update = None
+    if args.update_bundle is not None:
+        at = parse_timestamp(args.update_at) if args.update_at else float("-inf")
+        if args.update_key is None or at is None:
+            print(
+                "edge-agent replay: --update-bundle needs --update-key and a valid --update-at",
+                file=sys.stderr,
+            )
+            return EXIT_USAGE
+        update = ModelUpdate(at, args.update_bundle, args.update_key)
+    data, out = args.csv, args.out
+    try:
+        report = run_backtest(loaded, data, out, nab_out=args.nab_out, update=update)
+    except ValueError as exc:
+        print(f"edge-agent replay: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     print(
         f"replayed {report.readings} readings ({report.samples} samples through the model) "
         f"in {report.elapsed_s:.2f} s: {report.samples_per_s:,.0f} samples/s"
@@ -177,8 +208,12 @@ def _replay(config_path: Path, data: Path, out: Path | None) -> int:
         print(f"  {a.raised_at:.0f} {a.severity.value:8s} {a.rule} on {a.channel}: {a.message}")
     if len(report.raised) > 20:
         print(f"  ... and {len(report.raised) - 20} more (see the results CSV)")
+    if report.model_update is not None:
+        print(f"model update: {report.model_update}")
     if out is not None:
         print(f"results: {out}")
+    if args.nab_out is not None:
+        print(f"NAB results: {args.nab_out}")
     return EXIT_OK
 
 
@@ -193,11 +228,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             if args.sample:
                 from edge_agent.samples import PUMP_CSV, REPLAY_CONFIG
 
-                return _replay(args.config or REPLAY_CONFIG, args.csv or PUMP_CSV, args.out)
+                args.config = args.config or REPLAY_CONFIG
+                args.csv = args.csv or PUMP_CSV
             if args.config is None or args.csv is None:
                 print("edge-agent replay: give --config and --csv (or --sample)", file=sys.stderr)
                 return EXIT_USAGE
-            return _replay(args.config, args.csv, args.out)
+            return _replay(args)
         if args.command in {"install", "uninstall"}:
             from edge_agent.install.cli import run_install, run_uninstall
 
@@ -216,7 +252,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             if args.duration < 10:
                 print("edge-agent demo: --duration must be >= 10 s", file=sys.stderr)
                 return EXIT_USAGE
-            return demo.main(args.duration, args.rate, args.workdir, args.port)
+            return demo.main(
+                args.duration, args.rate, args.workdir, args.port, closed_loop=not args.no_loop
+            )
         if args.command == "model" and args.model_command == "verify":
             return _verify(args.bundle, args.public_key, args.backend)
         if args.command == "model" and args.model_command == "demo":

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
@@ -19,13 +19,23 @@ from edge_agent.cleaning.config import CleaningConfig
 from edge_agent.configbase import Strict
 from edge_agent.http.config import HttpConfig
 from edge_agent.ota.config import OtaConfig
+from edge_agent.sources.gpio import GpioSourceConfig
+from edge_agent.sources.modbus.config import ModbusSourceConfig
+from edge_agent.sources.onewire import OneWireSourceConfig
 from edge_agent.sources.replay import ReplaySourceConfig
 from edge_agent.sources.serial import SerialSourceConfig
 from edge_agent.store.config import StoreConfig
 from edge_agent.sync.config import SyncConfig
 from edgetwin_contracts.configcheck import read_toml, validate_toml
 
-SourceConfig = Annotated[SerialSourceConfig | ReplaySourceConfig, Field(discriminator="type")]
+SourceConfig = Annotated[
+    SerialSourceConfig
+    | ReplaySourceConfig
+    | ModbusSourceConfig
+    | GpioSourceConfig
+    | OneWireSourceConfig,
+    Field(discriminator="type"),
+]
 """The registry of source plugins: add a plugin's config model here."""
 
 ChannelName = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")]
@@ -62,11 +72,31 @@ class ModelConfig(Strict):
 
 
 class ScoreConfig(Strict):
-    """Anomaly score tuning (docs/anomaly-score.md)."""
+    """Anomaly score tuning (docs/anomaly-score.md, docs/anomaly-quality.md)."""
 
+    method: Literal["residual", "likelihood"] = "residual"
+    """residual: the one-step residual over its typical size (1 = an ordinary miss).
+    likelihood: the residual's likelihood, the range's novelty and one detection per
+    event, as -log10 of a probability (3 = a 1-in-1,000 surprise); the shipped example
+    config uses it (docs/anomaly-quality.md)."""
     alpha: Annotated[float, Field(gt=0, le=1)] = 0.02
     warmup: Annotated[int, Field(ge=1)] = 16
     clip: Annotated[float, Field(gt=0)] = 4.0
+    short_window: Annotated[int, Field(ge=1, le=1000)] = 3
+    """likelihood: samples averaged for the short-term surprise."""
+    likelihood_alpha: Annotated[float, Field(gt=0, le=1)] = 0.001
+    """likelihood: weight of each sample in the long-run surprise statistics
+    (0.001: a ~1,000-sample memory)."""
+    likelihood_warmup: Annotated[int, Field(ge=1)] = 200
+    """likelihood: samples learned (score 0.0) before the first score."""
+    range_weight: Annotated[float, Field(ge=0)] = 4.0
+    """likelihood: score per percent of the range's width by which a reading lies
+    beyond the lowest or highest reading ever seen (0: off)."""
+    hold_level: Annotated[float, Field(gt=0)] = 3.0
+    """likelihood: a score at or above this starts a hold (one event, one detection);
+    give the channel's score_above rule the same `set`."""
+    hold_samples: Annotated[int, Field(ge=0)] = 200
+    """likelihood: samples that report 0.0 after a score reached hold_level."""
 
 
 class ChannelConfig(Strict):
@@ -108,7 +138,7 @@ class AgentConfig(Strict):
         _unique("alarms", [r.name for r in self.alarms], problems)
         _unique("actions", [a.name for a in self.actions], problems)
         known_actions = self.action_names()
-        produced = {m.channel for s in self.sources for m in _mappings(s)}
+        produced = {channel for s in self.sources for channel in _channels(s)}
         known_channels = produced | set(self.channels)
         for i, rule in enumerate(self.alarms):
             for name in rule.actions:
@@ -133,10 +163,18 @@ class AgentConfig(Strict):
         return found
 
 
-def _mappings(source: SerialSourceConfig | ReplaySourceConfig) -> list[Any]:
+def _channels(
+    source: SerialSourceConfig
+    | ReplaySourceConfig
+    | ModbusSourceConfig
+    | GpioSourceConfig
+    | OneWireSourceConfig,
+) -> list[str]:
     if isinstance(source, SerialSourceConfig):
-        return list(source.fields.values())
-    return list(source.columns.values())
+        return [m.channel for m in source.fields.values()]
+    if isinstance(source, ReplaySourceConfig):
+        return [m.channel for m in source.columns.values()]
+    return source.channel_names()
 
 
 def _unique(section: str, names: list[str], problems: list[str]) -> None:

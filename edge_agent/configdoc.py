@@ -94,13 +94,20 @@ def _section(title: str, model: type[BaseModel], out: list[str], tag: str = "") 
             nested.append((name, sub))
     for name, sub in nested:
         suffix = ""
-        if "type" in sub.model_fields or "kind" in sub.model_fields:
-            tag_field = "type" if "type" in sub.model_fields else "kind"
-            suffix = f" with {tag_field} = {_type_name(sub.model_fields[tag_field].annotation)}"
+        for tag_field in ("type", "kind"):
+            tag_info = sub.model_fields.get(tag_field)
+            if tag_info is None:
+                continue
+            annotation = tag_info.annotation
+            # A Literal tag discriminates a union; an enum field is plain data.
+            if not (isinstance(annotation, type) and issubclass(annotation, Enum)):
+                suffix = f" with {tag_field} = {_type_name(annotation)}"
+                break
         annotation_name = _type_name(model.model_fields[name].annotation)
         key = f"{title}.{name}" if title != "(top level)" else name
         if annotation_name.startswith("list of"):
-            key = f"[[{key}]]"
+            # A list inside a list table is [[sources.registers]] in TOML.
+            key = f"[[{key.replace('[[', '').replace(']]', '')}]]"
         elif annotation_name.startswith("table of"):
             key = f"{key}.<name>"
         _section(key, sub, out, suffix)

@@ -115,6 +115,12 @@ class ModelUpdateReport(_Strict):
     bad_versions: dict[str, str] = Field(default_factory=dict)
     """Release version -> why this device rejected or rolled it back; the cloud marks
     those releases bad for this device and does not offer them again."""
+    guard_samples: Annotated[int, Field(ge=0)] | None = None
+    """Samples the live guard compared the two models on (installed / rolled back)."""
+    guard_mae_new: float | None = None
+    """The release's one-step MAE over those samples (channel units, all channels)."""
+    guard_mae_old: float | None = None
+    """The previous model's one-step MAE over the same samples, run in shadow."""
 
 
 class ReportedState(_Strict):

@@ -194,10 +194,19 @@ def relative_increase(float32_mae: float, int8_mae: float) -> float:
     return 0.0 if int8_mae == 0 else float("inf")
 
 
-def check_int8_bound(metrics: ValidationMetrics, max_increase: float) -> None:
+def check_int8_bound(
+    metrics: ValidationMetrics, max_increase: float, abs_floor: float = 0.0
+) -> None:
     """Raise ConversionRefused when ``metrics.int8_mae_increase`` exceeds ``max_increase``
-    (a fraction: 0.03 allows int8 MAE up to 3 % above float32)."""
-    if not metrics.int8_mae_increase <= max_increase:
+    (a fraction: 0.03 allows int8 MAE up to 3 % above float32) and the int8 MAE is also
+    more than ``abs_floor`` (window-std units) above float32.
+
+    The floor matters when the float32 error is itself near zero (a series that is flat
+    most of the time): int8's rounding, a fraction of a percent of a window-std, is then
+    a large share of a tiny number without making the model any less usable."""
+    excess = metrics.int8.mae - metrics.float32.mae
+    within_floor = abs_floor > 0 and excess <= abs_floor
+    if not (metrics.int8_mae_increase <= max_increase or within_floor):
         raise ConversionRefused(
             metrics.float32.mae, metrics.int8.mae, metrics.int8_mae_increase, max_increase
         )

@@ -32,7 +32,7 @@ def browser() -> Iterator[Any]:
         raise
     require(
         Path(CHROMIUM).exists() or shutil.which(CHROMIUM) is not None,
-        f"{CHROMIUM} missing (Debian: apt install chromium; make debian-deps)",
+        f"{CHROMIUM} missing (Debian: apt install chromium; make debian-packages)",
     )
     with sync_playwright() as p:
         # --no-sandbox: the tests run as root here, where Chromium's sandbox refuses.

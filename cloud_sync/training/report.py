@@ -100,6 +100,12 @@ def write_report(out: Path, r: ReportInputs) -> None:
         f"| fine-tune epochs run | {res.epochs_run} (final loss {res.train_loss:.4f}"
         + (f", best validation {res.val_loss:.4f})" if res.val_loss is not None else ")")
         + " |",
+        "| fine-tune start | "
+        + ", ".join(
+            f"{'**' + k + '**' if k == res.start else k} (validation {v:.4f})"
+            for k, v in res.start_val_losses.items()
+        )
+        + " |",
         f"| int8 model | {len(res.model_bytes)} bytes, {res.representative} calibration windows |",
         f"| worker time | {res.seconds:.1f} s |",
         f"| signed with | {r.signing} |",
@@ -140,6 +146,8 @@ def decision_record(r: ReportInputs) -> dict[str, Any]:
         },
         "windows": {"train": len(r.windows.train), "held_out": len(r.windows.held_out)},
         "epochs_run": res.epochs_run,
+        "start": res.start,
+        "start_val_losses": res.start_val_losses,
         "span": list(r.windows.span),
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
+import numpy.typing as npt
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import Engine, select
 
@@ -136,6 +137,7 @@ def retrain(
         verbose=0,
     )
     weights = [np.asarray(w) for w in fleet_model.get_weights()]
+    generic = _generic_weights() if t.finetune_from_generic else None
     tasks = []
     for name in trainable:
         w = windows[name]
@@ -150,6 +152,7 @@ def retrain(
                 settings=settings,
                 deployed=resolve_deployed(engine, name, t.reports_dir),
                 norm=norm,
+                generic_weights=generic,
             )
         )
     say(f"fine-tuning {len(tasks)} device(s) on Dask")
@@ -263,6 +266,15 @@ def _fleet_model(
     }
     write_decision(folder / FLEET_INFO, info)
     return result.model, info
+
+
+def _generic_weights() -> list[npt.NDArray[np.float64]]:
+    """The shipped generic model's float weights (the fleet model's first start)."""
+    import keras
+
+    from model_export.default_model import KERAS_REFERENCE
+
+    return [np.asarray(w) for w in keras.models.load_model(KERAS_REFERENCE).get_weights()]
 
 
 def _signing_key(config: CloudConfig) -> tuple[Ed25519PrivateKey, str]:

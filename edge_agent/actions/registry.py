@@ -1,6 +1,6 @@
 """The registry of action plugins: config type → implementation, an explicit list.
 
-Adding a plugin (GPIO outputs, later): its module declares a config model with
+Adding a plugin: its module declares a config model with
 ``type: Literal["gpio"]`` and a class implementing ``edge_agent.actions.base.Action``;
 add the config to ``ActionConfig`` (actions/config.py) and a branch here.
 """
@@ -11,7 +11,13 @@ from collections.abc import Mapping
 from typing import assert_never
 
 from edge_agent.actions.base import Action
-from edge_agent.actions.config import ActionConfig, LogActionConfig, WebhookActionConfig
+from edge_agent.actions.config import (
+    ActionConfig,
+    GpioOutputActionConfig,
+    LogActionConfig,
+    WebhookActionConfig,
+)
+from edge_agent.actions.gpio_output import GpioOutputAction
 from edge_agent.actions.log import LogAction
 from edge_agent.actions.webhook import WebhookAction
 
@@ -22,6 +28,8 @@ def build_action(config: ActionConfig) -> Action:
         return LogAction(config)
     if isinstance(config, WebhookActionConfig):
         return WebhookAction(config)
+    if isinstance(config, GpioOutputActionConfig):
+        return GpioOutputAction(config)
     assert_never(config)
 
 

@@ -8,6 +8,7 @@ not be text/HTML or JSON, and the first bytes must be a tar header.
 
 from __future__ import annotations
 
+import asyncio
 import os
 from pathlib import Path
 
@@ -120,8 +121,10 @@ class Downloader:
                                 raise NotAnArchive(_describe_head(head))
                     fh.write(chunk)
             finally:
+                # Writes land in the page cache (microseconds); the fsync can take an SD
+                # card hundreds of milliseconds, so it runs off the loop, between samples.
                 fh.flush()
-                os.fsync(fh.fileno())
+                await asyncio.to_thread(os.fsync, fh.fileno())
         if not head_checked and written == size_bytes and not is_tar_header(head):
             raise NotAnArchive(_describe_head(head))
         if written < size_bytes:

@@ -19,6 +19,7 @@ import shutil
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
@@ -42,7 +43,7 @@ from edge_agent.ota.errors import (
 from edge_agent.ota.layout import ModelsDir, Pointer, fsync_dir, install_name
 from edge_agent.ota.selftest import CHILD_COMMAND, run_self_test
 from edge_agent.pipeline.pipeline import Pipeline
-from edge_agent.pipeline.shadow import ShadowGuard
+from edge_agent.pipeline.shadow import ShadowGuard, guard_verdict
 from edgetwin_contracts.batch import ModelRelease, ModelUpdateReport, ModelUpdateState
 from edgetwin_contracts.bundle import MAX_MODEL_BYTES, read_verified
 from edgetwin_contracts.manifest import Manifest, version_key
@@ -55,8 +56,6 @@ ROLLBACK_ALARM = "model-rollback"
 MAX_TRIALS = 2
 """Starts that found a release still under guard (the agent stopped during it) after
 which the release is marked bad rather than tried again."""
-_MAE_FLOOR = 1e-9
-"""Absolute slack on the MAE comparison, so two perfect models do not fail the guard."""
 
 
 class OtaManager:
@@ -346,17 +345,9 @@ class OtaManager:
             return
         release, _new, previous, name = self._trial
         mae_new, mae_old = guard.mae_new, guard.mae_old
-        reason: str | None = None
-        if guard.failure is not None:
-            reason = f"failed in the live guard: {guard.failure}"
-        elif mae_new is not None and mae_old is not None:
-            limit = mae_old * (1.0 + self.config.guard_margin) + _MAE_FLOOR
-            if mae_new > limit:
-                reason = (
-                    f"one-step MAE {mae_new:.6g} vs {mae_old:.6g} of {previous_version(previous)}"
-                    f" over {guard.samples} samples: worse by more than "
-                    f"{self.config.guard_margin:.0%}"
-                )
+        reason = guard_verdict(guard, self.config.guard_margin)
+        if reason is not None and guard.failure is None:
+            reason += f" (previous model {previous_version(previous)})"
         self._trial = None
         if reason is not None:
             self._pipeline.swap(previous.forecaster, None)
@@ -372,6 +363,7 @@ class OtaManager:
                 reason=reason,
                 ts=self._clock(),
                 bad_versions=bad,
+                **_guard_figures(guard),
             )
             log.error("model %s rolled back: %s", release.version, reason)
         else:
@@ -379,6 +371,7 @@ class OtaManager:
             await asyncio.to_thread(self._commit, release, name, previous)
             self._finished = release
             self._set(ModelUpdateState.INSTALLED, release)
+            self._report = self._report.model_copy(update=_guard_figures(guard))
             log.info(
                 "model %s installed (MAE %s vs %s over %d samples)",
                 release.version,
@@ -447,6 +440,14 @@ class OtaManager:
     def _step(self, name: str) -> None:
         if self._on_step is not None:
             self._on_step(name)
+
+
+def _guard_figures(guard: ShadowGuard) -> dict[str, Any]:
+    return {
+        "guard_samples": guard.samples,
+        "guard_mae_new": guard.mae_new,
+        "guard_mae_old": guard.mae_old,
+    }
 
 
 def previous_version(model: LoadedModel) -> str:

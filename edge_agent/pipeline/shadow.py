@@ -64,3 +64,24 @@ class ShadowGuard:
     @property
     def mae_old(self) -> float | None:
         return self.error_old / self.samples if self.samples else None
+
+
+MAE_FLOOR = 1e-9
+"""Absolute slack on the MAE comparison, so two perfect models do not fail the guard."""
+
+
+def guard_verdict(guard: ShadowGuard, margin: float) -> str | None:
+    """Why the new model must be rolled back after ``guard``, or None to keep it: a
+    failure, or a one-step MAE worse than the previous model's by more than ``margin``
+    (0.10 = 10 %) on the same samples. The one rule for the OTA manager and the replay."""
+    if guard.failure is not None:
+        return f"failed in the live guard: {guard.failure}"
+    mae_new, mae_old = guard.mae_new, guard.mae_old
+    if mae_new is None or mae_old is None:
+        return None
+    if mae_new > mae_old * (1.0 + margin) + MAE_FLOOR:
+        return (
+            f"one-step MAE {mae_new:.6g} vs {mae_old:.6g} over {guard.samples} samples: "
+            f"worse by more than {margin:.0%}"
+        )
+    return None

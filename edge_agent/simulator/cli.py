@@ -6,6 +6,7 @@ import argparse
 import signal
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -36,14 +37,22 @@ def add_simulate_arguments(parser: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="SPEC",
-        help="KIND@START[:DURATION][,KEY=VALUE]..., repeatable; KIND: overheat, wear, spike, "
-        "stuck, dropout, garbage, vanish (e.g. overheat@60s, vanish@30s:5s)",
+        help="KIND@START[:DURATION][,KEY=VALUE]..., repeatable; KIND: overheat, wear, drift, "
+        "spike, stuck, dropout, garbage, vanish (e.g. overheat@60s, vanish@30s:5s)",
     )
     parser.add_argument("--link", type=Path, help="symlink kept pointing at the current pty")
     parser.add_argument("--seed", type=int, default=0, help="the series depends only on it")
     parser.add_argument("--duration", type=float, metavar="S", help="stop after S seconds")
     parser.add_argument(
         "--timestamps", action="store_true", help="print the device's UNIX time as field ts"
+    )
+    parser.add_argument(
+        "--speed",
+        type=float,
+        default=1.0,
+        metavar="X",
+        help="fast-forward: X simulated seconds per second (needs --timestamps; with "
+        "--duration the timestamps start that long ago, so they end near now)",
     )
 
 
@@ -57,7 +66,16 @@ def settings_from_args(args: argparse.Namespace) -> SimulatorSettings:
         link=args.link,
         duration_s=args.duration,
         timestamps=args.timestamps,
+        speed=args.speed,
     )
+
+
+def _epoch(settings: SimulatorSettings) -> float | None:
+    # A cloud refuses readings from its future: a fast-forwarded run of known length
+    # is placed in the past.
+    if settings.speed > 1 and settings.duration_s is not None:
+        return time.time() - settings.duration_s
+    return None
 
 
 def run_simulate(args: argparse.Namespace) -> int:
@@ -80,7 +98,7 @@ def run_simulate(args: argparse.Namespace) -> int:
 
     try:
         with _stop_on_signals(stop):
-            report = run_simulator(settings, stop, on_ready)
+            report = run_simulator(settings, stop, on_ready, epoch=_epoch(settings))
     except SimulatorSettingsInvalid as exc:
         print(f"edge-agent simulate: {exc}", file=sys.stderr)
         return EXIT_USAGE

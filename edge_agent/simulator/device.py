@@ -109,6 +109,7 @@ def run_simulator(
     settings: SimulatorSettings,
     stop: threading.Event,
     on_ready: Callable[[str], None] | None = None,
+    epoch: float | None = None,
 ) -> SimulatorReport:
     """Run the simulated pump on a pty until ``stop`` is set or ``duration_s`` elapses.
 
@@ -119,17 +120,19 @@ def run_simulator(
 
     on_ready(slave_path): called when the device appears, at the start and again after
         each vanish (with the link, if any, already pointing at it).
+    epoch: UNIX time of sample 0 in the printed timestamps; default: now. A fast-forward
+        run starts in the past so that its timestamps never run ahead of the clock.
 
     Raises PtyUnavailable (no ptys on this OS), SimulatorSettingsInvalid (link path is a
     regular file).
     """
     device = PtyDevice(settings.link)
     report = SimulatorReport()
-    epoch = time.time()
+    epoch = time.time() if epoch is None else epoch
     start = time.monotonic()
     try:
         for frame in iter_frames(settings, epoch):
-            delay = start + frame.t - time.monotonic()
+            delay = start + frame.t / settings.speed - time.monotonic()
             if (delay > 0 and stop.wait(delay)) or stop.is_set():
                 break
             report.frames += 1

@@ -6,7 +6,7 @@ Spec grammar (one fault per ``--fault``)::
 
     START, DURATION   a number with an optional unit: ms, s (default), m, h
                       e.g. 60, 60s, 1.5m, 250ms
-    KIND              overheat | wear | spike | stuck | dropout | garbage | vanish
+    KIND              overheat | wear | drift | spike | stuck | dropout | garbage | vanish
 
     overheat@60s[,rate=C_PER_MIN]    lubrication loss: the bearing's heat target rises by
                                      rate °C/min (default 1.0); the temperature follows
@@ -15,6 +15,10 @@ Spec grammar (one fault per ``--fault``)::
     wear@0s[,rate=MM_S_PER_MIN]      bearing wear: vibration RMS drifts up by rate mm/s
                                      per minute (default 0.2), with some extra friction
                                      heat and current; wear is permanent.
+    drift@60s[:D][,channel=C][,rate=UNITS_PER_MIN]  calibration drift: C (default
+                                     bearing_temp) reads high by rate units/min more
+                                     (default 0.05) while the truth stays put; with a
+                                     DURATION the offset then stays where it got to.
     spike@10s[:D][,channel=C][,size=X]  sensor glitch: C (default bearing_temp) reads X
                                      higher (default per channel) for one sample, or for D.
     stuck@20s[:D][,channel=C]        sensor stuck: C repeats its last value (until the end,
@@ -48,6 +52,7 @@ CHANNELS: tuple[str, ...] = ("bearing_temp", "vibration", "current", "ambient")
 class FaultKind(StrEnum):
     OVERHEAT = "overheat"
     WEAR = "wear"
+    DRIFT = "drift"
     SPIKE = "spike"
     STUCK = "stuck"
     DROPOUT = "dropout"
@@ -58,6 +63,7 @@ class FaultKind(StrEnum):
 _DEFAULT_DURATION_S: dict[FaultKind, float | None] = {
     FaultKind.OVERHEAT: None,
     FaultKind.WEAR: None,
+    FaultKind.DRIFT: None,
     FaultKind.SPIKE: 0.0,
     FaultKind.STUCK: None,
     FaultKind.DROPOUT: 5.0,
@@ -67,14 +73,20 @@ _DEFAULT_DURATION_S: dict[FaultKind, float | None] = {
 _KEYS: dict[FaultKind, frozenset[str]] = {
     FaultKind.OVERHEAT: frozenset({"rate"}),
     FaultKind.WEAR: frozenset({"rate"}),
+    FaultKind.DRIFT: frozenset({"channel", "rate"}),
     FaultKind.SPIKE: frozenset({"channel", "size"}),
     FaultKind.STUCK: frozenset({"channel"}),
     FaultKind.DROPOUT: frozenset(),
     FaultKind.GARBAGE: frozenset(),
     FaultKind.VANISH: frozenset(),
 }
-DEFAULT_RATE: dict[FaultKind, float] = {FaultKind.OVERHEAT: 1.0, FaultKind.WEAR: 0.2}
-"""overheat: °C/min of heat target; wear: mm/s of vibration RMS per minute."""
+DEFAULT_RATE: dict[FaultKind, float] = {
+    FaultKind.OVERHEAT: 1.0,
+    FaultKind.WEAR: 0.2,
+    FaultKind.DRIFT: 0.05,
+}
+"""overheat: °C/min of heat target; wear: mm/s of vibration RMS per minute; drift:
+channel units per minute of reading offset."""
 DEFAULT_SPIKE_SIZE: dict[str, float] = {
     "bearing_temp": 15.0,
     "vibration": 6.0,

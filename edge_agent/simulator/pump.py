@@ -107,6 +107,9 @@ class SimulatorSettings:
     duration_s: stop after this many seconds; None: run until stopped.
     timestamps: print the device's own UNIX time as field ``ts`` (then configure the
         source's timestamp_field = "ts").
+    speed: simulated seconds per wall-clock second (fast-forward; > 1 needs
+        ``timestamps`` so the agent keeps the simulated time). Lines are written at
+        ``rate_hz * speed`` per second of wall time.
 
     Raises SimulatorSettingsInvalid for out-of-range values.
     """
@@ -120,12 +123,20 @@ class SimulatorSettings:
     timestamps: bool = False
     csv_delimiter: str = ","
     params: PumpParams = field(default_factory=PumpParams)
+    speed: float = 1.0
 
     def __post_init__(self) -> None:
         if not (0 < self.rate_hz <= 10_000) or not math.isfinite(self.rate_hz):
             raise SimulatorSettingsInvalid(f"rate must be in (0, 10000] Hz, got {self.rate_hz}")
         if self.duration_s is not None and not self.duration_s > 0:
             raise SimulatorSettingsInvalid(f"duration must be > 0 s, got {self.duration_s}")
+        if not (0 < self.speed <= 100_000) or not math.isfinite(self.speed):
+            raise SimulatorSettingsInvalid(f"speed must be in (0, 100000], got {self.speed}")
+        if self.speed != 1.0 and not self.timestamps:
+            raise SimulatorSettingsInvalid(
+                "a fast-forwarded simulator must print timestamps (the agent would stamp "
+                "the readings with the wall clock)"
+            )
         if len(self.csv_delimiter) != 1 or self.csv_delimiter in "0123456789.-+eE\n\r":
             raise SimulatorSettingsInvalid(f"bad CSV delimiter {self.csv_delimiter!r}")
 
@@ -282,6 +293,10 @@ def iter_frames(settings: SimulatorSettings, epoch: float = 0.0) -> Iterator[Fra
         silent = False
         garbage = False
         for number, (fault, first, end) in enumerate(windows):
+            if fault.kind is FaultKind.DRIFT and fault.channel is not None and n >= first:
+                # Like wear, the offset a drift reached stays after it ends.
+                drifted = (min(n, end) if end is not None else n) - first
+                reported[fault.channel] += (fault.rate or 0.0) * drifted * dt / 60.0
             if n < first or (end is not None and n >= end):
                 continue
             kind = fault.kind

@@ -1,5 +1,7 @@
 """Sensor sources: each yields an async stream of Readings and reports its health.
 
 Plugins (one module each: key, config model, implementation): ``serial`` (line protocol
-over pyserial) and ``replay`` (CSV file). ``build_source`` picks the plugin for a config.
+over pyserial), ``replay`` (CSV file), ``modbus`` (RTU and TCP through pymodbus; a
+package of its own), ``gpio`` (gpiozero inputs) and ``onewire`` (DS18B20 through the
+kernel's w1 files). ``build_source`` picks the plugin for a config.
 """

@@ -9,8 +9,15 @@ import numpy as np
 import pytest
 
 from edge_agent.bundle.loader import check_golden, load_bundle
-from edgetwin_contracts.manifest import MANIFEST_FILE, MODEL_FILE, SIGNATURE_FILE
+from edgetwin_contracts.manifest import (
+    MANIFEST_FILE,
+    MODEL_FILE,
+    SIGNATURE_FILE,
+    ErrorMetrics,
+    ValidationMetrics,
+)
 from edgetwin_contracts.signing import load_public_key
+from model_export.convert import check_int8_bound, relative_increase
 from model_export.errors import BundleExists, ConversionRefused, ModelInvalid
 from model_export.train import sidecar_path
 
@@ -110,3 +117,25 @@ def test_convert_needs_the_training_sidecar(tiny_model: Path, tmp_path: Path) ->
     with pytest.raises(ModelInvalid, match="sidecar"):
         load_model(lonely)
     assert sidecar_path(tiny_model).is_file()
+
+
+def _metrics(float32_mae: float, int8_mae: float) -> ValidationMetrics:
+    return ValidationMetrics(
+        holdout="test",
+        windows=10,
+        float32=ErrorMetrics(mae=float32_mae, rmse=float32_mae),
+        int8=ErrorMetrics(mae=int8_mae, rmse=int8_mae),
+        int8_mae_increase=relative_increase(float32_mae, int8_mae),
+    )
+
+
+def test_the_int8_bound_is_relative_with_an_absolute_floor() -> None:
+    # A near-flat series: float32 is almost perfect, int8 rounding adds 24 % of almost nothing.
+    flat = _metrics(0.025, 0.031)
+    with pytest.raises(ConversionRefused):
+        check_int8_bound(flat, 0.03)
+    check_int8_bound(flat, 0.03, abs_floor=0.01)
+    # A real loss is refused whatever the floor.
+    with pytest.raises(ConversionRefused):
+        check_int8_bound(_metrics(0.5, 0.6), 0.03, abs_floor=0.01)
+    check_int8_bound(_metrics(0.5, 0.51), 0.03, abs_floor=0.0)

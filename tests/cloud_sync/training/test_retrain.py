@@ -62,6 +62,12 @@ def test_fleet_retrain_on_two_workers(
         decision = json.loads((d.report_dir / "decision.json").read_text())
         assert decision["verdict"] == d.verdict.value and decision["reason"] == d.reason
         assert decision["deployed"]["scores"]["mae"] > 0
+        # Both starts (fleet model, shipped generic model) were fine-tuned; the one that
+        # validated better on the device's own windows is the candidate.
+        losses = decision["start_val_losses"]
+        assert set(losses) == {"fleet", "generic"}
+        assert decision["start"] == min(losses, key=losses.get)
+        assert "| fine-tune start |" in report
         manifest = parse_manifest((d.report_dir / "bundle" / "manifest.json").read_bytes(), "b")
         assert manifest.model.name == f"edgetwin-{name}" and manifest.model.version == "1.0.1"
         assert manifest.input.sample_period_s == 60.0

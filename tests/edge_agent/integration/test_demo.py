@@ -1,5 +1,6 @@
 """`edge-agent demo` end to end as a subprocess: the simulated pump on a pty, the agent on
-it, and the summary of what happened."""
+it, and the summary of what happened; then the closed loop fast-forwarded (sync, retrain,
+release, over-the-air update) and its before/after comparison."""
 
 from __future__ import annotations
 
@@ -23,13 +24,14 @@ def test_demo_runs_and_tells_what_happened(tmp_path: Path) -> None:
     workdir = tmp_path / "demo"
     args = ["demo", "--duration", str(DURATION_S), "--rate", "20", "--port", "0"]
 
-    done = run_cli([*args, "--workdir", str(workdir)], tmp_path, timeout_s=DURATION_S + 60)
+    done = run_cli([*args, "--workdir", str(workdir)], tmp_path, timeout_s=DURATION_S + 600)
 
     out = done.stdout
     assert done.returncode == 0, out + done.stderr
     assert "agent running: status at http://127.0.0.1:" in out
     lines = out.splitlines()
-    summary = lines[lines.index("what happened (seconds from the start):") :]
+    live = lines[: lines.index("== part 2: the closed loop, fast-forwarded ==")]
+    summary = live[live.index("what happened (seconds from the start):") :]
     text = "\n".join(summary)
     # The three injected faults, each on its own timeline line.
     faults = [line for line in summary if "FAULT" in line]
@@ -61,3 +63,31 @@ def test_demo_runs_and_tells_what_happened(tmp_path: Path) -> None:
     assert store.integrity == "ok"
     assert store.readings > 0
     assert len(store.alarm_ids) >= 2  # the spike's alarm and the health alarms
+
+    # Part 2: the closed loop. The retrain skipped the live pump (a minute of summaries)
+    # with its reason, promoted a model for the fast-forwarded one, and the agent
+    # installed it through the live guard.
+    loop = lines[lines.index("== part 2: the closed loop, fast-forwarded ==") :]
+    loop_text = "\n".join(loop)
+    assert "demo-pump: skipped: too little data" in loop_text
+    promoted = re.search(
+        r"demo-pump-2: promoted: held-out MAE ([\d.]+) vs deployed ([\d.]+)", loop_text
+    )
+    assert promoted, loop_text
+    assert float(promoted.group(1)) < float(promoted.group(2))
+    assert "model update: installed 1.0.1" in loop_text
+    guard = re.search(r"same (\d+) samples: new model MAE ([\d.]+), previous model", loop_text)
+    assert guard and int(guard.group(1)) == 200, loop_text
+    # Both models replayed over the same readings after the update, channel by channel.
+    table = loop[loop.index(next(x for x in loop if "forecast MAE on the same" in x)) + 2 :][:4]
+    assert sorted(row.split()[0] for row in table) == sorted(
+        ["bearing_temp", "vibration", "current", "ambient"]
+    ), loop_text
+    mean = re.search(
+        r"mean change over channels: ([-+\d.]+) % one step ahead, ([-+\d.]+) %", loop_text
+    )
+    assert mean, loop_text
+    # The drifting sensor: its crossing was predicted before it happened.
+    assert "FAULT  bearing sensor drift begins" in loop_text
+    assert "ALARM  bearing-hot-predicted on bearing_temp" in loop_text
+    assert "the cloud's twin of demo-pump-2: model 1.0.1" in loop_text

@@ -61,6 +61,9 @@ def test_release_installs_swaps_between_samples_and_passes_the_guard(
     assert not (r.models.root / "trial.json").exists()
     assert not any(r.models.partial_dir.iterdir())
     assert r.alarms() == []
+    report = r.manager.report()
+    assert report.guard_samples is not None and report.guard_samples > 0
+    assert report.guard_mae_new is not None and report.guard_mae_old is not None
 
 
 def _bad_signature(make_bundle: Any) -> Path:
@@ -296,6 +299,10 @@ def test_a_worse_model_is_rolled_back_by_the_live_guard(
     report = r.manager.report()
     assert "one-step MAE" in (report.reason or "")
     assert report.bad_versions["1.3.0"] == report.reason
+    # The guard's figures travel with the report: both models on the same samples.
+    assert report.guard_samples == 80
+    assert report.guard_mae_new is not None and report.guard_mae_old is not None
+    assert report.guard_mae_new > report.guard_mae_old * 1.10
     assert r.manager.running_version == "1.0.0" and r.pipeline.guard is None
     assert r.alarms() == [ROLLBACK_ALARM]
     assert not (r.models.root / "current.json").exists()

@@ -56,6 +56,36 @@ def test_writes_the_ground_truth_bytes_in_order() -> None:
     assert reports[0].lines_written >= len(expected) == 50
 
 
+def test_fast_forward_prints_simulated_time_from_the_epoch() -> None:
+    # 1 sample per simulated 10 s, 500x: 50 lines a second of wall time, stamped 10 s apart.
+    settings = SimulatorSettings(rate_hz=0.1, seed=3, timestamps=True, speed=500.0)
+    opened: list[Any] = []
+    ready = threading.Event()
+    stop = threading.Event()
+
+    def on_ready(path: str) -> None:
+        opened.append(serial.serial_for_url(path, timeout=5.0))
+        ready.set()
+
+    epoch = 1_700_000_000.0
+    thread = threading.Thread(target=run_simulator, args=(settings, stop, on_ready, epoch))
+    thread.start()
+    try:
+        assert ready.wait(5.0)
+        got = read_lines(opened[0], 20)
+    finally:
+        stop.set()
+        thread.join(5.0)
+        opened[0].close()
+    stamps = [float(line.split(b",")[0]) for line in got]
+    assert stamps == [epoch + 10.0 * i for i in range(20)]
+    # The sensor fields are the generator's (whose own timestamps count from 0).
+    expected = [f.line for f in generate_series(settings, 200.0)]
+    assert [line.split(b",")[1:] for line in got] == [
+        line.split(b",")[1:] for line in expected if line is not None
+    ]
+
+
 def test_vanish_closes_the_pty_and_repoints_the_link(tmp_path: Path) -> None:
     link = tmp_path / "usb-pump"
     settings = SimulatorSettings(

@@ -20,6 +20,11 @@ from edge_agent.simulator.faults import fault_argument
         ("vanish@30s:5s", Fault(FaultKind.VANISH, 30.0, 5.0)),
         ("vanish@30", Fault(FaultKind.VANISH, 30.0, 5.0)),
         ("wear@0", Fault(FaultKind.WEAR, 0.0, None, rate=0.2)),
+        ("drift@1h", Fault(FaultKind.DRIFT, 3600.0, None, "bearing_temp", rate=0.05)),
+        (
+            "drift@10m:30m,channel=ambient,rate=0.02",
+            Fault(FaultKind.DRIFT, 600.0, 1800.0, "ambient", rate=0.02),
+        ),
         ("spike@10s", Fault(FaultKind.SPIKE, 10.0, 0.0, "bearing_temp", size=15.0)),
         (
             "spike@250ms:1s,channel=vibration,size=3",
@@ -46,6 +51,8 @@ def test_specs(spec: str, fault: Fault) -> None:
         ("spike@1s,channel=pressure", "unknown channel 'pressure'"),
         ("wear@1s,rate=fast", "rate='fast' is not a number"),
         ("wear@1s,rate", "is not KEY=VALUE"),
+        ("drift@1s,size=2", "drift takes no 'size'"),
+        ("drift@1s,channel=flow", "unknown channel 'flow'"),
     ],
 )
 def test_bad_specs_say_what_is_wrong(spec: str, message: str) -> None:

@@ -102,6 +102,18 @@ def test_wear_raises_vibration_and_stays() -> None:
     assert worn[-1].truth.current > clean[-1].truth.current
 
 
+def test_drift_moves_the_reading_not_the_truth_and_stays() -> None:
+    clean = series(seconds=1200)
+    drifted = series("drift@300s:300s,channel=ambient,rate=0.5", seconds=1200)
+    offset = [d.reported.ambient - c.reported.ambient for d, c in zip(drifted, clean, strict=True)]
+    assert offset[300] == 0
+    assert offset[450] == pytest.approx(1.25)  # 150 s at 0.5 °C per min
+    assert offset[600] == pytest.approx(2.5)
+    assert offset[-1] == pytest.approx(2.5)  # the offset reached stays
+    assert all(d.truth == c.truth for d, c in zip(drifted, clean, strict=True))
+    assert drifted[-1].reported.bearing_temp == clean[-1].reported.bearing_temp
+
+
 def test_spike_is_one_sample() -> None:
     clean = series(seconds=60)
     spiked = series("spike@30s,channel=vibration,size=6", seconds=60)
@@ -177,7 +189,15 @@ def test_format_line_examples() -> None:
 
 
 @pytest.mark.parametrize(
-    "kw", [{"rate_hz": 0.0}, {"rate_hz": 1e6}, {"duration_s": 0.0}, {"csv_delimiter": "."}]
+    "kw",
+    [
+        {"rate_hz": 0.0},
+        {"rate_hz": 1e6},
+        {"duration_s": 0.0},
+        {"csv_delimiter": "."},
+        {"speed": 0.0},
+        {"speed": 10.0},  # fast-forward without timestamps: the agent would use wall time
+    ],
 )
 def test_bad_settings(kw: dict[str, float | str]) -> None:
     with pytest.raises(SimulatorSettingsInvalid):

@@ -14,10 +14,14 @@ import pytest
 from edge_agent.reading import Reading
 from edge_agent.simulator import SimulatorSettings, serial_config_for
 from edge_agent.sources.base import Source, SourceState
+from edge_agent.sources.gpio import GpioSourceConfig
+from edge_agent.sources.modbus.config import ModbusSourceConfig
+from edge_agent.sources.onewire import OneWireSourceConfig
 from edge_agent.sources.registry import build_source
 from edge_agent.sources.replay import ReplaySource, ReplaySourceConfig
 from edge_agent.sources.serial import SerialSource, SerialSourceConfig
 from tests.edge_agent.simulator.harness import running_simulator
+from tests.edge_agent.sources.modbus.devices import modbus_bus, th_transmitter
 
 
 class Backend(Protocol):
@@ -42,7 +46,68 @@ def replay_backend(tmp_path: Path) -> Iterator[Source]:
     yield build_source(ReplaySourceConfig(type="replay", name="replay", path=path, speed=0))
 
 
-BACKENDS: dict[str, Backend] = {"serial": serial_backend, "replay": replay_backend}
+@contextmanager
+def modbus_backend(tmp_path: Path) -> Iterator[Source]:
+    with modbus_bus(tmp_path, [th_transmitter(1)]) as bus:
+        config = ModbusSourceConfig.model_validate(
+            {
+                "type": "modbus",
+                "name": "modbus",
+                "port": bus.client_path,
+                "baudrate": 115200,
+                "timeout_s": 0.3,
+                "registers": [
+                    {"channel": "ambient_temp", "kind": "input", "address": 0, "period_s": 0.01},
+                    {"channel": "humidity", "kind": "input", "address": 1, "period_s": 0.01},
+                ],
+            }
+        )
+        yield build_source(config)
+
+
+@contextmanager
+def gpio_backend(tmp_path: Path) -> Iterator[Source]:
+    config = GpioSourceConfig.model_validate(
+        {
+            "type": "gpio",
+            "name": "gpio",
+            "pin_factory": "mock",
+            "sample_period_s": 0.01,
+            "inputs": [
+                {"channel": "door", "pin": 17},
+                {"channel": "flow", "pin": 27, "kind": "pulse_rate"},
+            ],
+        }
+    )
+    yield build_source(config)
+
+
+@contextmanager
+def onewire_backend(tmp_path: Path) -> Iterator[Source]:
+    sensor = tmp_path / "28-00000a1b2c3d"
+    sensor.mkdir()
+    (sensor / "w1_slave").write_text(
+        "72 01 4b 46 7f ff 0e 10 57 : crc=57 YES\n72 01 4b 46 7f ff 0e 10 57 t=23125\n"
+    )
+    config = OneWireSourceConfig.model_validate(
+        {
+            "type": "onewire",
+            "name": "w1",
+            "devices_dir": str(tmp_path),
+            "period_s": 0.01,
+            "sensors": [{"id": "28-00000a1b2c3d", "channel": "tank_temp"}],
+        }
+    )
+    yield build_source(config)
+
+
+BACKENDS: dict[str, Backend] = {
+    "serial": serial_backend,
+    "replay": replay_backend,
+    "modbus": modbus_backend,
+    "gpio": gpio_backend,
+    "onewire": onewire_backend,
+}
 
 
 async def take(source: Source, n: int) -> list[Reading]:

@@ -1,4 +1,5 @@
-"""`edge-agent demo`: the simulated pump on a pty, the agent on it, then what happened.
+"""The demo's first part: the simulated pump live on a pty, the agent on it, then what
+happened.
 
 Everything runs on embedded defaults: the simulator writes CSV lines to a real
 pseudo-terminal (read through pyserial like a USB device), the agent runs the shipped
@@ -12,12 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib.util
-import shutil
 import signal
-import socket
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -25,12 +21,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
-
-from edge_agent import logs
 from edge_agent.agent import Agent
 from edge_agent.alarms.model import AlarmEvent, AlarmEventKind
 from edge_agent.config import AgentConfig, LoadedConfig
+from edge_agent.demo.cloud import DemoCloud, free_port
 from edge_agent.simulator import (
     PumpParams,
     SimulatorSettings,
@@ -40,6 +34,7 @@ from edge_agent.simulator import (
     serial_config_for,
 )
 
+DEVICE = "demo-pump"
 PROGRESS_EVERY_S = 5.0
 LIMIT_ABOVE_ONSET_C = 5.0
 """The bearing limit sits this far above its temperature when the fault begins."""
@@ -80,13 +75,18 @@ def plan(duration_s: float, rate_hz: float, link: Path) -> DemoPlan:
 
 
 def demo_config(
-    p: DemoPlan, port_path: str, workdir: Path, http_port: int, cloud: DemoCloud | None = None
+    p: DemoPlan,
+    port_path: str,
+    workdir: Path,
+    http_port: int,
+    cloud: DemoCloud | None = None,
+    token: str = "",
 ) -> AgentConfig:
     source = serial_config_for(
         p.settings, port_path, name="pump0", reconnect_min_s=0.1, reconnect_max_s=0.5
     )
     data: dict[str, Any] = {
-        "agent": {"name": "demo-pump", "data_dir": str(workdir), "log_format": "text"},
+        "agent": {"name": DEVICE, "data_dir": str(workdir), "log_format": "text"},
         "sources": [source.model_dump(mode="json")],
         "channel_defaults": {"cleaning": {"stale_after_s": 2.0}},
         "channels": {
@@ -142,7 +142,7 @@ def demo_config(
         data["sync"] = {
             "enabled": True,
             "url": cloud.url,
-            "token": cloud.token,
+            "token": token,
             "interval_s": 2.0,
             "backoff_min_s": 0.5,
             "backoff_max_s": 5.0,
@@ -150,116 +150,25 @@ def demo_config(
     return AgentConfig.model_validate(data)
 
 
-def free_port(preferred: int) -> int:
-    """``preferred`` when it can be bound on 127.0.0.1, else 0 (any free port)."""
-    if preferred == 0:
-        return 0
-    with socket.socket() as probe:
-        try:
-            probe.bind(("127.0.0.1", preferred))
-        except OSError:
-            return 0
-    return preferred
-
-
-class DemoCloud:
-    """`cloud-sync serve` on 127.0.0.1 with an SQLite file, as a child process.
-
-    The device package does not depend on the cloud one: when cloud_sync is not
-    installed the demo runs without it and says so."""
-
-    def __init__(self, workdir: Path, device: str) -> None:
-        self.database_url = f"sqlite:///{workdir / 'cloud-sync.db'}"
-        self.device = device
-        self.url = ""
-        self.token = ""
-        self._process: subprocess.Popen[bytes] | None = None
-
-    @staticmethod
-    def is_available() -> bool:
-        return importlib.util.find_spec("cloud_sync.http") is not None
-
-    def start(self) -> None:
-        """Register the device (the token is printed once, read here) and serve."""
-        cli = [sys.executable, "-m", "cloud_sync"]
-        added = subprocess.run(
-            [*cli, "devices", "add", self.device, "--database-url", self.database_url],
-            capture_output=True,
-            text=True,
-            check=True,
-            timeout=60,
-        )
-        self.token = added.stdout.strip().splitlines()[-1]
-        port = any_free_port()
-        self._process = subprocess.Popen(
-            [
-                *cli,
-                *("serve", "--database-url", self.database_url, "--port", str(port)),
-                *("--log-level", "warning"),
-            ],
-            stdout=subprocess.DEVNULL,
-        )
-        self.url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{self.url}/health", timeout=1).status_code == 200:
-                    return
-            if self._process.poll() is not None:
-                break
-            time.sleep(0.1)
-        raise RuntimeError("cloud-sync serve did not start")
-
-    def twin(self) -> dict[str, Any]:
-        answer = httpx.get(
-            f"{self.url}/v1/twin", headers={"Authorization": f"Bearer {self.token}"}, timeout=5
-        )
-        answer.raise_for_status()
-        twin: dict[str, Any] = answer.json()
-        return twin
-
-    def stop(self) -> None:
-        if self._process is not None and self._process.poll() is None:
-            self._process.terminate()
-            try:
-                self._process.wait(10)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
-
-
-def any_free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def main(
+def run_live(
     duration_s: float,
     rate_hz: float,
     workdir: Path,
     http_port: int,
+    cloud: DemoCloud | None,
     echo: Callable[[str], None] = print,
 ) -> int:
-    logs.configure("warning", "text")
-    workdir = workdir.resolve()
-    shutil.rmtree(workdir, ignore_errors=True)
-    workdir.mkdir(parents=True)
+    workdir.mkdir(parents=True, exist_ok=True)
     p = plan(duration_s, rate_hz, workdir / "pump0")
     echo(
         f"simulated pump: {rate_hz:g} lines/s for {duration_s:g} s; faults: vibration spike "
         f"at {p.spike_s:g} s, bearing overheating from {p.overheat_s:g} s (limit "
         f"{p.limit_c} °C), device gone at {p.vanish_s:g} s for {p.vanish_for_s:g} s"
     )
-    cloud: DemoCloud | None = None
-    if DemoCloud.is_available():
-        cloud = DemoCloud(workdir, "demo-pump")
-        cloud.start()
-        echo(
-            f"cloud-sync serving at {cloud.url} (SQLite {cloud.database_url}); "
-            "device demo-pump registered"
-        )
-    else:
-        echo("cloud_sync is not installed here (pip install 'edgetwin[cloud]'): no cloud sync")
+    token = ""
+    if cloud is not None:
+        token = cloud.add_device(DEVICE)
+        echo(f"device {DEVICE} registered with the cloud")
     sim_stop = threading.Event()
     device_ready = threading.Event()
     started = time.time()
@@ -274,7 +183,7 @@ def main(
     if not device_ready.wait(10):
         echo("the simulator did not open its pseudo-terminal")
         return 3
-    config = demo_config(p, str(p.settings.link), workdir, free_port(http_port), cloud)
+    config = demo_config(p, str(p.settings.link), workdir, free_port(http_port), cloud, token)
     agent = Agent(LoadedConfig(workdir / "demo.toml", config))
     events: list[AlarmEvent] = []
 
@@ -308,18 +217,15 @@ def main(
         asyncio.run(run())
         summarize(p, events, started, agent, echo)
         if cloud is not None:
-            show_twin(cloud, echo)
+            show_twin(cloud.twin(token), echo)
     finally:
         sim_stop.set()
         simulator.join(5)
-        if cloud is not None:
-            cloud.stop()
     return 0
 
 
-def show_twin(cloud: DemoCloud, echo: Callable[[str], None]) -> None:
+def show_twin(twin: dict[str, Any], echo: Callable[[str], None]) -> None:
     """The device's twin as the cloud holds it after the run."""
-    twin = cloud.twin()
     reported = twin.get("reported") or {}
     model = reported.get("model") or {}
     echo(f"the cloud's twin of {twin['device']}:")

@@ -1,0 +1,375 @@
+"""NAB on the product's own code path: each series is one device.
+
+    python bench/nab.py --data ../shared/data/nab/data \\
+        --labels ../shared/data/nab/labels/combined_windows.json --out out/nab
+
+The causal protocol, per series (``<category>/<file>.csv`` under --data):
+
+1. The device starts on the shipped default model. Its probationary period (NAB's: the
+   first 15 % of the rows, at most 750) is replayed through a real `edge-agent run`
+   that syncs its interval summaries (one per reading) to a real `cloud-sync serve`.
+2. `cloud-sync retrain --device` fine-tunes a model for that device from those
+   summaries and nothing else (its own reports folder, so no other device's data and
+   no earlier fleet model enter it), converts it to int8 and decides whether to
+   promote it, as for any device.
+3. The whole series is replayed through `edge-agent replay` (the pipeline `run` uses);
+   a promoted model is taken at the first row after the probationary period the way
+   the device takes an OTA release (verified, swapped between two samples, guarded,
+   rolled back if worse). The replay writes the NAB result file
+   ``<out>/<category>/<file>.csv`` (``timestamp,value,anomaly_score``).
+4. The result files are scored (bench/nab_scoring.py) under NAB's three profiles, with
+   NAB's corpus-optimized threshold and with the fixed threshold of the anomaly alarm
+   rule in the shipped example config (examples/agent.toml).
+
+``--score-only`` scores existing result files; ``--models DIR`` keeps the fine-tuned
+bundles there and reuses them on the next run (steps 1-2 skipped for those devices).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+from _common import KERAS_REFERENCE
+from closed_loop import PY, agent_toml, free_port, period_s, sync_into_cloud, wait_http
+from nab_scoring import (
+    PROFILES,
+    LabelledSeries,
+    ProfileResult,
+    label_series,
+    probation_rows,
+    score_corpus,
+)
+
+from edge_agent.sources.replay import parse_timestamp
+
+REPO = Path(__file__).resolve().parent.parent
+EXAMPLE_CONFIG = REPO / "examples" / "agent.toml"
+ANOMALY_RULE = "anomaly"
+
+
+def shipped_score_toml() -> str:
+    """The shipped example config's [channel_defaults.score] (the detector's settings), as
+    TOML for the replays' agent config: NAB's "value" channel is not named there."""
+    score = tomllib.loads(EXAMPLE_CONFIG.read_text())["channel_defaults"]["score"]
+    lines = [f"{k} = {json.dumps(v)}" for k, v in score.items()]
+    return "\n[channel_defaults.score]\n" + "\n".join(lines) + "\n"
+
+
+def shipped_threshold() -> float:
+    """The `set` level of the shipped example config's anomaly rule (score_above, every
+    channel): what a device alarms at without ever seeing a label."""
+    config = tomllib.loads(EXAMPLE_CONFIG.read_text())
+    for rule in config.get("alarms", []):
+        if rule.get("name") == ANOMALY_RULE and rule.get("kind") == "score_above":
+            return float(rule["set"])
+    raise SystemExit(f"{EXAMPLE_CONFIG} has no score_above rule named {ANOMALY_RULE!r}")
+
+
+@dataclass(slots=True)
+class Device:
+    key: str  # "<category>/<file>.csv", as in the labels
+    path: Path
+    name: str
+    period: float
+    rows: int
+    probation: int
+    update_at: str  # timestamp of the first row after the probationary period
+    bundle: Path | None = None
+    decision: str = ""
+    update: str = ""
+
+
+def discover(data: Path) -> list[Device]:
+    devices = []
+    for path in sorted(data.glob("*/*.csv")):
+        lines = path.read_text().splitlines()
+        rows = len(lines) - 1
+        probation = probation_rows(rows)
+        name = path.stem.replace("_", "-")[:40]
+        update_at = lines[1 + probation].split(",")[0]
+        key = f"{path.parent.name}/{path.name}"
+        devices.append(Device(key, path, name, period_s(path), rows, probation, update_at))
+    if not devices:
+        raise SystemExit(f"no <category>/<file>.csv under {data}")
+    return devices
+
+
+def head_rows(path: Path, rows: int, out: Path) -> None:
+    lines = path.read_text().splitlines()
+    out.write_text("\n".join(lines[: 1 + rows]) + "\n")
+
+
+def fine_tune(devices: list[Device], tmp: Path, models: Path, workers: int) -> None:
+    """Steps 1-2 for the devices without a cached model: sync the probationary period,
+    retrain each device alone, keep the promoted bundles under ``models``."""
+    todo = [d for d in devices if not (models / d.name / "decision.json").exists()]
+    if todo:
+        _fine_tune(todo, tmp, models, workers)
+    for d in devices:
+        decision = json.loads((models / d.name / "decision.json").read_text())
+        d.decision = decision.get("verdict") or decision.get("reason", "")
+        bundle = models / d.name / "bundle"
+        if decision.get("verdict") == "promoted" and bundle.is_dir():
+            d.bundle = bundle
+
+
+def _fine_tune(devices: list[Device], tmp: Path, models: Path, workers: int) -> None:
+    env = {**os.environ, "PATH": f"{Path(PY).parent}:{os.environ['PATH']}"}
+    keys = models / "keys"
+    if not (keys / "release.pub").exists():
+        subprocess.run(
+            ["model-export", "keygen", "--out-dir", str(keys)],
+            check=True,
+            capture_output=True,
+            env=env,
+        )
+    admin = secrets.token_urlsafe(24)
+
+    def cloud_toml(reports: Path) -> Path:
+        path = tmp / f"cloud-{reports.name}.toml"
+        path.write_text(
+            f"""
+[database]
+url = "sqlite:///{tmp / "cloud.db"}"
+
+[auth]
+admin_token = "{admin}"
+
+[releases]
+public_key = "{keys / "release.pub"}"
+private_key = "{keys / "release.key"}"
+
+[training]
+n_workers = {workers}
+reports_dir = "{reports}"
+"""
+        )
+        return path
+
+    shared = cloud_toml(tmp / "reports-cloud")
+    port = free_port()
+    cloud = subprocess.Popen(
+        [
+            PY,
+            "-m",
+            "cloud_sync",
+            "serve",
+            "--config",
+            str(shared),
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+        ],
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_http(f"{url}/health")
+        for d in devices:
+            token = subprocess.run(
+                [PY, "-m", "cloud_sync", "devices", "add", d.name, "--config", str(shared)],
+                check=True,
+                capture_output=True,
+                text=True,
+            ).stdout.split()[-1]
+            head = tmp / f"{d.name}-probation.csv"
+            head_rows(d.path, d.probation, head)
+            batches = sync_into_cloud(tmp, d.name, head, d.period, url, token)
+            print(f"{d.name}: {d.probation} probationary rows synced in {batches} batches")
+    finally:
+        cloud.send_signal(signal.SIGTERM)
+        cloud.wait(60)
+    for d in devices:
+        # Its own reports folder, whose "fleet" model is the shipped default's float
+        # reference as it is: the fine-tune starts from what the device runs and sees
+        # this device's summaries only (a fleet pretrain would mix in other devices).
+        reports = tmp / f"reports-{d.name}"
+        fleet = reports / "fleet"
+        fleet.mkdir(parents=True)
+        shutil.copy(KERAS_REFERENCE, fleet / "fleet.keras")
+        (fleet / "fleet.json").write_text(
+            json.dumps({"summary": "the shipped default's reference, not pretrained"})
+        )
+        config = cloud_toml(reports)
+        start = time.monotonic()
+        done = subprocess.run(
+            [
+                PY,
+                "-m",
+                "cloud_sync",
+                "retrain",
+                "--device",
+                d.name,
+                "--config",
+                str(config),
+                "--no-progress",
+            ],
+            capture_output=True,
+            text=True,
+            env={**env, "TF_CPP_MIN_LOG_LEVEL": "3"},
+        )
+        print(
+            f"{d.name}: retrain exit {done.returncode} in {time.monotonic() - start:.0f} s: "
+            f"{done.stdout.strip()}"
+        )
+        target = models / d.name
+        target.mkdir(parents=True, exist_ok=True)
+        decisions = sorted((reports / d.name).glob("*/decision.json"))
+        if decisions:
+            shutil.copy(decisions[-1], target / "decision.json")
+            if (decisions[-1].parent / "bundle").is_dir():
+                shutil.copytree(decisions[-1].parent / "bundle", target / "bundle")
+        else:
+            skipped = reports / d.name / "skipped.json"
+            why = (
+                json.loads(skipped.read_text()).get("reason", "")
+                if skipped.exists()
+                else done.stderr.strip()[-300:]
+            )
+            (target / "decision.json").write_text(json.dumps({"reason": f"skipped: {why}"}))
+
+
+def replay(devices: list[Device], tmp: Path, out: Path, models: Path, extra: str) -> None:
+    """Step 3: every series through `edge-agent replay`, writing its NAB result file."""
+    for d in devices:
+        config = agent_toml(tmp, f"{d.name}-replay", d.path, d.period, extra)
+        result = out / d.key
+        result.parent.mkdir(parents=True, exist_ok=True)
+        command = [PY, "-m", "edge_agent", "replay", "--config", str(config)]
+        command += ["--csv", str(d.path), "--nab-out", str(result)]
+        if d.bundle is not None:
+            command += ["--update-bundle", str(d.bundle), "--update-at", d.update_at]
+            command += ["--update-key", str(models / "keys" / "release.pub")]
+        done = subprocess.run(command, capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            raise SystemExit(f"{d.name}: replay failed: {done.stderr.strip()[-500:]}")
+        for line in done.stdout.splitlines():
+            if line.startswith("model update: "):
+                d.update = line.removeprefix("model update: ")
+
+
+def load_results(data: Path, labels: Path, out: Path) -> list[tuple[LabelledSeries, list[float]]]:
+    windows = json.loads(labels.read_text())
+    corpus = []
+    for path in sorted(data.glob("*/*.csv")):
+        key = f"{path.parent.name}/{path.name}"
+        with path.open() as fh:
+            stamps = [row[0] for row in list(csv.reader(fh))[1:]]
+        with (out / key).open() as fh:
+            rows = list(csv.reader(fh))[1:]
+        scores = []
+        j = 0
+        for stamp in stamps:
+            # A row whose time goes back is skipped by the device's reader (counted,
+            # never scored): it gets no detection.
+            if j < len(rows) and parse_timestamp(rows[j][0]) == parse_timestamp(stamp):
+                scores.append(float(rows[j][2]))
+                j += 1
+            else:
+                scores.append(0.0)
+        if j != len(rows):
+            raise SystemExit(f"{key}: result row {rows[j][0]} matches no data row in order")
+        # Label timestamps carry microseconds; match them to the file's own spelling.
+        by_time = {parse_timestamp(s): s for s in stamps}
+        spans = [[by_time.get(parse_timestamp(t), t) for t in w] for w in windows.get(key, [])]
+        corpus.append((label_series(key, stamps, spans), scores))
+    return corpus
+
+
+def report(
+    corpus: list[tuple[LabelledSeries, list[float]]], periods: list[float], fixed: float
+) -> None:
+    print(f"\n{'profile':22s} {'optimized':>10s} {'at threshold':>13s} {'fixed':>8s}")
+    results: dict[str, tuple[ProfileResult, ProfileResult]] = {}
+    for profile in PROFILES:
+        best = score_corpus(corpus, profile)
+        at_fixed = score_corpus(corpus, profile, fixed)
+        results[profile.name] = (best, at_fixed)
+        print(f"{profile.name:22s} {best.score:10.1f} {best.threshold:13.4g} {at_fixed.score:8.1f}")
+    best = results["standard"][0]
+    print(
+        f"(fixed threshold {fixed:g}: the shipped anomaly rule in examples/agent.toml; "
+        f"standard raw {best.raw:.2f}, null {best.null:.2f}, perfect {best.perfect:.2f})"
+    )
+    for label, index in (("optimized threshold", 0), ("fixed threshold", 1)):
+        chosen = results["standard"][index]
+        print(
+            f"\nper series, standard profile, {label} {chosen.threshold:.4g}:\n"
+            f"{'series':38s} {'windows':>7s} {'detected':>8s} {'missed':>6s} {'FP':>4s} "
+            f"{'raw':>6s}  first detection: rows after the window start, of its width"
+        )
+        for series, (s, _), period in zip(chosen.series, corpus, periods, strict=True):
+            widths = [last - first + 1 for first, last in s.windows if last >= s.probation]
+            delays = ", ".join(
+                f"miss (of {w})" if x is None else f"{x} of {w} rows ({x * period / 3600:.1f} h)"
+                for x, w in zip(series.delays, widths, strict=True)
+            )
+            windows = series.detected + series.missed
+            name = s.name.split("/")[-1].removesuffix(".csv")
+            print(
+                f"{name:38s} {windows:7d} {series.detected:8d} {series.missed:6d} "
+                f"{series.false_positives:4d} {series.score:6.2f}  {delays}"
+            )
+        total_fp = sum(x.false_positives for x in chosen.series)
+        total_det = sum(x.detected for x in chosen.series)
+        total_miss = sum(x.missed for x in chosen.series)
+        print(
+            f"{'total':38s} {total_det + total_miss:7d} {total_det:8d} {total_miss:6d} "
+            f"{total_fp:4d} {chosen.raw:6.2f}"
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
+    nab = REPO.parent / "shared" / "data" / "nab"
+    parser.add_argument("--data", type=Path, default=nab / "data")
+    parser.add_argument("--labels", type=Path, default=nab / "labels" / "combined_windows.json")
+    parser.add_argument("--out", type=Path, default=REPO / "out" / "nab")
+    parser.add_argument("--models", type=Path, help="keep/reuse the fine-tuned bundles here")
+    parser.add_argument("--score-only", action="store_true", help="score existing results")
+    parser.add_argument("--workers", type=int, default=1, help="Dask workers of the retrain")
+    parser.add_argument(
+        "--agent", default="", help='extra agent TOML for the replays, lines split by ";"'
+    )
+    args = parser.parse_args()
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    if not args.score_only:
+        devices = discover(args.data)
+        with tempfile.TemporaryDirectory(prefix="bench-nab-") as tmp_name:
+            tmp = Path(tmp_name)
+            models = args.models or tmp / "models"
+            models.mkdir(parents=True, exist_ok=True)
+            start = time.monotonic()
+            fine_tune(devices, tmp, models, args.workers)
+            print(f"fine-tuning: {time.monotonic() - start:.0f} s")
+            start = time.monotonic()
+            extra = shipped_score_toml() + args.agent.replace(";", "\n")
+            replay(devices, tmp, args.out, models, extra)
+            print(f"replays: {time.monotonic() - start:.0f} s")
+        print(f"\n{'series (device)':42s} {'rows':>6s} {'probation':>9s}  model update")
+        for d in devices:
+            update = d.update or f"none (cloud: {d.decision})"
+            print(f"{d.name:42s} {d.rows:6d} {d.probation:9d}  {update}")
+    series = sorted(args.data.glob("*/*.csv"))
+    periods = [period_s(path) for path in series]
+    report(load_results(args.data, args.labels, args.out), periods, shipped_threshold())
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,447 @@
+"""The Modbus source: polls a register map with pymodbus' client, in a thread of its own.
+
+pymodbus' synchronous clients (``ModbusSerialClient`` over pyserial with the RTU framer,
+``ModbusTcpClient`` for gateways) do blocking request/response exchanges, so one thread
+per source runs the poll loop and hands readings to the event loop (``thread_stream``).
+RTU is a master/slave bus: one request at a time, so one thread is also the right model.
+
+The poll loop is supervised: open the port (or connection), poll each block when it is
+due, and when the port fails, or every device stopped answering, close it and reopen
+after a backoff (``reconnect_min_s`` doubling up to ``reconnect_max_s``). A device that
+fails ``offline_after_failures`` requests in a row is marked gone and retried with the
+same backoff, so a dead device does not eat the bus time of the live ones.
+
+Failed requests are classified with what came back on the wire (pymodbus' RTU framer
+silently drops a frame whose CRC does not match and then times out): nothing -> timeout,
+a frame whose CRC does not match -> crc error. Exception responses are counted apart.
+"""
+
+from __future__ import annotations
+
+import heapq
+import logging
+import math
+import threading
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from pymodbus import FramerType
+from pymodbus.client import ModbusSerialClient, ModbusTcpClient
+from pymodbus.exceptions import ConnectionException, ModbusException
+from pymodbus.framer import FramerRTU
+
+from edge_agent.reading import Reading
+from edge_agent.sources.base import SourceHealth, SourceState
+from edge_agent.sources.errors import SourceBusy
+from edge_agent.sources.modbus.config import (
+    DataType,
+    ModbusRegister,
+    ModbusSourceConfig,
+    RegisterKind,
+    Transport,
+)
+from edge_agent.sources.modbus.decode import decode_words
+from edge_agent.sources.modbus.plan import Block, plan_blocks
+from edge_agent.sources.serial import backoff
+from edge_agent.sources.threaded import QUEUE_FULL, Emit, thread_stream
+
+__all__ = [
+    "COUNTERS",
+    "REGISTER_COUNTERS",
+    "SOURCE_TYPE",
+    "ModbusSource",
+    "register_counter",
+]
+
+SOURCE_TYPE = "modbus"
+
+logger = logging.getLogger(__name__)
+
+REQUESTS = "requests"
+"""Read requests sent."""
+TIMEOUTS = "timeouts"
+"""Requests with no (complete) answer within timeout_s."""
+CRC_ERRORS = "crc_errors"
+"""Answers whose CRC did not match (RTU): noise, a bad termination, two masters."""
+EXCEPTIONS = "exceptions"
+"""Exception responses: the device answered but refused (e.g. 2, illegal data address)."""
+RECONNECTS = "reconnects"
+"""Port (or TCP connection) reopened after a loss."""
+OPEN_FAILURES = "open_failures"
+"""Attempts to open the port or connect that failed."""
+DEVICES_LOST = "devices_lost"
+"""A device went from answering to offline_after_failures failures in a row."""
+DEVICES_RECOVERED = "devices_recovered"
+"""A device marked gone answered again."""
+POLLS_LATE = "polls_late"
+"""Polls that came a period or more late: the bus is too slow for the configured rates."""
+VALUES_NOT_FINITE = "values_not_finite"
+"""A float32 that is NaN or infinite (often an unconfigured sensor input): dropped."""
+
+COUNTERS: tuple[str, ...] = (
+    REQUESTS,
+    TIMEOUTS,
+    CRC_ERRORS,
+    EXCEPTIONS,
+    RECONNECTS,
+    OPEN_FAILURES,
+    DEVICES_LOST,
+    DEVICES_RECOVERED,
+    POLLS_LATE,
+    VALUES_NOT_FINITE,
+    QUEUE_FULL,
+)
+"""Source-wide counters, all present (0) from the start."""
+
+REGISTER_COUNTERS: tuple[str, ...] = ("reads", TIMEOUTS, CRC_ERRORS, EXCEPTIONS)
+"""Counted per register as ``<channel>:<counter>`` (``register_counter``)."""
+
+_EXCEPTION_NAMES = {
+    1: "illegal function",
+    2: "illegal data address",
+    3: "illegal data value",
+    4: "device failure",
+    5: "acknowledge",
+    6: "device busy",
+    8: "memory parity error",
+    10: "gateway path unavailable",
+    11: "gateway target failed to respond",
+}
+
+
+def register_counter(channel: str, counter: str) -> str:
+    """The health counter name of ``counter`` for the register feeding ``channel``."""
+    return f"{channel}:{counter}"
+
+
+class _FrameWatch:
+    """Sees the bytes of each exchange through pymodbus' ``trace_packet`` hook, to tell a
+    silent device from an answer spoilt on the wire."""
+
+    __slots__ = ("received",)
+
+    def __init__(self) -> None:
+        self.received = b""
+
+    def trace(self, sending: bool, data: bytes) -> bytes:
+        if sending:
+            self.received = b""
+        else:
+            # pymodbus passes the whole receive buffer each time: keep the latest.
+            self.received = data
+        return data
+
+    def is_crc_error(self) -> bool:
+        data = self.received
+        if len(data) < FramerRTU.MIN_SIZE:
+            return False
+        crc = (data[-2] << 8) | data[-1]
+        return not FramerRTU.check_CRC(data[:-2], crc)
+
+
+@dataclass(slots=True)
+class _Device:
+    """Whether one slave answers, and when to try a gone one again."""
+
+    slave: int
+    failures: int = 0
+    is_gone: bool = False
+    has_answered: bool = False
+    delays: Iterator[float] = field(default_factory=lambda: iter(()))
+
+
+class ModbusSource:
+    """Readings from Modbus devices (see ``ModbusSourceConfig``).
+
+    ``stream()`` starts the poll thread and yields readings until the consumer stops; it
+    never raises for a silent, failing or vanished device: that shows in ``health``
+    (state, last_error, ``COUNTERS`` and per-register ``REGISTER_COUNTERS``). One
+    consumer at a time: a second concurrent ``stream()`` raises ``SourceBusy``.
+
+    clock: the time stamped on readings (UNIX s), shared with every other source so
+        that all channels are on one time base; injectable for tests.
+    client_factory: builds the pymodbus client (tests and the benchmark may pass one
+        with other settings); default ``build_client``.
+    """
+
+    def __init__(
+        self,
+        config: ModbusSourceConfig,
+        *,
+        clock: Callable[[], float] = time.time,
+        client_factory: Callable[[ModbusSourceConfig, _FrameWatch], Any] | None = None,
+        queue_size: int = 4096,
+    ) -> None:
+        self.config = config
+        self.name = config.name
+        self.health = SourceHealth()
+        self.health.counters.update(dict.fromkeys(COUNTERS, 0))
+        for reg in config.registers:
+            for counter in REGISTER_COUNTERS:
+                self.health.counters[register_counter(reg.channel, counter)] = 0
+        self.blocks = plan_blocks(config.registers, config.max_block_registers)
+        self._clock = clock
+        self._client_factory = client_factory or build_client
+        self._queue_size = queue_size
+        self._running = threading.Lock()
+        self._logged_error: str | None = None
+
+    def channels(self) -> list[str]:
+        return [reg.channel for reg in self.config.registers]
+
+    async def stream(self) -> AsyncIterator[Reading]:
+        """Readings as they are polled; runs until closed or cancelled."""
+        if not self._running.acquire(blocking=False):
+            raise SourceBusy(f"source {self.name!r} is already streaming")
+        try:
+            async for reading in thread_stream(
+                self.name,
+                self._run,
+                self.health.counters,
+                queue_size=self._queue_size,
+                join_timeout_s=self.config.timeout_s + 2.0,
+            ):
+                yield reading
+        finally:
+            self._running.release()
+
+    # --- poll thread ---------------------------------------------------------------
+
+    def _run(self, stop: threading.Event, emit: Emit) -> None:
+        config = self.config
+        counters = self.health.counters
+        delays = backoff(config.reconnect_min_s, config.reconnect_max_s)
+        attempts = 0
+        was_open = False
+        while not stop.is_set():
+            # Every attempt but the first waits: a port that just failed is usually
+            # still gone, and a failing open must not spin.
+            if attempts and stop.wait(next(delays)):
+                break
+            attempts += 1
+            watch = _FrameWatch()
+            client = self._client_factory(config, watch)
+            if not client.connect():
+                counters[OPEN_FAILURES] += 1
+                self._change(SourceState.DISCONNECTED, f"cannot open {_where(config)}")
+                client.close()
+                continue
+            if was_open:
+                counters[RECONNECTS] += 1
+            was_open = True
+            try:
+                lost, answered = self._poll_until_lost(client, watch, stop, emit)
+            finally:
+                client.close()
+            if lost is None:
+                break
+            if answered:
+                delays = backoff(config.reconnect_min_s, config.reconnect_max_s)
+            self._change(SourceState.DISCONNECTED, lost)
+
+    def _poll_until_lost(
+        self, client: Any, watch: _FrameWatch, stop: threading.Event, emit: Emit
+    ) -> tuple[str | None, bool]:
+        """Poll until the port fails or every device is gone (returns why) or ``stop``
+        (returns None); and whether any device answered meanwhile."""
+        config = self.config
+        counters = self.health.counters
+        devices = {b.slave: _Device(b.slave) for b in self.blocks}
+        start = time.monotonic()
+        # (due, index): blocks are polled in order of their due time; ties by config order.
+        schedule = [(start, i) for i in range(len(self.blocks))]
+        heapq.heapify(schedule)
+        answered = False
+        while not stop.is_set():
+            due, index = schedule[0]
+            now = time.monotonic()
+            if due > now:
+                if stop.wait(due - now):
+                    break
+                continue
+            heapq.heappop(schedule)
+            block = self.blocks[index]
+            device = devices[block.slave]
+            try:
+                readings = self._poll(client, watch, block, device)
+            except ConnectionException as exc:
+                return f"{_where(config)} lost: {exc}", answered
+            answered = answered or device.has_answered
+            if readings and not emit(readings):
+                break
+            now = time.monotonic()
+            if device.is_gone:
+                next_due = now + next(device.delays)
+            else:
+                next_due = due + block.period_s
+                if next_due <= now:
+                    counters[POLLS_LATE] += 1
+                    # Keep the phase, skip the missed polls: never a burst to catch up.
+                    missed = math.floor((now - due) / block.period_s)
+                    next_due = due + (missed + 1) * block.period_s
+            heapq.heappush(schedule, (next_due, index))
+            if all(d.is_gone for d in devices.values()):
+                gone = ", ".join(str(s) for s in sorted(devices))
+                return f"no device answers on {_where(config)} (slave {gone})", answered
+            if any(d.has_answered and not d.is_gone for d in devices.values()):
+                self._change(SourceState.CONNECTED, None)
+        return None, answered
+
+    def _poll(
+        self, client: Any, watch: _FrameWatch, block: Block, device: _Device
+    ) -> list[Reading]:
+        """One read request; its readings, or [] with the failure counted. Raises
+        ConnectionException when the port itself is gone."""
+        counters = self.health.counters
+        counters[REQUESTS] += 1
+        read = _READERS[block.kind]
+        try:
+            response = read(client, block.address, count=block.count, device_id=block.slave)
+        except ConnectionException:
+            raise
+        except ModbusException as exc:
+            outcome = CRC_ERRORS if watch.is_crc_error() else TIMEOUTS
+            self._count(block, outcome)
+            self._failed(device, block, f"{block.describe()}: {_outcome_text(outcome, exc)}")
+            return []
+        if response.isError():
+            code = int(response.exception_code)
+            self._count(block, EXCEPTIONS)
+            self._answered(device)
+            name = _EXCEPTION_NAMES.get(code, "unknown")
+            self.health.last_error = f"{block.describe()}: exception {code} ({name})"
+            return []
+        if not _is_complete(response, block):
+            # A device that answers with fewer values than asked is broken or misread
+            # the request: as useless as no answer.
+            self._count(block, TIMEOUTS)
+            self._failed(device, block, f"{block.describe()}: short answer")
+            return []
+        self._answered(device)
+        ts = self._clock()
+        readings: list[Reading] = []
+        for reg in block.registers:
+            counters[register_counter(reg.channel, "reads")] += 1
+            raw = _raw_value(response, block, reg)
+            value = raw * reg.scale + reg.offset
+            if not math.isfinite(value):
+                counters[VALUES_NOT_FINITE] += 1
+                continue
+            readings.append(Reading(ts, reg.channel, value))
+        if readings:
+            self.health.last_reading_ts = ts
+        return readings
+
+    def _count(self, block: Block, outcome: str) -> None:
+        counters = self.health.counters
+        counters[outcome] += 1
+        for reg in block.registers:
+            counters[register_counter(reg.channel, outcome)] += 1
+
+    def _answered(self, device: _Device) -> None:
+        if device.is_gone:
+            self.health.counters[DEVICES_RECOVERED] += 1
+            logger.info("source %s: slave %d answers again", self.name, device.slave)
+        device.failures = 0
+        device.is_gone = False
+        device.has_answered = True
+
+    def _failed(self, device: _Device, block: Block, error: str) -> None:
+        self.health.last_error = error
+        device.failures += 1
+        if not device.is_gone and device.failures >= self.config.offline_after_failures:
+            device.is_gone = True
+            device.delays = backoff(self.config.reconnect_min_s, self.config.reconnect_max_s)
+            if device.has_answered:
+                self.health.counters[DEVICES_LOST] += 1
+            logger.warning(
+                "source %s: slave %d gone after %d failed requests (%s); retrying with backoff",
+                self.name,
+                device.slave,
+                device.failures,
+                error,
+            )
+
+    def _change(self, state: SourceState, error: str | None) -> None:
+        """Record a state (and error); log a state change, or a new error text, once."""
+        if self.health.set_state(state, self._clock(), error):
+            if state is SourceState.CONNECTED:
+                logger.info("source %s: polling %s", self.name, _where(self.config))
+            else:
+                logger.warning(
+                    "source %s: disconnected (%s); retrying every %.3g..%.3g s",
+                    self.name,
+                    error,
+                    self.config.reconnect_min_s,
+                    self.config.reconnect_max_s,
+                )
+            self._logged_error = error
+        elif error is not None and error != self._logged_error:
+            logger.info("source %s: still %s: %s", self.name, state.value, error)
+            self._logged_error = error
+
+
+def build_client(config: ModbusSourceConfig, watch: _FrameWatch) -> Any:
+    """pymodbus' synchronous client for the config (nothing opened yet). Retries are
+    left to the poll loop (retries=0): each attempt is counted and the next poll is the
+    retry."""
+    # pymodbus logs every timeout at ERROR; the source counts them and logs changes once.
+    pymodbus_log = logging.getLogger("pymodbus.logging")
+    if pymodbus_log.level == logging.NOTSET:
+        pymodbus_log.setLevel(logging.CRITICAL)
+    if config.transport is Transport.TCP:
+        assert config.host is not None  # the config validator guarantees it
+        return ModbusTcpClient(
+            config.host,
+            port=config.tcp_port,
+            timeout=config.timeout_s,
+            retries=0,
+            trace_packet=watch.trace,
+        )
+    assert config.port is not None
+    return ModbusSerialClient(
+        config.port,
+        framer=FramerType.RTU,
+        baudrate=config.baudrate,
+        bytesize=config.bytesize,
+        parity=config.parity,
+        stopbits=config.stopbits,
+        timeout=config.timeout_s,
+        retries=0,
+        trace_packet=watch.trace,
+    )
+
+
+_READERS: dict[RegisterKind, Callable[..., Any]] = {
+    RegisterKind.HOLDING: lambda c, a, **kw: c.read_holding_registers(a, **kw),
+    RegisterKind.INPUT: lambda c, a, **kw: c.read_input_registers(a, **kw),
+    RegisterKind.COIL: lambda c, a, **kw: c.read_coils(a, **kw),
+    RegisterKind.DISCRETE_INPUT: lambda c, a, **kw: c.read_discrete_inputs(a, **kw),
+}
+
+
+def _is_complete(response: Any, block: Block) -> bool:
+    values = response.bits if block.kind.is_bit else response.registers
+    return len(values) >= block.count
+
+
+def _raw_value(response: Any, block: Block, reg: ModbusRegister) -> float:
+    offset = reg.address - block.address
+    if reg.data_type is DataType.BOOL:
+        return 1.0 if response.bits[offset] else 0.0
+    words = response.registers[offset : offset + reg.data_type.words]
+    return decode_words(words, reg.data_type, reg.word_order, reg.byte_order)
+
+
+def _outcome_text(outcome: str, exc: ModbusException) -> str:
+    if outcome == CRC_ERRORS:
+        return "answer with a bad CRC"
+    return f"no answer ({exc})"
+
+
+def _where(config: ModbusSourceConfig) -> str:
+    if config.transport is Transport.TCP:
+        return f"{config.host}:{config.tcp_port}"
+    return str(config.port)

@@ -1,0 +1,98 @@
+"""Readings produced in a worker thread, consumed as an async stream.
+
+Drivers whose I/O blocks (pymodbus' serial client, the kernel's 1-Wire files, gpiozero's
+edge callbacks) run in a thread of their own and hand each batch of readings to the
+event loop with ``loop.call_soon_threadsafe`` into a bounded ``asyncio.Queue``, the way
+the serial source does; ``thread_stream`` is that plumbing, shared.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+from collections import Counter
+from collections.abc import AsyncIterator, Callable
+
+from edge_agent.reading import Reading
+
+__all__ = ["QUEUE_FULL", "Emit", "thread_stream"]
+
+QUEUE_FULL = "readings_dropped_queue_full"
+"""Readings dropped because the consumer fell ``queue_size`` readings behind."""
+
+Emit = Callable[[list[Reading]], bool]
+"""Hands a batch to the consumer; False once nobody listens (the loop closed): stop."""
+
+
+async def thread_stream(
+    name: str,
+    run: Callable[[threading.Event, Emit], None],
+    counters: Counter[str],
+    *,
+    queue_size: int = 4096,
+    join_timeout_s: float = 5.0,
+) -> AsyncIterator[Reading]:
+    """Run ``run(stop, emit)`` in a daemon thread and yield what it emits, in order,
+    until the consumer stops iterating; then set ``stop`` and join the thread for at
+    most ``join_timeout_s`` (``run`` waits on ``stop``, so it ends within one wait).
+
+    A full queue drops the newest readings and counts them as ``QUEUE_FULL``. An
+    exception escaping ``run`` (a bug) is raised to the consumer once the readings
+    before it are taken.
+    """
+    loop = asyncio.get_running_loop()
+    # None, after the readings, says the thread failed (the error is in ``failed``).
+    queue: asyncio.Queue[Reading | None] = asyncio.Queue(queue_size)
+    stop = threading.Event()
+    failed: list[BaseException] = []
+
+    def deliver(batch: list[Reading]) -> None:  # runs in the loop thread
+        for reading in batch:
+            try:
+                queue.put_nowait(reading)
+            except asyncio.QueueFull:
+                counters[QUEUE_FULL] += 1
+
+    def emit(batch: list[Reading]) -> bool:
+        if not batch:
+            return not stop.is_set()
+        try:
+            loop.call_soon_threadsafe(deliver, batch)
+        except RuntimeError:  # the loop is closed: nobody is listening any more
+            return False
+        return True
+
+    def end() -> None:  # runs in the loop thread
+        while True:
+            try:
+                queue.put_nowait(None)
+                return
+            except asyncio.QueueFull:
+                queue.get_nowait()  # the failure must get through: drop the oldest
+                counters[QUEUE_FULL] += 1
+
+    def supervised() -> None:
+        try:
+            run(stop, emit)
+        except Exception as exc:
+            # A bug, not a device problem (those are counted inside run): end the stream
+            # with the error so the agent's supervisor restarts it (a bounded number of
+            # times) instead of it hanging silent.
+            failed.append(exc)
+            with contextlib.suppress(RuntimeError):  # the loop may be closed already
+                loop.call_soon_threadsafe(end)
+
+    thread = threading.Thread(target=supervised, name=f"source-{name}", daemon=True)
+    thread.start()
+    try:
+        while True:
+            reading = await queue.get()
+            if reading is None:
+                raise failed[0]
+            yield reading
+    finally:
+        stop.set()
+        # Joined (bounded) so that a following stream() never races this thread for the
+        # device; synchronous because this also runs while the loop shuts down.
+        thread.join(join_timeout_s)
