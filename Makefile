@@ -11,8 +11,11 @@ OUT := out
 DEMO_SECONDS ?= 60
 # Debian packages the tests use; scripts/debian-packages.sh installs them as root.
 DEBIAN_PACKAGES += socat
+# Headless Chromium for the status/fleet page tests (Playwright drives it), with a font
+# so screenshots show text; systemd for systemd-analyze, systemd-sysusers, systemctl.
+DEBIAN_PACKAGES += chromium fonts-liberation systemd
 
-.PHONY: demo test lint typecheck pytest bench default-model clean debian-packages
+.PHONY: demo test lint typecheck pytest bench default-model clean debian-packages arm64-smoke
 
 $(BIN)/.installed: pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "edgetwin needs Python >= 3.11, found " + sys.version.split()[0])'
@@ -62,6 +65,11 @@ bench: $(BIN)/.installed
 	$(BIN)/python bench/swap_pause.py
 	$(BIN)/python bench/closed_loop.py
 	E2E_KILLS=100 $(BIN)/python -m pytest -q tests/e2e/test_exactly_once.py -k sqlite
+
+# The device target for real: arm64 Debian root under qemu-user, install, replay, bench
+# (as root; minutes the first time; docs/arm64.md). Not part of `make test`.
+arm64-smoke: $(BIN)/.installed
+	scripts/arm64-smoke.sh
 
 # Rebuilds the shipped generic model from the synthetic corpus and re-signs it (docs/default-model.md).
 default-model: $(BIN)/.installed

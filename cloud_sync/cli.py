@@ -13,6 +13,7 @@ import argparse
 import contextlib
 import logging
 import signal
+import socket
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -24,6 +25,7 @@ from cloud_sync import __version__
 from cloud_sync.config import CloudConfig, load_config
 from cloud_sync.errors import ConfigInvalid, DatabaseUnavailable, DeviceExists, DeviceNotFound
 from cloud_sync.releases.cli import add_group_parsers, add_release_parsers
+from cloud_sync.service import ServiceNotifier
 from cloud_sync.training.cli import add_retrain_parser, retrain_schedule, run_retrain
 
 _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -253,7 +255,25 @@ def _serve(
 class _GracefulServer(uvicorn.Server):
     """uvicorn that exits 0 after a SIGTERM/SIGINT shutdown. Recent uvicorn re-raises the
     caught signal once it has shut down, which makes a clean stop look like a crash to
-    systemd and skips our own cleanup."""
+    systemd and skips our own cleanup. Under systemd it also speaks sd_notify
+    (cloud_sync/service.py)."""
+
+    def __init__(self, config: uvicorn.Config) -> None:
+        super().__init__(config)
+        self.service = ServiceNotifier.from_env()
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if self.started:
+            self.service.ready(f"listening on {self.config.host}:{self.config.port}")
+
+    async def on_tick(self, counter: int) -> bool:
+        self.service.tick()
+        return await super().on_tick(counter)
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        self.service.stopping()
+        await super().shutdown(sockets)
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:

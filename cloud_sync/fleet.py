@@ -1,8 +1,11 @@
 """The fleet: one overview row per device (GET /v1/devices) and the HTML fleet page.
 
-The page is rendered on the server (Jinja2, autoescaped) with one small inline SVG chart
-per channel: the mean of the recent interval summaries as a line over their min–max band.
-No JavaScript, no build step.
+The page is rendered on the server (Jinja2, autoescaped): devices with their twin
+versions and models (reported and desired), one small inline SVG chart per channel (the
+mean of the recent interval summaries as a line over their min–max band), the model
+releases with their rollout state, and the open alarms of the whole fleet. A small
+script of its own (cloud_sync/static/fleet.js) refreshes it in place; without script
+the page is complete as served.
 """
 
 from __future__ import annotations
@@ -19,9 +22,11 @@ from pydantic import BaseModel
 from sqlalchemy import Engine, func, select
 
 from cloud_sync.config import FleetSection
-from cloud_sync.db.models import Device, StoredAlarm, StoredSummary
+from cloud_sync.db.models import Device, ReleaseAssignment, StoredAlarm, StoredSummary
+from cloud_sync.releases.rollout import ReleaseInfo, list_releases
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
+STATIC = Path(__file__).resolve().parent / "static"
 _SOURCE_OK = {"connected", "starting", "finished"}
 
 
@@ -178,6 +183,84 @@ def charts(engine: Engine, fleet: FleetSection) -> dict[str, list[Chart]]:
     return out
 
 
+@dataclass(frozen=True, slots=True)
+class OpenAlarm:
+    """One alarm of the fleet that is not cleared (as the device last reported it)."""
+
+    device: str
+    alarm_id: int
+    severity: str
+    state: str
+    rule: str
+    channel: str
+    message: str
+    raised_at: float | None
+
+
+def open_alarms(engine: Engine, limit: int = 100) -> list[OpenAlarm]:
+    """Alarms not cleared, critical first, then newest first; at most ``limit``."""
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(
+                Device.name,
+                StoredAlarm.alarm_id,
+                StoredAlarm.severity,
+                StoredAlarm.state,
+                StoredAlarm.alarm,
+            )
+            .join(Device, Device.id == StoredAlarm.device_id)
+            .where(StoredAlarm.state != "cleared")
+            .order_by(StoredAlarm.updated_ts.desc())
+            .limit(limit)
+        ).all()
+    alarms = [
+        OpenAlarm(
+            device=name,
+            alarm_id=alarm_id,
+            severity=severity,
+            state=state,
+            rule=str(body.get("rule", "")),
+            channel=str(body.get("channel", "")),
+            message=str(body.get("message", "")),
+            raised_at=body.get("raised_at"),
+        )
+        for name, alarm_id, severity, state, body in rows
+    ]
+    alarms.sort(key=lambda a: a.severity != "critical")  # stable: newest first within
+    return alarms
+
+
+@dataclass(frozen=True, slots=True)
+class RolloutRow:
+    """A release on the fleet page: its state and how its devices stand."""
+
+    release: ReleaseInfo
+    devices: dict[str, int]
+    """Assignment status -> number of devices (offered, installed, rejected, ...)."""
+
+
+def rollouts(engine: Engine, limit: int = 20) -> list[RolloutRow]:
+    """The newest ``limit`` releases with their assignment counts."""
+    releases = list_releases(engine)[:limit]
+    with engine.connect() as conn:
+        counts = conn.execute(
+            select(ReleaseAssignment.release_id, ReleaseAssignment.status, func.count()).group_by(
+                ReleaseAssignment.release_id, ReleaseAssignment.status
+            )
+        ).all()
+    by_release: dict[int, dict[str, int]] = {}
+    for release_id, status, n in counts:
+        by_release.setdefault(release_id, {})[status] = n
+    return [RolloutRow(r, by_release.get(r.id, {})) for r in releases]
+
+
+def desired_models(engine: Engine) -> dict[str, str | None]:
+    """Per device name, the model version its desired state asks for (None: any)."""
+    with engine.connect() as conn:
+        rows = conn.execute(select(Device.name, Device.desired)).all()
+    return {name: (desired or {}).get("model_version") for name, desired in rows}
+
+
 def make_environment() -> Environment:
     return Environment(
         loader=FileSystemLoader(TEMPLATES),
@@ -192,6 +275,9 @@ def render_fleet_page(env: Environment, engine: Engine, fleet: FleetSection, ver
     return env.get_template("fleet.html").render(
         devices=overview(engine, fleet, now),
         charts=charts(engine, fleet),
+        desired_models=desired_models(engine),
+        rollouts=rollouts(engine),
+        alarms=open_alarms(engine),
         now=now,
         version=version,
         ago=_ago,

@@ -31,6 +31,8 @@ from edge_agent.ota.download import Downloader
 from edge_agent.ota.layout import ModelsDir
 from edge_agent.ota.manager import OtaManager
 from edge_agent.pipeline.pipeline import Pipeline
+from edge_agent.service.notify import Notifier
+from edge_agent.service.watchdog import ProgressMonitor, feed_watchdog, watchdog_period_s
 from edge_agent.sources.base import Source, SourceState
 from edge_agent.sources.registry import build_source
 from edge_agent.sources.replay import ReplaySource
@@ -183,12 +185,38 @@ class Agent:
             "agent started",
             extra={"model": self.model.manifest.model.version, "http": self.http_url},
         )
+        # Under systemd (Type=notify): READY once everything above is up, then watchdog
+        # pings from this loop only while readings flow (edge_agent/service/watchdog.py).
+        notifier = Notifier.from_env()
+        if notifier is not None:
+            notifier.ready(
+                f"model {self.model.manifest.model.version}, "
+                f"{len(self.sources)} source(s), http {self.http_url or 'off'}"
+            )
+            period = watchdog_period_s()
+            if period is not None:
+                monitor = ProgressMonitor(self.config.agent.stall_after_s)
+                tasks.append(
+                    asyncio.create_task(
+                        feed_watchdog(
+                            notifier,
+                            period,
+                            monitor,
+                            lambda: self.samples,
+                            lambda: list(self._source_states().values()),
+                            stop,
+                        ),
+                        name="watchdog",
+                    )
+                )
         if on_ready is not None:
             on_ready(self)
         try:
             await stop.wait()
         finally:
             self._ready = False
+            if notifier is not None:
+                notifier.stopping()
             for task in tasks:
                 task.cancel()
             for task in tasks:
@@ -200,6 +228,8 @@ class Agent:
             for action in self.actions.values():
                 await action.stop()
             self.store.close()
+            if notifier is not None:
+                notifier.close()
             log.info("agent stopped")
 
     async def _start_http(self) -> uvicorn.Server:

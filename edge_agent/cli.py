@@ -12,10 +12,14 @@ import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from edge_agent import __version__
 from edge_agent.errors import BackendUnavailable, BundleRejected, ConfigInvalid, KeyInvalid
 from edge_agent.models import DEFAULT_BUNDLE, DEFAULT_PUBLIC_KEY
+
+if TYPE_CHECKING:
+    from edge_agent.config import LoadedConfig
 
 EXIT_OK = 0
 EXIT_REJECTED = 1
@@ -35,8 +39,8 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("config", type=Path)
 
     replay = sub.add_parser("replay", help="backtest: run the pipeline over a CSV")
-    replay.add_argument("--config", type=Path, required=True)
-    replay.add_argument("--csv", type=Path, required=True, help="timestamp + value column(s)")
+    replay.add_argument("--config", type=Path)
+    replay.add_argument("--csv", type=Path, help="timestamp + value column(s)")
     replay.add_argument("--out", type=Path, help="per-sample results CSV")
     replay.add_argument(
         "--nab-out", type=Path, help="NAB result file (timestamp,value,anomaly_score per row)"
@@ -48,6 +52,19 @@ def _parser() -> argparse.ArgumentParser:
     replay.add_argument(
         "--update-at", help="data time of the update (ISO 8601 or UNIX s); default: the start"
     )
+    replay.add_argument(
+        "--sample", action="store_true", help="the shipped sample and its config (smoke test)"
+    )
+
+    from edge_agent.install.cli import add_install_arguments, add_uninstall_arguments
+
+    add_install_arguments(
+        sub.add_parser("install", help="install as a systemd service (venv, user, config, unit)")
+    )
+    add_uninstall_arguments(sub.add_parser("uninstall", help="remove the service and venv"))
+    doctor = sub.add_parser("doctor", help="check this device and print the fix for each problem")
+    doctor.add_argument("--config", type=Path, default=Path("/etc/edge-agent/agent.toml"))
+    doctor.add_argument("--user", default=None, help="the service user (default: edge-agent)")
 
     from edge_agent.simulator.cli import add_simulate_arguments
 
@@ -77,6 +94,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     model_demo.add_argument("--samples", type=int, default=3000, help="samples (>= 200)")
     model_demo.add_argument("--backend", default="auto")
+    bench = model_sub.add_parser("bench", help="per-sample inference latency on this device")
+    bench.add_argument("bundle", type=Path, nargs="?", default=DEFAULT_BUNDLE)
+    bench.add_argument("--public-key", type=Path, default=DEFAULT_PUBLIC_KEY)
+    bench.add_argument("--samples", type=int, default=5000, help="forecasts to time (>= 100)")
+    bench.add_argument("--backend", default="auto")
     return parser
 
 
@@ -112,7 +134,13 @@ def _run(path: Path) -> int:
 
     loaded = load_config(path)
     logs.configure(loaded.config.agent.log_level, loaded.config.agent.log_format)
-    agent = Agent(loaded)
+    try:
+        agent = Agent(loaded)
+    except (BundleRejected, KeyInvalid, BackendUnavailable) as exc:
+        if loaded.config.agent.on_model_failure != "serve-status" or not loaded.config.http.enabled:
+            raise
+        _serve_without_model(loaded, exc)
+        raise
 
     async def main() -> None:
         stop = asyncio.Event()
@@ -123,6 +151,23 @@ def _run(path: Path) -> int:
 
     asyncio.run(main())
     return EXIT_OK
+
+
+def _serve_without_model(loaded: LoadedConfig, exc: Exception) -> None:
+    """Serve the status page that says why until SIGINT/SIGTERM (then the caller
+    re-raises, and the exit code still tells the model failed)."""
+    from edge_agent.nomodel import NoModelAgent
+
+    view = NoModelAgent(loaded, str(exc))
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await view.run(stop)
+
+    asyncio.run(main())
 
 
 def _replay(args: argparse.Namespace) -> int:
@@ -180,7 +225,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "run":
             return _run(args.config)
         if args.command == "replay":
+            if args.sample:
+                from edge_agent.samples import PUMP_CSV, REPLAY_CONFIG
+
+                args.config = args.config or REPLAY_CONFIG
+                args.csv = args.csv or PUMP_CSV
+            if args.config is None or args.csv is None:
+                print("edge-agent replay: give --config and --csv (or --sample)", file=sys.stderr)
+                return EXIT_USAGE
             return _replay(args)
+        if args.command in {"install", "uninstall"}:
+            from edge_agent.install.cli import run_install, run_uninstall
+
+            return run_install(args) if args.command == "install" else run_uninstall(args)
+        if args.command == "doctor":
+            from edge_agent.doctor.report import run_doctor
+
+            return run_doctor(args.config, args.user)
         if args.command == "simulate":
             from edge_agent.simulator.cli import run_simulate
 
@@ -203,6 +264,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print("edge-agent model demo: --samples must be >= 200", file=sys.stderr)
                 return EXIT_USAGE
             return model_demo.main(args.samples, args.backend)
+        if args.command == "model" and args.model_command == "bench":
+            from edge_agent import model_bench
+
+            if args.samples < 100:
+                print("edge-agent model bench: --samples must be >= 100", file=sys.stderr)
+                return EXIT_USAGE
+            return model_bench.main(args.bundle, args.public_key, args.samples, args.backend)
     except ConfigInvalid as exc:
         print(f"edge-agent: config {exc}", file=sys.stderr)
         return EXIT_USAGE

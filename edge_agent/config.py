@@ -45,6 +45,13 @@ class AgentSection(Strict):
     data_dir: Path = Path("/var/lib/edge-agent")
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["json", "text"] = "json"
+    on_model_failure: Literal["exit", "serve-status"] = "exit"
+    """When the model cannot be loaded at start: exit (code 1 or 3), or keep serving the
+    HTTP API and status page, which say why (nothing else runs)."""
+    stall_after_s: Annotated[float, Field(gt=0, le=86400)] = 30.0
+    """Under systemd's watchdog: a connected source with no reading for this long is a
+    stalled pipeline, and the watchdog pings stop (systemd restarts the agent). Set it
+    above the slowest source's interval between lines."""
 
 
 class ModelConfig(Strict):

@@ -26,7 +26,8 @@ class AgentCollector(Collector):
         model = GaugeMetricFamily(
             "edge_agent_model_info", "The model in use", labels=["name", "version", "backend"]
         )
-        model.add_metric([s.model.name, s.model.version, s.model.backend], 1)
+        if s.model is not None:
+            model.add_metric([s.model.name, s.model.version, s.model.backend], 1)
         yield model
 
         connected = GaugeMetricFamily(

@@ -120,13 +120,16 @@ class SyncInfo(BaseModel):
 
 class AgentStatus(BaseModel):
     agent: AgentInfo
-    model: ModelInfo
+    model: ModelInfo | None
+    """None when the agent runs without a model (``problem`` says why)."""
     sources: list[SourceInfo]
     channels: list[ChannelInfo]
     alarms: list[AlarmInfo]
     """Active alarms (and cleared ones still unacknowledged)."""
     store: StoreInfo
     sync: SyncInfo = Field(default_factory=SyncInfo)
+    problem: str | None = None
+    """Why the agent is not processing readings (no model), else None."""
 
 
 class ReadingInfo(BaseModel):

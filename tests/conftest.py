@@ -20,6 +20,9 @@ from edge_agent.models import DEFAULT_BUNDLE
 from edgetwin_contracts import signing
 from edgetwin_contracts.manifest import MANIFEST_FILE, MODEL_FILE, SIGNATURE_FILE
 
+# Browser fixtures (headless Chromium) for the page tests; imported so pytest sees them.
+pytest_plugins = ["tests.browser"]
+
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 REPO = Path(__file__).resolve().parent.parent
 

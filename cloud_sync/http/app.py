@@ -28,6 +28,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 from fastapi.security import HTTPAuthorizationCredentials
+from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel
 from sqlalchemy import Engine, text
 from sqlalchemy.exc import OperationalError
@@ -43,6 +44,7 @@ from cloud_sync.errors import (
     RequestRejected,
 )
 from cloud_sync.fleet import (
+    STATIC,
     DeviceOverview,
     make_environment,
     overview,
@@ -443,6 +445,8 @@ def create_app(config: CloudConfig, engine: Engine) -> FastAPI:
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
+    # The fleet page's own script (no external resources).
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
     # Model releases: docs/releases.md.
     app.include_router(releases_router(config, engine, guards))
     return app

@@ -1,4 +1,5 @@
-"""The local HTTP API: health, status, readings, alarms (with acknowledge), metrics.
+"""The local HTTP API: health, status, readings, alarms (with acknowledge), metrics, and
+the status page at / (edge_agent/http/page.py).
 
 ``create_app(view, config)`` builds a FastAPI app around an ``AgentView``; there is no
 global app. Endpoints are ``async def`` so they run on the agent's event loop, next to
@@ -18,6 +19,7 @@ from pydantic import BaseModel, Field
 from edge_agent import __version__
 from edge_agent.errors import AlarmNotFound
 from edge_agent.http.config import HttpConfig
+from edge_agent.http.page import add_status_page
 from edge_agent.status import AgentStatus, AlarmInfo, ReadingInfo
 
 
@@ -109,4 +111,5 @@ def create_app(view: AgentView, config: HttpConfig) -> FastAPI:
     async def metrics() -> Response:
         return Response(generate_latest(view.registry), media_type=CONTENT_TYPE_LATEST)
 
+    add_status_page(app)
     return app

@@ -91,16 +91,18 @@ class AgentProcess:
 
 
 @contextmanager
-def agent_process(config: Path, port: int, log: Path) -> Iterator[AgentProcess]:
-    """Start ``edge-agent run --config CONFIG`` (whose [http] port is ``port``); kill it
-    on the way out if the test left it running."""
+def agent_process(
+    config: Path, port: int, log: Path, env: dict[str, str] | None = None
+) -> Iterator[AgentProcess]:
+    """Start ``edge-agent run --config CONFIG`` (whose [http] port is ``port``, with
+    ``env`` added to the environment); kill it on the way out if the test left it running."""
     with log.open("wb") as sink:
         proc = subprocess.Popen(
             cli("run", "--config", str(config)),
             cwd=config.parent,
             stdout=sink,
             stderr=subprocess.STDOUT,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
         )
     try:
         yield AgentProcess(proc, f"http://127.0.0.1:{port}", log)

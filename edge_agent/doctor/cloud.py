@@ -1,0 +1,40 @@
+"""Cloud reachability: the sync URL answers /health."""
+
+from __future__ import annotations
+
+import httpx
+
+from edge_agent.config import AgentConfig
+from edge_agent.doctor.base import Finding, Status
+
+CHECK = "cloud"
+TIMEOUT_S = 5.0
+
+
+def check(config: AgentConfig) -> list[Finding]:
+    sync = config.sync
+    if not sync.enabled:
+        return [Finding(CHECK, Status.SKIP, "sync is disabled ([sync] enabled = false)")]
+    url = sync.url.rstrip("/") + "/health"
+    try:
+        response = httpx.get(url, timeout=TIMEOUT_S)
+    except httpx.HTTPError as exc:
+        return [
+            Finding(
+                CHECK,
+                Status.FAIL,
+                f"{url} does not answer: {exc}",
+                "check [sync] url, DNS (getent hosts HOST), the firewall and the proxy; "
+                "the agent keeps its outbox meanwhile",
+            )
+        ]
+    if response.status_code != 200:
+        return [
+            Finding(
+                CHECK,
+                Status.FAIL,
+                f"{url} answered {response.status_code}",
+                "is [sync] url the cloud-sync base URL (not a path below it)?",
+            )
+        ]
+    return [Finding(CHECK, Status.OK, f"{url} answers")]

@@ -1,0 +1,5 @@
+import sys
+
+from edge_agent.install.cli import main
+
+sys.exit(main(sys.argv[1:]))
