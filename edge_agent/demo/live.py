@@ -195,7 +195,8 @@ def run_live(
         loop.call_later(duration_s, stop.set)
 
         def ready(a: Agent) -> None:
-            echo(f"agent running: status at {a.http_url}/status, metrics at {a.http_url}/metrics")
+            url = a.http_url
+            echo(f"agent running: status at {url}/status (page {url}/), metrics {url}/metrics")
 
         async def progress() -> None:
             while not stop.is_set():

@@ -10,6 +10,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
+from edge_agent.config import load_config
 from edge_agent.install.layout import packaged
 from tests.conftest import require
 from tests.packaging.conftest import run_installer
@@ -62,6 +63,12 @@ def test_install_twice_verify_then_uninstall(tmp_path: Path, wheel: Path) -> Non
     config = root / "etc/edge-agent/agent.toml"
     text = config.read_text()
     assert 'name = "pump-17"' in text and 'port = "/dev/ttyACM3"' in text
+    # The installed default: the likelihood detector, alarming at the fixed NAB threshold.
+    installed = load_config(config).config
+    assert installed.channel_defaults.score.method == "likelihood"
+    assert [(r.name, r.set) for r in installed.alarms if r.kind == "score_above"] == [
+        ("anomaly", 3.0)
+    ]
     if os.geteuid() == 0:  # root:edge-agent 0640: the service reads it, nobody else
         group = next(
             line.split(":")[2]
