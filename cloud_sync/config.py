@@ -138,6 +138,9 @@ class TrainingSection(Strict):
     """Upper bound; early stopping on the last 10 % of the device's training windows."""
     pretrain_learning_rate: Annotated[float, Field(gt=0, le=1)] = 1e-3
     finetune_learning_rate: Annotated[float, Field(gt=0, le=1)] = 1e-3
+    weight_by_window_std: bool = True
+    """Weight each fine-tune window by its std, so the loss follows the MAE in channel
+    units that promotion is decided on (false: every window counts the same)."""
     finetune_from_generic: bool = True
     """Also fine-tune each device from the shipped generic model and keep whichever
     start validates better on the device's own data (twice the fine-tune time)."""

@@ -103,6 +103,7 @@ def train(
     settings: TrainSettings,
     *,
     initial_model: Any | None = None,
+    sample_weights: FloatArray | None = None,
 ) -> TrainResult:
     """Fit a model on normalised windows (see ``WindowSet.normalized``).
 
@@ -112,6 +113,8 @@ def train(
         settings: the recipe (``hidden`` is ignored when ``initial_model`` is given).
         initial_model: a ``keras.Model`` to continue training (pretrain -> fine-tune;
             it is trained in place and returned); None: a new model (``build_model``).
+        sample_weights: (N,) weight of each window in the loss (and in early stopping's
+            validation loss); None: all equal.
 
     Raises:
         TrainingFailed: no windows, or the loss became NaN/inf.
@@ -130,14 +133,18 @@ def train(
     model.compile(optimizer=keras.optimizers.Adam(settings.learning_rate), loss=loss)
     x = z_inputs.astype(np.float32)
     y = z_targets.astype(np.float32)
+    weights = None if sample_weights is None else sample_weights.astype(np.float32)
     callbacks: list[Any] = [keras.callbacks.TerminateOnNaN()]
     n_val = int(len(x) * settings.validation_fraction)
-    validation = None
+    validation: tuple[Any, ...] | None = None
     if n_val > 0:
         # The validation windows are the last ones (the end of the last series), not a
         # random sample, so early stopping judges on windows the model did not train on.
         x, x_val, y, y_val = x[:-n_val], x[-n_val:], y[:-n_val], y[-n_val:]
         validation = (x_val, y_val)
+        if weights is not None:
+            weights, w_val = weights[:-n_val], weights[-n_val:]
+            validation = (x_val, y_val, w_val)
         callbacks.append(
             keras.callbacks.EarlyStopping(
                 patience=settings.patience, restore_best_weights=True, min_delta=1e-5
@@ -146,6 +153,7 @@ def train(
     history = model.fit(
         x,
         y,
+        sample_weight=weights,
         epochs=settings.epochs,
         batch_size=settings.batch_size,
         validation_data=validation,

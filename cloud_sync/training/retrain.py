@@ -153,6 +153,7 @@ def retrain(
                 deployed=resolve_deployed(engine, name, t.reports_dir),
                 norm=norm,
                 generic_weights=generic,
+                weight_by_window_std=t.weight_by_window_std,
             )
         )
     say(f"fine-tuning {len(tasks)} device(s) on Dask")

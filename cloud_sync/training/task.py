@@ -80,6 +80,9 @@ class FineTuneTask:
     relative bound: device series that are flat most of the time have a near-zero
     float32 error, and int8 rounding would refuse every candidate for them."""
     seed: int = 7
+    weight_by_window_std: bool = True
+    """Weight each training window by its std (the loss then follows the MAE in channel
+    units that promotion is decided on)."""
     generic_weights: list[FloatArray] | None = None
     """The shipped generic model's weights: a second starting point, fine-tuned the same
     way; the start whose fine-tune validates better is kept. None: the fleet model only."""
@@ -159,7 +162,11 @@ def fine_tune_device(task: FineTuneTask) -> FineTuneResult:
     limit_threads()
     w = task.windows
     spec, norm = task.spec, task.norm
-    z_in, z_target, _ = w.train.normalized(norm)
+    z_in, z_target, std = w.train.normalized(norm)
+    # The promotion metric is MAE in channel units, i.e. the z-error times the window's
+    # std: weighting each window by its std trains for that, not for the z-error of
+    # flat stretches that no alarm ever sees.
+    weights = std / np.mean(std) if task.weight_by_window_std else None
     starts = {"fleet": task.fleet_weights}
     if task.generic_weights is not None:
         starts["generic"] = task.generic_weights
@@ -168,10 +175,12 @@ def fine_tune_device(task: FineTuneTask) -> FineTuneResult:
     # each start is fine-tuned and the better one on the device's own validation windows
     # (never the held-out ones the promotion is decided on) is kept.
     results: dict[str, TrainResult] = {}
-    for label, weights in starts.items():
+    for label, start_weights in starts.items():
         model = build_model(spec.window_length, len(spec.horizons), task.hidden, task.seed)
-        model.set_weights(weights)
-        results[label] = train(z_in, z_target, task.settings, initial_model=model)
+        model.set_weights(start_weights)
+        results[label] = train(
+            z_in, z_target, task.settings, initial_model=model, sample_weights=weights
+        )
     losses = {label: _selection_loss(r) for label, r in results.items()}
     start = min(losses, key=lambda label: losses[label])
     result = results[start]
