@@ -17,6 +17,7 @@ import csv
 import json
 import os
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -189,6 +190,8 @@ def main() -> None:
     parser.add_argument(
         "--training", default="", help='extra [training] TOML lines, e.g. "finetune_epochs = 30"'
     )
+    parser.add_argument("--series", default="", help="only the series whose name contains this")
+    parser.add_argument("--keep", type=Path, help="copy the cloud's training reports here")
     args = parser.parse_args()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     with tempfile.TemporaryDirectory(prefix="bench-loop-") as tmp_name:
@@ -230,6 +233,8 @@ def main() -> None:
             plan = []
             start = time.monotonic()
             for path in nab_series():
+                if args.series not in path.stem:
+                    continue
                 name = path.stem.replace("_", "-")[:40]
                 token = subprocess.run(
                     [PY, "-m", "cloud_sync", "devices", "add", name, "--config", str(cloud_toml)],
@@ -300,6 +305,9 @@ def main() -> None:
             f"mean MAE change of what the devices run after the loop (promoted models only): "
             f"{float(np.mean(deployed)) * 100:+.1f} %"
         )
+        if args.keep is not None:
+            shutil.copytree(tmp / "reports", args.keep, dirs_exist_ok=True)
+            print(f"training reports kept in {args.keep}")
 
 
 if __name__ == "__main__":
