@@ -17,7 +17,7 @@ import logging
 import re
 import threading
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
@@ -28,9 +28,8 @@ from pydantic import Field, model_validator
 from edge_agent.configbase import ChannelName, Strict
 from edge_agent.reading import Reading
 from edge_agent.sources.base import SourceHealth, SourceState
-from edge_agent.sources.errors import SourceBusy
 from edge_agent.sources.serial import backoff
-from edge_agent.sources.threaded import QUEUE_FULL, Emit, thread_stream
+from edge_agent.sources.threaded import QUEUE_FULL, Emit, ThreadedSource
 
 __all__ = [
     "COUNTERS",
@@ -170,7 +169,7 @@ def pulse_counter(channel: str) -> str:
     return f"{channel}:pulses"
 
 
-class GpioSource:
+class GpioSource(ThreadedSource):
     """Readings from GPIO inputs (see ``GpioSourceConfig``).
 
     pin_factory: the gpiozero pin factory to claim pins from (tests pass a
@@ -186,6 +185,7 @@ class GpioSource:
         clock: Callable[[], float] = time.time,
         queue_size: int = 4096,
     ) -> None:
+        super().__init__(queue_size)
         self.config = config
         self.name = config.name
         self.health = SourceHealth()
@@ -196,22 +196,9 @@ class GpioSource:
             counters[key(inp.channel)] = 0
         self._pin_factory = pin_factory
         self._clock = clock
-        self._queue_size = queue_size
-        self._running = threading.Lock()
 
     def channels(self) -> list[str]:
         return self.config.channel_names()
-
-    async def stream(self) -> AsyncIterator[Reading]:
-        if not self._running.acquire(blocking=False):
-            raise SourceBusy(f"source {self.name!r} is already streaming")
-        try:
-            async for reading in thread_stream(
-                self.name, self._run, self.health.counters, queue_size=self._queue_size
-            ):
-                yield reading
-        finally:
-            self._running.release()
 
     def _open(self) -> list[DigitalInputDevice] | None:
         factory = self._pin_factory

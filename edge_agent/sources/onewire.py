@@ -19,7 +19,7 @@ import logging
 import math
 import threading
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -30,8 +30,7 @@ from pydantic import Field, model_validator
 from edge_agent.configbase import ChannelName, Strict
 from edge_agent.reading import Reading
 from edge_agent.sources.base import SourceHealth, SourceState
-from edge_agent.sources.errors import SourceBusy
-from edge_agent.sources.threaded import QUEUE_FULL, Emit, thread_stream
+from edge_agent.sources.threaded import QUEUE_FULL, Emit, ThreadedSource
 
 __all__ = [
     "COUNTERS",
@@ -147,7 +146,7 @@ class OneWireSourceConfig(Strict):
         return [s.channel for s in self.sensors]
 
 
-class OneWireSource:
+class OneWireSource(ThreadedSource):
     """Readings from DS18B20 sensors (see ``OneWireSourceConfig``).
 
     State: CONNECTED while at least one sensor reads; DISCONNECTED when a round read
@@ -162,6 +161,7 @@ class OneWireSource:
         clock: Callable[[], float] = time.time,
         queue_size: int = 1024,
     ) -> None:
+        super().__init__(queue_size)
         self.config = config
         self.name = config.name
         self.health = SourceHealth()
@@ -171,28 +171,14 @@ class OneWireSource:
             for counter in SENSOR_COUNTERS:
                 counters[sensor_counter(sensor.channel, counter)] = 0
         self._clock = clock
-        self._queue_size = queue_size
-        self._running = threading.Lock()
         self._logged_error: str | None = None
 
     def channels(self) -> list[str]:
         return self.config.channel_names()
 
-    async def stream(self) -> AsyncIterator[Reading]:
-        if not self._running.acquire(blocking=False):
-            raise SourceBusy(f"source {self.name!r} is already streaming")
-        try:
-            async for reading in thread_stream(
-                self.name,
-                self._run,
-                self.health.counters,
-                queue_size=self._queue_size,
-                # A round of reads is not interruptible: wait for it.
-                join_timeout_s=1.0 * len(self.config.sensors) + 2.0,
-            ):
-                yield reading
-        finally:
-            self._running.release()
+    def _join_timeout_s(self) -> float:
+        # A round of reads is not interruptible: wait for it.
+        return 1.0 * len(self.config.sensors) + 2.0
 
     def read_round(self) -> list[Reading]:
         """Read every sensor once (blocking), count each outcome, update the state."""

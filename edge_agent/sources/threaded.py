@@ -3,7 +3,8 @@
 Drivers whose I/O blocks (pymodbus' serial client, the kernel's 1-Wire files, gpiozero's
 edge callbacks) run in a thread of their own and hand each batch of readings to the
 event loop with ``loop.call_soon_threadsafe`` into a bounded ``asyncio.Queue``, the way
-the serial source does; ``thread_stream`` is that plumbing, shared.
+the serial source does; ``thread_stream`` is that plumbing, and ``ThreadedSource`` the
+``stream()`` built on it (one consumer at a time), shared.
 """
 
 from __future__ import annotations
@@ -15,8 +16,10 @@ from collections import Counter
 from collections.abc import AsyncIterator, Callable
 
 from edge_agent.reading import Reading
+from edge_agent.sources.base import SourceHealth
+from edge_agent.sources.errors import SourceBusy
 
-__all__ = ["QUEUE_FULL", "Emit", "thread_stream"]
+__all__ = ["QUEUE_FULL", "Emit", "ThreadedSource", "thread_stream"]
 
 QUEUE_FULL = "readings_dropped_queue_full"
 """Readings dropped because the consumer fell ``queue_size`` readings behind."""
@@ -96,3 +99,41 @@ async def thread_stream(
         # Joined (bounded) so that a following stream() never races this thread for the
         # device; synchronous because this also runs while the loop shuts down.
         thread.join(join_timeout_s)
+
+
+class ThreadedSource:
+    """``stream()`` for a source whose ``_run(stop, emit)`` works in a thread of its own.
+
+    One consumer at a time: a second concurrent ``stream()`` raises ``SourceBusy`` (two
+    threads must never share a device). Subclasses set ``name`` and ``health``, call
+    ``__init__`` with their queue size, and may widen ``_join_timeout_s`` when one step
+    of ``_run`` cannot be interrupted.
+    """
+
+    name: str
+    health: SourceHealth
+
+    def __init__(self, queue_size: int) -> None:
+        self._queue_size = queue_size
+        self._streaming = threading.Lock()
+
+    def _join_timeout_s(self) -> float:
+        return 5.0
+
+    def _run(self, stop: threading.Event, emit: Emit) -> None:
+        raise NotImplementedError
+
+    async def stream(self) -> AsyncIterator[Reading]:
+        if not self._streaming.acquire(blocking=False):
+            raise SourceBusy(f"source {self.name!r} is already streaming")
+        try:
+            async for reading in thread_stream(
+                self.name,
+                self._run,
+                self.health.counters,
+                queue_size=self._queue_size,
+                join_timeout_s=self._join_timeout_s(),
+            ):
+                yield reading
+        finally:
+            self._streaming.release()

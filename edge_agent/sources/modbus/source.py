@@ -23,7 +23,7 @@ import logging
 import math
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,7 +34,6 @@ from pymodbus.framer import FramerRTU
 
 from edge_agent.reading import Reading
 from edge_agent.sources.base import SourceHealth, SourceState
-from edge_agent.sources.errors import SourceBusy
 from edge_agent.sources.modbus.config import (
     DataType,
     ModbusRegister,
@@ -45,7 +44,7 @@ from edge_agent.sources.modbus.config import (
 from edge_agent.sources.modbus.decode import decode_words
 from edge_agent.sources.modbus.plan import Block, plan_blocks
 from edge_agent.sources.serial import backoff
-from edge_agent.sources.threaded import QUEUE_FULL, Emit, thread_stream
+from edge_agent.sources.threaded import QUEUE_FULL, Emit, ThreadedSource
 
 __all__ = [
     "COUNTERS",
@@ -152,7 +151,7 @@ class _Device:
     delays: Iterator[float] = field(default_factory=lambda: iter(()))
 
 
-class ModbusSource:
+class ModbusSource(ThreadedSource):
     """Readings from Modbus devices (see ``ModbusSourceConfig``).
 
     ``stream()`` starts the poll thread and yields readings until the consumer stops; it
@@ -174,6 +173,7 @@ class ModbusSource:
         client_factory: Callable[[ModbusSourceConfig, _FrameWatch], Any] | None = None,
         queue_size: int = 4096,
     ) -> None:
+        super().__init__(queue_size)
         self.config = config
         self.name = config.name
         self.health = SourceHealth()
@@ -184,28 +184,14 @@ class ModbusSource:
         self.blocks = plan_blocks(config.registers, config.max_block_registers)
         self._clock = clock
         self._client_factory = client_factory or build_client
-        self._queue_size = queue_size
-        self._running = threading.Lock()
         self._logged_error: str | None = None
 
     def channels(self) -> list[str]:
         return [reg.channel for reg in self.config.registers]
 
-    async def stream(self) -> AsyncIterator[Reading]:
-        """Readings as they are polled; runs until closed or cancelled."""
-        if not self._running.acquire(blocking=False):
-            raise SourceBusy(f"source {self.name!r} is already streaming")
-        try:
-            async for reading in thread_stream(
-                self.name,
-                self._run,
-                self.health.counters,
-                queue_size=self._queue_size,
-                join_timeout_s=self.config.timeout_s + 2.0,
-            ):
-                yield reading
-        finally:
-            self._running.release()
+    def _join_timeout_s(self) -> float:
+        # A request in flight is not interruptible: wait out its timeout.
+        return self.config.timeout_s + 2.0
 
     # --- poll thread ---------------------------------------------------------------
 
