@@ -20,6 +20,29 @@ def config_for(tmp_path: Path, body: str) -> LoadedConfig:
     return LoadedConfig(path, parse_config(text, str(path)))
 
 
+def replay_temp_toml(csv: Path, speed: float = 0) -> str:
+    """Config lines: ``csv`` (a ``timestamp,temp`` CSV) replayed at ``speed`` (0: as fast
+    as it goes) and the critical ``temp-high`` rule (set 80, clear 75)."""
+    return f"""
+[[sources]]
+type = "replay"
+name = "history"
+path = "{csv}"
+speed = {speed:g}
+
+[channels.temp]
+unit = "°C"
+
+[[alarms]]
+name = "temp-high"
+channel = "temp"
+kind = "value_above"
+set = 80
+clear = 75
+severity = "critical"
+"""
+
+
 @contextmanager
 def running_agent(loaded: LoadedConfig) -> Iterator[Agent]:
     """Start the agent; yield it once its HTTP server answers; stop and join on exit."""

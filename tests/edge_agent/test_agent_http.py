@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from edge_agent.agent import Agent
-from tests.edge_agent.agent_harness import config_for, running_agent, wait_for
+from tests.edge_agent.agent_harness import config_for, replay_temp_toml, running_agent, wait_for
 
 ROWS = 400
 STEP_AT = 300
@@ -34,24 +34,8 @@ def agent(tmp_path: Path) -> Iterator[Agent]:
     _write_csv(csv)
     loaded = config_for(
         tmp_path,
-        f"""
-[[sources]]
-type = "replay"
-name = "history"
-path = "{csv}"
-speed = 0
-
-[channels.temp]
-unit = "°C"
-
-[[alarms]]
-name = "temp-high"
-channel = "temp"
-kind = "value_above"
-set = 80
-clear = 75
-severity = "critical"
-
+        replay_temp_toml(csv)
+        + """
 [[alarms]]
 name = "temp-anomaly"
 channel = "*"

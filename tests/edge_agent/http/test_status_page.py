@@ -15,7 +15,7 @@ import pytest
 
 from edge_agent.agent import Agent
 from tests.browser import BrowserPage
-from tests.edge_agent.agent_harness import config_for, running_agent, wait_for
+from tests.edge_agent.agent_harness import config_for, replay_temp_toml, running_agent, wait_for
 from tests.edge_agent.integration.helpers import agent_process, agent_toml, free_port
 
 ROWS = 300
@@ -37,27 +37,7 @@ def replaying_agent(tmp_path: Path) -> Iterator[Agent]:
     _write_csv(csv)
     loaded = config_for(
         tmp_path,
-        f"""
-[[sources]]
-type = "replay"
-name = "history"
-path = "{csv}"
-speed = 0
-
-[channels.temp]
-unit = "°C"
-
-[[alarms]]
-name = "temp-high"
-channel = "temp"
-kind = "value_above"
-set = 80
-clear = 75
-severity = "critical"
-
-[http]
-port = 0
-""",
+        replay_temp_toml(csv) + "\n[http]\nport = 0\n",
     )
     with running_agent(loaded) as agent:
         yield agent

@@ -6,7 +6,7 @@ from __future__ import annotations
 import signal
 from pathlib import Path
 
-from tests.edge_agent.agent_harness import wait_for
+from tests.edge_agent.agent_harness import replay_temp_toml, wait_for
 from tests.edge_agent.integration.helpers import (
     GUARD_S,
     agent_process,
@@ -23,24 +23,7 @@ HIGH = range(300, 320)
 
 
 def replay_body(csv: Path) -> str:
-    return f"""
-[[sources]]
-type = "replay"
-name = "history"
-path = "{csv}"
-speed = 1000
-
-[channels.temp]
-unit = "°C"
-
-[[alarms]]
-name = "temp-high"
-channel = "temp"
-kind = "value_above"
-set = 80
-clear = 75
-severity = "critical"
-"""
+    return replay_temp_toml(csv, speed=1000)
 
 
 def test_run_serves_stores_and_exits_0_on_sigterm(tmp_path: Path) -> None:
