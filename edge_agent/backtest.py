@@ -31,14 +31,14 @@ from edge_agent.bundle.loader import LoadedModel, load_bundle
 from edge_agent.config import AgentConfig, LoadedConfig
 from edge_agent.errors import BundleRejected
 from edge_agent.modelref import load_model
-from edge_agent.ota.errors import SelfTestFailed
+from edge_agent.ota.errors import SelfTestFailed, UpdateRejected
+from edge_agent.ota.manager import check_replacement
 from edge_agent.ota.selftest import run_self_test
 from edge_agent.pipeline.channel import ChannelPipeline
 from edge_agent.pipeline.pipeline import Pipeline
 from edge_agent.pipeline.shadow import ShadowGuard, guard_verdict
 from edge_agent.sources.replay import ReplaySource, ReplaySourceConfig
 from edge_agent.store.sqlite import Store
-from edgetwin_contracts.manifest import version_key
 from edgetwin_contracts.signing import load_public_key
 
 HEALTH_EVERY_S = 1.0
@@ -213,7 +213,8 @@ def _load_update(
     config: AgentConfig, update: ModelUpdate, running: LoadedModel
 ) -> tuple[ModelUpdate, LoadedModel | str]:
     """The OTA manager's checks before a swap: the child-process self-test, verification
-    with the release key, anti-rollback. Returns the loaded model or why it was refused."""
+    with the release key, ``check_replacement`` (anti-rollback, same window and horizons).
+    Returns the loaded model or why it was refused."""
     try:
         run_self_test(
             update.bundle, update.public_key, config.model.backend, config.ota.self_test_timeout_s
@@ -224,11 +225,11 @@ def _load_update(
             backend=config.model.backend,
             num_threads=config.model.num_threads,
         )
+        check_replacement(loaded.manifest, running, is_rollback=False)
     except (SelfTestFailed, BundleRejected) as exc:
         return update, f"refused: {exc}"
-    version = loaded.manifest.model.version
-    if version_key(version) < version_key(running.manifest.model.version):
-        return update, f"{version} refused: older than the running model"
+    except UpdateRejected as exc:
+        return update, f"{loaded.manifest.model.version} refused: {exc}"
     return update, loaded
 
 
@@ -261,13 +262,11 @@ class _UpdateInProgress:
         if self._refused is not None:
             self._report.model_update = self._refused
             return
-        old, new = self._running.forecaster, self._new.forecaster
         version = self._new.manifest.model.version
-        if (old.window_length, tuple(old.horizons)) != (new.window_length, tuple(new.horizons)):
-            self._report.model_update = f"{version} refused: another window length or horizons"
-            return
-        guard = ShadowGuard(old, self._config.ota.guard_samples, self._guard_done)
-        self._pipeline.swap(new, guard)
+        guard = ShadowGuard(
+            self._running.forecaster, self._config.ota.guard_samples, self._guard_done
+        )
+        self._pipeline.swap(self._new.forecaster, guard)
         self._report.model_update = f"{version} swapped in, guarding"
 
     def _guard_done(self, guard: ShadowGuard) -> None:

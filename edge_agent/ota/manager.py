@@ -275,22 +275,7 @@ class OtaManager:
             raise ArchiveMismatch(
                 f"the bundle's manifest says version {version}, the release {release.version}"
             )
-        if version_key(version) < version_key(self.running_version) and not release.is_rollback:
-            raise Downgrade(
-                f"{version} < running {self.running_version} and the cloud did not ask "
-                "for a rollback"
-            )
-        running = self.running.forecaster
-        if manifest.input.window_length != running.window_length:
-            raise Incompatible(
-                f"window_length {manifest.input.window_length}, running model "
-                f"{running.window_length}"
-            )
-        if tuple(manifest.output.horizons) != running.horizons:
-            raise Incompatible(
-                f"horizons {manifest.output.horizons}, running model {list(running.horizons)} "
-                "(alarm rules select horizons)"
-            )
+        check_replacement(manifest, self.running, is_rollback=release.is_rollback)
 
     async def _download(self, release: ModelRelease, partial: Path) -> None:
         if self._downloader is None:
@@ -440,6 +425,29 @@ class OtaManager:
     def _step(self, name: str) -> None:
         if self._on_step is not None:
             self._on_step(name)
+
+
+def check_replacement(manifest: Manifest, running: LoadedModel, *, is_rollback: bool) -> None:
+    """Whether a verified bundle may replace the running model: not older unless the
+    cloud asks for a rollback (anti-rollback), same window length and horizons (alarm
+    rules select horizons). Raises Downgrade or Incompatible."""
+    version = manifest.model.version
+    running_version = running.manifest.model.version
+    if version_key(version) < version_key(running_version) and not is_rollback:
+        raise Downgrade(
+            f"{version} < running {running_version} and the cloud did not ask for a rollback"
+        )
+    forecaster = running.forecaster
+    if manifest.input.window_length != forecaster.window_length:
+        raise Incompatible(
+            f"window_length {manifest.input.window_length}, running model "
+            f"{forecaster.window_length}"
+        )
+    if tuple(manifest.output.horizons) != forecaster.horizons:
+        raise Incompatible(
+            f"horizons {manifest.output.horizons}, running model {list(forecaster.horizons)} "
+            "(alarm rules select horizons)"
+        )
 
 
 def _guard_figures(guard: ShadowGuard) -> dict[str, Any]:
