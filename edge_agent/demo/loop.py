@@ -21,6 +21,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -381,8 +382,6 @@ def _mae_after(out: Path, after: float) -> tuple[dict[tuple[str, int], float], d
     The replay writes, per sample, the one-step forecast made for it and the newest
     longest-horizon forecast; the latter is scored against the value that many samples
     later."""
-    from datetime import datetime
-
     series: dict[str, list[tuple[float, float, float, float]]] = {}
     longest = 1
     with out.open(encoding="utf-8") as fh:
