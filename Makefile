@@ -44,7 +44,7 @@ lint: $(BIN)/.installed
 	$(BIN)/ruff format --check .
 
 typecheck: $(BIN)/.installed
-	$(BIN)/mypy edgetwin_contracts edge_agent model_export cloud_sync
+	$(BIN)/mypy edgetwin_common edgetwin_contracts edge_agent model_export cloud_sync edgetwin_demo
 
 debian-packages:
 	@scripts/debian-packages.sh $(DEBIAN_PACKAGES)
@@ -73,7 +73,7 @@ arm64-smoke: $(BIN)/.installed
 
 # Rebuilds the shipped generic model from the synthetic corpus and re-signs it (docs/default-model.md).
 default-model: $(BIN)/.installed
-	$(BIN)/model-export default-model --out edge_agent/models/default --key-dir $(OUT)/keys
+	$(BIN)/model-export default-model --out edge_agent/model/shipped/default --key-dir $(OUT)/keys
 
 clean:
 	rm -rf $(VENV) $(TFLITE_VENV) $(OUT) .pytest_cache .mypy_cache .ruff_cache

@@ -8,8 +8,8 @@ import time
 
 import numpy as np
 
-from edge_agent.bundle.loader import load_bundle
-from edge_agent.models import DEFAULT_BUNDLE, default_public_key
+from edge_agent.model.bundle import load_bundle
+from edge_agent.model.shipped import DEFAULT_BUNDLE, default_public_key
 from edgetwin_contracts.bundle import read_verified
 
 

@@ -19,27 +19,20 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
 import numpy as np
 from _common import nab_series
 
-from edge_agent.sources.replay import parse_timestamp
+from edgetwin_common.testing import free_port
+from edgetwin_common.timestamps import parse_timestamp
 
 PY = sys.executable
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def wait_http(url: str, timeout_s: float = 60) -> None:
@@ -155,8 +148,8 @@ def replay_mae(
         for row in csv.DictReader(fh):
             if not row["forecast"]:
                 continue
-            ts = datetime.fromisoformat(row["timestamp"]).replace(tzinfo=UTC).timestamp()
-            if ts >= after:
+            ts = parse_timestamp(row["timestamp"])
+            if ts is not None and ts >= after:
                 errors.append(abs(float(row["value"]) - float(row["forecast"])))
     return float(np.mean(errors))
 

@@ -28,7 +28,6 @@ import os
 import random
 import secrets
 import shutil
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -42,6 +41,8 @@ from typing import Any
 
 import httpx
 from fastapi import Request  # module level: the bare app's annotations resolve here
+
+from edgetwin_common.testing import free_port
 
 REPO = Path(__file__).resolve().parent.parent
 BENCH = REPO / "bench"
@@ -521,12 +522,6 @@ class Load:
 
 # --------------------------------------------------------------------------------------
 # Servers and databases
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @contextlib.contextmanager

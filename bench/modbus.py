@@ -34,8 +34,8 @@ sys.path.insert(0, str(REPO))
 from gpiozero import Device
 from gpiozero.pins.mock import MockFactory
 
-from edge_agent.agent import Agent
 from edge_agent.config import LoadedConfig, parse_config
+from edge_agent.daemon.agent import Agent
 from edge_agent.sources.modbus.config import ModbusSourceConfig
 from edge_agent.sources.modbus.source import ModbusSource
 

@@ -61,7 +61,7 @@ from nab_scoring import (
     score_corpus,
 )
 
-from edge_agent.sources.replay import parse_timestamp
+from edgetwin_common.timestamps import parse_timestamp
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLE_CONFIG = REPO / "examples" / "agent.toml"

@@ -26,12 +26,12 @@ from pathlib import Path
 import numpy as np
 from _common import nab_series, percentiles_us
 
-from edge_agent.agent import Agent
 from edge_agent.alarms.model import AlarmEvent, AlarmEventKind
 from edge_agent.anomaly.detector import AnomalyDetector
-from edge_agent.backtest import run_backtest
 from edge_agent.config import LoadedConfig, parse_config
-from edge_agent.modelref import load_model
+from edge_agent.daemon.agent import Agent
+from edge_agent.model.selection import load_model
+from edge_agent.pipeline.backtest import run_backtest
 from edge_agent.pipeline.window import SampleWindow
 from edge_agent.simulator import CHANNELS, SimulatorSettings, generate_series, parse_fault
 from edge_agent.sources.replay import ReplaySource, ReplaySourceConfig

@@ -17,8 +17,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import numpy as np
 from _common import KERAS_REFERENCE, nab_series
 
-from edge_agent.bundle.loader import load_bundle
-from edge_agent.models import DEFAULT_BUNDLE, default_public_key
+from edge_agent.model.bundle import load_bundle
+from edge_agent.model.shipped import DEFAULT_BUNDLE, default_public_key
 from edgetwin_contracts.normalization import normalize_windows
 
 

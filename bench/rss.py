@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -23,6 +22,7 @@ import httpx
 from _common import REPO
 
 from edge_agent.simulator import SimulatorSettings, run_simulator, serial_config_for
+from edgetwin_common.testing import free_port
 
 
 def rss_mb(pid: int) -> tuple[float, float]:
@@ -33,12 +33,6 @@ def rss_mb(pid: int) -> tuple[float, float]:
         if key in ("VmRSS", "VmHWM"):
             fields[key] = int(value.split()[0]) / 1024
     return fields["VmRSS"], fields["VmHWM"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def agent_rss(tmp: Path, seconds: float) -> None:
@@ -127,7 +121,7 @@ sys.path.insert(0, sys.argv[3])
 from pipeline import loaded, pump_csv, RULES
 from rss import rss_mb
 import os
-from edge_agent.backtest import run_backtest
+from edge_agent.pipeline.backtest import run_backtest
 tmp = Path(sys.argv[1]); rows = int(sys.argv[2])
 csv = tmp / "pump.csv"
 pump_csv(csv, rows)

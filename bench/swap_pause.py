@@ -21,10 +21,10 @@ from pathlib import Path
 import numpy as np
 from pipeline import toggle_config
 
-from edge_agent.agent import Agent
-from edge_agent.bundle.loader import load_bundle
-from edge_agent.models import DEFAULT_BUNDLE, DEFAULT_PUBLIC_KEY, default_public_key
-from edge_agent.ota.selftest import run_self_test
+from edge_agent.daemon.agent import Agent
+from edge_agent.model.bundle import load_bundle
+from edge_agent.model.ota.selftest import run_self_test
+from edge_agent.model.shipped import DEFAULT_BUNDLE, DEFAULT_PUBLIC_KEY, default_public_key
 
 RATE_HZ = 100.0
 SWAPS = 5

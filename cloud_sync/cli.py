@@ -23,10 +23,14 @@ from sqlalchemy import Engine
 
 from cloud_sync import __version__
 from cloud_sync.config import CloudConfig, load_config
-from cloud_sync.errors import ConfigInvalid, DatabaseUnavailable, DeviceExists, DeviceNotFound
+from cloud_sync.errors import DatabaseUnavailable, DeviceExists, DeviceNotFound
 from cloud_sync.releases.cli import add_group_parsers, add_release_parsers
 from cloud_sync.service import ServiceNotifier
 from cloud_sync.training.cli import add_retrain_parser, retrain_schedule, run_retrain
+from edgetwin_common import logs
+from edgetwin_common.errors import ConfigInvalid
+
+log = logging.getLogger(__name__)
 
 _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -52,6 +56,12 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", help="override [server] host")
     serve.add_argument("--port", type=int, help="override [server] port")
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    serve.add_argument(
+        "--log-format",
+        default="json",
+        choices=["json", "text"],
+        help="json: one object per line (journald, log shippers); text: for a terminal",
+    )
 
     check = sub.add_parser("check-config", help="validate a config file; exit 2 on problems")
     check.add_argument("config", type=Path)
@@ -89,7 +99,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run_keygen(args.directory, args.stem)
         config = load_config(args.config, args.database_url)
         if args.command == "serve":
-            return _serve(config, args.host, args.port, args.log_level, args.config)
+            return _serve(
+                config, args.host, args.port, args.log_level, args.log_format, args.config
+            )
         if args.command == "retrain":
             return run_retrain(args, config, _migrated_engine(config))
         if args.command == "db":
@@ -221,18 +233,15 @@ def _serve(
     host: str | None,
     port: int | None,
     log_level: str,
+    log_format: str = "json",
     config_path: Path | None = None,
 ) -> int:
     from cloud_sync.http.app import create_app
 
-    logging.basicConfig(
-        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    logs.configure(log_level, log_format)
     engine = _migrated_engine(config)
     if config.auth.admin_sha256() is None:
-        logging.getLogger("cloud_sync").warning(
-            "no [auth] admin token: devices can sync, fleet routes answer 401"
-        )
+        log.warning("no [auth] admin token: devices can sync, fleet routes answer 401")
     app = create_app(config, engine)
     server = _GracefulServer(
         uvicorn.Config(
@@ -240,6 +249,7 @@ def _serve(
             host=host or config.server.host,
             port=config.server.port if port is None else port,
             log_level=log_level,
+            log_config=None,  # uvicorn's records go through the root handler: one format
             proxy_headers=True,
             forwarded_allow_ips=config.server.forwarded_allow_ips,
         )

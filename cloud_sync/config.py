@@ -16,8 +16,8 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
-from cloud_sync.errors import ConfigInvalid
-from edgetwin_contracts.configcheck import problems_from, read_toml, validate_toml
+from edgetwin_common.config import problems_from, read_toml, validate_toml
+from edgetwin_common.errors import ConfigInvalid
 
 DEFAULT_DATABASE_URL = "sqlite:///./cloud-sync.db"
 DATABASE_URL_ENV = "CLOUD_SYNC_DATABASE_URL"

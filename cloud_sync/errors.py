@@ -9,16 +9,19 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from edgetwin_contracts.configcheck import ConfigInvalid, ConfigProblem
-
-__all__ = ["ConfigInvalid", "ConfigProblem"]
+from edgetwin_common.errors import EdgetwinError
 
 
-class DatabaseUnavailable(Exception):
+class CloudSyncError(EdgetwinError):
+    """The root of every error the cloud service raises on purpose. A bad config is
+    ``edgetwin_common.errors.ConfigInvalid`` (the device's config raises it too)."""
+
+
+class DatabaseUnavailable(CloudSyncError):
     """The database did not answer: transient, retry later (HTTP 503, CLI exit 3)."""
 
 
-class RequestRejected(Exception):
+class RequestRejected(CloudSyncError):
     """A request the service refuses. ``status`` is the HTTP status; ``detail`` says why.
 
     4xx: fix the request, retrying it unchanged gets the same answer.

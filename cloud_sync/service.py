@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import time
 
-from edge_agent.service.notify import Notifier
-from edge_agent.service.watchdog import watchdog_period_s
+from edgetwin_common.notify import Notifier, watchdog_period_s
 
 
 class ServiceNotifier:

@@ -15,8 +15,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from edge_agent import __version__
-from edge_agent.errors import BackendUnavailable, BundleRejected, ConfigInvalid, KeyInvalid
-from edge_agent.models import DEFAULT_BUNDLE, DEFAULT_PUBLIC_KEY
+from edge_agent.errors import BackendUnavailable
+from edge_agent.model.shipped import DEFAULT_BUNDLE, DEFAULT_PUBLIC_KEY
+from edgetwin_common.errors import ConfigInvalid
+from edgetwin_contracts.errors import BundleRejected, KeyInvalid
 
 if TYPE_CHECKING:
     from edge_agent.config import LoadedConfig
@@ -103,7 +105,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _verify(bundle: Path, public_key_path: Path, backend: str) -> int:
-    from edge_agent.bundle.loader import load_bundle
+    from edge_agent.model.bundle import load_bundle
     from edgetwin_contracts.signing import load_public_key
 
     model = load_bundle(bundle, load_public_key(public_key_path), backend=backend)
@@ -128,9 +130,9 @@ def _check_config(path: Path) -> int:
 
 
 def _run(path: Path) -> int:
-    from edge_agent import logs
-    from edge_agent.agent import Agent
     from edge_agent.config import load_config
+    from edge_agent.daemon.agent import Agent
+    from edgetwin_common import logs
 
     loaded = load_config(path)
     logs.configure(loaded.config.agent.log_level, loaded.config.agent.log_format)
@@ -156,7 +158,7 @@ def _run(path: Path) -> int:
 def _serve_without_model(loaded: LoadedConfig, exc: Exception) -> None:
     """Serve the status page that says why until SIGINT/SIGTERM (then the caller
     re-raises, and the exit code still tells the model failed)."""
-    from edge_agent.nomodel import NoModelAgent
+    from edge_agent.daemon.nomodel import NoModelAgent
 
     view = NoModelAgent(loaded, str(exc))
 
@@ -171,9 +173,9 @@ def _serve_without_model(loaded: LoadedConfig, exc: Exception) -> None:
 
 
 def _replay(args: argparse.Namespace) -> int:
-    from edge_agent.backtest import ModelUpdate, run_backtest
     from edge_agent.config import load_config
-    from edge_agent.sources.replay import parse_timestamp
+    from edge_agent.pipeline.backtest import ModelUpdate, run_backtest
+    from edgetwin_common.timestamps import parse_timestamp
 
     loaded = load_config(args.config)
     update = None
@@ -247,7 +249,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             return run_simulate(args)
         if args.command == "demo":
-            from edge_agent import demo
+            import edgetwin_demo as demo
 
             if args.duration < 10:
                 print("edge-agent demo: --duration must be >= 10 s", file=sys.stderr)
@@ -258,14 +260,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "model" and args.model_command == "verify":
             return _verify(args.bundle, args.public_key, args.backend)
         if args.command == "model" and args.model_command == "demo":
-            from edge_agent import model_demo
+            from edge_agent.model import demo as model_demo
 
             if args.samples < 200:
                 print("edge-agent model demo: --samples must be >= 200", file=sys.stderr)
                 return EXIT_USAGE
             return model_demo.main(args.samples, args.backend)
         if args.command == "model" and args.model_command == "bench":
-            from edge_agent import model_bench
+            from edge_agent.model import bench as model_bench
 
             if args.samples < 100:
                 print("edge-agent model bench: --samples must be >= 100", file=sys.stderr)

@@ -1,65 +1,50 @@
 """Errors of the device agent, named for what the caller should do.
 
-Bundle rejections come from ``edgetwin_contracts.errors`` (the cloud raises the same
-ones) and are re-exported here so device code has one place to import from.
+Every class derives from ``EdgeAgentError``; a builtin second base is kept where callers
+catch it (``ValueError`` for bad values, ``KeyError`` for a missing id). The packages of
+the agent with errors of their own (sources, store, sync, actions, model.ota, simulator)
+keep them in their own ``errors.py``, under the same root. Bundle rejections are
+``edgetwin_contracts.errors`` (the cloud raises the same ones); config problems are
+``edgetwin_common.errors.ConfigInvalid`` (the cloud's config raises it too).
 """
 
 from __future__ import annotations
 
-from edgetwin_contracts.configcheck import ConfigInvalid, ConfigProblem
-from edgetwin_contracts.errors import (
-    BundleIncomplete,
-    BundleRejected,
-    BundleTooLarge,
-    GoldenVectorMismatch,
-    KeyInvalid,
-    ManifestInvalid,
-    ModelHashMismatch,
-    ModelSizeMismatch,
-    ModelUnloadable,
-    SchemaVersionUnsupported,
-    SignatureInvalid,
-    SignatureMissing,
-    TensorSpecMismatch,
-)
+from edgetwin_common.errors import EdgetwinError
 
 __all__ = [
     "AlarmNotFound",
     "BackendUnavailable",
-    "BundleIncomplete",
-    "BundleRejected",
-    "BundleTooLarge",
-    "ConfigInvalid",
-    "ConfigProblem",
-    "GoldenVectorMismatch",
-    "KeyInvalid",
-    "ManifestInvalid",
-    "ModelHashMismatch",
-    "ModelSizeMismatch",
-    "ModelUnloadable",
-    "SchemaVersionUnsupported",
-    "SignatureInvalid",
-    "SignatureMissing",
-    "TensorSpecMismatch",
+    "EdgeAgentError",
+    "InstallFailed",
     "TransientError",
     "WindowInvalid",
 ]
 
 
-class BackendUnavailable(RuntimeError):
+class EdgeAgentError(EdgetwinError):
+    """The root of every error the device agent raises on purpose."""
+
+
+class BackendUnavailable(EdgeAgentError):
     """No inference backend could be imported: install ai-edge-litert (or tflite-runtime).
 
     Fatal for inference; the message lists why each backend failed to import.
     """
 
 
-class WindowInvalid(ValueError):
+class WindowInvalid(EdgeAgentError, ValueError):
     """An input window has the wrong length or holds NaN/inf: fix the caller, skip the sample."""
 
 
-class AlarmNotFound(KeyError):
+class AlarmNotFound(EdgeAgentError, KeyError):
     """No alarm with that id (HTTP 404)."""
 
 
-class TransientError(Exception):
+class TransientError(EdgeAgentError):
     """Worth retrying later (a device gone, a peer unreachable): back off and retry."""
+
+
+class InstallFailed(EdgeAgentError):
+    """``edge-agent install``: a step could not be done; the message says which and how
+    to fix it."""

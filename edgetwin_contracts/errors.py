@@ -6,8 +6,14 @@ The message always names the bundle path and what exactly is wrong.
 
 from __future__ import annotations
 
+from edgetwin_common.errors import EdgetwinError
 
-class BundleRejected(Exception):
+
+class ContractError(EdgetwinError):
+    """The root of every error of the shared contracts (bundles, keys)."""
+
+
+class BundleRejected(ContractError):
     """The bundle must not be used; the caller keeps its current model."""
 
     reason = "rejected"
@@ -84,5 +90,5 @@ class GoldenVectorMismatch(BundleRejected):
     reason = "golden vectors do not reproduce"
 
 
-class KeyInvalid(Exception):
+class KeyInvalid(ContractError):
     """A key file could not be read as an Ed25519 key of the expected kind."""

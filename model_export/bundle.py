@@ -21,8 +21,8 @@ import numpy as np
 import numpy.typing as npt
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from edge_agent.bundle.loader import LoadedModel, load_bundle
-from edge_agent.inference.forecaster import Forecaster
+from edge_agent.model.bundle import LoadedModel, load_bundle
+from edge_agent.model.inference.forecaster import Forecaster
 from edgetwin_contracts.manifest import (
     MANIFEST_FILE,
     MODEL_FILE,

@@ -216,7 +216,7 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
 
 
 def _cmd_verify(args: argparse.Namespace) -> int:
-    from edge_agent.bundle.loader import load_bundle
+    from edge_agent.model.bundle import load_bundle
     from edgetwin_contracts.signing import load_public_key
 
     key = load_public_key(args.public_key)

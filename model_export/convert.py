@@ -2,7 +2,7 @@
 
 The converted model has int8 input and output tensors (no float ops at the edges), so
 the device quantizes the z-scored window itself (``Forecaster``). The int8 model is
-judged on held-out windows through ``edge_agent.inference.forecaster.Forecaster``, the
+judged on held-out windows through ``edge_agent.model.inference.forecaster.Forecaster``, the
 device's own code path on raw windows, so what is measured is what ships.
 """
 
@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from edge_agent.inference.forecaster import Forecaster
+from edge_agent.model.inference.forecaster import Forecaster
 from edgetwin_contracts.manifest import ErrorMetrics, Normalization, ValidationMetrics
 from model_export.dataset import WindowSet, WindowSpec
 from model_export.errors import ConversionRefused, ExportError

@@ -19,12 +19,12 @@ import hashlib
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
 
+from edgetwin_common.timestamps import parse_timestamp
 from edgetwin_contracts.manifest import Normalization
 from edgetwin_contracts.normalization import normalize_windows
 from model_export.errors import DatasetInvalid
@@ -313,28 +313,16 @@ def _parse_timestamp(path: Path, line: int, cell: str) -> float:
     text = cell.strip()
     if not text:
         raise DatasetInvalid(path, "missing timestamp (empty cell)", line=line, column="timestamp")
-    try:
-        value = float(text)
-    except ValueError:
-        pass
-    else:
-        if not math.isfinite(value):
-            raise DatasetInvalid(
-                path, f"timestamp {text!r} is not finite", line=line, column=TIMESTAMP_COLUMN
-            )
-        return value
-    try:
-        stamp = datetime.fromisoformat(text)
-    except ValueError:
+    ts = parse_timestamp(text)
+    if ts is None:
         raise DatasetInvalid(
             path,
-            f"timestamp {text!r} is neither ISO 8601 (2014-07-01T00:00:00) nor epoch seconds",
+            f"timestamp {text!r} is neither ISO 8601 (2014-07-01T00:00:00) nor finite epoch "
+            "seconds",
             line=line,
             column=TIMESTAMP_COLUMN,
-        ) from None
-    if stamp.tzinfo is None:
-        stamp = stamp.replace(tzinfo=UTC)
-    return stamp.timestamp()
+        )
+    return ts
 
 
 def _parse_reading(path: Path, line: int, column: str, cell: str) -> float:

@@ -1,7 +1,7 @@
-"""The generic default forecaster shipped in ``edge_agent/models/default``.
+"""The generic default forecaster shipped in ``edge_agent/model/shipped/default``.
 
 Rebuilt by ``make default-model`` (``model-export default-model --out
-edge_agent/models/default --key-dir out/keys``): synthetic corpus -> windows -> train
+edge_agent/model/shipped/default --key-dir out/keys``): synthetic corpus -> windows -> train
 -> int8 -> signed bundle, plus the public key next to it. See docs/default-model.md.
 """
 

@@ -11,7 +11,7 @@ import shutil
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from edge_agent.bundle.loader import load_bundle
+from edge_agent.model.bundle import load_bundle
 from edgetwin_contracts.errors import BundleRejected
 from edgetwin_contracts.manifest import MODEL_FILE
 from model_export.dataset import WindowSpec

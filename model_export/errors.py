@@ -9,8 +9,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from edgetwin_common.errors import EdgetwinError
 
-class ExportError(Exception):
+
+class ExportError(EdgetwinError):
     """A failure the user fixes by changing the input or the options; the message says how."""
 
 

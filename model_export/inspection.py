@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from edge_agent.errors import BackendUnavailable
-from edge_agent.inference.backend import resolve
+from edge_agent.model.inference.backend import resolve
 from edgetwin_contracts.bundle import MAX_MANIFEST_BYTES
 from edgetwin_contracts.errors import BundleIncomplete
 from edgetwin_contracts.manifest import (

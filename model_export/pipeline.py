@@ -14,7 +14,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from edge_agent.bundle.loader import LoadedModel
+from edge_agent.model.bundle import LoadedModel
 from edgetwin_contracts.manifest import Normalization, TrainingSummary
 from edgetwin_contracts.signing import generate_private_key, load_private_key, save_keypair
 from model_export.bundle import (

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from edge_agent.models import DEFAULT_BUNDLE
+from edge_agent.model.shipped import DEFAULT_BUNDLE
 from edgetwin_contracts import signing
 from edgetwin_contracts.manifest import MANIFEST_FILE, MODEL_FILE, SIGNATURE_FILE
 

@@ -302,7 +302,7 @@ def resolve_deployed(engine: Engine, device: str, reports_dir: Path) -> Deployed
     """
     import hashlib
 
-    from edge_agent.models import DEFAULT_BUNDLE
+    from edge_agent.model.shipped import DEFAULT_BUNDLE
     from edgetwin_contracts.batch import ReportedState
     from model_export.default_model import DEFAULT_MODEL_NAME
 

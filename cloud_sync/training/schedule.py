@@ -14,7 +14,7 @@ import sys
 import threading
 from pathlib import Path
 
-log = logging.getLogger("cloud_sync.training")
+log = logging.getLogger(__name__)
 
 
 def retrain_command(config_path: Path | None, database_url: str) -> list[str]:

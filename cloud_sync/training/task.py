@@ -258,7 +258,7 @@ def int8_forecasts(
     norm: Normalization,
 ) -> FloatArray:
     """(N, H) forecasts in channel units through the device ``Forecaster``."""
-    from edge_agent.inference.forecaster import Forecaster
+    from edge_agent.model.inference.forecaster import Forecaster
 
     forecaster = Forecaster(
         model_bytes, window_length=window_length, horizons=horizons, normalization=norm

@@ -8,14 +8,12 @@ from typing import Annotated, Literal
 
 from pydantic import Field, HttpUrl, model_validator
 
-from edge_agent.configbase import Strict
-
-ActionName = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")]
+from edgetwin_common.config import Name, Strict
 
 
 class LogActionConfig(Strict):
     type: Literal["log"]
-    name: ActionName
+    name: Name
     level: Literal["info", "warning", "error"] = "warning"
 
 
@@ -23,7 +21,7 @@ class WebhookActionConfig(Strict):
     """HTTP POST of the alarm event as JSON, retried with exponential backoff."""
 
     type: Literal["webhook"]
-    name: ActionName
+    name: Name
     url: HttpUrl
     timeout_s: Annotated[float, Field(gt=0, le=120)] = 5.0
     retries: Annotated[int, Field(ge=0, le=100)] = 5
@@ -51,7 +49,7 @@ class GpioOutputActionConfig(Strict):
     """
 
     type: Literal["gpio"]
-    name: ActionName
+    name: Name
     pin: Annotated[int | str, Field(union_mode="left_to_right")]
     """Broadcom number (27) or name (GPIO27, BCM27, BOARD13)."""
     pin_factory: Literal["default", "lgpio", "mock"] = "default"

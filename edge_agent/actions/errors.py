@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from edge_agent.errors import TransientError
+from edge_agent.errors import EdgeAgentError, TransientError
 
 
 class DeliveryFailed(TransientError):
@@ -14,6 +14,6 @@ class DeliveryFailed(TransientError):
         self.retry_after_s = retry_after_s
 
 
-class DeliveryRejected(Exception):
+class DeliveryRejected(EdgeAgentError):
     """The receiver refused the event (HTTP 4xx other than 429, or a redirect): retrying
     will not help; fix the receiver or the action's config."""

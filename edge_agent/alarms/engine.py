@@ -40,7 +40,8 @@ from edge_agent.alarms.rules import (
     Severity,
     ThresholdRule,
 )
-from edge_agent.errors import AlarmNotFound, ConfigInvalid, ConfigProblem
+from edge_agent.errors import AlarmNotFound
+from edgetwin_common.errors import ConfigInvalid, ConfigProblem
 
 ALL_CHANNELS = "*"
 INTERNAL_KIND = "internal"

@@ -7,9 +7,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
-from edge_agent.configbase import Strict
-
-RuleName = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")]
+from edgetwin_common.config import Name, Strict
 
 
 class Severity(StrEnum):
@@ -19,7 +17,7 @@ class Severity(StrEnum):
 
 
 class _RuleCommon(Strict):
-    name: RuleName
+    name: Name
     channel: Annotated[str, Field(min_length=1)]
     """A channel name, or "*" for every channel."""
     severity: Severity = Severity.WARNING

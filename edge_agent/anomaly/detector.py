@@ -31,7 +31,7 @@ from edge_agent.anomaly.score import ResidualScorer, ScoreSettings
 
 @dataclass(frozen=True, slots=True)
 class DetectorSettings:
-    """See ``ScoreConfig`` in edge_agent/config.py for each field's meaning and range."""
+    """See ``ScoreConfig`` in edge_agent/config/__init__.py for each field's meaning and range."""
 
     residual: ScoreSettings = field(default_factory=ScoreSettings)
     short_window: int = 3

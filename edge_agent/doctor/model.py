@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from edge_agent.config import LoadedConfig
 from edge_agent.doctor.base import Finding, Status
-from edge_agent.errors import BackendUnavailable, BundleRejected, KeyInvalid
-from edge_agent.modelref import load_model, release_key_path
-from edge_agent.ota.layout import ModelsDir
+from edge_agent.errors import BackendUnavailable
+from edge_agent.model.ota.layout import ModelsDir
+from edge_agent.model.selection import load_model, release_key_path
+from edgetwin_contracts.errors import BundleRejected, KeyInvalid
 
 CHECK = "model"
 

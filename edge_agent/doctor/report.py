@@ -8,8 +8,8 @@ from pathlib import Path
 from edge_agent.config import load_config
 from edge_agent.doctor import clock, cloud, disk, model, serial, store
 from edge_agent.doctor.base import Finding, Status
-from edge_agent.errors import ConfigInvalid
 from edge_agent.install.layout import USER
+from edgetwin_common.errors import ConfigInvalid
 
 EXIT_OK = 0
 EXIT_PROBLEMS = 1

@@ -20,7 +20,7 @@ from edge_agent import __version__
 from edge_agent.errors import AlarmNotFound
 from edge_agent.http.config import HttpConfig
 from edge_agent.http.page import add_status_page
-from edge_agent.status import AgentStatus, AlarmInfo, ReadingInfo
+from edge_agent.http.status import AgentStatus, AlarmInfo, ReadingInfo
 
 
 class AgentView(Protocol):

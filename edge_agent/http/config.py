@@ -7,7 +7,7 @@ from typing import Annotated
 
 from pydantic import Field, SecretStr, model_validator
 
-from edge_agent.configbase import Strict
+from edgetwin_common.config import Strict
 
 
 class HttpConfig(Strict):

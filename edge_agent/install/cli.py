@@ -9,8 +9,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from edge_agent import __version__
+from edge_agent.errors import InstallFailed
 from edge_agent.install.layout import Layout
-from edge_agent.install.steps import InstallFailed, Options, StepResult, install, uninstall
+from edge_agent.install.steps import Options, StepResult, install, uninstall
 
 
 def add_install_arguments(parser: argparse.ArgumentParser) -> None:

@@ -13,11 +13,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 
+from edge_agent.errors import InstallFailed
 from edge_agent.install.layout import UNIT_NAME, USER, Layout, packaged
-
-
-class InstallFailed(RuntimeError):
-    """A step could not be done; the message says which and how to fix it."""
 
 
 class Outcome(StrEnum):

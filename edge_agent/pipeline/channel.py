@@ -16,7 +16,7 @@ from edge_agent.anomaly.score import ResidualScorer, ScoreSettings
 from edge_agent.cleaning.cleaner import ChannelCleaner, RejectReason
 from edge_agent.cleaning.resample import Resampler
 from edge_agent.config import ChannelConfig
-from edge_agent.inference.forecaster import Forecaster
+from edge_agent.model.inference.forecaster import Forecaster
 from edge_agent.pipeline.shadow import ShadowGuard
 from edge_agent.pipeline.window import SampleWindow
 

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from edge_agent.alarms.engine import AlarmEngine
 from edge_agent.alarms.rules import HealthCondition
 from edge_agent.config import AgentConfig
-from edge_agent.inference.forecaster import Forecaster
+from edge_agent.model.inference.forecaster import Forecaster
 from edge_agent.pipeline.channel import ChannelPipeline, SampleObserver, SampleSink
 from edge_agent.pipeline.shadow import ShadowGuard
 from edge_agent.reading import Reading

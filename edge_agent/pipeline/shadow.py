@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from edge_agent.inference.forecaster import Forecaster
+from edge_agent.model.inference.forecaster import Forecaster
 
 
 class ShadowGuard:

@@ -20,7 +20,7 @@ from edge_agent.simulator.pump import SimulatorSettings, iter_frames
 
 __all__ = ["PtyDevice", "SimulatorReport", "run_simulator"]
 
-logger = logging.getLogger(__name__)
+log = logging.getLogger(__name__)
 
 
 class PtyDevice:
@@ -141,11 +141,11 @@ def run_simulator(
                 if device.is_open:
                     device.close()
                     report.vanishes += 1
-                    logger.info("simulator: device vanished at t=%.3f s", frame.t)
+                    log.info("simulator: device vanished at t=%.3f s", frame.t)
                 continue
             if not device.is_open:
                 path = device.open()
-                logger.info("simulator: device at %s%s", path, _link_text(settings.link))
+                log.info("simulator: device at %s%s", path, _link_text(settings.link))
                 if on_ready is not None:
                     on_ready(path)
             if frame.line is None:

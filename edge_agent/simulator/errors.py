@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from edge_agent.errors import EdgeAgentError
+
 __all__ = ["FaultSpecInvalid", "PtyUnavailable", "SimulatorSettingsInvalid"]
 
 
-class SimulatorSettingsInvalid(ValueError):
+class SimulatorSettingsInvalid(EdgeAgentError, ValueError):
     """A simulator setting is out of range (rate, duration, link path): fix the
     command line (exit code 2)."""
 
@@ -14,5 +16,5 @@ class FaultSpecInvalid(SimulatorSettingsInvalid):
     """A ``--fault`` spec does not parse; the message quotes it and shows the grammar."""
 
 
-class PtyUnavailable(RuntimeError):
+class PtyUnavailable(EdgeAgentError):
     """This OS has no pseudo-terminals (os.openpty): run the simulator on Linux or macOS."""

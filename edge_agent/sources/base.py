@@ -6,12 +6,10 @@ from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Annotated, Protocol
+from typing import Protocol
 
-from pydantic import Field
-
-from edge_agent.configbase import Strict
 from edge_agent.reading import Reading
+from edgetwin_common.config import Name, Strict
 
 
 class SourceState(StrEnum):
@@ -69,6 +67,6 @@ class Source(Protocol):
 class FieldMapping(Strict):
     """Maps one field of a source's data onto a channel: value = raw * scale + offset."""
 
-    channel: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")]
+    channel: Name
     scale: float = 1.0
     offset: float = 0.0

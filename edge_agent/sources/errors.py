@@ -9,10 +9,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from edge_agent.errors import EdgeAgentError
+
 __all__ = ["ReplayFileInvalid", "SourceBusy", "SourceFatal"]
 
 
-class SourceFatal(Exception):
+class SourceFatal(EdgeAgentError):
     """The source cannot run with this config: fix the config or the file, then restart."""
 
 
@@ -28,6 +30,6 @@ class ReplayFileInvalid(SourceFatal, ValueError):
         super().__init__(f"{path}: {problem}")
 
 
-class SourceBusy(RuntimeError):
+class SourceBusy(EdgeAgentError):
     """``stream()`` was called while a stream of the same source is still running: a source
     has one consumer (fix the caller)."""

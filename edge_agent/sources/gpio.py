@@ -25,11 +25,11 @@ from gpiozero import DigitalInputDevice, GPIOZeroError
 from gpiozero.pins.mock import MockFactory
 from pydantic import Field, model_validator
 
-from edge_agent.configbase import ChannelName, Strict
 from edge_agent.reading import Reading
 from edge_agent.sources.base import SourceHealth, SourceState
 from edge_agent.sources.serial import backoff
 from edge_agent.sources.threaded import QUEUE_FULL, Emit, ThreadedSource
+from edgetwin_common.config import Name, Strict
 
 __all__ = [
     "COUNTERS",
@@ -44,7 +44,7 @@ __all__ = [
 
 SOURCE_TYPE = "gpio"
 
-logger = logging.getLogger(__name__)
+log = logging.getLogger(__name__)
 
 PinName = Annotated[
     int | str,
@@ -75,7 +75,7 @@ class InputKind(StrEnum):
 class GpioInput(Strict):
     """One digital input."""
 
-    channel: ChannelName
+    channel: Name
     pin: PinName
     """Broadcom number (17) or name (GPIO17, BCM17, BOARD11)."""
     kind: InputKind = InputKind.STATE
@@ -307,6 +307,6 @@ class GpioSource(ThreadedSource):
     def _change(self, state: SourceState, error: str | None) -> None:
         if self.health.set_state(state, self._clock(), error):
             if state is SourceState.CONNECTED:
-                logger.info("source %s: %d input(s) claimed", self.name, len(self.config.inputs))
+                log.info("source %s: %d input(s) claimed", self.name, len(self.config.inputs))
             else:
-                logger.warning("source %s: %s; retrying", self.name, error)
+                log.warning("source %s: %s; retrying", self.name, error)

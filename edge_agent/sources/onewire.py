@@ -27,10 +27,10 @@ from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
-from edge_agent.configbase import ChannelName, Strict
 from edge_agent.reading import Reading
 from edge_agent.sources.base import SourceHealth, SourceState
 from edge_agent.sources.threaded import QUEUE_FULL, Emit, ThreadedSource
+from edgetwin_common.config import Name, Strict
 
 __all__ = [
     "COUNTERS",
@@ -46,7 +46,7 @@ __all__ = [
 
 SOURCE_TYPE = "onewire"
 
-logger = logging.getLogger(__name__)
+log = logging.getLogger(__name__)
 
 
 class W1Outcome(StrEnum):
@@ -110,7 +110,7 @@ def parse_w1_slave(text: str) -> W1Read:
 class OneWireSensor(Strict):
     id: Annotated[str, Field(pattern=r"^[0-9a-f]{2}-[0-9a-f]{12}$")]
     """The kernel's name of the sensor, e.g. 28-00000a1b2c3d (family 28 = DS18B20)."""
-    channel: ChannelName
+    channel: Name
     scale: float = 1.0
     offset: float = 0.0
     """A calibration offset in °C (from an ice-bath check, say)."""
@@ -221,10 +221,10 @@ class OneWireSource(ThreadedSource):
     def _change(self, state: SourceState, error: str | None) -> None:
         if self.health.set_state(state, self._clock(), error):
             if state is SourceState.CONNECTED:
-                logger.info("source %s: sensors reading", self.name)
+                log.info("source %s: sensors reading", self.name)
             else:
-                logger.warning("source %s: no sensor reads (%s)", self.name, error)
+                log.warning("source %s: no sensor reads (%s)", self.name, error)
             self._logged_error = error
         elif error is not None and error != self._logged_error:
-            logger.info("source %s: still %s: %s", self.name, state.value, error)
+            log.info("source %s: still %s: %s", self.name, state.value, error)
             self._logged_error = error

@@ -13,22 +13,22 @@ import logging
 import math
 import time
 from collections.abc import AsyncIterator, Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Literal, TextIO
 
 from pydantic import Field
 
-from edge_agent.configbase import Strict
 from edge_agent.reading import Reading
 from edge_agent.sources.base import FieldMapping, SourceHealth, SourceState
 from edge_agent.sources.errors import ReplayFileInvalid
+from edgetwin_common.config import Strict
+from edgetwin_common.timestamps import parse_timestamp
 
 __all__ = ["COUNTERS", "SOURCE_TYPE", "ReplaySource", "ReplaySourceConfig"]
 
 SOURCE_TYPE = "replay"
 
-logger = logging.getLogger(__name__)
+log = logging.getLogger(__name__)
 
 ROWS_OK = "rows_ok"
 ROWS_MISSING_VALUE = "rows_missing_value"
@@ -78,25 +78,6 @@ class ReplaySourceConfig(Strict):
     """Column -> channel; empty: every non-timestamp column feeds the channel of its name."""
     loop: bool = False
     """Start again from the top at the end (demos); timestamps keep increasing."""
-
-
-def parse_timestamp(text: str) -> float | None:
-    """UNIX seconds (UTC) from ISO 8601 (naive means UTC) or from a number of UNIX
-    seconds; None when it is neither."""
-    text = text.strip()
-    try:
-        value = float(text)
-    except ValueError:
-        pass
-    else:
-        return value if math.isfinite(value) else None
-    try:
-        stamp = datetime.fromisoformat(text)
-    except ValueError:
-        return None
-    if stamp.tzinfo is None:
-        stamp = stamp.replace(tzinfo=UTC)
-    return stamp.timestamp()
 
 
 class ReplaySource:
@@ -170,7 +151,7 @@ class ReplaySource:
                 ts_index = header.index(self.config.timestamp_column)
                 width = len(header)
                 if health.set_state(SourceState.CONNECTED, time.time()):
-                    logger.info("source %s: replaying %s", self.name, self.config.path)
+                    log.info("source %s: replaying %s", self.name, self.config.path)
                 while True:
                     try:
                         row = next(reader)
@@ -210,7 +191,7 @@ class ReplaySource:
             shift += last_ts - first_ts + (step or 1.0)
             counters["loops"] += 1
         if health.set_state(SourceState.FINISHED, time.time()):
-            logger.info("source %s: end of %s", self.name, self.config.path)
+            log.info("source %s: end of %s", self.name, self.config.path)
 
     def _values(
         self, row: list[str], plan: list[tuple[str, int, float, float]], ts: float, line: int

@@ -27,7 +27,6 @@ from typing import Annotated, Any, Literal
 import serial
 from pydantic import Field, model_validator
 
-from edge_agent.configbase import Strict
 from edge_agent.reading import Reading
 from edge_agent.sources.base import FieldMapping, SourceHealth, SourceState
 from edge_agent.sources.errors import SourceBusy
@@ -39,12 +38,13 @@ from edge_agent.sources.lineproto import (
     LineDecoder,
     LineFormat,
 )
+from edgetwin_common.config import Strict
 
 __all__ = ["COUNTERS", "SOURCE_TYPE", "LineFormat", "SerialSource", "SerialSourceConfig", "backoff"]
 
 SOURCE_TYPE = "serial"
 
-logger = logging.getLogger(__name__)
+log = logging.getLogger(__name__)
 
 RECONNECTS = "reconnects"
 """Successful opens after the first one."""
@@ -306,9 +306,9 @@ class SerialSource:
         """Record a state (and error); log a state change, or a new error text, once."""
         if self.health.set_state(state, self._clock(), error):
             if state is SourceState.CONNECTED:
-                logger.info("source %s: connected to %s", self.name, _describe(self.config.port))
+                log.info("source %s: connected to %s", self.name, _describe(self.config.port))
             else:
-                logger.warning(
+                log.warning(
                     "source %s: disconnected (%s); retrying every %.3g..%.3g s",
                     self.name,
                     error,
@@ -317,7 +317,7 @@ class SerialSource:
                 )
             self._logged_error = error
         elif error is not None and error != self._logged_error:
-            logger.info("source %s: still %s: %s", self.name, state.value, error)
+            log.info("source %s: still %s: %s", self.name, state.value, error)
             self._logged_error = error
 
 
@@ -342,4 +342,4 @@ def _close_quietly(port: Any) -> None:
         port.close()
     except (serial.SerialException, OSError) as exc:
         # Closing a port whose device vanished can fail; the port is gone either way.
-        logger.debug("closing serial port: %s", exc)
+        log.debug("closing serial port: %s", exc)

@@ -1,14 +1,11 @@
 """Errors of the local store, named for what the caller should do.
 
-``AlarmNotFound`` and ``TransientError`` live in ``edge_agent.errors`` and are
-re-exported here so store callers have one place to import from.
+A missing alarm is ``edge_agent.errors.AlarmNotFound`` (the alarm engine raises it too).
 """
 
 from __future__ import annotations
 
-from edge_agent.errors import AlarmNotFound, TransientError
-
-__all__ = ["AlarmNotFound", "StoreSchemaTooNew", "StoreUnavailable", "StoreUnreadable"]
+from edge_agent.errors import EdgeAgentError, TransientError
 
 
 class StoreUnavailable(TransientError):
@@ -16,12 +13,12 @@ class StoreUnavailable(TransientError):
     locked by another process): retry later. A failed ``flush`` keeps its rows buffered."""
 
 
-class StoreUnreadable(RuntimeError):
+class StoreUnreadable(EdgeAgentError):
     """The file is not a SQLite database or is corrupt: fatal. Move the file aside (the
     agent then starts with an empty store)."""
 
 
-class StoreSchemaTooNew(RuntimeError):
+class StoreSchemaTooNew(EdgeAgentError):
     """The file was written by a newer agent (its schema version is above the one this
     agent knows): fatal. Upgrade the agent, or move the file aside."""
 

@@ -33,12 +33,9 @@ from typing import Any
 
 from edge_agent.alarms.model import Alarm, AlarmEvent, AlarmEventKind, AlarmState
 from edge_agent.alarms.rules import Severity
+from edge_agent.errors import AlarmNotFound
 from edge_agent.store.config import StoreConfig
-from edge_agent.store.errors import (
-    AlarmNotFound,
-    StoreUnavailable,
-    StoreUnreadable,
-)
+from edge_agent.store.errors import StoreUnavailable, StoreUnreadable
 from edge_agent.store.schema import migrate
 from edge_agent.store.summary import Summary, SummaryAccumulator
 

@@ -6,7 +6,7 @@ from typing import Annotated
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 
-from edge_agent.configbase import Strict
+from edgetwin_common.config import Strict
 from edgetwin_contracts.batch import MAX_BATCH_DECOMPRESSED_BYTES
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from edge_agent.errors import TransientError
+from edge_agent.errors import EdgeAgentError, TransientError
 
 
 class CloudUnavailable(TransientError):
@@ -11,12 +11,12 @@ class CloudUnavailable(TransientError):
     batch."""
 
 
-class CloudUnauthorized(Exception):
+class CloudUnauthorized(EdgeAgentError):
     """The cloud refused the device token (401/403). Fatal until the token in [sync]
     changes: logged once, retried at backoff_max_s."""
 
 
-class BatchRejected(Exception):
+class BatchRejected(EdgeAgentError):
     """The cloud refused this batch as it is (400, 413, 415, 422) and stored nothing:
     resending it unchanged cannot help. The worker drops the batch (its rows stay queued)
     and sends smaller ones, quarantining a row the cloud refuses on its own."""
@@ -27,6 +27,6 @@ class BatchRejected(Exception):
         super().__init__(f"HTTP {status}: {detail}")
 
 
-class BatchOutOfOrder(Exception):
+class BatchOutOfOrder(EdgeAgentError):
     """409: the sequence is below the cloud's highest stored one and was never seen (the
     device's store was replaced). The worker jumps past the cloud's last sequence."""

@@ -24,7 +24,7 @@ from edgetwin_contracts.batch import (
     ReportedState,
 )
 
-log = logging.getLogger("edge_agent.sync")
+log = logging.getLogger(__name__)
 
 OTA_REFUSAL = "model updates (OTA) are disabled on this device ([ota] enabled, [sync])"
 """Why a desired model_version other than the running one is refused without OTA."""
@@ -32,7 +32,7 @@ NO_RELEASE_REFUSAL = "desired model_version names no release (desired.model) to 
 
 
 class ModelUpdater(Protocol):
-    """The OTA manager as the twin uses it (edge_agent.ota.manager.OtaManager)."""
+    """The OTA manager as the twin uses it (edge_agent.model.ota.manager.OtaManager)."""
 
     @property
     def running_version(self) -> str: ...

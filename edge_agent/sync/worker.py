@@ -18,7 +18,7 @@ from collections.abc import Callable
 from enum import StrEnum
 
 from edge_agent.errors import TransientError
-from edge_agent.status import SyncInfo
+from edge_agent.http.status import SyncInfo
 from edge_agent.store.sqlite import InflightBatch, Store
 from edge_agent.sync.batching import BuiltBatch, build_batch
 from edge_agent.sync.client import CloudClient
@@ -31,7 +31,7 @@ from edge_agent.sync.errors import (
 from edge_agent.sync.twin import DESIRED_KEY, QUARANTINED_KEY, Twin
 from edgetwin_contracts.batch import MAX_BATCH_BYTES, BatchAck, DesiredState, ReportedState
 
-log = logging.getLogger("edge_agent.sync")
+log = logging.getLogger(__name__)
 
 SEQUENCE_KEY = "sync_sequence"
 """meta: the last sequence allocated (staged); the next batch gets one more."""

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -18,6 +17,7 @@ from cloud_sync.cli import main
 from cloud_sync.config import CloudConfig, DatabaseSection
 from cloud_sync.db.session import make_engine
 from cloud_sync.http.app import create_app
+from edgetwin_common.testing import free_port
 from tests.cloud_sync.conftest import batch, bearer, post_batch
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "cloud_sync" / "examples" / "cloud.toml"
@@ -76,16 +76,9 @@ def test_check_config_reports_key_paths(
     assert "short" not in err  # secrets are never echoed
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 def test_serve_runs_as_a_process(tmp_path: Path) -> None:
     """`cloud-sync serve`: migrates an empty SQLite file at start and answers on its port."""
-    port = _free_port()
+    port = free_port()
     database = tmp_path / "served.db"
     config = tmp_path / "cloud.toml"
     config.write_text(f'[server]\nport = {port}\n[auth]\nadmin_token = "{"a" * 32}"\n')

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from cloud_sync.config import DEFAULT_DATABASE_URL, load_config, parse_config
-from cloud_sync.errors import ConfigInvalid
 from cloud_sync.registry import token_sha256
+from edgetwin_common.errors import ConfigInvalid
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "cloud_sync" / "examples" / "cloud.toml"
 

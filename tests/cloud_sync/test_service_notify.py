@@ -12,8 +12,8 @@ from pathlib import Path
 
 import httpx
 
-from tests.edge_agent.integration.helpers import free_port
-from tests.edge_agent.service.fake_systemd import FakeSystemd
+from edgetwin_common.testing import free_port
+from tests.edge_agent.daemon.fake_systemd import FakeSystemd
 
 
 def test_cloud_sync_serve_notifies(tmp_path: Path) -> None:

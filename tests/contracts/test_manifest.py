@@ -10,7 +10,7 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from edge_agent.models import DEFAULT_BUNDLE
+from edge_agent.model.shipped import DEFAULT_BUNDLE
 from edgetwin_contracts.errors import ManifestInvalid, SchemaVersionUnsupported
 from edgetwin_contracts.manifest import (
     MANIFEST_FILE,

@@ -25,7 +25,8 @@ from sqlalchemy import select
 
 from cloud_sync.db.models import Device, StoredAlarmEvent, StoredBatch, StoredSummary
 from cloud_sync.db.session import make_engine
-from tests.edge_agent.integration.helpers import T0, free_port
+from edgetwin_common.testing import free_port, wait_until
+from tests.edge_agent.integration.helpers import T0
 
 GUARD_S = 60.0
 """Upper bound on any wait here: a hang fails the test instead of stalling the suite."""
@@ -37,15 +38,6 @@ SummaryKey = tuple[str, float]
 """(channel, start): what identifies a summary on both sides."""
 EventKey = tuple[int, str, float]
 """(alarm id, kind, ts): what identifies an alarm event on both sides."""
-
-
-def wait_until(condition: Any, what: str, timeout_s: float = GUARD_S) -> None:
-    """Poll ``condition()`` until true; fail (naming ``what``) past the guard."""
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
 
 
 def bearer(token: str) -> dict[str, str]:

@@ -25,6 +25,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from edgetwin_common.testing import free_port
 from tests.e2e.helpers import (
     CloudServer,
     agent_toml,
@@ -39,7 +40,7 @@ from tests.e2e.helpers import (
     write_channels_csv,
     write_cloud_toml,
 )
-from tests.edge_agent.integration.helpers import AgentProcess, agent_process, free_port
+from tests.edge_agent.integration.helpers import AgentProcess, agent_process
 
 KILLS = env_int("E2E_KILLS", 30)
 """Agent SIGKILLs per run (the issue asks for at least 30 in CI, 100 in the bench)."""

@@ -25,8 +25,9 @@ from typing import Any
 import httpx
 import pytest
 
-from edge_agent.models import DEFAULT_BUNDLE
-from edge_agent.ota.manager import REJECTED_ALARM, ROLLBACK_ALARM
+from edge_agent.model.ota.manager import REJECTED_ALARM, ROLLBACK_ALARM
+from edge_agent.model.shipped import DEFAULT_BUNDLE
+from edgetwin_common.testing import free_port
 from edgetwin_contracts.manifest import MANIFEST_FILE
 from tests.e2e.helpers import (
     ADMIN,
@@ -39,8 +40,8 @@ from tests.e2e.helpers import (
     wait_until,
     write_cloud_toml,
 )
-from tests.edge_agent.integration.helpers import T0, AgentProcess, agent_process, free_port
-from tests.edge_agent.ota.releases import degraded
+from tests.edge_agent.integration.helpers import T0, AgentProcess, agent_process
+from tests.edge_agent.model.ota.releases import degraded
 
 pytestmark = pytest.mark.slow
 

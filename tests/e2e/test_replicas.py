@@ -22,6 +22,7 @@ from typing import Any
 import httpx
 import pytest
 
+from edgetwin_common.testing import free_port
 from tests.e2e.helpers import (
     ADMIN,
     CloudServer,
@@ -36,7 +37,7 @@ from tests.e2e.helpers import (
     write_channels_csv,
     write_cloud_toml,
 )
-from tests.edge_agent.integration.helpers import T0, agent_process, free_port
+from tests.edge_agent.integration.helpers import T0, agent_process
 
 DEVICE = "pump-fleet"
 RACER = "pump-racer"

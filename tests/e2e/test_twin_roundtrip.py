@@ -18,6 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
+from edgetwin_common.testing import free_port
 from tests.e2e.helpers import (
     ADMIN,
     ALARM_RULE,
@@ -31,7 +32,7 @@ from tests.e2e.helpers import (
     write_channels_csv,
     write_cloud_toml,
 )
-from tests.edge_agent.integration.helpers import AgentProcess, agent_process, free_port
+from tests.edge_agent.integration.helpers import AgentProcess, agent_process
 
 DEVICE = "pump-twin"
 OTHER = "pump-other"

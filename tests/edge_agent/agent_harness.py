@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from edge_agent.agent import Agent
 from edge_agent.config import LoadedConfig, parse_config
+from edge_agent.daemon.agent import Agent
 
 
 def config_for(tmp_path: Path, body: str) -> LoadedConfig:
@@ -75,12 +74,3 @@ def running_agent(loaded: LoadedConfig) -> Iterator[Agent]:
         assert not thread.is_alive(), "agent did not stop"
         if failure:
             raise failure[0]
-
-
-def wait_for(condition: Callable[[], bool], timeout_s: float = 30.0, what: str = "") -> None:
-    """Poll until condition holds (behaviour, not timing: the timeout is only a guard)."""
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what or condition}")
-        time.sleep(0.02)

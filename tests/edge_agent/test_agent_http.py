@@ -9,8 +9,9 @@ import httpx
 import numpy as np
 import pytest
 
-from edge_agent.agent import Agent
-from tests.edge_agent.agent_harness import config_for, replay_temp_toml, running_agent, wait_for
+from edge_agent.daemon.agent import Agent
+from edgetwin_common.testing import wait_until
+from tests.edge_agent.agent_harness import config_for, replay_temp_toml, running_agent
 
 ROWS = 400
 STEP_AT = 300
@@ -48,9 +49,9 @@ token = "s3cret"
 """,
     )
     with running_agent(loaded) as running:
-        wait_for(
+        wait_until(
             lambda: sum(c.processed for c in running.pipeline.channels.values()) >= ROWS,
-            what="all rows processed",
+            "all rows processed",
         )
         yield running
 

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from edge_agent import configdoc
+from edge_agent.config import doc as configdoc
 from edge_agent.config import load_config, parse_config
-from edge_agent.errors import ConfigInvalid
+from edgetwin_common.errors import ConfigInvalid
 from tests.conftest import REPO
 
 CASES = sorted((Path(__file__).parent / "config_cases").iterdir())
@@ -43,7 +43,7 @@ def test_example_config_is_valid() -> None:
 def test_configuration_reference_is_in_sync() -> None:
     doc = REPO / "docs" / "configuration.md"
     assert doc.read_text() == configdoc.render(), (
-        "docs/configuration.md is stale: python -m edge_agent.configdoc > docs/configuration.md"
+        "docs/configuration.md is stale: python -m edge_agent.config.doc > docs/configuration.md"
     )
 
 

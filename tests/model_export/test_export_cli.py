@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from edge_agent.models import DEFAULT_BUNDLE, DEFAULT_PUBLIC_KEY
+from edge_agent.model.shipped import DEFAULT_BUNDLE, DEFAULT_PUBLIC_KEY
 from edgetwin_contracts.manifest import MANIFEST_FILE, MODEL_FILE
 
 CASES = Path(__file__).parent / "cases"

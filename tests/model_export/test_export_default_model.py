@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from edge_agent.bundle.loader import load_bundle
-from edge_agent.models import DEFAULT_BUNDLE, default_public_key
+from edge_agent.model.bundle import load_bundle
+from edge_agent.model.shipped import DEFAULT_BUNDLE, default_public_key
 from edgetwin_contracts.manifest import MODEL_FILE
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge_agent.bundle.loader import check_golden, load_bundle
+from edge_agent.model.bundle import check_golden, load_bundle
 from edgetwin_contracts.manifest import (
     MANIFEST_FILE,
     MODEL_FILE,

@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
-from edge_agent.configbase import ChannelName, Strict
+from edgetwin_common.config import Name, Strict
 
 __all__ = [
     "ByteOrder",
@@ -73,7 +73,7 @@ class ByteOrder(StrEnum):
 class ModbusRegister(Strict):
     """One value read from one device: value = decoded raw * scale + offset."""
 
-    channel: ChannelName
+    channel: Name
     """The channel its readings feed (unique within the source)."""
     slave: Annotated[int, Field(ge=0, le=255)] = 1
     """Device address (unit id) on the bus; 1-247 on RTU, a gateway's target on TCP."""

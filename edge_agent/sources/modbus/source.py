@@ -56,7 +56,7 @@ __all__ = [
 
 SOURCE_TYPE = "modbus"
 
-logger = logging.getLogger(__name__)
+log = logging.getLogger(__name__)
 
 REQUESTS = "requests"
 """Read requests sent."""
@@ -329,7 +329,7 @@ class ModbusSource(ThreadedSource):
     def _answered(self, device: _Device) -> None:
         if device.is_gone:
             self.health.counters[DEVICES_RECOVERED] += 1
-            logger.info("source %s: slave %d answers again", self.name, device.slave)
+            log.info("source %s: slave %d answers again", self.name, device.slave)
         device.failures = 0
         device.is_gone = False
         device.has_answered = True
@@ -342,7 +342,7 @@ class ModbusSource(ThreadedSource):
             device.delays = backoff(self.config.reconnect_min_s, self.config.reconnect_max_s)
             if device.has_answered:
                 self.health.counters[DEVICES_LOST] += 1
-            logger.warning(
+            log.warning(
                 "source %s: slave %d gone after %d failed requests (%s); retrying with backoff",
                 self.name,
                 device.slave,
@@ -354,9 +354,9 @@ class ModbusSource(ThreadedSource):
         """Record a state (and error); log a state change, or a new error text, once."""
         if self.health.set_state(state, self._clock(), error):
             if state is SourceState.CONNECTED:
-                logger.info("source %s: polling %s", self.name, _where(self.config))
+                log.info("source %s: polling %s", self.name, _where(self.config))
             else:
-                logger.warning(
+                log.warning(
                     "source %s: disconnected (%s); retrying every %.3g..%.3g s",
                     self.name,
                     error,
@@ -365,7 +365,7 @@ class ModbusSource(ThreadedSource):
                 )
             self._logged_error = error
         elif error is not None and error != self._logged_error:
-            logger.info("source %s: still %s: %s", self.name, state.value, error)
+            log.info("source %s: still %s: %s", self.name, state.value, error)
             self._logged_error = error
 
 

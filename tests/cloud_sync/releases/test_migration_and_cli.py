@@ -12,7 +12,7 @@ from cloud_sync.cli import main
 from cloud_sync.db.models import Device
 from cloud_sync.db.session import current_revision, make_engine, upgrade
 from cloud_sync.registry import add_device
-from edge_agent.models import DEFAULT_BUNDLE, DEFAULT_PUBLIC_KEY
+from edge_agent.model.shipped import DEFAULT_BUNDLE, DEFAULT_PUBLIC_KEY
 from tests.cloud_sync.conftest import fresh_pg_database
 
 

@@ -24,7 +24,7 @@ from cloud_sync.releases.rollout import (
 )
 from cloud_sync.releases.store import BundleStore
 from cloud_sync.twin import get_desired
-from edge_agent.models import DEFAULT_BUNDLE
+from edge_agent.model.shipped import DEFAULT_BUNDLE
 from edgetwin_contracts.batch import ModelRelease
 from tests.cloud_sync.releases.conftest import report
 

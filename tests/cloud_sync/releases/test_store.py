@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cloud_sync.releases.errors import BundleNotStored, BundleRefused
 from cloud_sync.releases.signing import sign_bundle
 from cloud_sync.releases.store import BundleStore
-from edge_agent.models import DEFAULT_BUNDLE, default_public_key
+from edge_agent.model.shipped import DEFAULT_BUNDLE, default_public_key
 from edgetwin_contracts import signing
 from edgetwin_contracts.bundle import read_verified
 

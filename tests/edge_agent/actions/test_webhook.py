@@ -7,7 +7,7 @@ import asyncio
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,6 +22,7 @@ from edge_agent.actions.config import WebhookActionConfig
 from edge_agent.actions.webhook import WebhookAction
 from edge_agent.alarms.model import Alarm, AlarmEvent, AlarmEventKind, AlarmState
 from edge_agent.alarms.rules import Severity
+from edgetwin_common.testing import wait_until_async
 
 
 @dataclass
@@ -124,15 +125,6 @@ def event(alarm_id: int, kind: AlarmEventKind = AlarmEventKind.RAISED) -> AlarmE
     return AlarmEvent(kind, 1_700_000_000.5, alarm)
 
 
-async def until(condition: Callable[[], bool], timeout_s: float = 10.0) -> None:
-    """Wait for a condition the test expects to become true (the timeout only guards
-    against a hang; no test depends on how long anything takes)."""
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, "condition not reached"
-        await asyncio.sleep(0.005)
-
-
 def test_retries_until_the_receiver_accepts(server: Server, receiver: Receiver) -> None:
     receiver.fail_first = 2
     action = hook(server.url)
@@ -140,7 +132,7 @@ def test_retries_until_the_receiver_accepts(server: Server, receiver: Receiver) 
     async def main() -> None:
         await action.start()
         action.notify(event(1))
-        await until(lambda: action.counters["sent"] == 1)
+        await wait_until_async(lambda: action.counters["sent"] == 1)
         await action.stop()
 
     asyncio.run(main())
@@ -160,7 +152,7 @@ def test_gives_up_after_the_retries_and_goes_on_with_the_next_event(
         await action.start()
         action.notify(event(1))
         action.notify(event(1, AlarmEventKind.CLEARED))
-        await until(lambda: action.counters["sent"] + action.counters["failed"] == 2)
+        await wait_until_async(lambda: action.counters["sent"] + action.counters["failed"] == 2)
         await action.stop()
 
     asyncio.run(main())
@@ -181,7 +173,7 @@ def test_retries_only_what_may_succeed_later(
     async def main() -> None:
         await action.start()
         action.notify(event(1))
-        await until(lambda: action.counters["failed"] == 1)
+        await wait_until_async(lambda: action.counters["failed"] == 1)
         await action.stop()
 
     asyncio.run(main())
@@ -198,7 +190,7 @@ def test_connection_errors_are_retried_then_counted_as_failed() -> None:
     async def main() -> None:
         await action.start()
         action.notify(event(1))
-        await until(lambda: action.counters["failed"] == 1)
+        await wait_until_async(lambda: action.counters["failed"] == 1)
         await action.stop()
 
     asyncio.run(main())
@@ -213,7 +205,7 @@ def test_a_full_queue_drops_the_oldest_and_counts_it(server: Server, receiver: R
             action.notify(event(alarm_id))  # before start: queued only
         assert action.counters["dropped"] == 2
         await action.start()
-        await until(lambda: action.counters["sent"] == 3)
+        await wait_until_async(lambda: action.counters["sent"] == 3)
         await action.stop()
 
     asyncio.run(main())
@@ -228,7 +220,7 @@ def test_notify_never_waits_for_a_hung_receiver(server: Server, receiver: Receiv
     async def main() -> None:
         await action.start()
         action.notify(event(1))
-        await until(lambda: receiver.requests == 1)  # event 1 is in flight, hanging
+        await wait_until_async(lambda: receiver.requests == 1)  # event 1 is in flight, hanging
         for alarm_id in range(2, 12):
             action.notify(event(alarm_id))  # returns although nothing can be sent
         other = threading.Thread(target=action.notify, args=(event(12),))
@@ -238,7 +230,7 @@ def test_notify_never_waits_for_a_hung_receiver(server: Server, receiver: Receiv
         assert action.counters["dropped"] == 7  # 11 waiting, room for 4
         assert action.pending == 5  # 4 queued + 1 in flight
         receiver.hold.set()
-        await until(lambda: action.counters["sent"] == 5)
+        await wait_until_async(lambda: action.counters["sent"] == 5)
         await action.stop()
 
     asyncio.run(main())
@@ -269,7 +261,7 @@ def test_stop_gives_up_after_its_timeout_and_counts_what_is_left(
         await action.start()
         for alarm_id in (1, 2, 3):
             action.notify(event(alarm_id))
-        await until(lambda: receiver.requests == 1)
+        await wait_until_async(lambda: receiver.requests == 1)
         await action.stop(timeout_s=0.1)
 
     asyncio.run(main())

@@ -12,7 +12,8 @@ from hypothesis import strategies as st
 
 from edge_agent.alarms.model import Alarm, AlarmEventKind, AlarmState
 from edge_agent.alarms.rules import HealthCondition, Severity
-from edge_agent.errors import AlarmNotFound, ConfigInvalid
+from edge_agent.errors import AlarmNotFound
+from edgetwin_common.errors import ConfigInvalid
 from tests.edge_agent.alarms.conftest import build
 
 RAISED, ACKED, CLEARED = AlarmEventKind.RAISED, AlarmEventKind.ACKNOWLEDGED, AlarmEventKind.CLEARED

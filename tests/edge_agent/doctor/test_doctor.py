@@ -19,8 +19,9 @@ from edge_agent.config import LoadedConfig, parse_config
 from edge_agent.doctor import clock, cloud, disk, model, serial, store
 from edge_agent.doctor.base import Status
 from edge_agent.doctor.report import diagnose
+from edgetwin_common.testing import free_port
 from tests.conftest import BundleFactory
-from tests.edge_agent.integration.helpers import free_port, run_cli
+from tests.edge_agent.integration.helpers import run_cli
 
 NOBODY = "nobody"
 
@@ -70,7 +71,7 @@ def test_model_rejected_and_shipped(tmp_path: Path, make_bundle: BundleFactory) 
     assert model.check(_loaded(tmp_path))[0].status is Status.OK
     unsigned = make_bundle(sign=False)
     key = tmp_path / "release.pub"
-    from edge_agent.models import DEFAULT_PUBLIC_KEY
+    from edge_agent.model.shipped import DEFAULT_PUBLIC_KEY
 
     key.write_bytes(DEFAULT_PUBLIC_KEY.read_bytes())
     bad = model.check(_loaded(tmp_path, f'[model]\nbundle = "{unsigned}"\npublic_key = "{key}"\n'))

@@ -13,10 +13,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from edge_agent.agent import Agent
+from edge_agent.daemon.agent import Agent
+from edgetwin_common.testing import free_port, wait_until
 from tests.browser import BrowserPage
-from tests.edge_agent.agent_harness import config_for, replay_temp_toml, running_agent, wait_for
-from tests.edge_agent.integration.helpers import agent_process, agent_toml, free_port
+from tests.edge_agent.agent_harness import config_for, replay_temp_toml, running_agent
+from tests.edge_agent.integration.helpers import agent_process, agent_toml
 
 ROWS = 300
 STEP_AT = 240
@@ -46,7 +47,7 @@ def replaying_agent(tmp_path: Path) -> Iterator[Agent]:
 def test_live_charts_and_acknowledge(replaying_agent: Agent, web: BrowserPage) -> None:
     url = replaying_agent.http_url
     assert url is not None
-    wait_for(lambda: replaying_agent.samples >= ROWS, what="the replay to finish")
+    wait_until(lambda: replaying_agent.samples >= ROWS, "the replay to finish")
     page = web.page
     page.goto(url + "/?poll_ms=250")
     page.wait_for_selector(".channel[data-channel='temp'] canvas")
@@ -105,12 +106,12 @@ port = 0
 """,
         )
         with running_agent(loaded) as agent:
-            wait_for(
+            wait_until(
                 lambda: (
                     {s.name: s.health.state.value for s in agent.sources}
                     == {"quiet": "connected", "unplugged": "disconnected"}
                 ),
-                what="one source connected, one disconnected",
+                "one source connected, one disconnected",
             )
             page = web.page
             page.goto(f"{agent.http_url}/?poll_ms=250")
@@ -142,7 +143,7 @@ def test_agent_without_a_model_says_why(tmp_path: Path, web: BrowserPage) -> Non
         text + f'\n[model]\nbundle = "{missing}"\npublic_key = "{tmp_path / "key.pem"}"\n'
     )
     with agent_process(config, port, tmp_path / "agent.log") as agent:
-        wait_for(lambda: _answers(agent.url), what="the no-model agent's HTTP API")
+        wait_until(lambda: _answers(agent.url), "the no-model agent's HTTP API")
         assert agent.get("/status")["model"] is None
         assert httpx.get(agent.url + "/ready", timeout=5).status_code == 503
         page = web.page

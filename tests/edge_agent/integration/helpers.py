@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -19,21 +18,13 @@ from typing import Any
 
 import httpx
 
-from tests.edge_agent.agent_harness import wait_for
+from edgetwin_common.testing import wait_until
 
 GUARD_S = 60.0
 """Upper bound on any wait here: a hang fails the test instead of stalling the suite."""
 
 T0 = 1_700_000_000
 """UNIX time of the first row of generated CSVs."""
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago (bound, then released)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-    return port
 
 
 def cli(*args: str) -> list[str]:
@@ -82,7 +73,7 @@ class AgentProcess:
         return response.status_code == 200 and response.json().get("status") == "ready"
 
     def wait_ready(self) -> None:
-        wait_for(self.is_ready, GUARD_S, f"{self.url}/ready")
+        wait_until(self.is_ready, f"{self.url}/ready", timeout_s=GUARD_S)
 
     def signal(self, sig: signal.Signals) -> int:
         """Send ``sig`` and wait for the exit; returns the exit code."""

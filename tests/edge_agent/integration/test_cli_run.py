@@ -6,12 +6,12 @@ from __future__ import annotations
 import signal
 from pathlib import Path
 
-from tests.edge_agent.agent_harness import replay_temp_toml, wait_for
+from edgetwin_common.testing import free_port, wait_until
+from tests.edge_agent.agent_harness import replay_temp_toml
 from tests.edge_agent.integration.helpers import (
     GUARD_S,
     agent_process,
     agent_toml,
-    free_port,
     inspect_store,
     run_cli,
     write_series,
@@ -42,7 +42,7 @@ def test_run_serves_stores_and_exits_0_on_sigterm(tmp_path: Path) -> None:
             state: str = agent.status()["sources"][0]["state"]
             return state == "finished"
 
-        wait_for(all_replayed, GUARD_S, "the replay to finish")
+        wait_until(all_replayed, "the replay to finish", timeout_s=GUARD_S)
         status = agent.status()
         (source,) = status["sources"]
         assert source["counters"]["rows_ok"] == good
@@ -103,6 +103,6 @@ def test_missing_bundle_exits_nonzero_naming_it(tmp_path: Path) -> None:
 
 
 def _shipped_public_key() -> str:
-    from edge_agent.models import DEFAULT_PUBLIC_KEY
+    from edge_agent.model.shipped import DEFAULT_PUBLIC_KEY
 
     return DEFAULT_PUBLIC_KEY.read_text()

@@ -15,7 +15,8 @@ from gpiozero.pins.mock import MockFactory
 
 from edge_agent.actions.config import OutputMode
 from edge_agent.actions.gpio_output import GpioOutputAction
-from tests.edge_agent.agent_harness import config_for, running_agent, wait_for
+from edgetwin_common.testing import wait_until
+from tests.edge_agent.agent_harness import config_for, running_agent
 from tests.edge_agent.sources.modbus.devices import modbus_bus, th_transmitter
 from tests.edge_agent.sources.test_onewire_source import GOOD, TANK, w1_tree
 
@@ -131,9 +132,9 @@ actions = ["log", "lamp"]
 
             wanted = {"ambient_temp", "humidity", "door", "flow", "tank_temp"}
             # A channel is listed from its first reading; its last_ts once it is processed.
-            wait_for(
+            wait_until(
                 lambda: wanted <= {n for n, c in channels().items() if c["last_ts"] is not None},
-                what="a processed reading on every channel",
+                "a processed reading on every channel",
             )
             status = client.get("/status").json()
             sources = {s["name"]: s for s in status["sources"]}
@@ -158,19 +159,19 @@ actions = ["log", "lamp"]
             assert reported.sources["rs485"]["counters"]["humidity:crc_errors"] == 0
 
             temperature[0] = 35.0  # the value alarm sets the lamp blinking
-            wait_for(lambda: lamp.mode is OutputMode.BLINK, what="lamp blinking")
+            wait_until(lambda: lamp.mode is OutputMode.BLINK, "lamp blinking")
             hot = next(a for a in client.get("/alarms?active=true").json() if a["rule"] == "hot")
             client.post(f"/alarms/{hot['id']}/ack", json={"by": "test"})
-            wait_for(lambda: lamp.mode is OutputMode.ON, what="lamp steady after the ack")
+            wait_until(lambda: lamp.mode is OutputMode.ON, "lamp steady after the ack")
             assert lamp_pin.state is True
 
             transmitter.is_silent = True  # the transmitter vanishes from the bus
-            wait_for(
+            wait_until(
                 lambda: any(
                     a["rule"] == "sensor-health" and a["channel"] == "ambient_temp"
                     for a in client.get("/alarms?active=true").json()
                 ),
-                what="a sensor-health alarm",
+                "a sensor-health alarm",
             )
             rs485 = next(s for s in client.get("/status").json()["sources"] if s["name"] == "rs485")
             assert rs485["state"] == "disconnected"
@@ -178,14 +179,14 @@ actions = ["log", "lamp"]
             assert lamp.mode is OutputMode.BLINK  # a new, unacknowledged alarm
 
             transmitter.is_silent = False  # back: reconnected, the health alarm clears
-            wait_for(
+            wait_until(
                 lambda: (
                     not any(
                         a["rule"] == "sensor-health" and a["state"] != "cleared"
                         for a in client.get("/alarms?active=true").json()
                     )
                 ),
-                what="the health alarm to clear",
+                "the health alarm to clear",
             )
             client.close()
         # Stopped with alarms still open: the lamp is left in its safe state, off.

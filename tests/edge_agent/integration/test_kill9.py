@@ -12,14 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.edge_agent.agent_harness import wait_for
+from edgetwin_common.testing import free_port, wait_until
 from tests.edge_agent.integration.helpers import (
     GUARD_S,
     AgentProcess,
     StoreSnapshot,
     agent_process,
     agent_toml,
-    free_port,
     inspect_store,
     write_series,
 )
@@ -65,7 +64,11 @@ clear = 75
             agent.wait_ready()
             # What the previous runs stored is what this one starts from.
             assert agent.status()["store"]["details"]["reading_rows"] >= before.readings
-            wait_for(lambda: processed(agent) >= rows, GUARD_S, f"{rows} rows processed")  # noqa: B023
+            wait_until(
+                lambda: processed(agent) >= rows,  # noqa: B023
+                f"{rows} rows processed",
+                timeout_s=GUARD_S,
+            )
             code = agent.signal(signal.SIGKILL)
         assert code == -signal.SIGKILL
 

@@ -8,9 +8,9 @@ import csv
 import json
 import math
 import re
-from datetime import UTC, datetime
 from pathlib import Path
 
+from edgetwin_common.timestamps import parse_timestamp
 from tests.conftest import REPO, require
 from tests.edge_agent.integration.helpers import T0, run_cli
 
@@ -48,8 +48,9 @@ def replay(tmp_path: Path, data: Path) -> tuple[str, list[dict[str, str]], int]:
 
 
 def _utc(text: str) -> float:
-    stamp = datetime.fromisoformat(text)
-    return (stamp if stamp.tzinfo else stamp.replace(tzinfo=UTC)).timestamp()
+    ts = parse_timestamp(text)
+    assert ts is not None, text
+    return ts
 
 
 def raise_times(rows: list[dict[str, str]], rule: str) -> list[float]:

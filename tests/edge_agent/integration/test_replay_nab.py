@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from edge_agent.backtest import NAB_HEADER, ModelUpdate, run_backtest
 from edge_agent.config import LoadedConfig, parse_config
+from edge_agent.pipeline.backtest import NAB_HEADER, ModelUpdate, run_backtest
 from edgetwin_contracts.signing import public_key_pem
 from tests.conftest import BundleFactory
 from tests.edge_agent.integration.helpers import T0

@@ -17,14 +17,15 @@ from typing import Any
 import httpx
 import pytest
 
-from edge_agent.agent import Agent
 from edge_agent.alarms.model import AlarmEvent, AlarmEventKind
 from edge_agent.cleaning.cleaner import RejectReason
 from edge_agent.config import AgentConfig, LoadedConfig
+from edge_agent.daemon.agent import Agent
 from edge_agent.simulator import CHANNELS, SimulatorSettings, parse_fault, serial_config_for
 from edge_agent.sources.base import SourceState
 from edge_agent.sources.lineproto import LineOutcome
-from tests.edge_agent.agent_harness import running_agent, wait_for
+from edgetwin_common.testing import wait_until
+from tests.edge_agent.agent_harness import running_agent
 from tests.edge_agent.simulator.harness import running_simulator
 
 RATE_HZ = 50.0
@@ -96,39 +97,53 @@ def test_device_vanishes_and_returns_alarm_raised_then_cleared(tmp_path: Path) -
         agent.alarm_listeners.append(events)
         (source,) = agent.sources
         # No device yet: the source keeps trying and says so.
-        wait_for(lambda: source.health.counters["open_failures"] >= 1, GUARD_S, "open failures")
+        wait_until(
+            lambda: source.health.counters["open_failures"] >= 1, "open failures", timeout_s=GUARD_S
+        )
         with running_simulator(settings):
             # Before the vanish: connected, readings flowing into every channel, and the
             # startup health alarms (no device yet) cleared.
-            wait_for(
+            wait_until(
                 lambda: source.health.state is SourceState.CONNECTED and agent.samples >= 40,
-                GUARD_S,
                 "readings before the vanish",
+                timeout_s=GUARD_S,
             )
             assert set(agent.pipeline.channels) == set(CHANNELS)
-            wait_for(lambda: not health_alarms_active(agent), GUARD_S, "startup alarms cleared")
+            wait_until(
+                lambda: not health_alarms_active(agent), "startup alarms cleared", timeout_s=GUARD_S
+            )
             assert source.health.counters["reconnects"] == 0
             mark = events.mark()
 
             # The device vanishes: the source reports it, every channel raises.
-            wait_for(lambda: source.health.state is SourceState.DISCONNECTED, GUARD_S, "disconnect")
+            wait_until(
+                lambda: source.health.state is SourceState.DISCONNECTED,
+                "disconnect",
+                timeout_s=GUARD_S,
+            )
             assert source.health.last_error is not None
-            wait_for(
+            wait_until(
                 lambda: health_alarms_active(agent) == set(CHANNELS),
-                GUARD_S,
                 "health alarms during the vanish",
+                timeout_s=GUARD_S,
             )
             raised = events.channels(mark, AlarmEventKind.RAISED, HEALTH_RULE)
             assert raised == set(CHANNELS)
 
             # The device returns (a new pty behind the same link): reconnected by itself,
             # readings resume, the alarms clear.
-            wait_for(lambda: source.health.state is SourceState.CONNECTED, GUARD_S, "reconnect")
+            wait_until(
+                lambda: source.health.state is SourceState.CONNECTED, "reconnect", timeout_s=GUARD_S
+            )
             resumed_from = agent.samples
-            wait_for(lambda: agent.samples >= resumed_from + 40, GUARD_S, "readings resume")
+            wait_until(
+                lambda: agent.samples >= resumed_from + 40, "readings resume", timeout_s=GUARD_S
+            )
             assert source.health.counters["reconnects"] >= 1
             assert source.health.counters["open_failures"] >= 2  # while it was gone
-            wait_for(lambda: not health_alarms_active(agent), GUARD_S, "health alarms clear")
+            wait_until(
+                lambda: not health_alarms_active(agent), "health alarms clear", timeout_s=GUARD_S
+            )
             cleared = events.channels(mark, AlarmEventKind.CLEARED, HEALTH_RULE)
             assert cleared == set(CHANNELS)
             assert all(ch.processed > 0 for ch in agent.pipeline.channels.values())
@@ -166,11 +181,13 @@ def test_garbage_and_spikes_are_counted_and_never_stop_the_agent(tmp_path: Path)
         def spikes_rejected() -> int:
             return agent.pipeline.channels["vibration"].cleaner.rejected[RejectReason.RANGE]
 
-        wait_for(lambda: counters[LineOutcome.GARBAGE] >= 1, GUARD_S, "garbage counted")
-        wait_for(lambda: spikes_rejected() >= 1, GUARD_S, "spike rejected")
+        wait_until(lambda: counters[LineOutcome.GARBAGE] >= 1, "garbage counted", timeout_s=GUARD_S)
+        wait_until(lambda: spikes_rejected() >= 1, "spike rejected", timeout_s=GUARD_S)
         # After all three faults (2 s of lines later) it goes on, on the same connection.
         after = agent.samples
-        wait_for(lambda: agent.samples >= after + 400, GUARD_S, "readings after the faults")
+        wait_until(
+            lambda: agent.samples >= after + 400, "readings after the faults", timeout_s=GUARD_S
+        )
         assert source.health.state is SourceState.CONNECTED
         assert counters["reconnects"] == 0
         assert not (source.health.last_error or "").startswith("stream failed")

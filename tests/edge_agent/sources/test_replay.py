@@ -15,8 +15,8 @@ from edge_agent.sources.replay import (
     ROW_OUTCOMES,
     ReplaySource,
     ReplaySourceConfig,
-    parse_timestamp,
 )
+from edgetwin_common.timestamps import parse_timestamp
 from tests.conftest import require
 
 NAB = Path("/work/shared/data/nab/data/realKnownCause")

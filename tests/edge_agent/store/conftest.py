@@ -9,16 +9,7 @@ from typing import Any
 import pytest
 
 from edge_agent.store import Store, StoreConfig
-
-
-class FakeClock:
-    """A clock the test sets; UNIX seconds."""
-
-    def __init__(self, now: float = 1.7e9) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
+from edgetwin_common.testing import FakeClock
 
 
 @pytest.fixture

@@ -6,8 +6,9 @@ import pytest
 
 from edge_agent.store import sqlite as sqlite_module
 from edge_agent.store.sqlite import SIZE_HIGH_WATER
+from edgetwin_common.testing import FakeClock
 
-from .conftest import FakeClock, StoreFactory
+from .conftest import StoreFactory
 from .events import acked, cleared, raised
 
 

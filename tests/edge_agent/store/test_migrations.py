@@ -11,8 +11,7 @@ import pytest
 from edge_agent.store import Store, StoreConfig
 from edge_agent.store.errors import StoreSchemaTooNew, StoreUnreadable
 from edge_agent.store.schema import MIGRATIONS, SCHEMA_VERSION, migrate, schema_version
-
-from .conftest import FakeClock
+from edgetwin_common.testing import FakeClock
 
 
 def connect(path: Path) -> sqlite3.Connection:

@@ -6,8 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from edge_agent.store import OutboxKind, Store, StoreConfig
+from edgetwin_common.testing import FakeClock
 
-from .conftest import FakeClock, StoreFactory
+from .conftest import StoreFactory
 from .events import raised
 
 

@@ -10,10 +10,12 @@ from pathlib import Path
 import pytest
 
 from edge_agent.alarms.model import AlarmEventKind, AlarmState
+from edge_agent.errors import AlarmNotFound
 from edge_agent.store import Store, StoreConfig
-from edge_agent.store.errors import AlarmNotFound, StoreUnavailable
+from edge_agent.store.errors import StoreUnavailable
+from edgetwin_common.testing import FakeClock
 
-from .conftest import FakeClock, StoreFactory
+from .conftest import StoreFactory
 from .events import acked, cleared, raised
 
 

@@ -8,9 +8,10 @@ from pathlib import Path
 import pytest
 
 from edge_agent.store import Store
+from edgetwin_common.testing import FakeClock
 
 from .fakecloud import FakeCloud
-from .helpers import TOKEN, FakeClock, open_store
+from .helpers import CLOCK_START, TOKEN, open_store
 
 
 @pytest.fixture
@@ -29,4 +30,4 @@ def store(tmp_path: Path) -> Iterator[Store]:
 
 @pytest.fixture
 def clock() -> FakeClock:
-    return FakeClock()
+    return FakeClock(CLOCK_START)

@@ -15,22 +15,15 @@ from edge_agent.store import Store, StoreConfig
 from edge_agent.sync.config import SyncConfig
 from edge_agent.sync.twin import DeviceReport, Twin
 from edge_agent.sync.worker import SyncWorker
+from edgetwin_common.testing import FakeClock
 from edgetwin_contracts.batch import ModelReport
 
 T0 = 1_700_000_000.0
 INTERVAL_S = 60.0
 MODEL_VERSION = "1.0.0"
 TOKEN = "device-token"
-
-
-class FakeClock:
-    """UNIX seconds that only move when the test moves them."""
-
-    def __init__(self, now: float = T0 + 10_000_000) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
+CLOCK_START = T0 + 10_000_000
+"""Where the tests' clock starts: well after the data's timestamps."""
 
 
 def fill_summaries(store: Store, n: int, channels: Sequence[str] = ("temp",)) -> None:

@@ -10,12 +10,13 @@ import asyncio
 import sys
 from pathlib import Path
 
-from tests.edge_agent.sync.helpers import FakeClock, make_worker, open_store
+from edgetwin_common.testing import FakeClock
+from tests.edge_agent.sync.helpers import CLOCK_START, make_worker, open_store
 
 
 async def main(db: Path, url: str, max_batch_bytes: int) -> int:
     store = open_store(db)
-    clock = FakeClock()
+    clock = FakeClock(CLOCK_START)
     worker, _ = make_worker(
         store, url, clock, max_batch_bytes=max_batch_bytes, backoff_min_s=0.01, backoff_max_s=0.1
     )

@@ -9,9 +9,10 @@ from pathlib import Path
 
 import httpx
 
-from edge_agent.agent import Agent
+from edge_agent.daemon.agent import Agent
+from edgetwin_common.testing import wait_until
 from edgetwin_contracts.batch import AlarmOverride, DesiredState
-from tests.edge_agent.agent_harness import config_for, running_agent, wait_for
+from tests.edge_agent.agent_harness import config_for, running_agent
 
 from .fakecloud import FakeCloud
 from .helpers import TOKEN
@@ -60,11 +61,11 @@ interval_s = 1
 """,
     )
     with running_agent(loaded) as agent:
-        wait_for(lambda: len(cloud.stored_summaries()) >= 5, what="summaries in the cloud")
-        wait_for(lambda: cloud.stored_alarm_events() != [], what="the alarm in the cloud")
-        wait_for(
+        wait_until(lambda: len(cloud.stored_summaries()) >= 5, "summaries in the cloud")
+        wait_until(lambda: cloud.stored_alarm_events() != [], "the alarm in the cloud")
+        wait_until(
             lambda: cloud.reported is not None and cloud.reported.desired_version_applied == 2,
-            what="desired state reported back",
+            "desired state reported back",
         )
         assert agent.engine.rule("temp-high").set == 1000
         with httpx.Client(base_url=agent.http_url) as client:

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from edge_agent.config import parse_config
-from edge_agent.errors import ConfigInvalid
 from edge_agent.store import InflightBatch, OutboxKind, Store
 from edge_agent.sync.batching import build_batch
+from edgetwin_common.errors import ConfigInvalid
 from edgetwin_contracts.batch import Batch
 from tests.edge_agent.store.events import raised
 

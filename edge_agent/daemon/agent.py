@@ -1,0 +1,483 @@
+"""The running agent: sources → pipeline → alarms → store, with the HTTP API beside it.
+
+One asyncio event loop carries everything that is not a blocking read: each source's
+stream is consumed by its own task, a ticker checks channel health and flushes the
+store, uvicorn serves the API, and alarm actions run their own workers. The per-sample
+work (clean, window, int8 inference, rules) takes tens of microseconds and runs inline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Iterator
+
+import uvicorn
+from prometheus_client import CollectorRegistry
+
+from edge_agent import __version__
+from edge_agent.actions.base import Action
+from edge_agent.actions.registry import build_action
+from edge_agent.alarms.engine import AlarmEngine
+from edge_agent.alarms.model import Alarm, AlarmEvent
+from edge_agent.config import LoadedConfig
+from edge_agent.daemon.watchdog import ProgressMonitor, feed_watchdog
+from edge_agent.http.app import create_app
+from edge_agent.http.metrics import AgentCollector
+from edge_agent.http.status import (
+    AgentInfo,
+    AgentStatus,
+    AlarmInfo,
+    ChannelInfo,
+    Forecast,
+    ModelInfo,
+    ReadingInfo,
+    SourceInfo,
+    StoreInfo,
+    SyncInfo,
+)
+from edge_agent.model.bundle import LoadedModel
+from edge_agent.model.ota.download import Downloader
+from edge_agent.model.ota.layout import ModelsDir
+from edge_agent.model.ota.manager import OtaManager
+from edge_agent.model.selection import load_model, release_key_path
+from edge_agent.pipeline.pipeline import Pipeline
+from edge_agent.sources.base import Source, SourceState
+from edge_agent.sources.registry import build_source
+from edge_agent.sources.replay import ReplaySource
+from edge_agent.store.errors import StoreUnavailable
+from edge_agent.store.sqlite import Store
+from edge_agent.sync.twin import DeviceReport, Twin, config_hash
+from edge_agent.sync.worker import SyncWorker
+from edgetwin_common.notify import Notifier, watchdog_period_s
+from edgetwin_contracts.batch import AlarmRecord, ModelReport
+from edgetwin_contracts.signing import load_public_key
+
+log = logging.getLogger(__name__)
+
+TICK_S = 0.5
+LIMITS_EVERY_S = 60.0
+MAX_SOURCE_RESTARTS = 10
+
+
+class Agent:
+    """Builds every part from a validated config; ``run`` drives them until ``stop``.
+
+    Raises at construction (nothing started yet): BundleRejected / KeyInvalid /
+    BackendUnavailable for the model, OSError / sqlite3.Error for the store.
+    """
+
+    def __init__(
+        self,
+        loaded: LoadedConfig,
+        *,
+        sources: list[Source] | None = None,
+        clock: Callable[[], float] = time.time,
+        on_ota_step: Callable[[str], None] | None = None,
+    ) -> None:
+        self.config = loaded.config
+        self._loaded = loaded
+        self._clock = clock
+        self.started_at = clock()
+        self.models_dir = ModelsDir(loaded.resolve(self.config.ota.models_dir))
+        release_key = release_key_path(self.config)
+        self.model: LoadedModel = load_model(self.config.model, self.models_dir, release_key)
+        store_path = loaded.resolve(self.config.store.path)
+        self.store = Store(store_path, self.config.store)
+        self.alarm_listeners: list[Callable[[AlarmEvent], None]] = []
+        """Called with every alarm event after it is stored (demo, tests, later the twin)."""
+        self.actions: dict[str, Action] = {
+            name: build_action(cfg) for name, cfg in self.config.actions_by_name().items()
+        }
+        self.engine = AlarmEngine(
+            self.config.alarms,
+            self.model.forecaster.horizons,
+            sink=self._on_alarm_event,
+            actions=self.actions,
+            next_id=self.store.max_alarm_id() + 1,
+            restored=self.store.open_alarms(),
+        )
+        self.sources = (
+            sources if sources is not None else [build_source(cfg) for cfg in self.config.sources]
+        )
+        channel_sources = {ch: src.name for src in self.sources for ch in src.channels()}
+        self.pipeline = Pipeline(
+            self.config, self.model.forecaster, self.engine, self.store, channel_sources
+        )
+        self.twin: Twin | None = None
+        self.sync: SyncWorker | None = None
+        """The cloud sync worker, when [sync] is enabled (docs/sync.md)."""
+        self.ota: OtaManager | None = None
+        """Installs the model the cloud asks for, when [sync] and [ota] are on (docs/ota.md)."""
+        if self.config.sync.enabled and self.config.ota.enabled:
+            sync = self.config.sync
+            token = sync.token.get_secret_value() if sync.token else ""
+            self.ota = OtaManager(
+                self.config.ota,
+                self.models_dir,
+                running=self.model,
+                pipeline=self.pipeline,
+                engine=self.engine,
+                key=load_public_key(release_key),
+                key_file=release_key,
+                downloader=Downloader(sync.url, token, sync.timeout_s),
+                backend=self.config.model.backend,
+                num_threads=self.config.model.num_threads,
+                clock=clock,
+                on_model=self._model_changed,
+                on_step=on_ota_step,
+            )
+            self.ota.recover()
+        if self.config.sync.enabled:
+            self._config_hash = config_hash(loaded.path)
+            self.twin = Twin(
+                self.store,
+                self.engine,
+                self.model.manifest.model.version,
+                self._device_report,
+                ota=self.ota,
+            )
+            # Before the first sample: a device restarting offline keeps the cloud's
+            # alarm overrides.
+            self.twin.restore()
+            self.sync = SyncWorker(self.config.sync, self.store, self.twin, clock=clock)
+        self.http_url: str | None = None
+        self._ready = False
+        self._alarm_flush_pending = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.samples = 0
+        """Readings taken from all sources (the watchdog's progress counter)."""
+        self.registry = CollectorRegistry()
+        self.registry.register(AgentCollector(self.status))
+
+    # -- the loop ------------------------------------------------------------------
+
+    async def run(
+        self, stop: asyncio.Event, on_ready: Callable[[Agent], None] | None = None
+    ) -> None:
+        """Run until ``stop`` is set; then stop sources, drain actions, flush and close."""
+        self._loop = asyncio.get_running_loop()
+        open_alarms = self.engine.open_alarms()
+        for name, action in self.actions.items():
+            restore = getattr(action, "restore", None)
+            if restore is not None:
+                # An output that shows state (a lamp, a relay) must show the alarms still
+                # open from before a restart: the engine raises no new event for them.
+                rules = {rule.name for rule in self.config.alarms if name in rule.actions}
+                restore([alarm for alarm in open_alarms if alarm.rule in rules])
+            await action.start()
+        tasks = [
+            asyncio.create_task(self._consume(src), name=f"source:{src.name}")
+            for src in self.sources
+        ]
+        tasks.append(asyncio.create_task(self._ticker(stop), name="ticker"))
+        if self.sync is not None:
+            tasks.append(asyncio.create_task(self.sync.run(stop), name="sync"))
+        if self.ota is not None:
+            tasks.append(asyncio.create_task(self.ota.run(stop), name="ota"))
+        server: uvicorn.Server | None = None
+        if self.config.http.enabled:
+            server = await self._start_http()
+        self._ready = True
+        log.info(
+            "agent started",
+            extra={"model": self.model.manifest.model.version, "http": self.http_url},
+        )
+        # Under systemd (Type=notify): READY once everything above is up, then watchdog
+        # pings from this loop only while readings flow (edge_agent/daemon/watchdog.py).
+        notifier = Notifier.from_env()
+        if notifier is not None:
+            notifier.ready(
+                f"model {self.model.manifest.model.version}, "
+                f"{len(self.sources)} source(s), http {self.http_url or 'off'}"
+            )
+            period = watchdog_period_s()
+            if period is not None:
+                monitor = ProgressMonitor(self.config.agent.stall_after_s)
+                tasks.append(
+                    asyncio.create_task(
+                        feed_watchdog(
+                            notifier,
+                            period,
+                            monitor,
+                            lambda: self.samples,
+                            lambda: list(self._source_states().values()),
+                            stop,
+                        ),
+                        name="watchdog",
+                    )
+                )
+        if on_ready is not None:
+            on_ready(self)
+        try:
+            await stop.wait()
+        finally:
+            self._ready = False
+            if notifier is not None:
+                notifier.stopping()
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            if server is not None:
+                server.should_exit = True
+                await self._server_task
+            for action in self.actions.values():
+                await action.stop()
+            self.store.close()
+            if notifier is not None:
+                notifier.close()
+            log.info("agent stopped")
+
+    async def _start_http(self) -> uvicorn.Server:
+        http = self.config.http
+        app = create_app(self, http)
+        config = uvicorn.Config(
+            app, host=http.host, port=http.port, log_config=None, access_log=False, lifespan="off"
+        )
+        server = _EmbeddedServer(config)
+        self._server_task = asyncio.create_task(server.serve(), name="http")
+        while not server.started:
+            if self._server_task.done():
+                self._server_task.result()  # raises the bind error
+            await asyncio.sleep(0.01)
+        host, port = server.servers[0].sockets[0].getsockname()[:2]
+        self.http_url = f"http://{host}:{port}"
+        return server
+
+    async def _consume(self, source: Source) -> None:
+        """Feed one source into the pipeline. A source's stream handles its own device
+        errors; if the stream itself fails (a bug), it is restarted a bounded number of
+        times with a pause, then left down (reported in /status)."""
+        restarts = 0
+        process = self.pipeline.process
+        while True:
+            try:
+                async for reading in source.stream():
+                    process(reading)
+                    self.samples += 1
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                restarts += 1
+                source.health.set_state(
+                    SourceState.DISCONNECTED, self._clock(), f"stream failed: {exc!r}"
+                )
+                log.exception("source %s stream failed (restart %d)", source.name, restarts)
+                if restarts > MAX_SOURCE_RESTARTS:
+                    return
+                await asyncio.sleep(min(30.0, 0.5 * 2**restarts))
+
+    async def _ticker(self, stop: asyncio.Event) -> None:
+        """Health checks, summary intervals and store writes, every TICK_S.
+
+        A failing store (a full or vanished card) is reported and retried at the next
+        tick; the buffered rows stay in memory meanwhile (bounded by the store)."""
+        next_limits = self._clock() + LIMITS_EVERY_S
+        store_ok = True
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), TICK_S)
+            now = self._clock()
+            self.pipeline.check_health(now, self._source_states())
+            self.store.close_open(self._data_time(now))
+            try:
+                # Off the loop: a slow SD-card sync must not stall the pipeline.
+                await asyncio.to_thread(self.store.flush)
+                if now >= next_limits:
+                    await asyncio.to_thread(self.store.enforce_limits)
+                    next_limits = now + LIMITS_EVERY_S
+            except StoreUnavailable as exc:
+                if store_ok:
+                    log.error("store unavailable, keeping rows in memory: %s", exc)
+                store_ok = False
+                continue
+            if not store_ok:
+                log.info("store available again")
+                store_ok = True
+
+    def _data_time(self, now: float) -> float:
+        """The clock summaries close on: wall time, except when every source replays
+        recorded data, whose own timestamps are the time that matters."""
+        if self.sources and all(isinstance(s, ReplaySource) for s in self.sources):
+            stamps = [s.health.last_reading_ts for s in self.sources]
+            known = [t for t in stamps if t is not None]
+            return max(known) if known else now
+        return now
+
+    def _source_states(self) -> dict[str, SourceState]:
+        return {src.name: src.health.state for src in self.sources}
+
+    def _model_changed(self, model: LoadedModel) -> None:
+        """The OTA manager swapped a model in (or back): status and twin report it."""
+        self.model = model
+
+    def _on_alarm_event(self, event: AlarmEvent) -> None:
+        self.store.add_alarm_event(event)
+        for listener in self.alarm_listeners:
+            listener(event)
+        # Alarms are written promptly, once per burst, and off the loop: the store syncs
+        # them to the card before returning, which must not delay the next sample.
+        if self._loop is not None and not self._alarm_flush_pending:
+            self._alarm_flush_pending = True
+            self._loop.run_in_executor(None, self._flush_alarms)
+
+    def _flush_alarms(self) -> None:
+        self._alarm_flush_pending = False
+        try:
+            self.store.flush()
+        except StoreUnavailable as exc:
+            # The events stay buffered; the ticker retries and reports.
+            log.error("could not write alarm events yet: %s", exc)
+
+    # -- the view the HTTP API and metrics read -----------------------------------
+
+    def is_ready(self) -> bool:
+        return self._ready
+
+    def status(self) -> AgentStatus:
+        now = self._clock()
+        m = self.model.manifest
+        states = self._source_states()
+        channels = []
+        for ch in self.pipeline.channels.values():
+            forecast = None
+            if ch.has_forecast:
+                forecast = Forecast(horizons=list(ch.horizons), values=ch.forecast.tolist())
+            health = sorted(c.value for c in self.pipeline.health(ch, now, states))
+            channels.append(
+                ChannelInfo(
+                    name=ch.name,
+                    unit=ch.config.unit,
+                    source=ch.source,
+                    last_ts=ch.last_ts,
+                    last_value=ch.last_value,
+                    forecast=forecast,
+                    anomaly_score=ch.last_score,
+                    is_warm=ch.scorer.is_warm,
+                    readings=ch.readings,
+                    processed=ch.processed,
+                    rejected={str(k): v for k, v in ch.cleaner.rejected.items() if v},
+                    window_restarts=ch.window_restarts,
+                    health=health,
+                    mean_inference_us=(
+                        ch.inference_ns / ch.processed / 1000 if ch.processed else None
+                    ),
+                )
+            )
+        stats = self.store.stats()
+        return AgentStatus(
+            agent=AgentInfo(
+                name=self.config.agent.name,
+                version=__version__,
+                started_at=self.started_at,
+                uptime_s=now - self.started_at,
+                is_ready=self._ready,
+            ),
+            model=ModelInfo(
+                name=m.model.name,
+                version=m.model.version,
+                sha256=m.file.sha256,
+                backend=str(self.model.backend),
+                path=str(self.model.path),
+                window_length=m.input.window_length,
+                horizons=list(m.output.horizons),
+            ),
+            sources=[
+                SourceInfo(
+                    name=src.name,
+                    type=type(src).__name__,
+                    state=src.health.state.value,
+                    since=src.health.since,
+                    last_reading_ts=src.health.last_reading_ts,
+                    last_error=src.health.last_error,
+                    counters=dict(src.health.counters),
+                )
+                for src in self.sources
+            ],
+            channels=channels,
+            alarms=[_alarm_info(a) for a in self.engine.active()],
+            store=StoreInfo(path=str(self.store.path), details=stats.to_dict()),
+            sync=(
+                self.sync.status()
+                if self.sync is not None
+                else SyncInfo(backlog=dict(stats.outbox_rows))
+            ),
+        )
+
+    def _device_report(self) -> DeviceReport:
+        """What the twin's reported state says about this device (docs/sync.md). Reads
+        only memory: it runs on the event loop."""
+        now = self._clock()
+        m = self.model.manifest
+        states = self._source_states()
+        return DeviceReport(
+            agent_version=__version__,
+            model=ModelReport(name=m.model.name, version=m.model.version, sha256=m.file.sha256),
+            config_hash=self._config_hash,
+            sources={
+                src.name: {
+                    "type": type(src).__name__,
+                    "state": src.health.state.value,
+                    "since": src.health.since,
+                    "last_reading_ts": src.health.last_reading_ts,
+                    "last_error": src.health.last_error,
+                    "counters": dict(src.health.counters),
+                }
+                for src in self.sources
+            },
+            channels={
+                ch.name: {
+                    "health": sorted(c.value for c in self.pipeline.health(ch, now, states)),
+                    "last_ts": ch.last_ts,
+                    "last_value": ch.last_value,
+                    "is_warm": ch.scorer.is_warm,
+                    "rejected": {str(k): v for k, v in ch.cleaner.rejected.items() if v},
+                }
+                for ch in self.pipeline.channels.values()
+            },
+            open_alarms=[
+                AlarmRecord.model_validate(a.to_dict()) for a in self.engine.open_alarms()
+            ],
+            counters={f"alarms_{k}": v for k, v in self.engine.counters.items()},
+        )
+
+    def readings(self, channel: str, since: float | None, limit: int) -> list[ReadingInfo]:
+        self.store.flush()
+        return [
+            ReadingInfo(
+                ts=r.ts,
+                channel=r.channel,
+                value=r.value,
+                forecast=r.forecast,
+                anomaly_score=r.score,
+            )
+            for r in self.store.readings(channel, since, limit)
+        ]
+
+    def alarms(self, active_only: bool, limit: int) -> list[AlarmInfo]:
+        if active_only:
+            return [_alarm_info(a) for a in self.engine.active()][:limit]
+        self.store.flush()
+        return [_alarm_info(a) for a in self.store.alarms(active_only=False, limit=limit)]
+
+    def acknowledge(self, alarm_id: int, by: str) -> AlarmInfo:
+        alarm = self.engine.acknowledge(alarm_id, self._clock(), by)
+        return _alarm_info(alarm)
+
+
+class _EmbeddedServer(uvicorn.Server):
+    """uvicorn that leaves SIGINT/SIGTERM alone: the agent's owner (the CLI) holds them
+    and sets the stop event, so shutdown flushes the store instead of re-raising."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def _alarm_info(alarm: Alarm) -> AlarmInfo:
+    return AlarmInfo(**alarm.to_dict())

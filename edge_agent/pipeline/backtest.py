@@ -1,0 +1,292 @@
+"""`edge-agent replay`: the live pipeline's own classes over a CSV, as fast as it goes.
+
+Users tune alarm rules on history with it: per processed sample it writes the time,
+channel, value, the forecast that was made for it, the latest forecast at the longest
+horizon, the anomaly score and the channel's alarm state. Actions are recorded, not
+fired (a backtest must not page anyone).
+
+For benchmarks it also writes NAB result files (``timestamp,value,anomaly_score``, one
+row per reading of a one-column CSV), and it can take a model update at a given data
+time the way a device takes an OTA release once downloaded: the child-process
+self-test, verification with the release key, anti-rollback, the same window and
+horizons required, the swap between two samples under the live guard (the previous
+model in shadow) and the rollback when the guard fails.
+"""
+
+from __future__ import annotations
+
+import csv
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from edge_agent.actions.recording import RecordingAction
+from edge_agent.alarms.engine import AlarmEngine
+from edge_agent.alarms.model import AlarmEvent, AlarmEventKind
+from edge_agent.config import AgentConfig, LoadedConfig
+from edge_agent.model.bundle import LoadedModel, load_bundle
+from edge_agent.model.ota.errors import SelfTestFailed, UpdateRejected
+from edge_agent.model.ota.manager import check_replacement
+from edge_agent.model.ota.selftest import run_self_test
+from edge_agent.model.selection import load_model
+from edge_agent.pipeline.channel import ChannelPipeline
+from edge_agent.pipeline.pipeline import Pipeline
+from edge_agent.pipeline.shadow import ShadowGuard, guard_verdict
+from edge_agent.sources.replay import ReplaySource, ReplaySourceConfig
+from edge_agent.store.sqlite import Store
+from edgetwin_contracts.errors import BundleRejected
+from edgetwin_contracts.signing import load_public_key
+
+HEALTH_EVERY_S = 1.0
+"""Channel health is checked on data time, once per second of data."""
+
+NAB_HEADER = ("timestamp", "value", "anomaly_score")
+
+
+@dataclass(frozen=True, slots=True)
+class ModelUpdate:
+    """A release the replayed device takes at data time ``at_ts`` (UNIX s): ``bundle``
+    folder, verified with ``public_key`` (the release key, PEM)."""
+
+    at_ts: float
+    bundle: Path
+    public_key: Path
+
+
+@dataclass(slots=True)
+class BacktestReport:
+    readings: int = 0
+    samples: int = 0
+    rejected: Counter[str] = field(default_factory=Counter)
+    """Readings rejected by cleaning, by reason."""
+    skipped: Counter[str] = field(default_factory=Counter)
+    """CSV rows the source could not use, by reason (text, missing value, time going back)."""
+    raised: list[AlarmEvent] = field(default_factory=list)
+    elapsed_s: float = 0.0
+    model_update: str | None = None
+    """What became of the ModelUpdate (swapped in, kept or rolled back, and why)."""
+
+    @property
+    def samples_per_s(self) -> float:
+        return self.samples / self.elapsed_s if self.elapsed_s > 0 else 0.0
+
+
+def run_backtest(
+    loaded: LoadedConfig,
+    data: Path,
+    out: Path | None,
+    *,
+    progress: Callable[[BacktestReport], None] | None = None,
+    nab_out: Path | None = None,
+    update: ModelUpdate | None = None,
+) -> BacktestReport:
+    """Replay ``data`` (a CSV as ReplaySourceConfig reads it) through the pipeline.
+
+    ``nab_out``: also write a NAB result file (the CSV must have one value column).
+    ``update``: take that model release at its data time.
+
+    Raises ReplayInvalid-style source errors for an unreadable CSV, ValueError for
+    ``nab_out`` with several value columns, and the model loading errors of
+    ``load_model`` (and of ``load_bundle`` for the update).
+    """
+    config = loaded.config
+    model = load_model(config.model)
+    report = BacktestReport()
+    source = ReplaySource(ReplaySourceConfig(type="replay", name="backtest", path=data, speed=0))
+    if nab_out is not None and len(source.channels()) != 1:
+        raise ValueError(f"a NAB result file needs one value column; {data} has several")
+    release = _load_update(config, update, model) if update is not None else None
+    with tempfile.TemporaryDirectory(prefix="edge-agent-replay-") as tmp:
+        store = Store(Path(tmp) / "backtest.db", config.store)
+
+        def on_event(event: AlarmEvent) -> None:
+            store.add_alarm_event(event)
+            if event.kind is AlarmEventKind.RAISED:
+                report.raised.append(event)
+
+        actions = {name: RecordingAction(name) for name in config.action_names()}
+        engine = AlarmEngine(
+            config.alarms, model.forecaster.horizons, sink=on_event, actions=actions
+        )
+        handle = out.open("w", newline="", encoding="utf-8") if out is not None else None
+        nab_handle = nab_out.open("w", newline="", encoding="utf-8") if nab_out else None
+        try:
+            observer = None
+            if handle is not None:
+                writer = csv.writer(handle)
+                longest = model.forecaster.horizons[-1]
+                writer.writerow(
+                    [
+                        "timestamp",
+                        "channel",
+                        "value",
+                        "forecast",
+                        f"forecast_h{longest}",
+                        "anomaly_score",
+                        "alarm_state",
+                    ]
+                )
+                write = writer.writerow
+                channel_state = engine.channel_state
+
+                def observer(
+                    channel: str,
+                    ts: float,
+                    value: float,
+                    forecast: float | None,
+                    score: float | None,
+                    pipe: ChannelPipeline,
+                ) -> None:
+                    write(
+                        (
+                            datetime.fromtimestamp(ts, UTC).isoformat(),
+                            channel,
+                            repr(value),
+                            "" if forecast is None else f"{forecast:.6g}",
+                            f"{pipe.forecast[-1]:.6g}" if pipe.has_forecast else "",
+                            "" if score is None else f"{score:.4g}",
+                            channel_state(channel),
+                        )
+                    )
+
+            pipeline = Pipeline(config, model.forecaster, engine, store, observer=observer)
+            nab_write = None
+            if nab_handle is not None:
+                nab_write = csv.writer(nab_handle).writerow
+                nab_write(NAB_HEADER)
+            swap = _UpdateInProgress(pipeline, model, release, config, report) if release else None
+            flush_every = config.store.flush_max_rows
+            start = time.perf_counter()
+            next_health: float | None = None
+            for reading in source.iter_readings():
+                if swap is not None:
+                    swap.before(reading.ts)
+                if nab_write is None:
+                    pipeline.process(reading)
+                else:
+                    channel = pipeline.channels.get(reading.channel)
+                    before = channel.processed if channel is not None else 0
+                    pipeline.process(reading)
+                    channel = pipeline.channels[reading.channel]
+                    # A reading cleaning rejected, or one still warming up, scores 0.
+                    score = channel.last_score if channel.processed > before else None
+                    nab_write(
+                        (
+                            datetime.fromtimestamp(reading.ts, UTC).strftime("%Y-%m-%d %H:%M:%S"),
+                            repr(reading.value),
+                            "0" if score is None else repr(score),
+                        )
+                    )
+                if swap is not None:
+                    swap.after()
+                report.readings += 1
+                if next_health is None or reading.ts >= next_health:
+                    pipeline.check_health(reading.ts, {})
+                    next_health = reading.ts + HEALTH_EVERY_S
+                if report.readings % flush_every == 0:
+                    store.flush()
+                    if progress is not None:
+                        progress(report)
+            store.close()
+            report.elapsed_s = time.perf_counter() - start
+        finally:
+            if handle is not None:
+                handle.close()
+            if nab_handle is not None:
+                nab_handle.close()
+    report.samples = sum(ch.processed for ch in pipeline.channels.values())
+    for reason, n in source.health.counters.items():
+        if n and reason not in ("rows_ok", "loops"):
+            report.skipped[reason.removeprefix("rows_")] += n
+    for ch in pipeline.channels.values():
+        for reason, n in ch.cleaner.rejected.items():
+            if n:
+                report.rejected[str(reason)] += n
+    return report
+
+
+def _load_update(
+    config: AgentConfig, update: ModelUpdate, running: LoadedModel
+) -> tuple[ModelUpdate, LoadedModel | str]:
+    """The OTA manager's checks before a swap: the child-process self-test, verification
+    with the release key, ``check_replacement`` (anti-rollback, same window and horizons).
+    Returns the loaded model or why it was refused."""
+    try:
+        run_self_test(
+            update.bundle, update.public_key, config.model.backend, config.ota.self_test_timeout_s
+        )
+        loaded = load_bundle(
+            update.bundle,
+            load_public_key(update.public_key),
+            backend=config.model.backend,
+            num_threads=config.model.num_threads,
+        )
+        check_replacement(loaded.manifest, running, is_rollback=False)
+    except (SelfTestFailed, BundleRejected) as exc:
+        return update, f"refused: {exc}"
+    except UpdateRejected as exc:
+        return update, f"{loaded.manifest.model.version} refused: {exc}"
+    return update, loaded
+
+
+class _UpdateInProgress:
+    """The OTA manager's swap, guard and keep-or-roll-back, on data time: the swap falls
+    between two readings, the verdict right after the reading that ends the guard."""
+
+    def __init__(
+        self,
+        pipeline: Pipeline,
+        running: LoadedModel,
+        release: tuple[ModelUpdate, LoadedModel | str],
+        config: AgentConfig,
+        report: BacktestReport,
+    ) -> None:
+        self._pipeline = pipeline
+        self._running = running
+        self._update, new = release
+        self._new = new if isinstance(new, LoadedModel) else running
+        self._refused = new if isinstance(new, str) else None
+        self._config = config
+        self._report = report
+        self._is_swapped = False
+        self._done: ShadowGuard | None = None
+
+    def before(self, ts: float) -> None:
+        if self._is_swapped or ts < self._update.at_ts:
+            return
+        self._is_swapped = True
+        if self._refused is not None:
+            self._report.model_update = self._refused
+            return
+        version = self._new.manifest.model.version
+        guard = ShadowGuard(
+            self._running.forecaster, self._config.ota.guard_samples, self._guard_done
+        )
+        self._pipeline.swap(self._new.forecaster, guard)
+        self._report.model_update = f"{version} swapped in, guarding"
+
+    def _guard_done(self, guard: ShadowGuard) -> None:
+        # Called inside a sample's processing: decide once that sample is through.
+        self._done = guard
+
+    def after(self) -> None:
+        guard = self._done
+        if guard is None:
+            return
+        self._done = None
+        version = self._new.manifest.model.version
+        mae_new, mae_old = guard.mae_new, guard.mae_old
+        reason = guard_verdict(guard, self._config.ota.guard_margin)
+        if reason is None:
+            self._pipeline.end_guard()
+            self._report.model_update = (
+                f"{version} kept after {guard.samples} guarded samples "
+                f"(one-step MAE {mae_new or 0.0:.6g} vs {mae_old or 0.0:.6g})"
+            )
+        else:
+            self._pipeline.swap(self._running.forecaster, None)
+            self._report.model_update = f"{version} rolled back: {reason}"

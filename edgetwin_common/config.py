@@ -1,0 +1,113 @@
+"""Config models and TOML loading shared by every edgetwin config.
+
+``Strict`` is the base of every config model (unknown keys are errors, values immutable,
+attribute docstrings become the generated docs); ``Name`` is the one name type of
+channels, sources, rules and actions. TOML files are validated by a pydantic model with
+every problem named by its key path, so a user sees the same kind of message from the
+device (``edge_agent.config``) and the cloud (``cloud_sync.config``):
+``key.path: what is wrong (got value)``.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from edgetwin_common.errors import ConfigInvalid, ConfigProblem
+
+M = TypeVar("M", bound=BaseModel)
+
+NAME_PATTERN = r"^[A-Za-z0-9_.-]+$"
+Name = Annotated[str, Field(min_length=1, max_length=64, pattern=NAME_PATTERN)]
+"""A channel's, source's, rule's or action's name: 1-64 letters, digits, ``_``, ``.`` and
+``-`` (names appear in metric labels, URLs, file names and the twin)."""
+
+
+class Strict(BaseModel):
+    """The base of every config model: unknown keys are errors, values are immutable."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
+
+
+_SECRET_WORDS = ("token", "password", "secret")
+
+
+def validate_toml(text: str, model: type[M], source: str = "<config>") -> M:
+    """Parse TOML text into ``model``. Raises ConfigInvalid listing every problem."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigInvalid(source, [ConfigProblem("<toml>", None, str(exc))]) from None
+    return validate_data(data, model, source)
+
+
+def validate_data(data: Any, model: type[M], source: str, prefix: str = "") -> M:
+    """Validate already parsed data. Raises ConfigInvalid listing every problem."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigInvalid(source, problems_from(exc, data, prefix)) from None
+
+
+def read_toml(path: Path, model: type[M]) -> M:
+    """Read and validate a TOML file; an unreadable file is a ConfigInvalid too."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigInvalid(str(path), [ConfigProblem("<file>", None, str(exc))]) from None
+    return validate_toml(text, model, str(path))
+
+
+def problems_from(exc: ValidationError, data: Any, prefix: str = "") -> list[ConfigProblem]:
+    """One ConfigProblem per pydantic error, with the key path the user wrote."""
+    problems = []
+    for err in exc.errors():
+        loc = list(err["loc"])
+        message = str(err["msg"]).removeprefix("Value error, ")
+        if err["type"] == "value_error" and not loc:
+            # A model-level check that lists several "path: message" problems.
+            for part in message.split("; "):
+                key, _, text = part.partition(": ")
+                problems.append(ConfigProblem(key if text else "<root>", None, text or key))
+            continue
+        path = _user_path(loc, data)
+        value = err.get("input")
+        if err["type"] == "union_tag_invalid":
+            ctx = err.get("ctx", {})
+            path = [*path, str(ctx.get("discriminator", "")).strip("'")]
+            value = ctx.get("tag")
+            message = f"must be one of {ctx.get('expected_tags')}"
+        text_path = ".".join(p for p in [prefix, *path] if p) or "<root>"
+        if err["type"] == "missing" or isinstance(value, dict | list):
+            value = None  # a whole table would bury the message
+        if any(word in text_path for word in _SECRET_WORDS):
+            value = None  # never echo a secret back
+        problems.append(ConfigProblem(text_path, value, message))
+    return problems
+
+
+def _user_path(loc: list[Any], data: Any) -> list[str]:
+    """Drop the tags pydantic inserts for discriminated unions ("sources.0.serial.port"
+    → "sources.0.port"): a tag is a part absent from the user's table but equal to one of
+    its values."""
+    out: list[str] = []
+    node = data
+    for part in loc:
+        if (
+            isinstance(node, dict)
+            and isinstance(part, str)
+            and part not in node
+            and part in {v for v in node.values() if isinstance(v, str)}
+        ):
+            continue
+        out.append(str(part))
+        if isinstance(node, dict):
+            node = node.get(part)
+        elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+            node = node[part]
+        else:
+            node = None
+    return out

@@ -1,0 +1,114 @@
+"""The shape of the code, held by tests: imports only point down (import-linter's
+contracts in pyproject.toml), and every error class lives in an errors module under its
+package's root error."""
+
+from __future__ import annotations
+
+import ast
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO
+
+PACKAGES = {
+    "edgetwin_common": "EdgetwinError",
+    "edgetwin_contracts": "ContractError",
+    "edge_agent": "EdgeAgentError",
+    "model_export": "ExportError",
+    "cloud_sync": "CloudSyncError",
+    "edgetwin_demo": None,
+}
+"""Each product package and its root error class (None: it defines no errors)."""
+
+
+def test_import_contracts_hold(tmp_path: Path) -> None:
+    """lint-imports over the working tree, without its cache (a stale cache would hide a
+    new import)."""
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    done = subprocess.run(
+        [str(Path(sys.executable).parent / "lint-imports"), "--no-cache"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env=env,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "0 broken" in done.stdout, done.stdout
+
+
+def _exception_classes() -> list[tuple[Path, ast.ClassDef]]:
+    """Every class in the product packages whose bases name an exception type."""
+    found = []
+    for package in PACKAGES:
+        for path in sorted((REPO / package).rglob("*.py")):
+            tree = ast.parse(path.read_text(encoding="utf-8"))
+            for node in ast.walk(tree):
+                if isinstance(node, ast.ClassDef) and any(
+                    _base_name(b).endswith(("Error", "Exception", "Rejected", "Invalid"))
+                    or _base_name(b) in _error_names()
+                    for b in node.bases
+                ):
+                    found.append((path, node))
+    return found
+
+
+def _base_name(node: ast.expr) -> str:
+    if isinstance(node, ast.Name):
+        return node.id
+    if isinstance(node, ast.Attribute):
+        return node.attr
+    return ""
+
+
+def _error_names() -> set[str]:
+    """Names of the classes defined in the errors modules (their subclasses are errors
+    too, whatever they are called)."""
+    names: set[str] = set()
+    for package in PACKAGES:
+        for path in (REPO / package).rglob("errors.py"):
+            tree = ast.parse(path.read_text(encoding="utf-8"))
+            names |= {n.name for n in tree.body if isinstance(n, ast.ClassDef)}
+    return names
+
+
+def test_error_classes_live_in_errors_modules() -> None:
+    misplaced = [
+        f"{path.relative_to(REPO)}:{node.lineno} {node.name}"
+        for path, node in _exception_classes()
+        if path.name != "errors.py"
+    ]
+    assert misplaced == []
+
+
+@pytest.mark.parametrize("package", [p for p, root in PACKAGES.items() if root])
+def test_every_error_derives_from_the_package_root(package: str) -> None:
+    """Importing each errors module and walking its classes: every exception class is a
+    subclass of the package's root (so one ``except`` catches all a package raises)."""
+    import importlib
+
+    root_module = {
+        "edgetwin_common": "edgetwin_common.errors",
+        "edgetwin_contracts": "edgetwin_contracts.errors",
+        "edge_agent": "edge_agent.errors",
+        "model_export": "model_export.errors",
+        "cloud_sync": "cloud_sync.errors",
+    }[package]
+    root = getattr(importlib.import_module(root_module), str(PACKAGES[package]))
+    strays = []
+    for path in sorted((REPO / package).rglob("errors.py")):
+        module_name = ".".join(path.relative_to(REPO).with_suffix("").parts)
+        module = importlib.import_module(module_name)
+        for name, value in vars(module).items():
+            if (
+                isinstance(value, type)
+                and issubclass(value, BaseException)
+                and value.__module__ == module_name
+                and not issubclass(value, root)
+            ):
+                strays.append(f"{module_name}.{name}")
+    assert strays == []
