@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 from itertools import pairwise
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias
 
 from edge_agent.errors import BackendUnavailable
 from edgetwin_contracts.errors import BundleRejected, KeyInvalid
@@ -80,7 +80,20 @@ def _parser() -> argparse.ArgumentParser:
         "and write, inspect and verify signed model bundles.",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_build(sub)
+    _add_convert(sub)
+    _add_bundle_commands(sub)
+    _add_default_model(sub)
+    p = sub.add_parser("demo", help="a one-minute end-to-end tour on a synthetic CSV")
+    p.add_argument("--workdir", type=Path, required=True)
+    p.set_defaults(run=_cmd_demo)
+    return parser
 
+
+Subparsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
+
+
+def _add_build(sub: Subparsers) -> None:
     p = sub.add_parser("build", help="train a forecaster (.keras) from a dataset CSV")
     p.add_argument("--data", type=Path, required=True, help="CSV: timestamp,<channel>...")
     p.add_argument("--out", type=Path, required=True, help="model file to write (.keras)")
@@ -100,6 +113,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=7)
     p.set_defaults(run=_cmd_build)
 
+
+def _add_convert(sub: Subparsers) -> None:
     p = sub.add_parser("convert", help="int8-convert a .keras model and write a signed bundle")
     p.add_argument("--model", type=Path, required=True, help=".keras file from 'build'")
     p.add_argument(
@@ -126,6 +141,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="replace an existing bundle folder")
     p.set_defaults(run=_cmd_convert)
 
+
+def _add_bundle_commands(sub: Subparsers) -> None:
     p = sub.add_parser("inspect", help="print a bundle's manifest and tensor details")
     p.add_argument("bundle", type=Path)
     p.add_argument("--json", action="store_true", help="print only the manifest JSON")
@@ -144,6 +161,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--name", default="release", help="file stem: <name>.key, <name>.pub")
     p.set_defaults(run=_cmd_keygen)
 
+
+def _add_default_model(sub: Subparsers) -> None:
     p = sub.add_parser("default-model", help="rebuild the generic default model bundle")
     p.add_argument("--out", type=Path, required=True, help="bundle folder (replaced)")
     p.add_argument(
@@ -160,11 +179,6 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=_positive, default=None)
     p.add_argument("--version", default=None)
     p.set_defaults(run=_cmd_default_model)
-
-    p = sub.add_parser("demo", help="a one-minute end-to-end tour on a synthetic CSV")
-    p.add_argument("--workdir", type=Path, required=True)
-    p.set_defaults(run=_cmd_demo)
-    return parser
 
 
 def _cmd_build(args: argparse.Namespace) -> int:

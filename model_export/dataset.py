@@ -211,20 +211,7 @@ def load_dataset(path: Path, spec: WindowSpec | None = None) -> Dataset:
             increase, or there are too few rows. The message names the file, line and
             column.
     """
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise DatasetInvalid(path, "file not found") from None
-    except IsADirectoryError:
-        raise DatasetInvalid(path, "is a directory, not a CSV file") from None
-    except OSError as exc:
-        raise DatasetInvalid(path, f"cannot be read ({exc.strerror})") from None
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = raw[: exc.start].count(b"\n") + 1
-        raise DatasetInvalid(path, "is not UTF-8 text", line=line) from None
-
+    raw, text = _read_text(path)
     reader = csv.reader(text.splitlines())
     header = _read_header(path, reader)
     channels = tuple(header[1:])
@@ -261,15 +248,8 @@ def load_dataset(path: Path, spec: WindowSpec | None = None) -> Dataset:
             ]
         )
 
-    if spec is not None and len(rows) < spec.min_rows():
-        raise DatasetInvalid(
-            path,
-            f"{len(rows)} data rows; at least {spec.min_rows()} are needed so that both the "
-            f"training part and the held-out last {spec.holdout_fraction:.0%} hold a "
-            f"window of {spec.window_length} readings plus the largest horizon "
-            f"{spec.horizons[-1]}",
-            line=last_line if rows else None,
-        )
+    if spec is not None:
+        _require_rows(path, spec, len(rows), last_line)
     if not rows:
         raise DatasetInvalid(path, "holds a header but no data rows")
     values = np.asarray(rows, dtype=np.float64).reshape(len(rows), len(channels))
@@ -281,6 +261,35 @@ def load_dataset(path: Path, spec: WindowSpec | None = None) -> Dataset:
         sha256=hashlib.sha256(raw).hexdigest(),
         clock_steps=tuple(clock_steps),
     )
+
+
+def _read_text(path: Path) -> tuple[bytes, str]:
+    """The file's bytes (hashed into the dataset's identity) and its UTF-8 text."""
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise DatasetInvalid(path, "file not found") from None
+    except IsADirectoryError:
+        raise DatasetInvalid(path, "is a directory, not a CSV file") from None
+    except OSError as exc:
+        raise DatasetInvalid(path, f"cannot be read ({exc.strerror})") from None
+    try:
+        return raw, raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise DatasetInvalid(path, "is not UTF-8 text", line=line) from None
+
+
+def _require_rows(path: Path, spec: WindowSpec, rows: int, last_line: int) -> None:
+    if rows < spec.min_rows():
+        raise DatasetInvalid(
+            path,
+            f"{rows} data rows; at least {spec.min_rows()} are needed so that both the "
+            f"training part and the held-out last {spec.holdout_fraction:.0%} hold a "
+            f"window of {spec.window_length} readings plus the largest horizon "
+            f"{spec.horizons[-1]}",
+            line=last_line if rows else None,
+        )
 
 
 def _read_header(path: Path, reader: Iterable[list[str]]) -> list[str]:
@@ -317,12 +326,21 @@ def _parse_timestamp(path: Path, line: int, cell: str) -> float:
     if ts is None:
         raise DatasetInvalid(
             path,
-            f"timestamp {text!r} is neither ISO 8601 (2014-07-01T00:00:00) nor finite epoch "
-            "seconds",
+            f"timestamp {text!r} is not finite"
+            if _is_number(text)
+            else f"timestamp {text!r} is neither ISO 8601 (2014-07-01T00:00:00) nor epoch seconds",
             line=line,
             column=TIMESTAMP_COLUMN,
         )
     return ts
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _parse_reading(path: Path, line: int, column: str, cell: str) -> float:

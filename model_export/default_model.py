@@ -12,10 +12,12 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
 from edgetwin_contracts.manifest import Normalization, TrainingSummary
 from edgetwin_contracts.signing import public_key_pem
 from model_export.bundle import Release
-from model_export.dataset import FORECASTABLE_Z, WindowSpec, split_windows
+from model_export.dataset import FORECASTABLE_Z, WindowSet, WindowSpec, split_windows
 from model_export.pipeline import ExportResult, Say, export_bundle, release_key
 from model_export.synthetic import iter_corpus
 from model_export.train import TrainSettings, settings_summary, train
@@ -69,17 +71,7 @@ def build_default_model(
     started = time.monotonic()
     s = settings or DefaultModelSettings()
     norm = Normalization()
-    say(f"generating {s.series} synthetic series of {s.length} samples (seed {s.seed})")
-    corpus = iter_corpus(s.seed, s.series, s.length)
-    if progress:
-        from tqdm import tqdm
-
-        corpus = tqdm(
-            corpus, total=s.series, desc="corpus", unit="series", leave=False, disable=None
-        )
-    train_windows, held_out = split_windows(list(corpus), s.spec)
-    train_windows, held_out = train_windows.forecastable(norm), held_out.forecastable(norm)
-    say(f"{len(train_windows)} training windows, {len(held_out)} held-out windows")
+    train_windows, held_out = _corpus_windows(s, norm, say, progress)
 
     z_in, z_target, _ = train_windows.normalized(norm)
     say(f"training (up to {s.train.epochs} epochs, early stopping on the last 10%)")
@@ -125,14 +117,37 @@ def build_default_model(
         say=say,
         progress=progress,
     )
-    public_key_out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = public_key_out.with_name(public_key_out.name + ".tmp")
-    tmp.write_bytes(public_key_pem(key.public_key()))
-    shutil.move(tmp, public_key_out)
-    say(f"public key written to {public_key_out}")
+    _write_public_key(key, public_key_out, say)
     if keras_out is not None:
         keras_out.parent.mkdir(parents=True, exist_ok=True)
         result.model.save(keras_out)
         say(f"float32 Keras reference written to {keras_out}")
     say(f"default model built in {time.monotonic() - started:.0f} s")
     return exported
+
+
+def _corpus_windows(
+    s: DefaultModelSettings, norm: Normalization, say: Say, progress: bool
+) -> tuple[WindowSet, WindowSet]:
+    """The synthetic corpus as (training, held-out) windows, the unforecastable ones
+    (a target far outside its window's spread) left out."""
+    say(f"generating {s.series} synthetic series of {s.length} samples (seed {s.seed})")
+    corpus = iter_corpus(s.seed, s.series, s.length)
+    if progress:
+        from tqdm import tqdm
+
+        corpus = tqdm(
+            corpus, total=s.series, desc="corpus", unit="series", leave=False, disable=None
+        )
+    train_windows, held_out = split_windows(list(corpus), s.spec)
+    train_windows, held_out = train_windows.forecastable(norm), held_out.forecastable(norm)
+    say(f"{len(train_windows)} training windows, {len(held_out)} held-out windows")
+    return train_windows, held_out
+
+
+def _write_public_key(key: Ed25519PrivateKey, public_key_out: Path, say: Say) -> None:
+    public_key_out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = public_key_out.with_name(public_key_out.name + ".tmp")
+    tmp.write_bytes(public_key_pem(key.public_key()))
+    shutil.move(tmp, public_key_out)
+    say(f"public key written to {public_key_out}")

@@ -13,6 +13,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import uvicorn
 from prometheus_client import CollectorRegistry
@@ -106,30 +107,14 @@ class Agent:
         self.pipeline = Pipeline(
             self.config, self.model.forecaster, self.engine, self.store, channel_sources
         )
-        self.twin: Twin | None = None
-        self.sync: SyncWorker | None = None
-        """The cloud sync worker, when [sync] is enabled (docs/sync.md)."""
         self.ota: OtaManager | None = None
         """Installs the model the cloud asks for, when [sync] and [ota] are on (docs/ota.md)."""
         if self.config.sync.enabled and self.config.ota.enabled:
-            sync = self.config.sync
-            token = sync.token.get_secret_value() if sync.token else ""
-            self.ota = OtaManager(
-                self.config.ota,
-                self.models_dir,
-                running=self.model,
-                pipeline=self.pipeline,
-                engine=self.engine,
-                key=load_public_key(release_key),
-                key_file=release_key,
-                downloader=Downloader(sync.url, token, sync.timeout_s),
-                backend=self.config.model.backend,
-                num_threads=self.config.model.num_threads,
-                clock=clock,
-                on_model=self._model_changed,
-                on_step=on_ota_step,
-            )
+            self.ota = self._build_ota(release_key, on_ota_step)
             self.ota.recover()
+        self.twin: Twin | None = None
+        self.sync: SyncWorker | None = None
+        """The cloud sync worker, when [sync] is enabled (docs/sync.md)."""
         if self.config.sync.enabled:
             self._config_hash = config_hash(loaded.path)
             self.twin = Twin(
@@ -151,6 +136,25 @@ class Agent:
         """Readings taken from all sources (the watchdog's progress counter)."""
         self.registry = CollectorRegistry()
         self.registry.register(AgentCollector(self.status))
+
+    def _build_ota(self, release_key: Path, on_step: Callable[[str], None] | None) -> OtaManager:
+        sync = self.config.sync
+        token = sync.token.get_secret_value() if sync.token else ""
+        return OtaManager(
+            self.config.ota,
+            self.models_dir,
+            running=self.model,
+            pipeline=self.pipeline,
+            engine=self.engine,
+            key=load_public_key(release_key),
+            key_file=release_key,
+            downloader=Downloader(sync.url, token, sync.timeout_s),
+            backend=self.config.model.backend,
+            num_threads=self.config.model.num_threads,
+            clock=self._clock,
+            on_model=self._model_changed,
+            on_step=on_step,
+        )
 
     # -- the loop ------------------------------------------------------------------
 

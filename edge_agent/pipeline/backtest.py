@@ -15,6 +15,7 @@ model in shadow) and the rollback when the guard fails.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import tempfile
 import time
@@ -23,6 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import IO
 
 from edge_agent.actions.recording import RecordingAction
 from edge_agent.alarms.engine import AlarmEngine
@@ -33,9 +35,10 @@ from edge_agent.model.ota.errors import SelfTestFailed, UpdateRejected
 from edge_agent.model.ota.manager import check_replacement
 from edge_agent.model.ota.selftest import run_self_test
 from edge_agent.model.selection import load_model
-from edge_agent.pipeline.channel import ChannelPipeline
+from edge_agent.pipeline.channel import ChannelPipeline, SampleObserver
 from edge_agent.pipeline.pipeline import Pipeline
 from edge_agent.pipeline.shadow import ShadowGuard, guard_verdict
+from edge_agent.reading import Reading
 from edge_agent.sources.replay import ReplaySource, ReplaySourceConfig
 from edge_agent.store.sqlite import Store
 from edgetwin_contracts.errors import BundleRejected
@@ -100,104 +103,153 @@ def run_backtest(
     if nab_out is not None and len(source.channels()) != 1:
         raise ValueError(f"a NAB result file needs one value column; {data} has several")
     release = _load_update(config, update, model) if update is not None else None
-    with tempfile.TemporaryDirectory(prefix="edge-agent-replay-") as tmp:
+    with (
+        tempfile.TemporaryDirectory(prefix="edge-agent-replay-") as tmp,
+        contextlib.ExitStack() as files,
+    ):
         store = Store(Path(tmp) / "backtest.db", config.store)
-
-        def on_event(event: AlarmEvent) -> None:
-            store.add_alarm_event(event)
-            if event.kind is AlarmEventKind.RAISED:
-                report.raised.append(event)
-
-        actions = {name: RecordingAction(name) for name in config.action_names()}
-        engine = AlarmEngine(
-            config.alarms, model.forecaster.horizons, sink=on_event, actions=actions
+        engine = _alarm_engine(config, model, store, report)
+        results = (
+            _ResultsCsv(files.enter_context(out.open("w", newline="", encoding="utf-8")))
+            if out is not None
+            else None
         )
-        handle = out.open("w", newline="", encoding="utf-8") if out is not None else None
-        nab_handle = nab_out.open("w", newline="", encoding="utf-8") if nab_out else None
-        try:
-            observer = None
-            if handle is not None:
-                writer = csv.writer(handle)
-                longest = model.forecaster.horizons[-1]
-                writer.writerow(
-                    [
-                        "timestamp",
-                        "channel",
-                        "value",
-                        "forecast",
-                        f"forecast_h{longest}",
-                        "anomaly_score",
-                        "alarm_state",
-                    ]
+        observer = results.observer(engine, model.forecaster.horizons[-1]) if results else None
+        pipeline = Pipeline(config, model.forecaster, engine, store, observer=observer)
+        nab = (
+            _NabCsv(files.enter_context(nab_out.open("w", newline="", encoding="utf-8")))
+            if nab_out is not None
+            else None
+        )
+        swap = _UpdateInProgress(pipeline, model, release, config, report) if release else None
+        start = time.perf_counter()
+        _replay(source, pipeline, store, report, config.store.flush_max_rows, swap, nab, progress)
+        store.close()
+        report.elapsed_s = time.perf_counter() - start
+    _count_what_was_dropped(report, source, pipeline)
+    return report
+
+
+def _alarm_engine(
+    config: AgentConfig, model: LoadedModel, store: Store, report: BacktestReport
+) -> AlarmEngine:
+    """The live engine with every action recorded, not fired; raised alarms are kept in
+    the report and every event goes to the (temporary) store as on a device."""
+
+    def on_event(event: AlarmEvent) -> None:
+        store.add_alarm_event(event)
+        if event.kind is AlarmEventKind.RAISED:
+            report.raised.append(event)
+
+    actions = {name: RecordingAction(name) for name in config.action_names()}
+    return AlarmEngine(config.alarms, model.forecaster.horizons, sink=on_event, actions=actions)
+
+
+class _ResultsCsv:
+    """The per-sample results file: time, channel, value, the forecast made for it, the
+    latest forecast at the longest horizon, the anomaly score, the channel's alarm state."""
+
+    def __init__(self, handle: IO[str]) -> None:
+        self._write = csv.writer(handle).writerow
+
+    def observer(self, engine: AlarmEngine, longest: int) -> SampleObserver:
+        """Write the header; return the pipeline observer that writes one row a sample."""
+        self._write(
+            (
+                "timestamp",
+                "channel",
+                "value",
+                "forecast",
+                f"forecast_h{longest}",
+                "anomaly_score",
+                "alarm_state",
+            )
+        )
+        write = self._write
+        channel_state = engine.channel_state
+
+        def observe(
+            channel: str,
+            ts: float,
+            value: float,
+            forecast: float | None,
+            score: float | None,
+            pipe: ChannelPipeline,
+        ) -> None:
+            write(
+                (
+                    datetime.fromtimestamp(ts, UTC).isoformat(),
+                    channel,
+                    repr(value),
+                    "" if forecast is None else f"{forecast:.6g}",
+                    f"{pipe.forecast[-1]:.6g}" if pipe.has_forecast else "",
+                    "" if score is None else f"{score:.4g}",
+                    channel_state(channel),
                 )
-                write = writer.writerow
-                channel_state = engine.channel_state
+            )
 
-                def observer(
-                    channel: str,
-                    ts: float,
-                    value: float,
-                    forecast: float | None,
-                    score: float | None,
-                    pipe: ChannelPipeline,
-                ) -> None:
-                    write(
-                        (
-                            datetime.fromtimestamp(ts, UTC).isoformat(),
-                            channel,
-                            repr(value),
-                            "" if forecast is None else f"{forecast:.6g}",
-                            f"{pipe.forecast[-1]:.6g}" if pipe.has_forecast else "",
-                            "" if score is None else f"{score:.4g}",
-                            channel_state(channel),
-                        )
-                    )
+        return observe
 
-            pipeline = Pipeline(config, model.forecaster, engine, store, observer=observer)
-            nab_write = None
-            if nab_handle is not None:
-                nab_write = csv.writer(nab_handle).writerow
-                nab_write(NAB_HEADER)
-            swap = _UpdateInProgress(pipeline, model, release, config, report) if release else None
-            flush_every = config.store.flush_max_rows
-            start = time.perf_counter()
-            next_health: float | None = None
-            for reading in source.iter_readings():
-                if swap is not None:
-                    swap.before(reading.ts)
-                if nab_write is None:
-                    pipeline.process(reading)
-                else:
-                    channel = pipeline.channels.get(reading.channel)
-                    before = channel.processed if channel is not None else 0
-                    pipeline.process(reading)
-                    channel = pipeline.channels[reading.channel]
-                    # A reading cleaning rejected, or one still warming up, scores 0.
-                    score = channel.last_score if channel.processed > before else None
-                    nab_write(
-                        (
-                            datetime.fromtimestamp(reading.ts, UTC).strftime("%Y-%m-%d %H:%M:%S"),
-                            repr(reading.value),
-                            "0" if score is None else repr(score),
-                        )
-                    )
-                if swap is not None:
-                    swap.after()
-                report.readings += 1
-                if next_health is None or reading.ts >= next_health:
-                    pipeline.check_health(reading.ts, {})
-                    next_health = reading.ts + HEALTH_EVERY_S
-                if report.readings % flush_every == 0:
-                    store.flush()
-                    if progress is not None:
-                        progress(report)
-            store.close()
-            report.elapsed_s = time.perf_counter() - start
-        finally:
-            if handle is not None:
-                handle.close()
-            if nab_handle is not None:
-                nab_handle.close()
+
+class _NabCsv:
+    """A NAB result file: one row per reading of a one-column CSV."""
+
+    def __init__(self, handle: IO[str]) -> None:
+        self._write = csv.writer(handle).writerow
+        self._write(NAB_HEADER)
+
+    def process(self, pipeline: Pipeline, reading: Reading) -> None:
+        """Process ``reading`` and write its row."""
+        channel = pipeline.channels.get(reading.channel)
+        before = channel.processed if channel is not None else 0
+        pipeline.process(reading)
+        channel = pipeline.channels[reading.channel]
+        # A reading cleaning rejected, or one still warming up, scores 0.
+        score = channel.last_score if channel.processed > before else None
+        self._write(
+            (
+                datetime.fromtimestamp(reading.ts, UTC).strftime("%Y-%m-%d %H:%M:%S"),
+                repr(reading.value),
+                "0" if score is None else repr(score),
+            )
+        )
+
+
+def _replay(
+    source: ReplaySource,
+    pipeline: Pipeline,
+    store: Store,
+    report: BacktestReport,
+    flush_every: int,
+    swap: _UpdateInProgress | None,
+    nab: _NabCsv | None,
+    progress: Callable[[BacktestReport], None] | None,
+) -> None:
+    """Every reading through the pipeline, health checked on data time, the store
+    flushed every ``flush_max_rows`` readings (when ``progress`` hears about it)."""
+    next_health: float | None = None
+    for reading in source.iter_readings():
+        if swap is not None:
+            swap.before(reading.ts)
+        if nab is None:
+            pipeline.process(reading)
+        else:
+            nab.process(pipeline, reading)
+        if swap is not None:
+            swap.after()
+        report.readings += 1
+        if next_health is None or reading.ts >= next_health:
+            pipeline.check_health(reading.ts, {})
+            next_health = reading.ts + HEALTH_EVERY_S
+        if report.readings % flush_every == 0:
+            store.flush()
+            if progress is not None:
+                progress(report)
+
+
+def _count_what_was_dropped(
+    report: BacktestReport, source: ReplaySource, pipeline: Pipeline
+) -> None:
     report.samples = sum(ch.processed for ch in pipeline.channels.values())
     for reason, n in source.health.counters.items():
         if n and reason not in ("rows_ok", "loops"):
@@ -206,7 +258,6 @@ def run_backtest(
         for reason, n in ch.cleaner.rejected.items():
             if n:
                 report.rejected[str(reason)] += n
-    return report
 
 
 def _load_update(
