@@ -37,6 +37,11 @@ REPORTED_HASH_KEY = "sync_reported_hash"
 DESIRED_KEY = "sync_desired"
 """The last desired state received (JSON), re-applied at start."""
 
+_UPSERT_INT = "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = "
+_SET_INT = _UPSERT_INT + "excluded.value"
+_RAISE_INT = _UPSERT_INT + "max(value, excluded.value)"
+_ADD_INT = _UPSERT_INT + "value + excluded.value"
+
 
 def read_int(conn: sqlite3.Connection, key: str, default: int) -> int:
     row = conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
@@ -44,29 +49,17 @@ def read_int(conn: sqlite3.Connection, key: str, default: int) -> int:
 
 
 def write_int(conn: sqlite3.Connection, key: str, value: int) -> None:
-    conn.execute(
-        "INSERT INTO meta (key, value) VALUES (?, ?)"
-        " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-        (key, int(value)),
-    )
+    conn.execute(_SET_INT, (key, int(value)))
 
 
 def raise_int(conn: sqlite3.Connection, key: str, value: int) -> None:
     """Set ``key`` to ``value`` unless it already holds more (a high-water mark)."""
-    conn.execute(
-        "INSERT INTO meta (key, value) VALUES (?, ?)"
-        " ON CONFLICT (key) DO UPDATE SET value = max(value, excluded.value)",
-        (key, int(value)),
-    )
+    conn.execute(_RAISE_INT, (key, int(value)))
 
 
 def add_int(conn: sqlite3.Connection, key: str, n: int) -> None:
     """Add ``n`` to the counter ``key`` (absent counts as 0)."""
-    conn.execute(
-        "INSERT INTO meta (key, value) VALUES (?, ?)"
-        " ON CONFLICT (key) DO UPDATE SET value = value + excluded.value",
-        (key, int(n)),
-    )
+    conn.execute(_ADD_INT, (key, int(n)))
 
 
 def read_text(conn: sqlite3.Connection, key: str) -> str | None:

@@ -29,6 +29,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from types import TracebackType
+from typing import Protocol
 
 from edge_agent.alarms.model import Alarm, AlarmEvent
 from edge_agent.store import meta
@@ -46,6 +47,14 @@ from edge_agent.store.sync_staging import InflightBatch, SyncStaging
 from edge_agent.store.writer import Writer
 
 
+class AddSample(Protocol):
+    """The signature of ``Store.add_sample``."""
+
+    def __call__(
+        self, ts: float, channel: str, value: float, forecast: float | None, score: float | None
+    ) -> None: ...
+
+
 class Store:
     """The device's durable store. See the module docstring and docs/store.md.
 
@@ -53,6 +62,15 @@ class Store:
     for outbox timestamps, the last-flush time and as the age reference of an empty
     store. Raises StoreUnreadable (not a database), StoreSchemaTooNew (written by a
     newer agent) or StoreUnavailable (cannot open or lock it now).
+    """
+
+    add_sample: AddSample
+    """Buffer one reading (no SQL) and feed its channel's summary.
+
+    ts: UNIX seconds. value: channel units. forecast: the one-step forecast that was made
+    for this ts (None during warm-up); the summary's forecast error is ``value -
+    forecast``. score: the anomaly score, or None. A non-finite ts or value is not stored
+    and is counted in ``samples_rejected``. O(1).
     """
 
     def __init__(
@@ -72,29 +90,20 @@ class Store:
             self._retention = Retention(self._db, config, clock)
             self._writer = Writer(self._db, config, clock, self._outbox, self._retention)
             self._queries = Queries(self._db)
+            # The per-sample path: the writer's own bound method, so the façade costs no
+            # extra call per sample.
+            self.add_sample = self._writer.add_sample
         except sqlite3.OperationalError as exc:
-            self._db.conn.close()
+            self._db.close()
             raise StoreUnavailable(f"{self.path}: {exc}") from exc
         except sqlite3.DatabaseError as exc:
-            self._db.conn.close()
+            self._db.close()
             raise StoreUnreadable(f"{self.path}: {exc}") from exc
         except BaseException:
-            self._db.conn.close()
+            self._db.close()
             raise
 
     # -- writing (writer.py) -------------------------------------------------------
-
-    def add_sample(
-        self, ts: float, channel: str, value: float, forecast: float | None, score: float | None
-    ) -> None:
-        """Buffer one reading (no SQL) and feed its channel's summary.
-
-        ts: UNIX seconds. value: channel units. forecast: the one-step forecast that was
-        made for this ts (None during warm-up); the summary's forecast error is
-        ``value - forecast``. score: the anomaly score, or None. A non-finite ts or value
-        is not stored and is counted in ``samples_rejected``. O(1).
-        """
-        self._writer.add_sample(ts, channel, value, forecast, score)
 
     def add_alarm_event(self, event: AlarmEvent) -> None:
         """Buffer an alarm state change; call ``flush()`` right after so it is on disk
@@ -265,6 +274,7 @@ class Store:
         return self._meta.get_int(meta.MAX_ALARM_ID_KEY, 0)
 
     def stats(self) -> StoreStats:
+        """The store's size and counters now (see StoreStats)."""
         writer, outbox, retention = self._writer, self._outbox, self._retention
         pending_rows, pending_summaries, pending_events, late = writer.pending()
         with self._db.lock:
