@@ -11,6 +11,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable, Sequence
 
+from edge_agent.store.database import transaction
 from edge_agent.store.errors import StoreSchemaTooNew
 
 Migration = Callable[[sqlite3.Connection], None]
@@ -108,12 +109,7 @@ def migrate(conn: sqlite3.Connection, migrations: Sequence[Migration] = MIGRATIO
     if version > len(migrations):
         raise StoreSchemaTooNew(version, len(migrations))
     for target in range(version + 1, len(migrations) + 1):
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with transaction(conn):
             migrations[target - 1](conn)
             conn.execute(f"PRAGMA user_version = {target:d}")
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
     return len(migrations)

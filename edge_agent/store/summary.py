@@ -4,12 +4,15 @@ One ``SummaryAccumulator`` per channel. Intervals are fixed and aligned:
 ``start = floor(ts / interval_s) * interval_s``, covering ``[start, start + interval_s)``.
 The accumulator keeps running sums only (Welford for mean/variance), so a sample costs a
 handful of float operations and allocates nothing; a ``Summary`` is built once per
-interval, when it closes.
+interval, when it closes. ``upsert_summary`` writes a closed one to the ``summaries``
+table, merged with what is stored for the same interval.
 """
 
 from __future__ import annotations
 
 import math
+import sqlite3
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -255,3 +258,55 @@ class SummaryAccumulator:
         )
         self._reset()
         return summary
+
+
+# -- the summaries table ------------------------------------------------------------
+
+_FIELDS = (
+    "start",
+    "interval_s",
+    "count",
+    "min",
+    "max",
+    "mean",
+    "std",
+    "last",
+    "last_ts",
+    "error_count",
+    "error_mean",
+    "error_mae",
+    "error_rmse",
+    "error_max_abs",
+    "score_max",
+)
+SUMMARY_COLUMNS = ", ".join(_FIELDS)
+"""The ``summaries`` columns that ``summary_from_row`` reads, in its order."""
+_UPSERT = (
+    f"INSERT OR REPLACE INTO summaries (channel_id, {SUMMARY_COLUMNS})"
+    f" VALUES (?, {', '.join('?' * len(_FIELDS))})"
+)
+
+
+def summary_from_row(channel: str, row: Sequence[Any]) -> Summary:
+    """The Summary of a row selected as ``SUMMARY_COLUMNS``."""
+    values = dict(zip(_FIELDS, row, strict=True))
+    values["count"] = int(values["count"])
+    values["error_count"] = int(values["error_count"])
+    return Summary(channel=channel, **values)
+
+
+def upsert_summary(conn: sqlite3.Connection, channel_id: int, summary: Summary) -> Summary:
+    """Write ``summary`` for ``channel_id``, merged with the stored summary of the same
+    interval if there is one; returns what was stored. Raises sqlite3.Error."""
+    row = conn.execute(
+        f"SELECT {SUMMARY_COLUMNS} FROM summaries WHERE channel_id = ? AND start = ?",
+        (channel_id, summary.start),
+    ).fetchone()
+    if row is not None:
+        stored = summary_from_row(summary.channel, row)
+        # Same interval: more samples of it after a restart. A different interval
+        # (summary_interval_s changed) cannot be merged: the new one replaces it.
+        if stored.interval_s == summary.interval_s:
+            summary = stored.merge(summary)
+    conn.execute(_UPSERT, (channel_id, *(getattr(summary, name) for name in _FIELDS)))
+    return summary

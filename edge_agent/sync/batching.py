@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 
 from pydantic import ValidationError
 
-from edge_agent.store.sqlite import InflightBatch, OutboxKind, OutboxRow
+from edge_agent.store.outbox import OutboxKind, OutboxRow
+from edge_agent.store.sync_staging import InflightBatch
 from edgetwin_contracts.batch import (
     MAX_BATCH_BYTES,
     MAX_BATCH_DECOMPRESSED_BYTES,

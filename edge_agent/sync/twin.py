@@ -12,6 +12,7 @@ from typing import Any, Protocol
 from pydantic import ValidationError
 
 from edge_agent.alarms.engine import AlarmEngine
+from edge_agent.store.meta import DESIRED_KEY, REPORTED_HASH_KEY, REPORTED_VERSION_KEY
 from edge_agent.store.sqlite import Store
 from edgetwin_contracts.batch import (
     AlarmRecord,
@@ -40,13 +41,6 @@ class ModelUpdater(Protocol):
     def request(self, release: ModelRelease) -> str | None: ...
 
     def report(self) -> ModelUpdateReport: ...
-
-
-DESIRED_KEY = "sync_desired"
-"""meta_text: the last desired state received (JSON), re-applied at start."""
-REPORTED_HASH_KEY = "sync_reported_hash"
-REPORTED_VERSION_KEY = "sync_reported_version"
-QUARANTINED_KEY = "sync_quarantined"
 
 
 @dataclass(frozen=True, slots=True)

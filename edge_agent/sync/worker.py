@@ -19,7 +19,15 @@ from enum import StrEnum
 
 from edge_agent.errors import TransientError
 from edge_agent.http.status import SyncInfo
-from edge_agent.store.sqlite import InflightBatch, Store
+from edge_agent.store.meta import (
+    ACKED_SEQUENCE_KEY,
+    DESIRED_KEY,
+    QUARANTINED_KEY,
+    REJECTED_KEY,
+    SEQUENCE_KEY,
+)
+from edge_agent.store.sqlite import Store
+from edge_agent.store.sync_staging import InflightBatch
 from edge_agent.sync.batching import BuiltBatch, build_batch
 from edge_agent.sync.client import CloudClient
 from edge_agent.sync.config import SyncConfig
@@ -28,15 +36,11 @@ from edge_agent.sync.errors import (
     BatchRejected,
     CloudUnauthorized,
 )
-from edge_agent.sync.twin import DESIRED_KEY, QUARANTINED_KEY, Twin
+from edge_agent.sync.twin import Twin
 from edgetwin_contracts.batch import MAX_BATCH_BYTES, BatchAck, DesiredState, ReportedState
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("edge_agent.sync")
 
-SEQUENCE_KEY = "sync_sequence"
-"""meta: the last sequence allocated (staged); the next batch gets one more."""
-ACKED_SEQUENCE_KEY = "sync_acked_sequence"
-REJECTED_KEY = "sync_rejected_batches"
 MIN_ROW_BYTES = 120
 """Fewer JSON bytes than any outbox row: bounds how many rows one build reads."""
 MAX_ROWS_READ = 20_000

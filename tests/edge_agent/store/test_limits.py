@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from edge_agent.store import sqlite as sqlite_module
-from edge_agent.store.sqlite import SIZE_HIGH_WATER
+from edge_agent.store import retention
+from edge_agent.store.retention import SIZE_HIGH_WATER
 from edgetwin_common.testing import FakeClock
 
 from .conftest import StoreFactory
@@ -96,8 +96,8 @@ def test_size_cap_falls_back_to_summaries_when_readings_are_gone(
     for i in range(20_000):  # 20k summaries, ~2.5 MiB
         store.add_sample(float(i), "temp", float(i), None, None)
     store.flush()
-    store._conn.execute("DELETE FROM readings")  # as if the readings had aged out
-    store._reading_rows = 0
+    store._db.conn.execute("DELETE FROM readings")  # as if the readings had aged out
+    store._retention.reading_rows = 0
     deleted = store.enforce_limits()
     assert deleted["summaries_size"] > 0
     assert store.stats().file_bytes <= cap
@@ -107,7 +107,7 @@ def test_size_cap_falls_back_to_summaries_when_readings_are_gone(
 def test_a_large_age_backlog_is_deleted_in_chunks(
     make_store: StoreFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(sqlite_module, "DELETE_CHUNK_ROWS", 100)
+    monkeypatch.setattr(retention, "DELETE_CHUNK_ROWS", 100)
     store = make_store(readings_max_age_s=10.0)
     for i in range(1050):
         store.add_sample(float(i), "temp", float(i), None, None)

@@ -171,14 +171,14 @@ def test_a_failed_flush_keeps_everything_buffered(make_store: StoreFactory) -> N
     for i in range(15):
         store.add_sample(float(i), "temp", float(i), None, None)
     store.add_alarm_event(raised(1, 5.0))
-    store._conn.execute("PRAGMA query_only = ON")  # every write now fails, like a full disk
+    store._db.conn.execute("PRAGMA query_only = ON")  # every write now fails, like a full disk
     with pytest.raises(StoreUnavailable):
         store.flush()
     stats = store.stats()
     assert (stats.pending_rows, stats.pending_summaries, stats.pending_alarm_events) == (15, 1, 1)
     assert stats.flush_failures == 1
     store.add_sample(15.0, "temp", 15.0, None, None)
-    store._conn.execute("PRAGMA query_only = OFF")
+    store._db.conn.execute("PRAGMA query_only = OFF")
     assert store.flush() == 16 + 1 + 1
     assert [r.value for r in store.readings("temp")] == [float(i) for i in range(16)]
     assert store.alarm(1).id == 1
@@ -187,7 +187,7 @@ def test_a_failed_flush_keeps_everything_buffered(make_store: StoreFactory) -> N
 
 def test_the_buffer_is_bounded_while_flushes_fail(make_store: StoreFactory) -> None:
     store = make_store(flush_max_rows=10, buffer_max_rows=100)
-    store._conn.execute("PRAGMA query_only = ON")
+    store._db.conn.execute("PRAGMA query_only = ON")
     for i in range(250):
         store.add_sample(float(i), "temp", float(i), None, None)
     with pytest.raises(StoreUnavailable):
@@ -195,7 +195,7 @@ def test_the_buffer_is_bounded_while_flushes_fail(make_store: StoreFactory) -> N
     stats = store.stats()
     assert stats.pending_rows <= 100
     assert stats.samples_dropped == 250 - stats.pending_rows
-    store._conn.execute("PRAGMA query_only = OFF")
+    store._db.conn.execute("PRAGMA query_only = OFF")
     store.flush()
     values = [r.value for r in store.readings("temp", limit=1000)]
     assert values[-1] == 249.0 and values == sorted(values)  # the oldest were dropped
@@ -263,13 +263,13 @@ def test_a_flush_failing_half_way_writes_nothing(make_store: StoreFactory) -> No
         store.add_sample(float(i), "temp", float(i), None, None)
     store.add_alarm_event(raised(1, 5.0))
     # Fails the flush after the readings and summaries are already inserted.
-    store._conn.execute(
+    store._db.conn.execute(
         "CREATE TEMP TRIGGER fail_events BEFORE INSERT ON alarm_events"
         " BEGIN SELECT RAISE(ABORT, 'disk trouble'); END"
     )
     with pytest.raises(StoreUnavailable, match="disk trouble"):
         store.flush()
-    conn = store._conn
+    conn = store._db.conn
     for table in ("readings", "summaries", "alarms", "alarm_events", "outbox", "channels"):
         assert conn.execute(f"SELECT count(*) FROM {table}").fetchone() == (0,), table
     conn.execute("DROP TRIGGER fail_events")

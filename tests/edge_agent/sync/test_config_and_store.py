@@ -92,7 +92,7 @@ def test_outbox_drops_are_counted_across_restarts(tmp_path: Path) -> None:
 def test_build_batch_orders_bounds_and_refuses(store: Store) -> None:
     fill_summaries(store, 50)
     add_events(store, [raised(i, 1.0 + i) for i in range(1, 4)])
-    with store._locked() as conn:  # a row the contract refuses (count must be >= 1)
+    with store._db.locked() as conn:  # a row the contract refuses (count must be >= 1)
         conn.execute(
             "UPDATE outbox SET payload = replace(payload, '\"count\":1', '\"count\":0')"
             " WHERE id = (SELECT min(id) FROM outbox WHERE kind = 'summary')"

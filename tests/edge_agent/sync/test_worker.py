@@ -15,8 +15,9 @@ import pytest
 
 from edge_agent.alarms.rules import HealthRule, ThresholdRule
 from edge_agent.store import Store
+from edge_agent.store.meta import SEQUENCE_KEY
 from edge_agent.sync.twin import OTA_REFUSAL
-from edge_agent.sync.worker import SEQUENCE_KEY, SyncState
+from edge_agent.sync.worker import SyncState
 from edgetwin_contracts.batch import (
     MAX_BATCH_BYTES,
     AlarmOverride,
