@@ -26,7 +26,7 @@ from cloud_sync.config import CloudConfig, load_config
 from cloud_sync.errors import ConfigInvalid, DatabaseUnavailable, DeviceExists, DeviceNotFound
 from cloud_sync.releases.cli import add_group_parsers, add_release_parsers
 from cloud_sync.service import ServiceNotifier
-from cloud_sync.training.cli import add_retrain_parser, retrain_schedule, run_retrain
+from cloud_sync.training.cli import add_retrain_parser, run_retrain
 
 _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -224,6 +224,7 @@ def _serve(
     config_path: Path | None = None,
 ) -> int:
     from cloud_sync.http.app import create_app
+    from cloud_sync.jobs import serve_jobs
 
     logging.basicConfig(
         level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -233,7 +234,7 @@ def _serve(
         logging.getLogger("cloud_sync").warning(
             "no [auth] admin token: devices can sync, fleet routes answer 401"
         )
-    app = create_app(config, engine)
+    app = create_app(config, engine, jobs=serve_jobs(config, engine, config_path))
     server = _GracefulServer(
         uvicorn.Config(
             app,
@@ -244,10 +245,7 @@ def _serve(
             forwarded_allow_ips=config.server.forwarded_allow_ips,
         )
     )
-    schedule = retrain_schedule(config, config_path)
     server.run()
-    if schedule is not None:
-        schedule.stop()
     engine.dispose()
     return EXIT_OK
 
