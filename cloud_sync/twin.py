@@ -96,26 +96,16 @@ class DesiredPatch(BaseModel):
         return value
 
 
-def new_twin() -> dict[str, Any]:
+def initial_desired() -> dict[str, Any]:
     """The desired columns of a newly registered device: nothing asked yet, version 0."""
     return {"desired": {}, "desired_version": 0}
 
 
-def desired_state(conn: Connection, device_id: int) -> DesiredState:
-    row = conn.execute(
-        select(Device.desired, Device.desired_version).where(Device.id == device_id)
-    ).one()
-    return DesiredState.model_validate({**row.desired, "version": row.desired_version})
-
-
-def lock_desired(conn: Connection, device_id: int) -> DesiredState:
-    """The device's desired state with its row locked (FOR UPDATE; SQLite's write
-    transaction already holds the database) until the caller's transaction ends."""
-    row = conn.execute(
-        select(Device.desired, Device.desired_version)
-        .where(Device.id == device_id)
-        .with_for_update()
-    ).one()
+def desired_state(conn: Connection, device_id: int, lock: bool = False) -> DesiredState:
+    """The device's desired state; ``lock``: with its row locked (FOR UPDATE; SQLite's
+    write transaction holds the database anyway) until the caller's transaction ends."""
+    query = select(Device.desired, Device.desired_version).where(Device.id == device_id)
+    row = conn.execute(query.with_for_update() if lock else query).one()
     return DesiredState.model_validate({**row.desired, "version": row.desired_version})
 
 
@@ -127,8 +117,9 @@ def set_desired_model(
     model: ModelRelease | None,
 ) -> DesiredState:
     """Ask the device for ``model`` (None: no release; ``model_version`` None: the
-    device's own), on top of ``current`` (what the caller read, ``lock_desired``), in the
-    caller's transaction. Returns the new desired state, version + 1.
+    device's own), on top of ``current`` (what the caller read with
+    ``desired_state(lock=True)``), in the caller's transaction. Returns the new desired
+    state, version + 1.
 
     Raises VersionConflict when the desired state changed since ``current`` was read.
     """

@@ -27,7 +27,7 @@ from cloud_sync.releases.model import (
 )
 from cloud_sync.releases.records import device_id_of, get_release, insert_assignment, release_row
 from cloud_sync.releases.stages import stage_devices
-from cloud_sync.twin import lock_desired, set_desired_model
+from cloud_sync.twin import desired_state, set_desired_model
 from edgetwin_contracts.batch import ModelRelease, ReportedState
 
 log = logging.getLogger(__name__)
@@ -69,7 +69,7 @@ def offer(
 ) -> None:
     """Put ``release`` into the device's desired state and record the offer; an offer of
     another release the device has not installed yet is superseded."""
-    desired = lock_desired(conn, device_id)
+    desired = desired_state(conn, device_id, lock=True)
     previous = {
         "model_version": desired.model_version,
         "model": None if desired.model is None else desired.model.model_dump(mode="json"),
@@ -117,7 +117,7 @@ def offer(
 def restore_previous(conn: Connection, release: Any, device_id: int, previous: Any) -> None:
     """Give the device back the desired model it had before this release's offer, unless
     its desired state moved on to something else since."""
-    desired = lock_desired(conn, device_id)
+    desired = desired_state(conn, device_id, lock=True)
     if desired.model is None or desired.model.sha256 != release.bundle_sha256:
         return
     previous = previous or {}

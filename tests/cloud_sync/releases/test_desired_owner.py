@@ -77,9 +77,7 @@ def test_a_release_offer_on_a_stale_read_is_refused(rel_engine: Engine, fleet: l
     current = get_desired(rel_engine, "dev-0")
     patch_desired(rel_engine, "dev-0", current.version, DesiredPatch(sync_interval_s=30))
     with rel_engine.begin() as conn, pytest.raises(VersionConflict):
-        device_id = conn.exec_driver_sql(
-            "SELECT id FROM devices WHERE name = 'dev-0'"
-        ).scalar_one()
+        device_id = conn.exec_driver_sql("SELECT id FROM devices WHERE name = 'dev-0'").scalar_one()
         set_desired_model(conn, device_id, current, "9.9.9", None)
     after = get_desired(rel_engine, "dev-0")
     assert after.version == current.version + 1 and after.model_version is None
