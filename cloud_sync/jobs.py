@@ -34,8 +34,8 @@ class PeriodicJob:
     ValueError), the first time one period after ``start()``, until ``stop()``.
 
     A step that raises is retried at the next period (a database outage must not end
-    rollouts): the change from working to failing is logged once with its reason, and
-    the change back once; failures in between only count. ``cancel`` (optional) is
+    rollouts): the change from working to failing is logged once with its reason (and
+    traceback), and the change back once; failures in between only count. ``cancel`` (optional) is
     called by ``stop()`` to interrupt a step in progress (a retrain child); a step never
     runs twice at once.
     """
@@ -95,7 +95,7 @@ class PeriodicJob:
                         self.period_s,
                         type(exc).__name__,
                         exc,
-                        exc_info=log.isEnabledFor(logging.DEBUG),
+                        exc_info=True,
                     )
                 self._is_failing = True
                 continue
