@@ -26,7 +26,7 @@ from cloud_sync.config import CloudConfig, load_config
 from cloud_sync.errors import DatabaseUnavailable, DeviceExists, DeviceNotFound
 from cloud_sync.releases.cli import add_group_parsers, add_release_parsers
 from cloud_sync.service import ServiceNotifier
-from cloud_sync.training.cli import add_retrain_parser, retrain_schedule, run_retrain
+from cloud_sync.training.cli import add_retrain_parser, run_retrain
 from edgetwin_common import logs
 from edgetwin_common.errors import ConfigInvalid
 
@@ -237,12 +237,13 @@ def _serve(
     config_path: Path | None = None,
 ) -> int:
     from cloud_sync.http.app import create_app
+    from cloud_sync.jobs import serve_jobs
 
     logs.configure(log_level, log_format)
     engine = _migrated_engine(config)
     if config.auth.admin_sha256() is None:
         log.warning("no [auth] admin token: devices can sync, fleet routes answer 401")
-    app = create_app(config, engine)
+    app = create_app(config, engine, jobs=serve_jobs(config, engine, config_path))
     server = _GracefulServer(
         uvicorn.Config(
             app,
@@ -254,10 +255,7 @@ def _serve(
             forwarded_allow_ips=config.server.forwarded_allow_ips,
         )
     )
-    schedule = retrain_schedule(config, config_path)
     server.run()
-    if schedule is not None:
-        schedule.stop()
     engine.dispose()
     return EXIT_OK
 

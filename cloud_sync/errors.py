@@ -1,7 +1,7 @@
 """Errors of the cloud service, named for what the caller should do.
 
 Request errors carry their HTTP status and a ``detail`` the client can act on; the HTTP
-layer maps them one to one (``cloud_sync.http.app``), so each bad-input test is one
+layer maps them one to one (``cloud_sync.http.error_model``), so each bad-input test is one
 ``pytest.raises`` or one status check. Nothing of a rejected request is stored.
 """
 

@@ -23,7 +23,8 @@ from sqlalchemy import Engine, func, select
 
 from cloud_sync.config import FleetSection
 from cloud_sync.db.models import Device, ReleaseAssignment, StoredAlarm, StoredSummary
-from cloud_sync.releases.rollout import ReleaseInfo, list_releases
+from cloud_sync.releases.model import ReleaseInfo
+from cloud_sync.releases.records import list_releases
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 STATIC = Path(__file__).resolve().parent / "static"

@@ -377,47 +377,9 @@ def _store(
     )
     # Alarms travel before summaries in the batch; store them in that order too.
     if batch.alarms:
-        events = [(e, e.alarm.model_dump(mode="json")) for e in batch.alarms]
-        conn.execute(
-            statements.insert_alarm_events,
-            [
-                {
-                    "device_id": device_id,
-                    "sequence": sequence,
-                    "kind": e.kind,
-                    "ts": e.ts,
-                    "alarm_id": e.alarm.id,
-                    "alarm": alarm,
-                }
-                for e, alarm in events
-            ],
-        )
-        # The last event of an alarm in the batch is its current state.
-        latest = {e.alarm.id: (e, alarm) for e, alarm in events}
-        conn.execute(
-            statements.upsert_alarms,
-            [
-                {
-                    "device_id": device_id,
-                    "alarm_id": e.alarm.id,
-                    "state": e.alarm.state,
-                    "severity": e.alarm.severity,
-                    "updated_ts": e.ts,
-                    "alarm": alarm,
-                }
-                for e, alarm in latest.values()
-            ],
-        )
+        _store_alarms(conn, statements, device_id, batch)
     if batch.summaries:
-        # A later record for the same (channel, start) supersedes, inside a batch too.
-        latest_summaries = {(s.channel, s.start): s for s in batch.summaries}
-        conn.execute(
-            statements.upsert_summaries,
-            [
-                {"device_id": device_id, "sequence": sequence, **s.model_dump()}
-                for s in latest_summaries.values()
-            ],
-        )
+        _store_summaries(conn, statements, device_id, batch)
     params: dict[str, Any] = {
         "device_id": device_id,
         "p_now": now,
@@ -435,6 +397,56 @@ def _store(
         conn.execute(statements.update_device, params)
     ack = BatchAck(sequence=sequence, duplicate=False, desired=_desired(device))
     return IngestResult(ack, len(batch.summaries), len(batch.alarms))
+
+
+def _store_alarms(conn: Connection, statements: _Statements, device_id: int, batch: Batch) -> None:
+    """Append the batch's alarm events; upsert each alarm's latest state."""
+    events = [(e, e.alarm.model_dump(mode="json")) for e in batch.alarms]
+    conn.execute(
+        statements.insert_alarm_events,
+        [
+            {
+                "device_id": device_id,
+                "sequence": batch.sequence,
+                "kind": e.kind,
+                "ts": e.ts,
+                "alarm_id": e.alarm.id,
+                "alarm": alarm,
+            }
+            for e, alarm in events
+        ],
+    )
+    # The last event of an alarm in the batch is its current state.
+    latest = {e.alarm.id: (e, alarm) for e, alarm in events}
+    conn.execute(
+        statements.upsert_alarms,
+        [
+            {
+                "device_id": device_id,
+                "alarm_id": e.alarm.id,
+                "state": e.alarm.state,
+                "severity": e.alarm.severity,
+                "updated_ts": e.ts,
+                "alarm": alarm,
+            }
+            for e, alarm in latest.values()
+        ],
+    )
+
+
+def _store_summaries(
+    conn: Connection, statements: _Statements, device_id: int, batch: Batch
+) -> None:
+    """Upsert the batch's summaries by (channel, start)."""
+    # A later record for the same (channel, start) supersedes, inside a batch too.
+    latest = {(s.channel, s.start): s for s in batch.summaries}
+    conn.execute(
+        statements.upsert_summaries,
+        [
+            {"device_id": device_id, "sequence": batch.sequence, **s.model_dump()}
+            for s in latest.values()
+        ],
+    )
 
 
 def _desired(device: Row[Any]) -> DesiredState:

@@ -23,6 +23,7 @@ from sqlalchemy.exc import IntegrityError
 from cloud_sync.db.models import Device
 from cloud_sync.db.session import read_connection
 from cloud_sync.errors import DeviceExists, DeviceNotFound, TokenRejected
+from cloud_sync.twin import initial_desired
 
 DEVICE_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 DeviceName = Annotated[str, Field(pattern=DEVICE_NAME_PATTERN, min_length=1, max_length=64)]
@@ -166,8 +167,7 @@ def add_device(engine: Engine, name: str) -> str:
                     token_sha256=token_sha256(token),
                     created_at=time.time(),
                     last_sequence=0,
-                    desired={},
-                    desired_version=0,
+                    **initial_desired(),
                     batches=0,
                     duplicates=0,
                     sequence_gaps=0,

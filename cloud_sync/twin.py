@@ -2,8 +2,9 @@
 
 Each half has its own version. Reported is replaced only by a report with a higher
 version (``ingest.store_batch``), so a late or replayed batch never rolls it back.
-Desired is changed only through ``patch_desired`` with the version the writer read
-(optimistic concurrency: a stale version gets VersionConflict, 409). Every batch ack
+Desired is written only here: by ``patch_desired`` (an admin's PATCH) and
+``set_desired_model`` (a release offered or withdrawn), both with the version the writer
+read (optimistic concurrency: a stale version gets VersionConflict, 409). Every batch ack
 carries the whole desired state, so a device that was offline picks up every change made
 meanwhile on its first batch back, and says in its next report which desired version it
 applied (``reported.desired_version_applied``) and what it refused.
@@ -22,6 +23,7 @@ from edgetwin_contracts.batch import (
     AlarmOverride,
     AlarmRecord,
     DesiredState,
+    ModelRelease,
     ReportedState,
     SummaryRecord,
 )
@@ -94,11 +96,60 @@ class DesiredPatch(BaseModel):
         return value
 
 
-def desired_state(conn: Connection, device_id: int) -> DesiredState:
-    row = conn.execute(
-        select(Device.desired, Device.desired_version).where(Device.id == device_id)
-    ).one()
+def initial_desired() -> dict[str, Any]:
+    """The desired columns of a newly registered device: nothing asked yet, version 0."""
+    return {"desired": {}, "desired_version": 0}
+
+
+def desired_state(conn: Connection, device_id: int, lock: bool = False) -> DesiredState:
+    """The device's desired state; ``lock``: with its row locked (FOR UPDATE; SQLite's
+    write transaction holds the database anyway) until the caller's transaction ends."""
+    query = select(Device.desired, Device.desired_version).where(Device.id == device_id)
+    row = conn.execute(query.with_for_update() if lock else query).one()
     return DesiredState.model_validate({**row.desired, "version": row.desired_version})
+
+
+def set_desired_model(
+    conn: Connection,
+    device_id: int,
+    current: DesiredState,
+    model_version: str | None,
+    model: ModelRelease | None,
+) -> DesiredState:
+    """Ask the device for ``model`` (None: no release; ``model_version`` None: the
+    device's own), on top of ``current`` (what the caller read with
+    ``desired_state(lock=True)``), in the caller's transaction. Returns the new desired
+    state, version + 1.
+
+    Raises VersionConflict when the desired state changed since ``current`` was read.
+    """
+    new = DesiredState.model_validate(
+        {
+            **current.model_dump(mode="json"),
+            "model_version": model_version,
+            "model": None if model is None else model.model_dump(mode="json"),
+            "version": current.version + 1,
+        }
+    )
+    _write_desired(conn, device_id, current.version, new)
+    return new
+
+
+def _write_desired(
+    conn: Connection, device_id: int, expected_version: int, desired: DesiredState
+) -> None:
+    # The version in the WHERE clause makes the check and the write one atomic step,
+    # also between replicas.
+    result = conn.execute(
+        update(Device)
+        .where(Device.id == device_id, Device.desired_version == expected_version)
+        .values(
+            desired=desired.model_dump(mode="json", exclude={"version"}),
+            desired_version=desired.version,
+        )
+    )
+    if result.rowcount != 1:
+        raise VersionConflict(_stale(expected_version, None))
 
 
 def _device_row(conn: Connection, name: str) -> Any:
@@ -188,20 +239,8 @@ def patch_desired(
             merged["alarm_overrides"] = overrides
         elif "alarm_overrides" in changes:  # explicit null: drop every override
             merged["alarm_overrides"] = {}
-        new_version = expected_version + 1
-        desired = DesiredState.model_validate({**merged, "version": new_version})
-        # The version in the WHERE clause makes the check and the write one atomic step,
-        # also between replicas.
-        result = conn.execute(
-            update(Device)
-            .where(Device.id == device.id, Device.desired_version == expected_version)
-            .values(
-                desired=desired.model_dump(mode="json", exclude={"version"}),
-                desired_version=new_version,
-            )
-        )
-        if result.rowcount != 1:
-            raise VersionConflict(_stale(expected_version, None))
+        desired = DesiredState.model_validate({**merged, "version": expected_version + 1})
+        _write_desired(conn, device.id, expected_version, desired)
     return desired
 
 

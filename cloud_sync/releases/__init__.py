@@ -1,20 +1,23 @@
 """Model releases: a content-addressed bundle store, releases and staged rollouts.
 
-See docs/releases.md. ``publish_release`` is the entry point for training.
+See docs/releases.md. One job per module: ``store`` (bundle archives), ``signing``,
+``model`` (states, assignments, what is reported), ``records`` (release rows and the
+answers built from them), ``stages`` (the plan, and which devices a stage names),
+``offers`` (a release into a device's desired model through the twin, and back),
+``rollout`` (decisions from what devices report), ``publish`` (the entry point for
+training), ``groups`` (canary groups).
 """
 
-from cloud_sync.releases.rollout import (
+from cloud_sync.releases.model import (
     AssignmentStatus,
     EvaluationResult,
     ReleaseInfo,
     ReleaseState,
-    evaluate_rollouts,
-    get_release,
-    list_releases,
-    publish_release,
-    rollback,
-    stop_release,
 )
+from cloud_sync.releases.offers import rollback
+from cloud_sync.releases.publish import publish_release
+from cloud_sync.releases.records import get_release, list_releases
+from cloud_sync.releases.rollout import evaluate_rollouts, stop_release
 from cloud_sync.releases.signing import keygen, sign_bundle
 from cloud_sync.releases.store import BundleStore, StoredBundle
 

@@ -69,14 +69,10 @@ def add_group_parsers(dev_sub: argparse._SubParsersAction, with_db: WithDb) -> N
 
 def run_releases(args: argparse.Namespace, config: CloudConfig, engine: Engine) -> int:
     from cloud_sync.releases.config import make_store, private_key
-    from cloud_sync.releases.rollout import (
-        evaluate_rollouts,
-        get_release,
-        list_releases,
-        publish_release,
-        rollback,
-        stop_release,
-    )
+    from cloud_sync.releases.offers import rollback
+    from cloud_sync.releases.publish import publish_release
+    from cloud_sync.releases.records import get_release, list_releases
+    from cloud_sync.releases.rollout import evaluate_rollouts, stop_release
 
     command = args.releases_command
     try:

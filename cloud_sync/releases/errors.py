@@ -53,3 +53,10 @@ class ReleasesNotConfigured(RequestRejected):
     fleet's public key no bundle can be verified, so none is stored. Configure it."""
 
     status = 409
+
+
+class RangeRefused(RequestRejected):
+    """A download's ``Range`` starts past the end of the archive (416): restart the
+    download from byte 0 (the archive is not the one the partial file came from)."""
+
+    status = 416

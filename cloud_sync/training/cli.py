@@ -1,5 +1,5 @@
-"""``cloud-sync retrain`` and ``serve``'s retrain schedule (the CLI side only; cheap to
-import)."""
+"""``cloud-sync retrain`` (the CLI side only; cheap to import). ``serve`` runs it on a
+schedule as a child process: ``cloud_sync.jobs``."""
 
 from __future__ import annotations
 
@@ -7,13 +7,11 @@ import argparse
 import sys
 from collections import Counter
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine
 
 from cloud_sync.config import CloudConfig
-from cloud_sync.training.schedule import RetrainSchedule, retrain_command
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -64,13 +62,3 @@ def run_retrain(args: argparse.Namespace, config: CloudConfig, engine: Engine) -
         file=sys.stderr,
     )
     return EXIT_FAILED if counts[Verdict.FAILED] else EXIT_OK
-
-
-def retrain_schedule(config: CloudConfig, config_path: Path | None) -> RetrainSchedule | None:
-    """A started schedule when [training] interval_s is set, else None."""
-    interval = config.training.interval_s
-    if interval is None:
-        return None
-    schedule = RetrainSchedule(retrain_command(config_path, config.database.url), interval)
-    schedule.start()
-    return schedule

@@ -23,10 +23,9 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine
 
 from cloud_sync.config import CloudConfig, TrainingSection
-from cloud_sync.db.models import Device
 from cloud_sync.training.dataset import (
     DeviceWindows,
     Skip,
@@ -42,10 +41,11 @@ from cloud_sync.training.decision import (
     next_version,
     used_versions,
 )
+from cloud_sync.training.deployed import resolve_deployed
 from cloud_sync.training.fanout import dask_client, run_tasks
 from cloud_sync.training.report import ReportInputs, write_decision, write_report
-from cloud_sync.training.task import DeployedModel, FineTuneResult, FineTuneTask
-from edgetwin_contracts.manifest import MANIFEST_FILE, MODEL_FILE, Normalization, TrainingSummary
+from cloud_sync.training.task import FineTuneResult, FineTuneTask
+from edgetwin_contracts.manifest import Normalization, TrainingSummary
 from model_export.bundle import Release, build_manifest, golden_windows, write_bundle
 from model_export.dataset import WindowSet, WindowSpec
 from model_export.train import TrainSettings, settings_summary
@@ -103,17 +103,8 @@ def retrain(
     for name in _bar(names, "summaries", "device", progress):
         windows[name] = device_windows(load_series(engine, name), spec, t.min_summaries, norm)
 
-    decisions: list[Decision] = []
-    for name in targets:
-        w = windows[name]
-        if isinstance(w, Skip):
-            say(f"{name}: skipped: {w.reason}")
-            decisions.append(Decision(name, Verdict.SKIPPED, w.reason))
-            write_decision(
-                t.reports_dir / name / "skipped.json",
-                {"device": name, "verdict": Verdict.SKIPPED.value, "reason": w.reason},
-            )
-    trainable = [n for n in targets if isinstance(windows[n], DeviceWindows)]
+    decisions = _skipped(targets, windows, t.reports_dir, say)
+    trainable = {n: w for n in targets if isinstance(w := windows[n], DeviceWindows)}
     if not trainable:
         return RetrainOutcome(decisions, {}, time.monotonic() - started)
 
@@ -127,6 +118,49 @@ def retrain(
         progress=progress,
     )
     key, signing = _signing_key(config)
+    tasks = _fine_tune_tasks(engine, t, spec, norm, fleet_model, trainable)
+    say(f"fine-tuning {len(tasks)} device(s) on Dask")
+    publish = releases_publisher(engine, config) if publisher == "releases" else publisher
+    with _client(client, t) as dask:
+        for task, outcome in run_tasks(dask, tasks, progress=progress):
+            if isinstance(outcome, BaseException):
+                reason = f"failed: {type(outcome).__name__}: {outcome}"
+                say(f"{task.device}: {reason}")
+                decisions.append(Decision(task.device, Verdict.FAILED, reason))
+                continue
+            decision = _finish(task, outcome, t, spec, norm, key, signing, fleet_info, publish)
+            say(f"{task.device}: {decision.reason}")
+            decisions.append(decision)
+    return RetrainOutcome(decisions, fleet_info, time.monotonic() - started)
+
+
+def _skipped(
+    targets: list[str], windows: dict[str, DeviceWindows | Skip], reports_dir: Path, say: Say
+) -> list[Decision]:
+    """A SKIPPED decision (said, and written as ``<device>/skipped.json``) for each
+    target with too little data."""
+    decisions = []
+    for name in targets:
+        w = windows[name]
+        if isinstance(w, Skip):
+            say(f"{name}: skipped: {w.reason}")
+            decisions.append(Decision(name, Verdict.SKIPPED, w.reason))
+            write_decision(
+                reports_dir / name / "skipped.json",
+                {"device": name, "verdict": Verdict.SKIPPED.value, "reason": w.reason},
+            )
+    return decisions
+
+
+def _fine_tune_tasks(
+    engine: Engine,
+    t: TrainingSection,
+    spec: WindowSpec,
+    norm: Normalization,
+    fleet_model: Any,
+    windows: dict[str, DeviceWindows],
+) -> list[FineTuneTask]:
+    """One task per trainable device, starting from the fleet model's weights."""
     settings = TrainSettings(
         hidden=HIDDEN,
         epochs=t.finetune_epochs,
@@ -139,9 +173,7 @@ def retrain(
     weights = [np.asarray(w) for w in fleet_model.get_weights()]
     generic = _generic_weights() if t.finetune_from_generic else None
     tasks = []
-    for name in trainable:
-        w = windows[name]
-        assert isinstance(w, DeviceWindows)
+    for name, w in windows.items():
         tasks.append(
             FineTuneTask(
                 device=name,
@@ -156,19 +188,7 @@ def retrain(
                 weight_by_window_std=t.weight_by_window_std,
             )
         )
-    say(f"fine-tuning {len(tasks)} device(s) on Dask")
-    publish = releases_publisher(engine, config) if publisher == "releases" else publisher
-    with _client(client, t) as dask:
-        for task, outcome in run_tasks(dask, tasks, progress=progress):
-            if isinstance(outcome, BaseException):
-                reason = f"failed: {type(outcome).__name__}: {outcome}"
-                say(f"{task.device}: {reason}")
-                decisions.append(Decision(task.device, Verdict.FAILED, reason))
-                continue
-            decision = _finish(task, outcome, t, spec, norm, key, signing, fleet_info, publish)
-            say(f"{task.device}: {decision.reason}")
-            decisions.append(decision)
-    return RetrainOutcome(decisions, fleet_info, time.monotonic() - started)
+    return tasks
 
 
 def _bar(items: list[str], desc: str, unit: str, progress: bool) -> Any:
@@ -290,61 +310,6 @@ def _signing_key(config: CloudConfig) -> tuple[Ed25519PrivateKey, str]:
     return key, (
         f"a one-off key {key_id(key.public_key())} ([releases] private_key not set; "
         "publishing re-signs with the fleet's release key)"
-    )
-
-
-def resolve_deployed(engine: Engine, device: str, reports_dir: Path) -> DeployedModel:
-    """The device's current model, from its reported state.
-
-    The generic default (or no report yet): the shipped bundle. A device release: the
-    bundle in ``<reports_dir>/<device>/<version>/bundle`` whose model sha256 is the one
-    the device reports. Otherwise the shipped default, with a note saying so.
-    """
-    import hashlib
-
-    from edge_agent.model.shipped import DEFAULT_BUNDLE
-    from edgetwin_contracts.batch import ReportedState
-    from model_export.default_model import DEFAULT_MODEL_NAME
-
-    with engine.connect() as conn:
-        raw = conn.scalar(select(Device.reported).where(Device.name == device))
-    reported = None if raw is None else ReportedState.model_validate(raw).model
-    note = ""
-    if reported is None:
-        note = "The device has not reported its model yet: compared with the shipped default."
-    elif reported.name != DEFAULT_MODEL_NAME:
-        folder = reports_dir / device / reported.version / "bundle"
-        if (folder / MODEL_FILE).is_file():
-            model_bytes = (folder / MODEL_FILE).read_bytes()
-            if hashlib.sha256(model_bytes).hexdigest() == reported.sha256:
-                return _deployed_from(folder, model_bytes, f"release bundle {folder}", "")
-        note = (
-            f"The device reports {reported.name} {reported.version}, whose bundle was not "
-            "found here: compared with the shipped default instead."
-        )
-    model_bytes = (DEFAULT_BUNDLE / MODEL_FILE).read_bytes()
-    if (
-        reported is not None
-        and not note
-        and hashlib.sha256(model_bytes).hexdigest() != reported.sha256
-    ):
-        note = "The device's reported sha256 differs from the shipped default bundle's."
-    return _deployed_from(DEFAULT_BUNDLE, model_bytes, f"shipped default {DEFAULT_BUNDLE}", note)
-
-
-def _deployed_from(folder: Path, model_bytes: bytes, source: str, note: str) -> DeployedModel:
-    from edgetwin_contracts.manifest import parse_manifest
-
-    m = parse_manifest((folder / MANIFEST_FILE).read_bytes(), str(folder))
-    return DeployedModel(
-        name=m.model.name,
-        version=m.model.version,
-        model_bytes=model_bytes,
-        window_length=m.input.window_length,
-        horizons=tuple(m.output.horizons),
-        normalization=m.input.normalization,
-        source=source,
-        note=note,
     )
 
 

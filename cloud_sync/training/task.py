@@ -167,23 +167,7 @@ def fine_tune_device(task: FineTuneTask) -> FineTuneResult:
     # std: weighting each window by its std trains for that, not for the z-error of
     # flat stretches that no alarm ever sees.
     weights = std / np.mean(std) if task.weight_by_window_std else None
-    starts = {"fleet": task.fleet_weights}
-    if task.generic_weights is not None:
-        starts["generic"] = task.generic_weights
-    # The fleet model is pretrained on every device, so it can be a worse start for a
-    # device unlike the rest of the fleet (a near-binary key signal among temperatures):
-    # each start is fine-tuned and the better one on the device's own validation windows
-    # (never the held-out ones the promotion is decided on) is kept.
-    results: dict[str, TrainResult] = {}
-    for label, start_weights in starts.items():
-        model = build_model(spec.window_length, len(spec.horizons), task.hidden, task.seed)
-        model.set_weights(start_weights)
-        results[label] = train(
-            z_in, z_target, task.settings, initial_model=model, sample_weights=weights
-        )
-    losses = {label: _selection_loss(r) for label, r in results.items()}
-    start = min(losses, key=lambda label: losses[label])
-    result = results[start]
+    start, result, losses = _best_start(task, z_in, z_target, weights)
 
     rep = representative_windows(z_in, DEFAULT_REPRESENTATIVE_WINDOWS, task.seed)
     model_bytes = convert_to_int8(result.model, rep)
@@ -244,6 +228,34 @@ def fine_tune_device(task: FineTuneTask) -> FineTuneResult:
         start=start,
         start_val_losses=losses,
     )
+
+
+def _best_start(
+    task: FineTuneTask,
+    z_in: FloatArray,
+    z_target: FloatArray,
+    weights: FloatArray | None,
+) -> tuple[str, TrainResult, dict[str, float]]:
+    """Fine-tune from each start (the fleet model, the generic one); the label and the
+    result of the one with the lower validation loss, and every start's loss."""
+    spec = task.spec
+    starts = {"fleet": task.fleet_weights}
+    if task.generic_weights is not None:
+        starts["generic"] = task.generic_weights
+    # The fleet model is pretrained on every device, so it can be a worse start for a
+    # device unlike the rest of the fleet (a near-binary key signal among temperatures):
+    # each start is fine-tuned and the better one on the device's own validation windows
+    # (never the held-out ones the promotion is decided on) is kept.
+    results: dict[str, TrainResult] = {}
+    for label, start_weights in starts.items():
+        model = build_model(spec.window_length, len(spec.horizons), task.hidden, task.seed)
+        model.set_weights(start_weights)
+        results[label] = train(
+            z_in, z_target, task.settings, initial_model=model, sample_weights=weights
+        )
+    losses = {label: _selection_loss(r) for label, r in results.items()}
+    start = min(losses, key=lambda label: losses[label])
+    return start, results[start], losses
 
 
 def _selection_loss(result: TrainResult) -> float:

@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from cloud_sync.fleet import Health, draw_chart, health_of
-from cloud_sync.http.app import SESSION_COOKIE
+from cloud_sync.http.fleet_page import SESSION_COOKIE
 from tests.cloud_sync.conftest import ADMIN, ADMIN_TOKEN, alarm_event, batch, post_batch, reported
 from tests.cloud_sync.conftest import summary as make_summary
 

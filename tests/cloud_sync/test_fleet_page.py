@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fastapi import FastAPI
 from sqlalchemy import Engine
 
-from cloud_sync.releases.rollout import publish_release
+from cloud_sync.releases.publish import publish_release
 from cloud_sync.releases.store import BundleStore
 from tests.browser import BrowserPage
 from tests.cloud_sync.conftest import (

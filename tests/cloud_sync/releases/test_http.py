@@ -77,6 +77,14 @@ def test_device_downloads_its_release_with_range_and_others_are_refused(
         assert whole.content == first.content + rest.content
         beyond = http.get(path, headers={**bearer(tokens["pump-1"]), "Range": f"bytes={size}-"})
         assert beyond.status_code == 416
+        assert beyond.json()["error"] == "range_refused"
+        assert beyond.headers["content-range"] == f"bytes */{size}"
+        # A Range that is not one is refused in the same shape; a stale If-Range ignores it.
+        units = http.get(path, headers={**bearer(tokens["pump-1"]), "Range": "items=0-9"})
+        assert units.status_code == 400 and units.json()["error"] == "body_malformed"
+        stale = {"Range": f"bytes={size}-", "If-Range": '"0000"'}
+        whole_again = http.get(path, headers={**bearer(tokens["pump-1"]), **stale})
+        assert whole_again.status_code == 200 and whole_again.content == whole.content
 
         assert http.get(path, headers=bearer(tokens["pump-2"])).status_code == 403
         assert http.get(path).status_code == 401

@@ -12,16 +12,12 @@ from sqlalchemy import Engine
 from cloud_sync.registry import add_device
 from cloud_sync.releases.errors import ReleaseExists, ReleaseInvalid, VersionMarkedBad
 from cloud_sync.releases.groups import add_to_group, list_groups
-from cloud_sync.releases.rollout import (
-    AssignmentStatus,
-    ReleaseState,
-    evaluate_rollouts,
-    get_release,
-    in_percent,
-    publish_release,
-    rollback,
-    stop_release,
-)
+from cloud_sync.releases.model import AssignmentStatus, ReleaseState
+from cloud_sync.releases.offers import rollback
+from cloud_sync.releases.publish import publish_release
+from cloud_sync.releases.records import get_release
+from cloud_sync.releases.rollout import evaluate_rollouts, stop_release
+from cloud_sync.releases.stages import in_percent
 from cloud_sync.releases.store import BundleStore
 from cloud_sync.twin import get_desired
 from edge_agent.model.shipped import DEFAULT_BUNDLE

@@ -15,8 +15,9 @@ from sqlalchemy import Engine
 from cloud_sync.cli import main
 from cloud_sync.config import CloudConfig
 from cloud_sync.training.decision import Verdict
+from cloud_sync.training.deployed import resolve_deployed
 from cloud_sync.training.fanout import dask_client
-from cloud_sync.training.retrain import resolve_deployed, retrain
+from cloud_sync.training.retrain import retrain
 from edgetwin_contracts.manifest import parse_manifest
 from tests.cloud_sync.training.conftest import insert_summaries, report_model
 

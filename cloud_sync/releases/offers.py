@@ -1,0 +1,182 @@
+"""Offering a release to devices, and taking an offer back.
+
+Offering sets the device's desired model through the twin module (``ModelRelease``,
+desired version + 1, the twin's optimistic write), so the device gets it in the ack of
+its next batch; the desired model it had before is kept on the assignment, to be given
+back if the device refuses the release or the release stops.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from sqlalchemy import Connection, Engine, select, update
+
+from cloud_sync.db.models import Device, Release, ReleaseAssignment
+from cloud_sync.db.session import write_lock
+from cloud_sync.releases.errors import ReleaseNotFound, VersionMarkedBad
+from cloud_sync.releases.model import (
+    BAD,
+    MANUAL_STAGE,
+    AssignmentStatus,
+    EvaluationResult,
+    ReleaseInfo,
+    bundle_url,
+)
+from cloud_sync.releases.records import device_id_of, get_release, insert_assignment, release_row
+from cloud_sync.releases.stages import stage_devices
+from cloud_sync.twin import desired_state, set_desired_model
+from edgetwin_contracts.batch import ModelRelease, ReportedState
+
+log = logging.getLogger(__name__)
+
+
+def offer_stage(
+    conn: Connection, release: Any, index: int, now: float, result: EvaluationResult
+) -> None:
+    """Offer ``release`` (its row) to the devices of stage ``index`` not assigned yet; a
+    device that marked it bad before gets a REJECTED assignment instead."""
+    assigned = set(
+        conn.execute(
+            select(ReleaseAssignment.device_id).where(ReleaseAssignment.release_id == release.id)
+        ).scalars()
+    )
+    for device_id, name in stage_devices(conn, release, index):
+        if device_id in assigned:
+            continue
+        reason = bad_reason(conn, device_id, release)
+        if reason is not None:
+            # Marked bad by this device before: never offered again.
+            insert_assignment(
+                conn, release.id, device_id, index, AssignmentStatus.REJECTED, reason, now, None
+            )
+            result.marked_bad.append((release.id, name, reason))
+            continue
+        offer(conn, release, device_id, name, index, now)
+        result.offered.append((release.id, name))
+
+
+def offer(
+    conn: Connection,
+    release: Any,
+    device_id: int,
+    name: str,
+    stage: int,
+    now: float,
+    is_rollback: bool = False,
+) -> None:
+    """Put ``release`` into the device's desired state and record the offer; an offer of
+    another release the device has not installed yet is superseded."""
+    desired = desired_state(conn, device_id, lock=True)
+    previous = {
+        "model_version": desired.model_version,
+        "model": None if desired.model is None else desired.model.model_dump(mode="json"),
+    }
+    model = ModelRelease(
+        version=release.version,
+        sha256=release.bundle_sha256,
+        size_bytes=release.size_bytes,
+        url=bundle_url(release.bundle_sha256),
+        is_rollback=is_rollback,
+    )
+    set_desired_model(conn, device_id, desired, release.version, model)
+    conn.execute(
+        update(ReleaseAssignment)
+        .where(
+            ReleaseAssignment.device_id == device_id,
+            ReleaseAssignment.release_id != release.id,
+            ReleaseAssignment.status == AssignmentStatus.OFFERED.value,
+        )
+        .values(status=AssignmentStatus.SUPERSEDED.value, reason=f"replaced by {release.version}")
+    )
+    existing = conn.execute(
+        select(ReleaseAssignment.id).where(
+            ReleaseAssignment.release_id == release.id, ReleaseAssignment.device_id == device_id
+        )
+    ).scalar()
+    if existing is None:
+        insert_assignment(
+            conn, release.id, device_id, stage, AssignmentStatus.OFFERED, None, now, previous
+        )
+    else:
+        conn.execute(
+            update(ReleaseAssignment)
+            .where(ReleaseAssignment.id == existing)
+            .values(
+                status=AssignmentStatus.OFFERED.value,
+                reason="rollback" if is_rollback else None,
+                ts=now,
+                previous_model=previous,
+            )
+        )
+    log.info("release %s offered to %s (rollback=%s)", release.version, name, is_rollback)
+
+
+def restore_previous(conn: Connection, release: Any, device_id: int, previous: Any) -> None:
+    """Give the device back the desired model it had before this release's offer, unless
+    its desired state moved on to something else since."""
+    desired = desired_state(conn, device_id, lock=True)
+    if desired.model is None or desired.model.sha256 != release.bundle_sha256:
+        return
+    previous = previous or {}
+    model = previous.get("model")
+    set_desired_model(
+        conn,
+        device_id,
+        desired,
+        previous.get("model_version"),
+        None if model is None else ModelRelease.model_validate(model),
+    )
+
+
+def bad_reason(conn: Connection, device_id: int, release: Any) -> str | None:
+    """Why this device refused this release before; None if it did not."""
+    stored = conn.execute(
+        select(ReleaseAssignment.reason).where(
+            ReleaseAssignment.release_id == release.id,
+            ReleaseAssignment.device_id == device_id,
+            ReleaseAssignment.status.in_([s.value for s in BAD]),
+        )
+    ).first()
+    if stored is not None:
+        return stored.reason or "marked bad"
+    raw = conn.execute(select(Device.reported).where(Device.id == device_id)).scalar()
+    reported = None if raw is None else ReportedState.model_validate(raw)
+    if reported is not None and reported.model_update is not None:
+        return reported.model_update.bad_versions.get(release.version)
+    return None
+
+
+def rollback(
+    engine: Engine,
+    device: str,
+    to_version: str,
+    *,
+    model_name: str | None = None,
+    now: float | None = None,
+) -> ReleaseInfo:
+    """Ask ``device`` to go back to the released ``to_version`` (is_rollback=True, so the
+    device's anti-rollback lets it through). Raises DeviceNotFound, ReleaseNotFound
+    (no such release, or several models have it: give ``model_name``),
+    VersionMarkedBad (the device refused that version before)."""
+    now = time.time() if now is None else now
+    with write_lock(engine), engine.begin() as conn:
+        device_id = device_id_of(conn, device)
+        query = select(Release.id).where(Release.version == to_version)
+        if model_name is not None:
+            query = query.where(Release.model_name == model_name)
+        ids = list(conn.execute(query).scalars())
+        if len(ids) != 1:
+            raise ReleaseNotFound(
+                f"no release {to_version!r}"
+                if not ids
+                else f"{len(ids)} models have a release {to_version!r}: name the model"
+            )
+        release = release_row(conn, ids[0], lock=True)
+        reason = bad_reason(conn, device_id, release)
+        if reason is not None:
+            raise VersionMarkedBad(f"device {device!r} marked {to_version} bad: {reason}")
+        offer(conn, release, device_id, device, MANUAL_STAGE, now, is_rollback=True)
+    return get_release(engine, ids[0])
