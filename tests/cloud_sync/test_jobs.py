@@ -16,7 +16,7 @@ from sqlalchemy import Engine
 from cloud_sync.config import CloudConfig, ReleasesSection, TrainingSection
 from cloud_sync.http.app import create_app
 from cloud_sync.jobs import PeriodicJob, RetrainChild, retrain_command, serve_jobs
-from tests.edge_agent.agent_harness import wait_for
+from edgetwin_common.testing import wait_until
 
 PERIOD_S = 0.01
 WAIT_S = 30.0
@@ -76,7 +76,7 @@ def test_stopping_the_job_stops_a_running_retrain_child(tmp_path: Path) -> None:
     child = RetrainChild(_sleeper(started), grace_s=10)
     job = PeriodicJob("fleet-retraining", PERIOD_S, child, cancel=child.cancel)
     job.start()
-    wait_for(started.exists, WAIT_S, "the retrain child to start")
+    wait_until(started.exists, "the retrain child to start", timeout_s=WAIT_S)
     running = child._child
     assert running is not None and running.poll() is None
     job.stop()
