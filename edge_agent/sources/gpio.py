@@ -17,23 +17,24 @@ import logging
 import re
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from enum import StrEnum
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from gpiozero import DigitalInputDevice, GPIOZeroError
 from gpiozero.pins.mock import MockFactory
 from pydantic import Field, model_validator
 
 from edge_agent.reading import Reading
-from edge_agent.sources.base import SourceHealth, SourceState
-from edge_agent.sources.serial import backoff
+from edge_agent.sources.base import RECONNECT_KEYS, SourceConfigBase, SourceHealth, SourceState
 from edge_agent.sources.threaded import QUEUE_FULL, Emit, ThreadedSource
 from edgetwin_common.config import Name, Strict
+from edgetwin_common.plugins import Plugin
+from edgetwin_common.retry import Backoff, BackoffConfig
 
 __all__ = [
     "COUNTERS",
-    "SOURCE_TYPE",
+    "PLUGIN",
     "GpioInput",
     "GpioSource",
     "GpioSourceConfig",
@@ -41,8 +42,6 @@ __all__ = [
     "PinFactoryName",
     "make_pin_factory",
 ]
-
-SOURCE_TYPE = "gpio"
 
 log = logging.getLogger(__name__)
 
@@ -107,21 +106,20 @@ class GpioInput(Strict):
         return self
 
 
-class GpioSourceConfig(Strict):
+class GpioSourceConfig(SourceConfigBase):
     """Digital inputs on the board's GPIO header."""
 
     type: Literal["gpio"]
-    name: Annotated[str, Field(min_length=1, max_length=64)]
-    """The source's name in /status, logs and metrics (unique among sources)."""
     pin_factory: PinFactoryName = "default"
     """default: gpiozero's choice (GPIOZERO_PIN_FACTORY, else lgpio on a Pi); lgpio;
     mock: gpiozero's MockFactory (no hardware: a dry run)."""
     sample_period_s: Annotated[float, Field(gt=0, le=3600)] = 1.0
     """State inputs repeat their state, pulse inputs report their rate, this often."""
-    reconnect_min_s: Annotated[float, Field(gt=0)] = 1.0
-    """First wait before trying to claim the pins again; doubles after each failure."""
-    reconnect_max_s: Annotated[float, Field(gt=0)] = 60.0
+    backoff: BackoffConfig = BackoffConfig(initial_s=1.0, max_s=60.0)
+    """Waits before trying to claim the pins again (no jitter)."""
     inputs: Annotated[list[GpioInput], Field(min_length=1)]
+
+    renamed_backoff_keys: ClassVar[Mapping[str, tuple[str, ...]]] = RECONNECT_KEYS
 
     @model_validator(mode="after")
     def _unique(self) -> GpioSourceConfig:
@@ -133,8 +131,6 @@ class GpioSourceConfig(Strict):
                 problems.append(f"inputs.{i}.channel: {channel!r} is used twice")
             if pin in pins[:i]:
                 problems.append(f"inputs.{i}.pin: {self.inputs[i].pin!r} is used twice")
-        if self.reconnect_max_s < self.reconnect_min_s:
-            problems.append("reconnect_max_s must be >= reconnect_min_s")
         if problems:
             raise ValueError("; ".join(problems))
         return self
@@ -225,11 +221,10 @@ class GpioSource(ThreadedSource):
         return devices
 
     def _run(self, stop: threading.Event, emit: Emit) -> None:
-        config = self.config
-        delays = backoff(config.reconnect_min_s, config.reconnect_max_s)
+        backoff = Backoff(self.config.backoff)
         devices = self._open()
         while devices is None:
-            if stop.wait(next(delays)):
+            if stop.wait(backoff.next_delay()):
                 return
             devices = self._open()
         self._change(SourceState.CONNECTED, None)
@@ -310,3 +305,6 @@ class GpioSource(ThreadedSource):
                 log.info("source %s: %d input(s) claimed", self.name, len(self.config.inputs))
             else:
                 log.warning("source %s: %s; retrying", self.name, error)
+
+
+PLUGIN = Plugin(GpioSourceConfig, GpioSource)

@@ -28,14 +28,15 @@ from typing import Annotated, Literal
 from pydantic import Field, model_validator
 
 from edge_agent.reading import Reading
-from edge_agent.sources.base import SourceHealth, SourceState
+from edge_agent.sources.base import SourceConfigBase, SourceHealth, SourceState
 from edge_agent.sources.threaded import QUEUE_FULL, Emit, ThreadedSource
 from edgetwin_common.config import Name, Strict
+from edgetwin_common.plugins import Plugin
 
 __all__ = [
     "COUNTERS",
+    "PLUGIN",
     "SENSOR_COUNTERS",
-    "SOURCE_TYPE",
     "OneWireSensor",
     "OneWireSource",
     "OneWireSourceConfig",
@@ -43,8 +44,6 @@ __all__ = [
     "parse_w1_slave",
     "sensor_counter",
 ]
-
-SOURCE_TYPE = "onewire"
 
 log = logging.getLogger(__name__)
 
@@ -116,12 +115,10 @@ class OneWireSensor(Strict):
     """A calibration offset in °C (from an ice-bath check, say)."""
 
 
-class OneWireSourceConfig(Strict):
+class OneWireSourceConfig(SourceConfigBase):
     """DS18B20 sensors on the w1 bus (``dtoverlay=w1-gpio`` on a Raspberry Pi)."""
 
     type: Literal["onewire"]
-    name: Annotated[str, Field(min_length=1, max_length=64)]
-    """The source's name in /status, logs and metrics (unique among sources)."""
     devices_dir: Path = Path("/sys/bus/w1/devices")
     """Where the kernel lists 1-Wire devices (a fake tree in tests)."""
     period_s: Annotated[float, Field(gt=0, le=3600)] = 5.0
@@ -228,3 +225,6 @@ class OneWireSource(ThreadedSource):
         elif error is not None and error != self._logged_error:
             log.info("source %s: still %s: %s", self.name, state.value, error)
             self._logged_error = error
+
+
+PLUGIN = Plugin(OneWireSourceConfig, OneWireSource)

@@ -2,9 +2,10 @@
 
 Drivers whose I/O blocks (pymodbus' serial client, the kernel's 1-Wire files, gpiozero's
 edge callbacks) run in a thread of their own and hand each batch of readings to the
-event loop with ``loop.call_soon_threadsafe`` into a bounded ``asyncio.Queue``, the way
-the serial source does; ``thread_stream`` is that plumbing, and ``ThreadedSource`` the
-``stream()`` built on it (one consumer at a time), shared.
+event loop with ``loop.call_soon_threadsafe`` into a bounded ``asyncio.Queue``; so does
+pyserial, which has no asyncio API (the serial and tcp line sources). ``thread_stream``
+is that plumbing, and ``ThreadedSource`` the ``stream()`` built on it (one consumer at a
+time), shared by every such source.
 """
 
 from __future__ import annotations
@@ -35,10 +36,12 @@ async def thread_stream(
     *,
     queue_size: int = 4096,
     join_timeout_s: float = 5.0,
+    interrupt: Callable[[], None] | None = None,
 ) -> AsyncIterator[Reading]:
     """Run ``run(stop, emit)`` in a daemon thread and yield what it emits, in order,
-    until the consumer stops iterating; then set ``stop`` and join the thread for at
-    most ``join_timeout_s`` (``run`` waits on ``stop``, so it ends within one wait).
+    until the consumer stops iterating; then set ``stop``, call ``interrupt`` (which
+    wakes a blocking call of ``run``, e.g. a port's pending read) and join the thread for
+    at most ``join_timeout_s`` (``run`` waits on ``stop``, so it ends within one wait).
 
     A full queue drops the newest readings and counts them as ``QUEUE_FULL``. An
     exception escaping ``run`` (a bug) is raised to the consumer once the readings
@@ -96,6 +99,8 @@ async def thread_stream(
             yield reading
     finally:
         stop.set()
+        if interrupt is not None:
+            interrupt()
         # Joined (bounded) so that a following stream() never races this thread for the
         # device; synchronous because this also runs while the loop shuts down.
         thread.join(join_timeout_s)
@@ -107,7 +112,7 @@ class ThreadedSource:
     One consumer at a time: a second concurrent ``stream()`` raises ``SourceBusy`` (two
     threads must never share a device). Subclasses set ``name`` and ``health``, call
     ``__init__`` with their queue size, and may widen ``_join_timeout_s`` when one step
-    of ``_run`` cannot be interrupted.
+    of ``_run`` cannot be interrupted, or override ``_interrupt`` to wake a step that can.
     """
 
     name: str
@@ -119,6 +124,9 @@ class ThreadedSource:
 
     def _join_timeout_s(self) -> float:
         return 5.0
+
+    def _interrupt(self) -> None:
+        """Called (from the loop's thread) once ``stop`` is set: nothing to wake here."""
 
     def _run(self, stop: threading.Event, emit: Emit) -> None:
         raise NotImplementedError
@@ -133,6 +141,7 @@ class ThreadedSource:
                 self.health.counters,
                 queue_size=self._queue_size,
                 join_timeout_s=self._join_timeout_s(),
+                interrupt=self._interrupt,
             ):
                 yield reading
         finally:

@@ -7,7 +7,7 @@ RTU is a master/slave bus: one request at a time, so one thread is also the righ
 
 The poll loop is supervised: open the port (or connection), poll each block when it is
 due, and when the port fails, or every device stopped answering, close it and reopen
-after a backoff (``reconnect_min_s`` doubling up to ``reconnect_max_s``). A device that
+after a backoff (``backoff.initial_s`` doubling up to ``backoff.max_s``). A device that
 fails ``offline_after_failures`` requests in a row is marked gone and retried with the
 same backoff, so a dead device does not eat the bus time of the live ones.
 
@@ -23,8 +23,8 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from pymodbus import FramerType
@@ -43,18 +43,17 @@ from edge_agent.sources.modbus.config import (
 )
 from edge_agent.sources.modbus.decode import decode_words
 from edge_agent.sources.modbus.plan import Block, plan_blocks
-from edge_agent.sources.serial import backoff
 from edge_agent.sources.threaded import QUEUE_FULL, Emit, ThreadedSource
+from edgetwin_common.plugins import Plugin
+from edgetwin_common.retry import Backoff
 
 __all__ = [
     "COUNTERS",
+    "PLUGIN",
     "REGISTER_COUNTERS",
-    "SOURCE_TYPE",
     "ModbusSource",
     "register_counter",
 ]
-
-SOURCE_TYPE = "modbus"
 
 log = logging.getLogger(__name__)
 
@@ -145,10 +144,11 @@ class _Device:
     """Whether one slave answers, and when to try a gone one again."""
 
     slave: int
+    backoff: Backoff
+    """Waits between retries while the device is gone."""
     failures: int = 0
     is_gone: bool = False
     has_answered: bool = False
-    delays: Iterator[float] = field(default_factory=lambda: iter(()))
 
 
 class ModbusSource(ThreadedSource):
@@ -198,15 +198,15 @@ class ModbusSource(ThreadedSource):
     def _run(self, stop: threading.Event, emit: Emit) -> None:
         config = self.config
         counters = self.health.counters
-        delays = backoff(config.reconnect_min_s, config.reconnect_max_s)
-        attempts = 0
+        backoff = Backoff(config.backoff)
+        is_first = True
         was_open = False
         while not stop.is_set():
             # Every attempt but the first waits: a port that just failed is usually
             # still gone, and a failing open must not spin.
-            if attempts and stop.wait(next(delays)):
+            if not is_first and stop.wait(backoff.next_delay()):
                 break
-            attempts += 1
+            is_first = False
             watch = _FrameWatch()
             client = self._client_factory(config, watch)
             if not client.connect():
@@ -224,7 +224,7 @@ class ModbusSource(ThreadedSource):
             if lost is None:
                 break
             if answered:
-                delays = backoff(config.reconnect_min_s, config.reconnect_max_s)
+                backoff.reset()
             self._change(SourceState.DISCONNECTED, lost)
 
     def _poll_until_lost(
@@ -234,7 +234,7 @@ class ModbusSource(ThreadedSource):
         (returns None); and whether any device answered meanwhile."""
         config = self.config
         counters = self.health.counters
-        devices = {b.slave: _Device(b.slave) for b in self.blocks}
+        devices = {b.slave: _Device(b.slave, Backoff(config.backoff)) for b in self.blocks}
         start = time.monotonic()
         # (due, index): blocks are polled in order of their due time; ties by config order.
         schedule = [(start, i) for i in range(len(self.blocks))]
@@ -259,7 +259,7 @@ class ModbusSource(ThreadedSource):
                 break
             now = time.monotonic()
             if device.is_gone:
-                next_due = now + next(device.delays)
+                next_due = now + device.backoff.next_delay()
             else:
                 next_due = due + block.period_s
                 if next_due <= now:
@@ -339,7 +339,7 @@ class ModbusSource(ThreadedSource):
         device.failures += 1
         if not device.is_gone and device.failures >= self.config.offline_after_failures:
             device.is_gone = True
-            device.delays = backoff(self.config.reconnect_min_s, self.config.reconnect_max_s)
+            device.backoff.reset()
             if device.has_answered:
                 self.health.counters[DEVICES_LOST] += 1
             log.warning(
@@ -360,8 +360,8 @@ class ModbusSource(ThreadedSource):
                     "source %s: disconnected (%s); retrying every %.3g..%.3g s",
                     self.name,
                     error,
-                    self.config.reconnect_min_s,
-                    self.config.reconnect_max_s,
+                    self.config.backoff.initial_s,
+                    self.config.backoff.max_s,
                 )
             self._logged_error = error
         elif error is not None and error != self._logged_error:
@@ -431,3 +431,6 @@ def _where(config: ModbusSourceConfig) -> str:
     if config.transport is Transport.TCP:
         return f"{config.host}:{config.tcp_port}"
     return str(config.port)
+
+
+PLUGIN = Plugin(ModbusSourceConfig, ModbusSource)

@@ -13,6 +13,7 @@ import pytest
 
 from edge_agent.reading import Reading
 from edge_agent.simulator import SimulatorSettings, serial_config_for
+from edge_agent.simulator.modbus import has_socat, modbus_bus, th_transmitter
 from edge_agent.sources.base import Source, SourceState
 from edge_agent.sources.gpio import GpioSourceConfig
 from edge_agent.sources.modbus.config import ModbusSourceConfig
@@ -20,8 +21,8 @@ from edge_agent.sources.onewire import OneWireSourceConfig
 from edge_agent.sources.registry import build_source
 from edge_agent.sources.replay import ReplaySource, ReplaySourceConfig
 from edge_agent.sources.serial import SerialSource, SerialSourceConfig
+from tests.conftest import require
 from tests.edge_agent.simulator.harness import running_simulator
-from tests.edge_agent.sources.modbus.devices import modbus_bus, th_transmitter
 
 
 class Backend(Protocol):
@@ -48,6 +49,7 @@ def replay_backend(tmp_path: Path) -> Iterator[Source]:
 
 @contextmanager
 def modbus_backend(tmp_path: Path) -> Iterator[Source]:
+    require(has_socat(), "socat is not installed (Debian package socat)")
     with modbus_bus(tmp_path, [th_transmitter(1)]) as bus:
         config = ModbusSourceConfig.model_validate(
             {
