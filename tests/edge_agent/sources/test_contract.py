@@ -18,7 +18,7 @@ from edge_agent.sources.base import Source, SourceState
 from edge_agent.sources.gpio import GpioSourceConfig
 from edge_agent.sources.modbus.config import ModbusSourceConfig
 from edge_agent.sources.onewire import OneWireSourceConfig
-from edge_agent.sources.registry import build_source
+from edge_agent.sources.registry import SOURCES, build_source
 from edge_agent.sources.replay import ReplaySource, ReplaySourceConfig
 from edge_agent.sources.serial import SerialSource, SerialSourceConfig
 from tests.conftest import require
@@ -110,6 +110,10 @@ BACKENDS: dict[str, Backend] = {
     "gpio": gpio_backend,
     "onewire": onewire_backend,
 }
+
+
+def test_every_registered_source_runs_this_contract() -> None:
+    assert sorted(BACKENDS) == sorted(SOURCES.by_key), "add the new source's backend above"
 
 
 async def take(source: Source, n: int) -> list[Reading]:
