@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, TypeAlias
 
-from edge_agent.sources import gpio, onewire, replay, serial
+from edge_agent.sources import gpio, onewire, replay, serial, tcp
 from edge_agent.sources.base import Source, SourceConfigBase
 from edge_agent.sources.modbus import source as modbus
 from edgetwin_common.plugins import PluginTable
@@ -25,6 +25,7 @@ SOURCES: PluginTable[Source] = PluginTable(
         modbus.PLUGIN,
         gpio.PLUGIN,
         onewire.PLUGIN,
+        tcp.PLUGIN,
     ],
 )
 """Every source plugin, in the order the configuration reference lists them."""

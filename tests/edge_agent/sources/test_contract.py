@@ -21,8 +21,10 @@ from edge_agent.sources.onewire import OneWireSourceConfig
 from edge_agent.sources.registry import SOURCES, build_source
 from edge_agent.sources.replay import ReplaySource, ReplaySourceConfig
 from edge_agent.sources.serial import SerialSource, SerialSourceConfig
+from edge_agent.sources.tcp import TcpSourceConfig
 from tests.conftest import require
 from tests.edge_agent.simulator.harness import running_simulator
+from tests.edge_agent.sources.test_tcp_source import Gateway
 
 
 class Backend(Protocol):
@@ -103,12 +105,32 @@ def onewire_backend(tmp_path: Path) -> Iterator[Source]:
     yield build_source(config)
 
 
+@contextmanager
+def tcp_backend(tmp_path: Path) -> Iterator[Source]:
+    gateway = Gateway(lambda n: f"seq={n} temp=21.5\n".encode())
+    try:
+        config = TcpSourceConfig.model_validate(
+            {
+                "type": "tcp",
+                "name": "gw",
+                "host": "127.0.0.1",
+                "port": gateway.port,
+                "format": "kv",
+                "fields": {"seq": {"channel": "seq"}, "temp": {"channel": "temp"}},
+            }
+        )
+        yield build_source(config)
+    finally:
+        gateway.close()
+
+
 BACKENDS: dict[str, Backend] = {
     "serial": serial_backend,
     "replay": replay_backend,
     "modbus": modbus_backend,
     "gpio": gpio_backend,
     "onewire": onewire_backend,
+    "tcp": tcp_backend,
 }
 
 
