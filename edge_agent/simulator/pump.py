@@ -223,6 +223,66 @@ class _Ou:
         return self.x
 
 
+_Window = tuple[Fault, int, int | None]
+"""A fault and its first and end sample (None: to the end)."""
+
+
+def _machine_faults(
+    windows: list[_Window], n: int, dt: float
+) -> tuple[float, float, set[FaultKind]]:
+    """Wear and overheating (in their sensors' units) at sample ``n``, and the faults active."""
+    wear = 0.0
+    overheat = 0.0
+    active: set[FaultKind] = set()
+    for fault, first, end in windows:
+        if n < first:
+            continue
+        is_active = end is None or n < end
+        if is_active:
+            active.add(fault.kind)
+        if fault.kind is FaultKind.WEAR:
+            # Wear is permanent: it stays at the level it reached.
+            elapsed = (min(n, end) if end is not None else n) - first
+            wear += (fault.rate or 0.0) * elapsed * dt / 60.0
+        elif fault.kind is FaultKind.OVERHEAT and is_active:
+            overheat += (fault.rate or 0.0) * (n - first) * dt / 60.0
+    return wear, overheat, active
+
+
+def _sensor_faults(
+    windows: list[_Window],
+    n: int,
+    dt: float,
+    reported: dict[str, float],
+    stuck_values: dict[int, float],
+) -> tuple[bool, bool, bool]:
+    """Apply the sensor faults of sample ``n`` to ``reported`` (drift, stuck, spike) and
+    say whether the device is present, silent and printing garbage."""
+    present = True
+    silent = False
+    garbage = False
+    for number, (fault, first, end) in enumerate(windows):
+        if fault.kind is FaultKind.DRIFT and fault.channel is not None and n >= first:
+            # Like wear, the offset a drift reached stays after it ends.
+            drifted = (min(n, end) if end is not None else n) - first
+            reported[fault.channel] += (fault.rate or 0.0) * drifted * dt / 60.0
+        if n < first or (end is not None and n >= end):
+            continue
+        kind = fault.kind
+        if kind is FaultKind.STUCK and fault.channel is not None:
+            held = stuck_values.setdefault(number, reported[fault.channel])
+            reported[fault.channel] = held
+        elif kind is FaultKind.SPIKE and fault.channel is not None:
+            reported[fault.channel] += fault.size or 0.0
+        elif kind is FaultKind.VANISH:
+            present = False
+        elif kind is FaultKind.DROPOUT:
+            silent = True
+        elif kind is FaultKind.GARBAGE:
+            garbage = True
+    return present, silent, garbage
+
+
 def iter_frames(settings: SimulatorSettings, epoch: float = 0.0) -> Iterator[Frame]:
     """Frames from sample 0 on (forever, or until ``duration_s``).
 
@@ -253,22 +313,7 @@ def iter_frames(settings: SimulatorSettings, epoch: float = 0.0) -> Iterator[Fra
         day = math.sin(2 * math.pi * t / 86400.0)
         ambient = p.ambient_mean_c + p.ambient_day_amplitude_c * day + ambient_wander.step(g_amb)
 
-        wear = 0.0
-        overheat = 0.0
-        active: set[FaultKind] = set()
-        for fault, first, end in windows:
-            if n < first:
-                continue
-            is_active = end is None or n < end
-            if is_active:
-                active.add(fault.kind)
-            if fault.kind is FaultKind.WEAR:
-                # Wear is permanent: it stays at the level it reached.
-                elapsed = (min(n, end) if end is not None else n) - first
-                wear += (fault.rate or 0.0) * elapsed * dt / 60.0
-            elif fault.kind is FaultKind.OVERHEAT and is_active:
-                overheat += (fault.rate or 0.0) * (n - first) * dt / 60.0
-
+        wear, overheat, active = _machine_faults(windows, n, dt)
         target = (
             ambient
             + p.bearing_rise_c
@@ -289,28 +334,7 @@ def iter_frames(settings: SimulatorSettings, epoch: float = 0.0) -> Iterator[Fra
             "current": truth.current + p.noise_current_a * g_cur,
             "ambient": truth.ambient + p.noise_ambient_c * g_ambs,
         }
-        present = True
-        silent = False
-        garbage = False
-        for number, (fault, first, end) in enumerate(windows):
-            if fault.kind is FaultKind.DRIFT and fault.channel is not None and n >= first:
-                # Like wear, the offset a drift reached stays after it ends.
-                drifted = (min(n, end) if end is not None else n) - first
-                reported[fault.channel] += (fault.rate or 0.0) * drifted * dt / 60.0
-            if n < first or (end is not None and n >= end):
-                continue
-            kind = fault.kind
-            if kind is FaultKind.STUCK and fault.channel is not None:
-                held = stuck_values.setdefault(number, reported[fault.channel])
-                reported[fault.channel] = held
-            elif kind is FaultKind.SPIKE and fault.channel is not None:
-                reported[fault.channel] += fault.size or 0.0
-            elif kind is FaultKind.VANISH:
-                present = False
-            elif kind is FaultKind.DROPOUT:
-                silent = True
-            elif kind is FaultKind.GARBAGE:
-                garbage = True
+        present, silent, garbage = _sensor_faults(windows, n, dt, reported, stuck_values)
         values = SensorValues(**reported)
         line: bytes | None = None
         if present and not silent:
