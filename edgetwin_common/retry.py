@@ -10,7 +10,8 @@ its own reason (a device has one reader of its port, but a fleet shares one clou
 from __future__ import annotations
 
 import random
-from collections.abc import Mapping
+import threading
+from collections.abc import Iterator, Mapping
 from enum import StrEnum
 from typing import Annotated, Any
 
@@ -99,6 +100,18 @@ class Backoff:
     def reset(self) -> None:
         """A success: the next failure waits initial_s again."""
         self.attempts = 0
+
+    def attempts_until(self, stop: threading.Event) -> Iterator[int]:
+        """For a supervised loop in a thread: yields before each attempt (numbered from
+        1), having waited ``next_delay()`` before every attempt but the first (a device
+        just lost is usually still gone, and a failing open must not spin); ends when
+        ``stop`` is set, also in the middle of a wait. Call ``reset()`` on success."""
+        number = 0
+        while not stop.is_set():
+            if number and stop.wait(self.next_delay()):
+                return
+            number += 1
+            yield number
 
 
 def complete_backoff_table(

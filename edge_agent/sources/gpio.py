@@ -13,7 +13,6 @@ rate over each ``sample_period_s``.
 
 from __future__ import annotations
 
-import logging
 import re
 import threading
 import time
@@ -26,8 +25,14 @@ from gpiozero.pins.mock import MockFactory
 from pydantic import Field, model_validator
 
 from edge_agent.reading import Reading
-from edge_agent.sources.base import RECONNECT_KEYS, SourceConfigBase, SourceHealth, SourceState
-from edge_agent.sources.threaded import QUEUE_FULL, Emit, ThreadedSource
+from edge_agent.sources.base import RECONNECT_KEYS, SourceConfigBase, SourceState
+from edge_agent.sources.threaded import (
+    OPEN_FAILURES,
+    QUEUE_FULL,
+    Emit,
+    ThreadedSource,
+    retrying_text,
+)
 from edgetwin_common.config import Name, Strict
 from edgetwin_common.plugins import Plugin
 from edgetwin_common.retry import Backoff, BackoffConfig
@@ -43,8 +48,6 @@ __all__ = [
     "make_pin_factory",
 ]
 
-log = logging.getLogger(__name__)
-
 PinName = Annotated[
     int | str,
     Field(
@@ -55,8 +58,6 @@ PinName = Annotated[
 
 PinFactoryName = Literal["default", "lgpio", "mock"]
 
-OPEN_FAILURES = "open_failures"
-"""Attempts to claim the pins that failed (pin busy, no GPIO chip, no permission)."""
 COUNTERS: tuple[str, ...] = (OPEN_FAILURES, QUEUE_FULL)
 """Source-wide counters; per input there are ``<channel>:changes`` (state inputs) or
 ``<channel>:pulses`` (pulse inputs)."""
@@ -173,6 +174,8 @@ class GpioSource(ThreadedSource):
     clock: the time stamped on readings (UNIX s), shared with every other source.
     """
 
+    config: GpioSourceConfig
+
     def __init__(
         self,
         config: GpioSourceConfig,
@@ -181,20 +184,12 @@ class GpioSource(ThreadedSource):
         clock: Callable[[], float] = time.time,
         queue_size: int = 4096,
     ) -> None:
-        super().__init__(queue_size)
-        self.config = config
-        self.name = config.name
-        self.health = SourceHealth()
+        super().__init__(config, COUNTERS, clock=clock, queue_size=queue_size)
         counters = self.health.counters
-        counters.update(dict.fromkeys(COUNTERS, 0))
         for inp in config.inputs:
             key = change_counter if inp.kind is InputKind.STATE else pulse_counter
             counters[key(inp.channel)] = 0
         self._pin_factory = pin_factory
-        self._clock = clock
-
-    def channels(self) -> list[str]:
-        return self.config.channel_names()
 
     def _open(self) -> list[DigitalInputDevice] | None:
         factory = self._pin_factory
@@ -221,12 +216,13 @@ class GpioSource(ThreadedSource):
         return devices
 
     def _run(self, stop: threading.Event, emit: Emit) -> None:
-        backoff = Backoff(self.config.backoff)
-        devices = self._open()
-        while devices is None:
-            if stop.wait(backoff.next_delay()):
-                return
+        devices = None
+        for _ in Backoff(self.config.backoff).attempts_until(stop):
             devices = self._open()
+            if devices is not None:
+                break
+        if devices is None:
+            return  # stopped before the pins could be claimed
         self._change(SourceState.CONNECTED, None)
         try:
             self._sample(devices, stop, emit)
@@ -299,12 +295,11 @@ class GpioSource(ThreadedSource):
 
         return on_pulse
 
-    def _change(self, state: SourceState, error: str | None) -> None:
-        if self.health.set_state(state, self._clock(), error):
-            if state is SourceState.CONNECTED:
-                log.info("source %s: %d input(s) claimed", self.name, len(self.config.inputs))
-            else:
-                log.warning("source %s: %s; retrying", self.name, error)
+    def _connected_text(self) -> str:
+        return f"{len(self.config.inputs)} input(s) claimed"
+
+    def _disconnected_text(self, error: str | None) -> str:
+        return retrying_text(error, self.config.backoff)
 
 
 PLUGIN = Plugin(GpioSourceConfig, GpioSource)

@@ -22,7 +22,7 @@ import serial
 from pydantic import Field, model_validator
 
 from edge_agent.reading import Reading
-from edge_agent.sources.base import FieldMapping, SourceConfigBase, SourceHealth, SourceState
+from edge_agent.sources.base import FieldMapping, SourceConfigBase, SourceState
 from edge_agent.sources.lineproto import (
     FIELDS_UNMAPPED,
     LINE_OUTCOMES,
@@ -31,17 +31,19 @@ from edge_agent.sources.lineproto import (
     LineDecoder,
     LineFormat,
 )
-from edge_agent.sources.threaded import QUEUE_FULL, Emit, ThreadedSource
+from edge_agent.sources.threaded import (
+    OPEN_FAILURES,
+    QUEUE_FULL,
+    RECONNECTS,
+    Emit,
+    ThreadedSource,
+)
 from edgetwin_common.retry import Backoff, BackoffConfig
 
 __all__ = ["COUNTERS", "LineSource", "LineSourceConfig"]
 
 log = logging.getLogger(__name__)
 
-RECONNECTS = "reconnects"
-"""Successful opens after the first one."""
-OPEN_FAILURES = "open_failures"
-"""Attempts to open the port that failed (device absent, busy, no permission, refused)."""
 READ_TIMEOUTS = "read_timeouts"
 """Periods of read_timeout_s without a byte (the device is silent, not necessarily gone)."""
 
@@ -123,6 +125,8 @@ class LineSource(ThreadedSource):
         (counted as readings_dropped_queue_full).
     """
 
+    config: LineSourceConfig
+
     def __init__(
         self,
         config: LineSourceConfig,
@@ -130,19 +134,8 @@ class LineSource(ThreadedSource):
         clock: Callable[[], float] = time.time,
         queue_size: int = 4096,
     ) -> None:
-        super().__init__(queue_size)
-        self.config = config
-        self.name = config.name
-        self.health = SourceHealth()
-        # All counters exist from the start: /status iterates them from another thread
-        # while the reader thread updates them, which is safe as long as no key is added.
-        self.health.counters.update(dict.fromkeys(COUNTERS, 0))
-        self._clock = clock
+        super().__init__(config, COUNTERS, clock=clock, queue_size=queue_size)
         self._port: Any = None  # the open pyserial port, so the loop can cancel a read
-        self._logged_error: str | None = None
-
-    def channels(self) -> list[str]:
-        return self.config.channel_names()
 
     # --- what a plugin says --------------------------------------------------------
 
@@ -180,14 +173,8 @@ class LineSource(ThreadedSource):
         decoder = LineDecoder(config, counters, self._clock)
         assembler = LineAssembler(config.max_line_bytes, counters)
         backoff = Backoff(config.backoff)
-        is_first = True
         connected_once = False
-        while not stop.is_set():
-            # Every attempt but the first waits: right after a loss the device is
-            # usually still gone, and a failing open must not spin.
-            if not is_first and stop.wait(backoff.next_delay()):
-                break
-            is_first = False
+        for _ in backoff.attempts_until(stop):
             port = self._open()
             if port is None:
                 continue
@@ -273,23 +260,14 @@ class LineSource(ThreadedSource):
         assembler.drop_pending()
         return None
 
-    def _change(self, state: SourceState, error: str | None) -> None:
-        """Record a state (and error); log a state change, or a new error text, once."""
-        if self.health.set_state(state, self._clock(), error):
-            if state is SourceState.CONNECTED:
-                log.info("source %s: connected to %s", self.name, self._resolved())
-            else:
-                log.warning(
-                    "source %s: disconnected (%s); retrying every %.3g..%.3g s",
-                    self.name,
-                    error,
-                    self.config.backoff.initial_s,
-                    self.config.backoff.max_s,
-                )
-            self._logged_error = error
-        elif error is not None and error != self._logged_error:
-            log.info("source %s: still %s: %s", self.name, state.value, error)
-            self._logged_error = error
+    def _connected_text(self) -> str:
+        return f"connected to {self._resolved()}"
+
+    def _disconnected_text(self, error: str | None) -> str:
+        backoff = self.config.backoff
+        return (
+            f"disconnected ({error}); retrying every {backoff.initial_s:.3g}..{backoff.max_s:.3g} s"
+        )
 
 
 def _close_quietly(port: Any) -> None:

@@ -15,7 +15,6 @@ source's own thread.
 
 from __future__ import annotations
 
-import logging
 import math
 import threading
 import time
@@ -28,7 +27,7 @@ from typing import Annotated, Literal
 from pydantic import Field, model_validator
 
 from edge_agent.reading import Reading
-from edge_agent.sources.base import SourceConfigBase, SourceHealth, SourceState
+from edge_agent.sources.base import SourceConfigBase, SourceState
 from edge_agent.sources.threaded import QUEUE_FULL, Emit, ThreadedSource
 from edgetwin_common.config import Name, Strict
 from edgetwin_common.plugins import Plugin
@@ -44,8 +43,6 @@ __all__ = [
     "parse_w1_slave",
     "sensor_counter",
 ]
-
-log = logging.getLogger(__name__)
 
 
 class W1Outcome(StrEnum):
@@ -151,6 +148,8 @@ class OneWireSource(ThreadedSource):
     counters and, through the channel's staleness, as a health alarm.
     """
 
+    config: OneWireSourceConfig
+
     def __init__(
         self,
         config: OneWireSourceConfig,
@@ -158,20 +157,11 @@ class OneWireSource(ThreadedSource):
         clock: Callable[[], float] = time.time,
         queue_size: int = 1024,
     ) -> None:
-        super().__init__(queue_size)
-        self.config = config
-        self.name = config.name
-        self.health = SourceHealth()
+        super().__init__(config, COUNTERS, clock=clock, queue_size=queue_size)
         counters = self.health.counters
-        counters.update(dict.fromkeys(COUNTERS, 0))
         for sensor in config.sensors:
             for counter in SENSOR_COUNTERS:
                 counters[sensor_counter(sensor.channel, counter)] = 0
-        self._clock = clock
-        self._logged_error: str | None = None
-
-    def channels(self) -> list[str]:
-        return self.config.channel_names()
 
     def _join_timeout_s(self) -> float:
         # A round of reads is not interruptible: wait for it.
@@ -215,16 +205,11 @@ class OneWireSource(ThreadedSource):
             if stop.wait(max(0.0, self.config.period_s - (time.monotonic() - started))):
                 return
 
-    def _change(self, state: SourceState, error: str | None) -> None:
-        if self.health.set_state(state, self._clock(), error):
-            if state is SourceState.CONNECTED:
-                log.info("source %s: sensors reading", self.name)
-            else:
-                log.warning("source %s: no sensor reads (%s)", self.name, error)
-            self._logged_error = error
-        elif error is not None and error != self._logged_error:
-            log.info("source %s: still %s: %s", self.name, state.value, error)
-            self._logged_error = error
+    def _connected_text(self) -> str:
+        return "sensors reading"
+
+    def _disconnected_text(self, error: str | None) -> str:
+        return f"no sensor reads ({error})"
 
 
 PLUGIN = Plugin(OneWireSourceConfig, OneWireSource)

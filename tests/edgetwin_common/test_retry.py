@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import random
+import threading
 from typing import Any
 
 import pytest
@@ -31,6 +32,29 @@ def test_delays_double_up_to_the_maximum_and_reset_after_a_success() -> None:
 def test_no_overflow_after_very_many_failures() -> None:
     assert Backoff(policy()).delay(100_000) == 30.0
     assert Backoff(policy()).delay(0) == 0.5  # no failure counts as the first
+
+
+def test_a_supervised_loop_waits_before_every_attempt_but_the_first() -> None:
+    stop = threading.Event()
+    backoff = Backoff(policy(0.001, 0.004))
+    waits_before: list[int] = []
+    for number in backoff.attempts_until(stop):
+        waits_before.append(backoff.attempts)
+        if number == 3:
+            backoff.reset()  # a success: the next wait is initial_s again
+        if number == 5:
+            stop.set()
+    assert waits_before == [0, 1, 2, 1, 2]
+    assert list(Backoff(policy()).attempts_until(stop)) == []  # stopped: no attempt
+
+
+def test_a_stop_during_a_wait_ends_the_loop() -> None:
+    stop = threading.Event()
+    numbers = []
+    for number in Backoff(policy(3600.0, 3600.0)).attempts_until(stop):
+        numbers.append(number)
+        threading.Timer(0.05, stop.set).start()  # stops the hour-long wait
+    assert numbers == [1]
 
 
 def test_equal_jitter_stays_between_half_and_all_of_the_nominal_delay() -> None:

@@ -33,7 +33,7 @@ from pymodbus.exceptions import ConnectionException, ModbusException
 from pymodbus.framer import FramerRTU
 
 from edge_agent.reading import Reading
-from edge_agent.sources.base import SourceHealth, SourceState
+from edge_agent.sources.base import SourceState
 from edge_agent.sources.modbus.config import (
     DataType,
     ModbusRegister,
@@ -43,7 +43,13 @@ from edge_agent.sources.modbus.config import (
 )
 from edge_agent.sources.modbus.decode import decode_words
 from edge_agent.sources.modbus.plan import Block, plan_blocks
-from edge_agent.sources.threaded import QUEUE_FULL, Emit, ThreadedSource
+from edge_agent.sources.threaded import (
+    OPEN_FAILURES,
+    QUEUE_FULL,
+    RECONNECTS,
+    Emit,
+    ThreadedSource,
+)
 from edgetwin_common.plugins import Plugin
 from edgetwin_common.retry import Backoff
 
@@ -65,10 +71,6 @@ CRC_ERRORS = "crc_errors"
 """Answers whose CRC did not match (RTU): noise, a bad termination, two masters."""
 EXCEPTIONS = "exceptions"
 """Exception responses: the device answered but refused (e.g. 2, illegal data address)."""
-RECONNECTS = "reconnects"
-"""Port (or TCP connection) reopened after a loss."""
-OPEN_FAILURES = "open_failures"
-"""Attempts to open the port or connect that failed."""
 DEVICES_LOST = "devices_lost"
 """A device went from answering to offline_after_failures failures in a row."""
 DEVICES_RECOVERED = "devices_recovered"
@@ -165,6 +167,8 @@ class ModbusSource(ThreadedSource):
         with other settings); default ``build_client``.
     """
 
+    config: ModbusSourceConfig
+
     def __init__(
         self,
         config: ModbusSourceConfig,
@@ -173,21 +177,12 @@ class ModbusSource(ThreadedSource):
         client_factory: Callable[[ModbusSourceConfig, _FrameWatch], Any] | None = None,
         queue_size: int = 4096,
     ) -> None:
-        super().__init__(queue_size)
-        self.config = config
-        self.name = config.name
-        self.health = SourceHealth()
-        self.health.counters.update(dict.fromkeys(COUNTERS, 0))
+        super().__init__(config, COUNTERS, clock=clock, queue_size=queue_size)
         for reg in config.registers:
             for counter in REGISTER_COUNTERS:
                 self.health.counters[register_counter(reg.channel, counter)] = 0
         self.blocks = plan_blocks(config.registers, config.max_block_registers)
-        self._clock = clock
         self._client_factory = client_factory or build_client
-        self._logged_error: str | None = None
-
-    def channels(self) -> list[str]:
-        return [reg.channel for reg in self.config.registers]
 
     def _join_timeout_s(self) -> float:
         # A request in flight is not interruptible: wait out its timeout.
@@ -199,14 +194,8 @@ class ModbusSource(ThreadedSource):
         config = self.config
         counters = self.health.counters
         backoff = Backoff(config.backoff)
-        is_first = True
         was_open = False
-        while not stop.is_set():
-            # Every attempt but the first waits: a port that just failed is usually
-            # still gone, and a failing open must not spin.
-            if not is_first and stop.wait(backoff.next_delay()):
-                break
-            is_first = False
+        for _ in backoff.attempts_until(stop):
             watch = _FrameWatch()
             client = self._client_factory(config, watch)
             if not client.connect():
@@ -350,23 +339,14 @@ class ModbusSource(ThreadedSource):
                 error,
             )
 
-    def _change(self, state: SourceState, error: str | None) -> None:
-        """Record a state (and error); log a state change, or a new error text, once."""
-        if self.health.set_state(state, self._clock(), error):
-            if state is SourceState.CONNECTED:
-                log.info("source %s: polling %s", self.name, _where(self.config))
-            else:
-                log.warning(
-                    "source %s: disconnected (%s); retrying every %.3g..%.3g s",
-                    self.name,
-                    error,
-                    self.config.backoff.initial_s,
-                    self.config.backoff.max_s,
-                )
-            self._logged_error = error
-        elif error is not None and error != self._logged_error:
-            log.info("source %s: still %s: %s", self.name, state.value, error)
-            self._logged_error = error
+    def _connected_text(self) -> str:
+        return f"polling {_where(self.config)}"
+
+    def _disconnected_text(self, error: str | None) -> str:
+        backoff = self.config.backoff
+        return (
+            f"disconnected ({error}); retrying every {backoff.initial_s:.3g}..{backoff.max_s:.3g} s"
+        )
 
 
 def build_client(config: ModbusSourceConfig, watch: _FrameWatch) -> Any:

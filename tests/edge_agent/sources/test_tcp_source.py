@@ -136,7 +136,8 @@ def test_lines_from_the_gateway_become_readings(gateway: Gateway) -> None:
     assert temps == [20 + (s % 10) + 0.5 for s in seqs]
     assert source.health.state is SourceState.CONNECTED
     assert source.health.counters["lines_ok"] >= 20
-    assert source.health.counters["lines_partial"] <= 1
+    # Partial: at most the first line after connecting and the one cut by the stop.
+    assert source.health.counters["lines_partial"] <= 2
     assert set(source.health.counters) == set(COUNTERS)
 
 
