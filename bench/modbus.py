@@ -55,6 +55,7 @@ def serve(server_path: str) -> None:
     bus = ModbusBus(Path(server_path).parent, [th_transmitter(1), energy_meter(2), wide], BAUD)
     bus.server_path = server_path
     bus.start_server()
+    print("ready", flush=True)  # the parent waits for this line
     threading.Event().wait()
 
 
@@ -67,9 +68,14 @@ class Bus:
         self.cable.plug()  # SocatMissing without socat
         self.client_path = self.cable.client_path
         self.server = subprocess.Popen(
-            [sys.executable, __file__, "--serve", self.cable.server_path], cwd=REPO
+            [sys.executable, __file__, "--serve", self.cable.server_path],
+            cwd=REPO,
+            stdout=subprocess.PIPE,
+            text=True,
         )
-        time.sleep(1.5)
+        assert self.server.stdout is not None
+        if self.server.stdout.readline().strip() != "ready":
+            raise SystemExit("the Modbus server process did not start")
 
     def close(self) -> None:
         self.server.terminate()
