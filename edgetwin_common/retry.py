@@ -22,7 +22,9 @@ from edgetwin_common.config import Strict, note_deprecated
 __all__ = ["Backoff", "BackoffConfig", "Jitter", "complete_backoff_table"]
 
 _MAX_DOUBLINGS = 64
-"""2^64 times any initial_s is past any max_s: stop doubling there (no float overflow)."""
+"""Doubling stops there: past any sensible max_s, and far from a float overflow."""
+_LONGEST_WAIT_S = threading.TIMEOUT_MAX
+"""A thread cannot wait longer in one call (OverflowError): a larger max_s waits this."""
 
 
 class Jitter(StrEnum):
@@ -42,9 +44,9 @@ class BackoffConfig(Strict):
     """Waits between attempts: initial_s after the first failure, doubling after each
     failure in a row up to max_s, back to initial_s after a success."""
 
-    initial_s: Annotated[float, Field(gt=0, le=86_400)]
+    initial_s: Annotated[float, Field(gt=0, allow_inf_nan=False)]
     """Wait after the first failure (s)."""
-    max_s: Annotated[float, Field(gt=0, le=86_400)]
+    max_s: Annotated[float, Field(gt=0, allow_inf_nan=False)]
     """Longest wait (s)."""
 
     @model_validator(mode="after")
@@ -80,7 +82,7 @@ class Backoff:
     def nominal(self, failures: int) -> float:
         """The wait before jitter after ``failures`` failures in a row (0 counts as 1)."""
         doublings = min(max(failures - 1, 0), _MAX_DOUBLINGS)
-        return min(self.config.max_s, self.config.initial_s * 2.0**doublings)
+        return min(self.config.max_s, self.config.initial_s * 2.0**doublings, _LONGEST_WAIT_S)
 
     def delay(self, failures: int) -> float:
         """The wait after ``failures`` failures in a row, jittered; never above max_s."""
