@@ -102,8 +102,7 @@ enabled = true
 url = "{url}"
 token = "{token}"
 interval_s = 1.0
-backoff_min_s = 0.2
-backoff_max_s = 2.0
+backoff = {{ initial_s = 0.2, max_s = 2.0 }}
 """,
     )
     port = int(config.read_text().split("port = ")[1].split()[0])

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -28,14 +27,13 @@ import time
 from pathlib import Path
 
 from _common import REPO
-
-sys.path.insert(0, str(REPO))
-
 from gpiozero import Device
 from gpiozero.pins.mock import MockFactory
+from pymodbus.simulator import DataType, SimData
 
 from edge_agent.config import LoadedConfig, parse_config
 from edge_agent.daemon.agent import Agent
+from edge_agent.simulator.modbus import ModbusBus, SimulatedDevice, energy_meter, th_transmitter
 from edge_agent.sources.modbus.config import ModbusSourceConfig
 from edge_agent.sources.modbus.source import ModbusSource
 
@@ -45,15 +43,6 @@ BAUD = 115200
 def serve(server_path: str) -> None:
     """Child process: a T/RH transmitter (slave 1) and an energy meter (slave 2), plus
     125 plain holding registers on slave 3, until killed."""
-    from pymodbus.simulator import DataType, SimData
-
-    from tests.edge_agent.sources.modbus.devices import (
-        ModbusBus,
-        SimulatedDevice,
-        energy_meter,
-        th_transmitter,
-    )
-
     wide = SimulatedDevice(
         3,
         (
@@ -66,35 +55,32 @@ def serve(server_path: str) -> None:
     bus = ModbusBus(Path(server_path).parent, [th_transmitter(1), energy_meter(2), wide], BAUD)
     bus.server_path = server_path
     bus.start_server()
+    print("ready", flush=True)  # the parent waits for this line
     threading.Event().wait()
 
 
 class Bus:
-    """socat + a server process."""
+    """The simulator's socat pty pair, and the devices' server in a process of its own
+    (so its CPU is not the agent's)."""
 
     def __init__(self, folder: Path) -> None:
-        socat = shutil.which("socat")
-        if socat is None:
-            raise SystemExit("socat is needed (apt install socat)")
-        self.server_path = str(folder / "server")
-        self.client_path = str(folder / "client")
-        self.socat = subprocess.Popen(
-            [socat, f"pty,raw,echo=0,link={self.server_path}",
-             f"pty,raw,echo=0,link={self.client_path}"],
-            stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-        while not (Path(self.server_path).exists() and Path(self.client_path).exists()):
-            time.sleep(0.01)
+        self.cable = ModbusBus(folder, [], BAUD)
+        self.cable.plug()  # SocatMissing without socat
+        self.client_path = self.cable.client_path
         self.server = subprocess.Popen(
-            [sys.executable, __file__, "--serve", self.server_path], cwd=REPO
+            [sys.executable, __file__, "--serve", self.cable.server_path],
+            cwd=REPO,
+            stdout=subprocess.PIPE,
+            text=True,
         )
-        time.sleep(1.5)
+        assert self.server.stdout is not None
+        if self.server.stdout.readline().strip() != "ready":
+            raise SystemExit("the Modbus server process did not start")
 
     def close(self) -> None:
         self.server.terminate()
         self.server.wait(5)
-        self.socat.terminate()
-        self.socat.wait(5)
+        self.cable.unplug()
 
 
 def wire_limit(registers_per_request: int) -> float:

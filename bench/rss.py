@@ -114,10 +114,10 @@ port = {port}
     )
 
 
+# Run in bench/ (``python -c`` puts the working directory first on its path).
 REPLAY_CHILD = r"""
 import sys
 from pathlib import Path
-sys.path.insert(0, sys.argv[3])
 from pipeline import loaded, pump_csv, RULES
 from rss import rss_mb
 import os
@@ -137,7 +137,8 @@ print(f"{report.readings} {first[0]} {first[1]:.2f} {marks[-1][1]:.2f} {peak:.2f
 
 def replay_growth(tmp: Path, samples: int) -> None:
     out = subprocess.run(
-        [sys.executable, "-c", REPLAY_CHILD, str(tmp), str(samples // 4), str(REPO / "bench")],
+        [sys.executable, "-c", REPLAY_CHILD, str(tmp), str(samples // 4)],
+        cwd=REPO / "bench",
         capture_output=True,
         text=True,
         check=True,

@@ -5,20 +5,27 @@ attribute docstrings become the generated docs); ``Name`` is the one name type o
 channels, sources, rules and actions. TOML files are validated by a pydantic model with
 every problem named by its key path, so a user sees the same kind of message from the
 device (``edge_agent.config``) and the cloud (``cloud_sync.config``):
-``key.path: what is wrong (got value)``.
+``key.path: what is wrong (got value)``. A renamed key keeps working: its model notes
+the old spelling (``note_deprecated``) and loading logs one warning line per note.
 """
 
 from __future__ import annotations
 
+import logging
 import tomllib
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo
 
 from edgetwin_common.errors import ConfigInvalid, ConfigProblem
 
+log = logging.getLogger(__name__)
+
 M = TypeVar("M", bound=BaseModel)
+
+DEPRECATED = "deprecated"
+"""Key of the validation context's list of deprecation notes."""
 
 NAME_PATTERN = r"^[A-Za-z0-9_.-]+$"
 Name = Annotated[str, Field(min_length=1, max_length=64, pattern=NAME_PATTERN)]
@@ -44,12 +51,25 @@ def validate_toml(text: str, model: type[M], source: str = "<config>") -> M:
     return validate_data(data, model, source)
 
 
+def note_deprecated(info: ValidationInfo, note: str) -> None:
+    """For a validator that accepted an old spelling: record ``note`` (one line naming the
+    new key), which ``validate_data`` logs as a warning once the file is validated.
+    Validating no I/O: a model validated directly, without that context, notes nothing."""
+    if isinstance(info.context, dict):
+        info.context.setdefault(DEPRECATED, []).append(note)
+
+
 def validate_data(data: Any, model: type[M], source: str, prefix: str = "") -> M:
-    """Validate already parsed data. Raises ConfigInvalid listing every problem."""
+    """Validate already parsed data. Raises ConfigInvalid listing every problem.
+    Logs one warning per deprecated spelling found (``source: note``), valid or not."""
+    context: dict[str, list[str]] = {DEPRECATED: []}
     try:
-        return model.model_validate(data)
+        return model.model_validate(data, context=context)
     except ValidationError as exc:
         raise ConfigInvalid(source, problems_from(exc, data, prefix)) from None
+    finally:
+        for note in dict.fromkeys(context[DEPRECATED]):
+            log.warning("%s: %s", source, note)
 
 
 def read_toml(path: Path, model: type[M]) -> M:

@@ -84,7 +84,7 @@ def demo_config(
     token: str = "",
 ) -> AgentConfig:
     source = serial_config_for(
-        p.settings, port_path, name="pump0", reconnect_min_s=0.1, reconnect_max_s=0.5
+        p.settings, port_path, name="pump0", backoff={"initial_s": 0.1, "max_s": 0.5}
     )
     data: dict[str, Any] = {
         "agent": {"name": DEVICE, "data_dir": str(workdir), "log_format": "text"},
@@ -145,8 +145,7 @@ def demo_config(
             "url": cloud.url,
             "token": token,
             "interval_s": 2.0,
-            "backoff_min_s": 0.5,
-            "backoff_max_s": 5.0,
+            "backoff": {"initial_s": 0.5, "max_s": 5.0},
         }
     return AgentConfig.model_validate(data)
 

@@ -103,7 +103,7 @@ def loop_config(
     settings: SimulatorSettings, limit_c: float, workdir: Path, cloud: DemoCloud, token: str
 ) -> AgentConfig:
     source = serial_config_for(
-        settings, str(settings.link), name="pump2", reconnect_min_s=0.1, reconnect_max_s=0.5
+        settings, str(settings.link), name="pump2", backoff={"initial_s": 0.1, "max_s": 0.5}
     )
     data: dict[str, Any] = {
         "agent": {"name": DEVICE, "data_dir": str(workdir), "log_format": "text"},
@@ -137,8 +137,7 @@ def loop_config(
             "url": cloud.url,
             "token": token,
             "interval_s": 1.0,
-            "backoff_min_s": 0.5,
-            "backoff_max_s": 5.0,
+            "backoff": {"initial_s": 0.5, "max_s": 5.0},
         },
         "ota": {"release_public_key": str(cloud.public_key), "guard_samples": 200},
     }

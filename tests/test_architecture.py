@@ -1,11 +1,13 @@
 """The shape of the code, held by tests: imports only point down (import-linter's
-contracts in pyproject.toml), and every error class lives in an errors module under its
-package's root error."""
+contracts in pyproject.toml), the benchmark scripts use the installed packages only
+(never ``tests``, never an edited ``sys.path``), and every error class lives in an errors
+module under its package's root error."""
 
 from __future__ import annotations
 
 import ast
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -39,6 +41,54 @@ def test_import_contracts_hold(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "0 broken" in done.stdout, done.stdout
+
+
+_SYS_PATH_EDIT = re.compile(r"\bsys\.path\s*(\.\s*(insert|append|extend)\s*\(|\+?=[^=]|\[)")
+"""sys.path changed in place, assigned or indexed for assignment: also inside a string
+holding a child process's program."""
+
+
+def bench_script_problems(text: str) -> list[str]:
+    """Why a benchmark script is not a plain user of the installed packages: each import
+    of ``tests`` and each edit of ``sys.path``, with its line."""
+    problems = []
+    for node in ast.walk(ast.parse(text)):
+        names: list[str] = []
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names = [node.module]
+        problems += [
+            f"line {node.lineno}: imports {name}"
+            for name in names
+            if name == "tests" or name.startswith("tests.")
+        ]
+    for number, line in enumerate(text.splitlines(), 1):
+        if _SYS_PATH_EDIT.search(line):
+            problems.append(f"line {number}: edits sys.path")
+    return problems
+
+
+@pytest.mark.parametrize("script", sorted((REPO / "bench").glob("*.py")), ids=lambda p: p.name)
+def test_bench_scripts_neither_import_tests_nor_edit_sys_path(script: Path) -> None:
+    assert bench_script_problems(script.read_text(encoding="utf-8")) == []
+
+
+def test_the_bench_check_sees_each_violation() -> None:
+    assert bench_script_problems("import os\nfrom _common import REPO\nprint(sys.path)\n") == []
+    found = bench_script_problems(
+        "import sys\nsys.path.insert(0, 'x')\nfrom tests.conftest import require\n"
+        "import tests.edge_agent\nsys.path = []\nsys.path[:0] = ['y']\n"
+        "CHILD = 'import sys; sys.path.append(sys.argv[1])'\n"
+    )
+    assert found == [
+        "line 3: imports tests.conftest",
+        "line 4: imports tests.edge_agent",
+        "line 2: edits sys.path",
+        "line 5: edits sys.path",
+        "line 6: edits sys.path",
+        "line 7: edits sys.path",
+    ]
 
 
 def _exception_classes() -> list[tuple[Path, ast.ClassDef]]:

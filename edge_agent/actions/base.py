@@ -1,10 +1,12 @@
-"""The action contract: what every alarm output (log, webhook, later GPIO) implements."""
+"""The action contract: what every alarm output (log, webhook, GPIO) implements, and
+the base of their configs."""
 
 from __future__ import annotations
 
 from typing import Protocol
 
 from edge_agent.alarms.model import AlarmEvent
+from edgetwin_common.config import Name, Strict
 
 
 class Notifiable(Protocol):
@@ -37,3 +39,13 @@ class Action(Notifiable, Protocol):
     async def start(self) -> None: ...
 
     async def stop(self, timeout_s: float = 5.0) -> None: ...
+
+
+class ActionConfigBase(Strict):
+    """What every action plugin's config has. Each plugin narrows ``type`` to its key
+    (``type: Literal["webhook"]``), which discriminates the ``[[actions]]`` union."""
+
+    type: str
+    name: Name
+    """The name alarm rules list in ``actions`` (unique among actions; an action named
+    "log", a log action at warning level, exists without being configured)."""

@@ -13,16 +13,65 @@ before alarms restored from the store switch it again (docs/io.md, "Safe state")
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterable
-from typing import Any
+from enum import StrEnum
+from typing import Annotated, Any, Literal
 
 from gpiozero import DigitalOutputDevice, GPIOZeroError
+from pydantic import Field, model_validator
 
-from edge_agent.actions.config import GpioOutputActionConfig, OutputMode
+from edge_agent.actions.base import ActionConfigBase
 from edge_agent.alarms.model import Alarm, AlarmEvent, AlarmState
 from edge_agent.sources.gpio import make_pin_factory
+from edgetwin_common.plugins import Plugin
+
+__all__ = ["PLUGIN", "GpioOutputAction", "GpioOutputActionConfig", "OutputMode"]
 
 log = logging.getLogger(__name__)
+
+
+class OutputMode(StrEnum):
+    """What a GPIO output does."""
+
+    OFF = "off"
+    ON = "on"
+    BLINK = "blink"
+
+
+class GpioOutputActionConfig(ActionConfigBase):
+    """A digital output (relay, buzzer, lamp, LED) driven by the alarms that name it.
+
+    With several alarms open the output takes the strongest of their modes (blink, then
+    on, then off). Safe state: off (de-energised) at start, at shutdown and whenever no
+    alarm is open; docs/io.md says what happens after a crash and how to wire for it.
+    """
+
+    type: Literal["gpio"]
+    pin: Annotated[int | str, Field(union_mode="left_to_right")]
+    """Broadcom number (27) or name (GPIO27, BCM27, BOARD13)."""
+    pin_factory: Literal["default", "lgpio", "mock"] = "default"
+    """default: gpiozero's choice (lgpio on a Pi); mock: no hardware (a dry run)."""
+    active_high: bool = True
+    """False for relay boards whose input is active low (most opto-isolated modules)."""
+    when_unacknowledged: OutputMode = OutputMode.BLINK
+    """While an alarm is active and not acknowledged."""
+    when_acknowledged: OutputMode = OutputMode.ON
+    """While an alarm is active and acknowledged (a horn: "off", silenced)."""
+    when_cleared_unacknowledged: OutputMode = OutputMode.OFF
+    """After an alarm cleared and before anyone acknowledged it."""
+    blink_on_s: Annotated[float, Field(gt=0, le=60)] = 0.5
+    blink_off_s: Annotated[float, Field(gt=0, le=60)] = 0.5
+
+    @model_validator(mode="after")
+    def _pin(self) -> GpioOutputActionConfig:
+        if isinstance(self.pin, int):
+            if not 0 <= self.pin <= 53:
+                raise ValueError(f"pin {self.pin}: Broadcom GPIO numbers are 0-53")
+        elif not re.match(r"^(GPIO|BCM|BOARD|J8:)?\d{1,2}$", self.pin):
+            raise ValueError(f"pin {self.pin!r}: expected e.g. 27, GPIO27, BCM27 or BOARD13")
+        return self
+
 
 _STRENGTH = {OutputMode.OFF: 0, OutputMode.ON: 1, OutputMode.BLINK: 2}
 
@@ -129,3 +178,6 @@ class GpioOutputAction:
             device.blink(self.config.blink_on_s, self.config.blink_off_s, background=True)
         else:
             device.off()
+
+
+PLUGIN = Plugin(GpioOutputActionConfig, GpioOutputAction)

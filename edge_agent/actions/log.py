@@ -3,13 +3,25 @@
 from __future__ import annotations
 
 import logging
+from typing import Literal
 
-from edge_agent.actions.config import LogActionConfig
+from edge_agent.actions.base import ActionConfigBase
 from edge_agent.alarms.model import AlarmEvent, AlarmEventKind
+from edgetwin_common.plugins import Plugin
+
+__all__ = ["LOGGER_NAME", "PLUGIN", "LogAction", "LogActionConfig"]
 
 _LEVELS = {"info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
 
 LOGGER_NAME = "edge_agent.alarms"
+
+
+class LogActionConfig(ActionConfigBase):
+    """One log line per alarm event (logger ``edge_agent.alarms``)."""
+
+    type: Literal["log"]
+    level: Literal["info", "warning", "error"] = "warning"
+    """Level of the line for a raise; acknowledgements and clears log at info."""
 
 
 class LogAction:
@@ -46,3 +58,6 @@ class LogAction:
 
     async def stop(self, timeout_s: float = 5.0) -> None:
         """Nothing queued, nothing to drain."""
+
+
+PLUGIN = Plugin(LogActionConfig, LogAction)

@@ -1,38 +1,45 @@
-"""The registry of action plugins: config type → implementation, an explicit list.
+"""The action plugins: the one list, the ``[[actions]]`` config union derived from it, and
+the table from a validated config to its plugin. No import side effects.
 
-Adding a plugin: its module declares a config model with
-``type: Literal["gpio"]`` and a class implementing ``edge_agent.actions.base.Action``;
-add the config to ``ActionConfig`` (actions/config.py) and a branch here.
+Adding an action (docs/architecture.md, "Adding a plugin"): a module declaring its config
+(``type: Literal["key"]``, based on ``ActionConfigBase``), its implementation of
+``Action`` and ``PLUGIN = Plugin(Config, Implementation)``, and one line in ``ACTIONS``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import assert_never
+from typing import TYPE_CHECKING, TypeAlias
 
-from edge_agent.actions.base import Action
-from edge_agent.actions.config import (
-    ActionConfig,
-    GpioOutputActionConfig,
-    LogActionConfig,
-    WebhookActionConfig,
+from edge_agent.actions import gpio_output, log, webhook
+from edge_agent.actions.base import Action, ActionConfigBase
+from edgetwin_common.plugins import PluginTable
+
+__all__ = ["ACTIONS", "ActionConfig", "build_action", "build_actions"]
+
+ACTIONS: PluginTable[Action] = PluginTable(
+    "action",
+    [
+        log.PLUGIN,
+        webhook.PLUGIN,
+        gpio_output.PLUGIN,
+    ],
 )
-from edge_agent.actions.gpio_output import GpioOutputAction
-from edge_agent.actions.log import LogAction
-from edge_agent.actions.webhook import WebhookAction
+"""Every action plugin, in the order the configuration reference lists them."""
+
+if TYPE_CHECKING:
+    ActionConfig: TypeAlias = ActionConfigBase
+else:
+    ActionConfig = ACTIONS.union()
+"""Any action plugin's config, discriminated on ``type`` (what ``[[actions]]`` holds)."""
 
 
-def build_action(config: ActionConfig) -> Action:
-    """Build the action a config describes (nothing started, no I/O)."""
-    if isinstance(config, LogActionConfig):
-        return LogAction(config)
-    if isinstance(config, WebhookActionConfig):
-        return WebhookAction(config)
-    if isinstance(config, GpioOutputActionConfig):
-        return GpioOutputAction(config)
-    assert_never(config)
+def build_action(config: ActionConfigBase) -> Action:
+    """Build the action a config describes (nothing started, no I/O). Raises TypeError
+    for a config type with no plugin (a programming error: add it to ``ACTIONS``)."""
+    return ACTIONS.build(config)
 
 
-def build_actions(configs: Mapping[str, ActionConfig]) -> dict[str, Action]:
+def build_actions(configs: Mapping[str, ActionConfigBase]) -> dict[str, Action]:
     """Build every action by name, e.g. from ``AgentConfig.actions_by_name()``."""
     return {name: build_action(config) for name, config in configs.items()}

@@ -6,8 +6,8 @@ event at a time, in order, and forgets an event only when the receiver accepted 
 or when it gave up on it (counted as failed):
 
 - retried: connection errors, timeouts, HTTP 5xx and 429, up to ``retries`` more
-  attempts, the n-th after ``backoff_initial_s · 2^(n-1)`` plus up to
-  ``backoff_initial_s`` of random jitter, capped at ``backoff_max_s`` (a Retry-After in
+  attempts, the n-th after ``backoff.initial_s · 2^(n-1)`` plus up to
+  ``backoff.initial_s`` of random jitter, capped at ``backoff.max_s`` (a Retry-After in
   seconds is honoured, capped too);
 - not retried: other 4xx and redirects (the receiver refused the event).
 
@@ -22,23 +22,44 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import httpx
-from tenacity import (
-    AsyncRetrying,
-    RetryCallState,
-    retry_if_exception,
-    stop_after_attempt,
-    wait_exponential,
-    wait_random,
-)
+from pydantic import Field, HttpUrl, ValidationInfo, model_validator
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
 
-from edge_agent.actions.config import WebhookActionConfig
+from edge_agent.actions.base import ActionConfigBase
 from edge_agent.actions.errors import DeliveryFailed, DeliveryRejected
 from edge_agent.alarms.model import AlarmEvent
+from edgetwin_common.plugins import Plugin
+from edgetwin_common.retry import Backoff, BackoffConfig, Jitter, complete_backoff_table
+
+__all__ = ["PLUGIN", "WebhookAction", "WebhookActionConfig"]
 
 log = logging.getLogger(__name__)
+
+
+class WebhookActionConfig(ActionConfigBase):
+    """HTTP POST of the alarm event as JSON, retried with exponential backoff."""
+
+    type: Literal["webhook"]
+    url: HttpUrl
+    timeout_s: Annotated[float, Field(gt=0, le=120)] = 5.0
+    retries: Annotated[int, Field(ge=0, le=100)] = 5
+    """Attempts after the first for one event, before it is given up (counted failed)."""
+    backoff: BackoffConfig = BackoffConfig(initial_s=0.5, max_s=30.0)
+    """Waits between attempts, plus up to initial_s of random jitter (a receiver's
+    Retry-After in seconds is honoured, capped at max_s too)."""
+    headers: dict[str, str] = Field(default_factory=dict)
+    queue_max: Annotated[int, Field(ge=1)] = 1000
+    """Events waiting to be sent; past it the oldest is dropped and counted."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _backoff_table(cls, data: Any, info: ValidationInfo) -> Any:
+        renamed = {"backoff_initial_s": ("initial_s",), "backoff_max_s": ("max_s",)}
+        return complete_backoff_table(cls, data, info, renamed, "actions")
+
 
 _TRANSIENT = (DeliveryFailed, httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError)
 """Worth another attempt: the receiver may take the event soon."""
@@ -79,11 +100,7 @@ class WebhookAction:
         self._worker: asyncio.Task[None] | None = None
         self._client: httpx.AsyncClient | None = None
         self._closing = False
-        # Built from parts that exist in every tenacity >= 8.2 (wait_exponential_jitter
-        # renamed its arguments in 9.x); _wait caps the sum at backoff_max_s.
-        self._backoff = wait_exponential(
-            multiplier=config.backoff_initial_s, max=config.backoff_max_s
-        ) + wait_random(0.0, config.backoff_initial_s)
+        self._backoff = Backoff(config.backoff, Jitter.ADDED)
 
     @property
     def pending(self) -> int:
@@ -193,11 +210,11 @@ class WebhookAction:
         raise DeliveryRejected(f"HTTP {status}")
 
     def _wait(self, state: RetryCallState) -> float:
-        delay = self._backoff(state)
+        delay = self._backoff.delay(state.attempt_number)
         exc = state.outcome.exception() if state.outcome is not None else None
         if isinstance(exc, DeliveryFailed) and exc.retry_after_s is not None:
             delay = max(delay, exc.retry_after_s)
-        return min(delay, self.config.backoff_max_s)
+        return min(delay, self.config.backoff.max_s)
 
     def _count_retry(self, state: RetryCallState) -> None:
         self.counters["retried"] += 1
@@ -213,3 +230,6 @@ class WebhookAction:
                 self.name,
                 exc_info=task.exception(),
             )
+
+
+PLUGIN = Plugin(WebhookActionConfig, WebhookAction)

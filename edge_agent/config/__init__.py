@@ -13,29 +13,16 @@ from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
-from edge_agent.actions.config import ActionConfig, LogActionConfig
+from edge_agent.actions.log import LogActionConfig
+from edge_agent.actions.registry import ActionConfig
 from edge_agent.alarms.rules import AlarmRule
 from edge_agent.cleaning.config import CleaningConfig
 from edge_agent.http.config import HttpConfig
 from edge_agent.model.ota.config import OtaConfig
-from edge_agent.sources.gpio import GpioSourceConfig
-from edge_agent.sources.modbus.config import ModbusSourceConfig
-from edge_agent.sources.onewire import OneWireSourceConfig
-from edge_agent.sources.replay import ReplaySourceConfig
-from edge_agent.sources.serial import SerialSourceConfig
+from edge_agent.sources.registry import SourceConfig
 from edge_agent.store.config import StoreConfig
 from edge_agent.sync.config import SyncConfig
 from edgetwin_common.config import Name, Strict, read_toml, validate_toml
-
-SourceConfig = Annotated[
-    SerialSourceConfig
-    | ReplaySourceConfig
-    | ModbusSourceConfig
-    | GpioSourceConfig
-    | OneWireSourceConfig,
-    Field(discriminator="type"),
-]
-"""The registry of source plugins: add a plugin's config model here."""
 
 
 class AgentSection(Strict):
@@ -135,7 +122,7 @@ class AgentConfig(Strict):
         _unique("alarms", [r.name for r in self.alarms], problems)
         _unique("actions", [a.name for a in self.actions], problems)
         known_actions = self.action_names()
-        produced = {channel for s in self.sources for channel in _channels(s)}
+        produced = {channel for s in self.sources for channel in s.channel_names()}
         known_channels = produced | set(self.channels)
         for i, rule in enumerate(self.alarms):
             for name in rule.actions:
@@ -158,20 +145,6 @@ class AgentConfig(Strict):
         found: dict[str, ActionConfig] = {"log": LogActionConfig(type="log", name="log")}
         found.update({a.name: a for a in self.actions})
         return found
-
-
-def _channels(
-    source: SerialSourceConfig
-    | ReplaySourceConfig
-    | ModbusSourceConfig
-    | GpioSourceConfig
-    | OneWireSourceConfig,
-) -> list[str]:
-    if isinstance(source, SerialSourceConfig):
-        return [m.channel for m in source.fields.values()]
-    if isinstance(source, ReplaySourceConfig):
-        return [m.channel for m in source.columns.values()]
-    return source.channel_names()
 
 
 def _unique(section: str, names: list[str], problems: list[str]) -> None:

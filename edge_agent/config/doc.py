@@ -22,6 +22,14 @@ One TOML file, validated at start by `edge-agent check-config FILE` (and by `run
 unknown keys are errors, every problem is listed with its key path, and the exit code is
 2. A commented example: `examples/agent.toml`. This page is generated from the config
 models (`python -m edge_agent.config.doc > docs/configuration.md`); a test keeps it in sync.
+
+Renamed keys still load, with one warning line each naming the new key (printed by
+`check-config`, logged at start): every section that retries has one `backoff` table,
+`{ initial_s, max_s }` (`edgetwin_common/retry.py`), which replaced `reconnect_min_s` and
+`reconnect_max_s` (serial, modbus, gpio sources), `backoff_initial_s` and `backoff_max_s`
+(webhook action), `backoff_min_s` and `backoff_max_s` (`[sync]`) and `download_retry_s`
+(`[ota]`: both ends). A `backoff` table may give one key: the other keeps its section's
+default.
 """
 
 
@@ -57,6 +65,10 @@ def _default(field: FieldInfo) -> str:
     if value is PydanticUndefined:
         return "required"
     if isinstance(value, BaseModel):
+        if not _has_defaults(type(value)):
+            # A model without defaults of its own (backoff): the owner's are the defaults.
+            pairs = ", ".join(f"{k} = {v!r}" for k, v in value.model_dump().items())
+            return f"`{{{pairs}}}`"
         return "(table)"
     if isinstance(value, Enum):
         value = value.value
@@ -69,6 +81,10 @@ def _default(field: FieldInfo) -> str:
     return f"`{value}`"
 
 
+def _has_defaults(model: type[BaseModel]) -> bool:
+    return not any(f.is_required() for f in model.model_fields.values())
+
+
 def _models_in(annotation: Any) -> list[type[BaseModel]]:
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         return [annotation]
@@ -78,7 +94,17 @@ def _models_in(annotation: Any) -> list[type[BaseModel]]:
     return list(dict.fromkeys(found))
 
 
-def _section(title: str, model: type[BaseModel], out: list[str], tag: str = "") -> None:
+def _section(
+    title: str,
+    model: type[BaseModel],
+    out: list[str],
+    tag: str = "",
+    shared: dict[type[BaseModel], str] | None = None,
+) -> None:
+    """Append the section of ``model``, then those of the models in its fields. A table
+    whose defaults are its owner's (backoff) is shown once, where it first appears
+    (``shared``: model -> that title); later owners point there."""
+    shared = {} if shared is None else shared
     out.append(f"\n## `{title}`{tag}\n")
     if model.__doc__:
         out.append(" ".join(model.__doc__.split()) + "\n")
@@ -87,11 +113,16 @@ def _section(title: str, model: type[BaseModel], out: list[str], tag: str = "") 
     nested: list[tuple[str, type[BaseModel]]] = []
     for name, field in model.model_fields.items():
         description = " ".join((field.description or "").split())
-        out.append(
-            f"| `{name}` | {_type_name(field.annotation)} | {_default(field)} | {description} |"
-        )
+        type_name = _type_name(field.annotation)
+        if field.annotation in shared:
+            type_name = f"table (keys: `{shared[field.annotation]}`)"
+        default = _default(field)
+        if model in shared and default == "required":
+            default = "the section's"  # filled in from its owner's default
+        out.append(f"| `{name}` | {type_name} | {default} | {description} |")
         for sub in _models_in(field.annotation):
-            nested.append((name, sub))
+            if sub not in shared:
+                nested.append((name, sub))
     for name, sub in nested:
         suffix = ""
         for tag_field in ("type", "kind"):
@@ -110,7 +141,9 @@ def _section(title: str, model: type[BaseModel], out: list[str], tag: str = "") 
             key = f"[[{key.replace('[[', '').replace(']]', '')}]]"
         elif annotation_name.startswith("table of"):
             key = f"{key}.<name>"
-        _section(key, sub, out, suffix)
+        if model.model_fields[name].annotation is sub and not _has_defaults(sub):
+            shared[sub] = key
+        _section(key, sub, out, suffix, shared)
 
 
 def render() -> str:

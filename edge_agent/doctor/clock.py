@@ -6,7 +6,7 @@ import ctypes
 import ctypes.util
 import time
 
-from edge_agent.doctor.base import Finding, Status
+from edge_agent.doctor.base import DoctorContext, Finding, Status
 
 CHECK = "clock"
 TIME_ERROR = 5
@@ -51,5 +51,5 @@ def judge(state: int | None, now: float) -> Finding:
     return Finding(CHECK, Status.OK, "the clock is synchronised")
 
 
-def check() -> list[Finding]:
+def check(context: DoctorContext) -> list[Finding]:
     return [judge(kernel_clock_state(), time.time())]

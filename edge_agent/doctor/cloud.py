@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import httpx
 
-from edge_agent.config import AgentConfig
-from edge_agent.doctor.base import Finding, Status
+from edge_agent.doctor.base import DoctorContext, Finding, Status
 
 CHECK = "cloud"
 TIMEOUT_S = 5.0
 
 
-def check(config: AgentConfig) -> list[Finding]:
-    sync = config.sync
+def check(context: DoctorContext) -> list[Finding]:
+    sync = context.loaded.config.sync
     if not sync.enabled:
         return [Finding(CHECK, Status.SKIP, "sync is disabled ([sync] enabled = false)")]
     url = sync.url.rstrip("/") + "/health"

@@ -5,8 +5,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from edge_agent.config import LoadedConfig
-from edge_agent.doctor.base import Finding, Status
+from edge_agent.doctor.base import DoctorContext, Finding, Status
 
 CHECK = "disk"
 MIN_FREE_BYTES = 64 << 20
@@ -30,7 +29,8 @@ def judge(free: int, store_max_bytes: int, where: Path) -> Finding:
     return Finding(CHECK, Status.OK, f"{where}: {free / 1e9:.1f} GB free")
 
 
-def check(loaded: LoadedConfig) -> list[Finding]:
+def check(context: DoctorContext) -> list[Finding]:
+    loaded = context.loaded
     where = loaded.resolve(loaded.config.store.path).parent
     while not where.exists() and where != where.parent:
         where = where.parent

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from edge_agent.config import LoadedConfig
-from edge_agent.doctor.base import Finding, Status
+from edge_agent.doctor.base import DoctorContext, Finding, Status
 from edge_agent.errors import BackendUnavailable
 from edge_agent.model.ota.layout import ModelsDir
 from edge_agent.model.selection import load_model, release_key_path
@@ -12,7 +11,8 @@ from edgetwin_contracts.errors import BundleRejected, KeyInvalid
 CHECK = "model"
 
 
-def check(loaded: LoadedConfig) -> list[Finding]:
+def check(context: DoctorContext) -> list[Finding]:
+    loaded = context.loaded
     config = loaded.config
     try:
         model = load_model(

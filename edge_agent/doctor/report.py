@@ -5,9 +5,9 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from edge_agent.config import load_config
-from edge_agent.doctor import clock, cloud, disk, model, serial, store
-from edge_agent.doctor.base import Finding, Status
+from edge_agent.config import LoadedConfig, load_config
+from edge_agent.doctor.base import DoctorContext, Finding, Status
+from edge_agent.doctor.checks import CHECKS
 from edge_agent.install.layout import USER
 from edgetwin_common.errors import ConfigInvalid
 
@@ -16,27 +16,19 @@ EXIT_PROBLEMS = 1
 
 
 def diagnose(config_path: Path, user: str = USER) -> list[Finding]:
-    """Every finding, in a fixed order. A config that does not load is itself a finding
-    (and the checks that need it are not run)."""
+    """Every finding, in the order of ``CHECKS``. A config that does not load is itself a
+    finding (and the checks that need it are not run)."""
+    loaded: LoadedConfig | None = None
+    problem: ConfigInvalid | None = None
     try:
         loaded = load_config(config_path)
     except ConfigInvalid as exc:
-        return [
-            Finding(
-                "config",
-                Status.FAIL,
-                f"{config_path}: {exc}",
-                f"edge-agent check-config {config_path} lists every problem with its key",
-            ),
-            *clock.check(),
-        ]
-    findings = [Finding("config", Status.OK, f"{config_path} is valid")]
-    findings += serial.check(loaded.config, user)
-    findings += model.check(loaded)
-    findings += store.check(loaded)
-    findings += clock.check()
-    findings += disk.check(loaded)
-    findings += cloud.check(loaded.config)
+        problem = exc
+    context = DoctorContext(config_path, user, loaded, problem)
+    findings: list[Finding] = []
+    for check in CHECKS:
+        if loaded is not None or not check.needs_config:
+            findings += check.run(context)
     return findings
 
 

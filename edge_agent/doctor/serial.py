@@ -8,8 +8,7 @@ import pwd
 import stat
 from pathlib import Path
 
-from edge_agent.config import AgentConfig
-from edge_agent.doctor.base import Finding, Status
+from edge_agent.doctor.base import DoctorContext, Finding, Status
 from edge_agent.sources.serial import SerialSourceConfig
 
 CHECK = "serial"
@@ -67,8 +66,9 @@ def check_port(name: str, port: str, user: str) -> Finding:
     return Finding(CHECK, Status.OK, f"source {name}: {real} read/write for {user} (group {group})")
 
 
-def check(config: AgentConfig, user: str) -> list[Finding]:
-    serial = [s for s in config.sources if isinstance(s, SerialSourceConfig)]
+def check(context: DoctorContext) -> list[Finding]:
+    sources = context.loaded.config.sources
+    serial = [s for s in sources if isinstance(s, SerialSourceConfig)]
     if not serial:
         return [Finding(CHECK, Status.SKIP, "no serial sources in the config")]
-    return [check_port(s.name, s.port, user) for s in serial]
+    return [check_port(s.name, s.port, context.user) for s in serial]

@@ -6,13 +6,13 @@ import os
 import sqlite3
 from contextlib import closing
 
-from edge_agent.config import LoadedConfig
-from edge_agent.doctor.base import Finding, Status
+from edge_agent.doctor.base import DoctorContext, Finding, Status
 
 CHECK = "store"
 
 
-def check(loaded: LoadedConfig) -> list[Finding]:
+def check(context: DoctorContext) -> list[Finding]:
+    loaded = context.loaded
     path = loaded.resolve(loaded.config.store.path)
     folder = path.parent
     if not folder.is_dir():

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from edge_agent.errors import EdgeAgentError
 
-__all__ = ["FaultSpecInvalid", "PtyUnavailable", "SimulatorSettingsInvalid"]
+__all__ = [
+    "FaultSpecInvalid",
+    "PtyUnavailable",
+    "SimulatedBusFailed",
+    "SimulatorSettingsInvalid",
+    "SocatMissing",
+]
 
 
 class SimulatorSettingsInvalid(EdgeAgentError, ValueError):
@@ -18,3 +24,13 @@ class FaultSpecInvalid(SimulatorSettingsInvalid):
 
 class PtyUnavailable(EdgeAgentError):
     """This OS has no pseudo-terminals (os.openpty): run the simulator on Linux or macOS."""
+
+
+class SocatMissing(EdgeAgentError):
+    """The simulated Modbus RTU bus links two pseudo-terminals with socat, which is not
+    installed: install it (Debian package socat)."""
+
+
+class SimulatedBusFailed(EdgeAgentError):
+    """A simulated Modbus bus or gateway did not start or stop in time (socat made no
+    ptys, the pymodbus server did not come up or down); the message says which."""

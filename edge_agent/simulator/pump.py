@@ -223,6 +223,66 @@ class _Ou:
         return self.x
 
 
+_Window = tuple[Fault, int, int | None]
+"""A fault and its first and end sample (None: to the end)."""
+
+
+def _machine_faults(
+    windows: list[_Window], n: int, dt: float
+) -> tuple[float, float, set[FaultKind]]:
+    """Wear and overheating (in their sensors' units) at sample ``n``, and the faults active."""
+    wear = 0.0
+    overheat = 0.0
+    active: set[FaultKind] = set()
+    for fault, first, end in windows:
+        if n < first:
+            continue
+        is_active = end is None or n < end
+        if is_active:
+            active.add(fault.kind)
+        if fault.kind is FaultKind.WEAR:
+            # Wear is permanent: it stays at the level it reached.
+            elapsed = (min(n, end) if end is not None else n) - first
+            wear += (fault.rate or 0.0) * elapsed * dt / 60.0
+        elif fault.kind is FaultKind.OVERHEAT and is_active:
+            overheat += (fault.rate or 0.0) * (n - first) * dt / 60.0
+    return wear, overheat, active
+
+
+def _sensor_faults(
+    windows: list[_Window],
+    n: int,
+    dt: float,
+    reported: dict[str, float],
+    stuck_values: dict[int, float],
+) -> tuple[bool, bool, bool]:
+    """Apply the sensor faults of sample ``n`` to ``reported`` (drift, stuck, spike) and
+    say whether the device is present, silent and printing garbage."""
+    present = True
+    silent = False
+    garbage = False
+    for number, (fault, first, end) in enumerate(windows):
+        if fault.kind is FaultKind.DRIFT and fault.channel is not None and n >= first:
+            # Like wear, the offset a drift reached stays after it ends.
+            drifted = (min(n, end) if end is not None else n) - first
+            reported[fault.channel] += (fault.rate or 0.0) * drifted * dt / 60.0
+        if n < first or (end is not None and n >= end):
+            continue
+        kind = fault.kind
+        if kind is FaultKind.STUCK and fault.channel is not None:
+            held = stuck_values.setdefault(number, reported[fault.channel])
+            reported[fault.channel] = held
+        elif kind is FaultKind.SPIKE and fault.channel is not None:
+            reported[fault.channel] += fault.size or 0.0
+        elif kind is FaultKind.VANISH:
+            present = False
+        elif kind is FaultKind.DROPOUT:
+            silent = True
+        elif kind is FaultKind.GARBAGE:
+            garbage = True
+    return present, silent, garbage
+
+
 def iter_frames(settings: SimulatorSettings, epoch: float = 0.0) -> Iterator[Frame]:
     """Frames from sample 0 on (forever, or until ``duration_s``).
 
@@ -285,68 +345,6 @@ def iter_frames(settings: SimulatorSettings, epoch: float = 0.0) -> Iterator[Fra
                 line = format_line(settings.format, values, ts, settings.csv_delimiter)
         yield Frame(n, t, load, truth, values, line, frozenset(active), present)
         n += 1
-
-
-_Window = tuple[Fault, int, int | None]
-"""A fault with its first sample and the sample it ends before (None: never ends)."""
-
-
-def _machine_faults(
-    windows: list[_Window], n: int, dt: float
-) -> tuple[float, float, set[FaultKind]]:
-    """What the machine itself suffers at sample ``n``: bearing wear (mm/s of vibration,
-    permanent), extra bearing heat (°C), and the fault kinds active now."""
-    wear = 0.0
-    overheat = 0.0
-    active: set[FaultKind] = set()
-    for fault, first, end in windows:
-        if n < first:
-            continue
-        is_active = end is None or n < end
-        if is_active:
-            active.add(fault.kind)
-        if fault.kind is FaultKind.WEAR:
-            # Wear is permanent: it stays at the level it reached.
-            elapsed = (min(n, end) if end is not None else n) - first
-            wear += (fault.rate or 0.0) * elapsed * dt / 60.0
-        elif fault.kind is FaultKind.OVERHEAT and is_active:
-            overheat += (fault.rate or 0.0) * (n - first) * dt / 60.0
-    return wear, overheat, active
-
-
-def _sensor_faults(
-    windows: list[_Window],
-    n: int,
-    dt: float,
-    reported: dict[str, float],
-    stuck_values: dict[int, float],
-) -> tuple[bool, bool, bool]:
-    """Apply the sensor and link faults of sample ``n`` to ``reported`` (drift, stuck,
-    spike) and return (device present, line sent, line garbled) as (present, silent,
-    garbage). ``stuck_values`` holds each stuck fault's frozen value across samples."""
-    present = True
-    silent = False
-    garbage = False
-    for number, (fault, first, end) in enumerate(windows):
-        if fault.kind is FaultKind.DRIFT and fault.channel is not None and n >= first:
-            # Like wear, the offset a drift reached stays after it ends.
-            drifted = (min(n, end) if end is not None else n) - first
-            reported[fault.channel] += (fault.rate or 0.0) * drifted * dt / 60.0
-        if n < first or (end is not None and n >= end):
-            continue
-        kind = fault.kind
-        if kind is FaultKind.STUCK and fault.channel is not None:
-            held = stuck_values.setdefault(number, reported[fault.channel])
-            reported[fault.channel] = held
-        elif kind is FaultKind.SPIKE and fault.channel is not None:
-            reported[fault.channel] += fault.size or 0.0
-        elif kind is FaultKind.VANISH:
-            present = False
-        elif kind is FaultKind.DROPOUT:
-            silent = True
-        elif kind is FaultKind.GARBAGE:
-            garbage = True
-    return present, silent, garbage
 
 
 def generate_series(settings: SimulatorSettings, duration_s: float) -> list[Frame]:

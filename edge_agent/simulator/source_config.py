@@ -13,7 +13,7 @@ def serial_config_for(
     """A validated ``SerialSourceConfig`` for the simulator's output on ``port`` (its link
     or pty path): the right format and CSV columns, each sensor to a channel of its own
     name, the device timestamp when the simulator prints one. ``overrides`` are further
-    config keys (e.g. reconnect_min_s=0.05).
+    config keys (e.g. backoff={"initial_s": 0.05, "max_s": 0.2}).
 
     Raises pydantic.ValidationError for bad overrides.
     """

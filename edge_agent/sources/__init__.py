@@ -1,7 +1,8 @@
 """Sensor sources: each yields an async stream of Readings and reports its health.
 
-Plugins (one module each: key, config model, implementation): ``serial`` (line protocol
-over pyserial), ``replay`` (CSV file), ``modbus`` (RTU and TCP through pymodbus; a
-package of its own), ``gpio`` (gpiozero inputs) and ``onewire`` (DS18B20 through the
-kernel's w1 files). ``build_source`` picks the plugin for a config.
+One module per plugin (its config model with its ``type`` key, its implementation and
+``PLUGIN``; ``modbus`` is a package of its own); ``registry.SOURCES`` lists them once and
+builds the plugin for a config (``build_source``). ``base`` is the contract every source
+implements, ``threaded`` the thread-to-loop plumbing of blocking drivers, ``linesource``
+the line reader over anything pyserial opens and ``lineproto`` its parsing.
 """

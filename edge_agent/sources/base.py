@@ -1,15 +1,24 @@
-"""The source contract every input plugin implements."""
+"""The source contract every input plugin implements, and the base of their configs."""
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Protocol
+from types import MappingProxyType
+from typing import Annotated, Any, ClassVar, Protocol
+
+from pydantic import Field, ValidationInfo, model_validator
 
 from edge_agent.reading import Reading
 from edgetwin_common.config import Name, Strict
+from edgetwin_common.retry import complete_backoff_table
+
+RECONNECT_KEYS: Mapping[str, tuple[str, ...]] = MappingProxyType(
+    {"reconnect_min_s": ("initial_s",), "reconnect_max_s": ("max_s",)}
+)
+"""The keys sources had before their ``backoff`` table (old key -> its new keys)."""
 
 
 class SourceState(StrEnum):
@@ -70,3 +79,28 @@ class FieldMapping(Strict):
     channel: Name
     scale: float = 1.0
     offset: float = 0.0
+
+
+class SourceConfigBase(Strict):
+    """What every source plugin's config has. Each plugin narrows ``type`` to its key
+    (``type: Literal["serial"]``), which discriminates the ``[[sources]]`` union."""
+
+    type: str
+    name: Annotated[str, Field(min_length=1, max_length=64)]
+    """The source's name in /status, logs and metrics (unique among sources)."""
+
+    renamed_backoff_keys: ClassVar[Mapping[str, tuple[str, ...]]] = MappingProxyType({})
+    """A plugin with a ``backoff`` table: the flat keys it had before (``RECONNECT_KEYS``),
+    still accepted with a deprecation note."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _backoff_table(cls, data: Any, info: ValidationInfo) -> Any:
+        if "backoff" not in cls.model_fields:
+            return data
+        return complete_backoff_table(cls, data, info, cls.renamed_backoff_keys, "sources")
+
+    def channel_names(self) -> list[str]:
+        """The channels this config maps readings onto, in config order (a replay
+        without ``columns``: none, its file's header decides)."""
+        raise NotImplementedError

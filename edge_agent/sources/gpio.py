@@ -13,27 +13,33 @@ rate over each ``sample_period_s``.
 
 from __future__ import annotations
 
-import logging
 import re
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from enum import StrEnum
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from gpiozero import DigitalInputDevice, GPIOZeroError
 from gpiozero.pins.mock import MockFactory
 from pydantic import Field, model_validator
 
 from edge_agent.reading import Reading
-from edge_agent.sources.base import SourceHealth, SourceState
-from edge_agent.sources.serial import backoff
-from edge_agent.sources.threaded import QUEUE_FULL, Emit, ThreadedSource
+from edge_agent.sources.base import RECONNECT_KEYS, SourceConfigBase, SourceState
+from edge_agent.sources.threaded import (
+    OPEN_FAILURES,
+    QUEUE_FULL,
+    Emit,
+    ThreadedSource,
+    retrying_text,
+)
 from edgetwin_common.config import Name, Strict
+from edgetwin_common.plugins import Plugin
+from edgetwin_common.retry import Backoff, BackoffConfig
 
 __all__ = [
     "COUNTERS",
-    "SOURCE_TYPE",
+    "PLUGIN",
     "GpioInput",
     "GpioSource",
     "GpioSourceConfig",
@@ -41,10 +47,6 @@ __all__ = [
     "PinFactoryName",
     "make_pin_factory",
 ]
-
-SOURCE_TYPE = "gpio"
-
-log = logging.getLogger(__name__)
 
 PinName = Annotated[
     int | str,
@@ -56,8 +58,6 @@ PinName = Annotated[
 
 PinFactoryName = Literal["default", "lgpio", "mock"]
 
-OPEN_FAILURES = "open_failures"
-"""Attempts to claim the pins that failed (pin busy, no GPIO chip, no permission)."""
 COUNTERS: tuple[str, ...] = (OPEN_FAILURES, QUEUE_FULL)
 """Source-wide counters; per input there are ``<channel>:changes`` (state inputs) or
 ``<channel>:pulses`` (pulse inputs)."""
@@ -107,21 +107,20 @@ class GpioInput(Strict):
         return self
 
 
-class GpioSourceConfig(Strict):
+class GpioSourceConfig(SourceConfigBase):
     """Digital inputs on the board's GPIO header."""
 
     type: Literal["gpio"]
-    name: Annotated[str, Field(min_length=1, max_length=64)]
-    """The source's name in /status, logs and metrics (unique among sources)."""
     pin_factory: PinFactoryName = "default"
     """default: gpiozero's choice (GPIOZERO_PIN_FACTORY, else lgpio on a Pi); lgpio;
     mock: gpiozero's MockFactory (no hardware: a dry run)."""
     sample_period_s: Annotated[float, Field(gt=0, le=3600)] = 1.0
     """State inputs repeat their state, pulse inputs report their rate, this often."""
-    reconnect_min_s: Annotated[float, Field(gt=0)] = 1.0
-    """First wait before trying to claim the pins again; doubles after each failure."""
-    reconnect_max_s: Annotated[float, Field(gt=0)] = 60.0
+    backoff: BackoffConfig = BackoffConfig(initial_s=1.0, max_s=60.0)
+    """Waits before trying to claim the pins again (no jitter)."""
     inputs: Annotated[list[GpioInput], Field(min_length=1)]
+
+    renamed_backoff_keys: ClassVar[Mapping[str, tuple[str, ...]]] = RECONNECT_KEYS
 
     @model_validator(mode="after")
     def _unique(self) -> GpioSourceConfig:
@@ -133,8 +132,6 @@ class GpioSourceConfig(Strict):
                 problems.append(f"inputs.{i}.channel: {channel!r} is used twice")
             if pin in pins[:i]:
                 problems.append(f"inputs.{i}.pin: {self.inputs[i].pin!r} is used twice")
-        if self.reconnect_max_s < self.reconnect_min_s:
-            problems.append("reconnect_max_s must be >= reconnect_min_s")
         if problems:
             raise ValueError("; ".join(problems))
         return self
@@ -177,6 +174,8 @@ class GpioSource(ThreadedSource):
     clock: the time stamped on readings (UNIX s), shared with every other source.
     """
 
+    config: GpioSourceConfig
+
     def __init__(
         self,
         config: GpioSourceConfig,
@@ -185,20 +184,12 @@ class GpioSource(ThreadedSource):
         clock: Callable[[], float] = time.time,
         queue_size: int = 4096,
     ) -> None:
-        super().__init__(queue_size)
-        self.config = config
-        self.name = config.name
-        self.health = SourceHealth()
+        super().__init__(config, COUNTERS, clock=clock, queue_size=queue_size)
         counters = self.health.counters
-        counters.update(dict.fromkeys(COUNTERS, 0))
         for inp in config.inputs:
             key = change_counter if inp.kind is InputKind.STATE else pulse_counter
             counters[key(inp.channel)] = 0
         self._pin_factory = pin_factory
-        self._clock = clock
-
-    def channels(self) -> list[str]:
-        return self.config.channel_names()
 
     def _open(self) -> list[DigitalInputDevice] | None:
         factory = self._pin_factory
@@ -225,13 +216,13 @@ class GpioSource(ThreadedSource):
         return devices
 
     def _run(self, stop: threading.Event, emit: Emit) -> None:
-        config = self.config
-        delays = backoff(config.reconnect_min_s, config.reconnect_max_s)
-        devices = self._open()
-        while devices is None:
-            if stop.wait(next(delays)):
-                return
+        devices = None
+        for _ in Backoff(self.config.backoff).attempts_until(stop):
             devices = self._open()
+            if devices is not None:
+                break
+        if devices is None:
+            return  # stopped before the pins could be claimed
         self._change(SourceState.CONNECTED, None)
         try:
             self._sample(devices, stop, emit)
@@ -304,9 +295,11 @@ class GpioSource(ThreadedSource):
 
         return on_pulse
 
-    def _change(self, state: SourceState, error: str | None) -> None:
-        if self.health.set_state(state, self._clock(), error):
-            if state is SourceState.CONNECTED:
-                log.info("source %s: %d input(s) claimed", self.name, len(self.config.inputs))
-            else:
-                log.warning("source %s: %s; retrying", self.name, error)
+    def _connected_text(self) -> str:
+        return f"{len(self.config.inputs)} input(s) claimed"
+
+    def _disconnected_text(self, error: str | None) -> str:
+        return retrying_text(error, self.config.backoff)
+
+
+PLUGIN = Plugin(GpioSourceConfig, GpioSource)

@@ -28,8 +28,8 @@ from typing import TYPE_CHECKING
 from edge_agent.reading import Reading
 
 if TYPE_CHECKING:
-    # Only for annotations: serial.py (the plugin) imports this module.
-    from edge_agent.sources.serial import SerialSourceConfig
+    # Only for annotations: linesource.py (the line sources' base) imports this module.
+    from edge_agent.sources.linesource import LineSourceConfig
 
 __all__ = [
     "FIELDS_UNMAPPED",
@@ -160,7 +160,7 @@ class LineParser:
         self._wanted = wanted_set
 
     @classmethod
-    def from_config(cls, config: SerialSourceConfig) -> LineParser:
+    def from_config(cls, config: LineSourceConfig) -> LineParser:
         wanted = set(config.fields)
         if config.timestamp_field is not None:
             wanted.add(config.timestamp_field)
@@ -321,7 +321,7 @@ class LineAssembler:
 
 
 class LineDecoder:
-    """Lines to Readings for one serial source: parse, stamp, map, count.
+    """Lines to Readings for one line source (serial, tcp): parse, stamp, map, count.
 
     Timestamps are the device's ``timestamp_field`` (UNIX seconds) when configured, else
     ``clock()`` at decode time (receive time). A line whose timestamp is earlier than the
@@ -341,7 +341,7 @@ class LineDecoder:
 
     def __init__(
         self,
-        config: SerialSourceConfig,
+        config: LineSourceConfig,
         counters: Counter[str],
         clock: Callable[[], float] = time.time,
     ) -> None:

@@ -15,7 +15,6 @@ source's own thread.
 
 from __future__ import annotations
 
-import logging
 import math
 import threading
 import time
@@ -28,14 +27,15 @@ from typing import Annotated, Literal
 from pydantic import Field, model_validator
 
 from edge_agent.reading import Reading
-from edge_agent.sources.base import SourceHealth, SourceState
+from edge_agent.sources.base import SourceConfigBase, SourceState
 from edge_agent.sources.threaded import QUEUE_FULL, Emit, ThreadedSource
 from edgetwin_common.config import Name, Strict
+from edgetwin_common.plugins import Plugin
 
 __all__ = [
     "COUNTERS",
+    "PLUGIN",
     "SENSOR_COUNTERS",
-    "SOURCE_TYPE",
     "OneWireSensor",
     "OneWireSource",
     "OneWireSourceConfig",
@@ -43,10 +43,6 @@ __all__ = [
     "parse_w1_slave",
     "sensor_counter",
 ]
-
-SOURCE_TYPE = "onewire"
-
-log = logging.getLogger(__name__)
 
 
 class W1Outcome(StrEnum):
@@ -116,12 +112,10 @@ class OneWireSensor(Strict):
     """A calibration offset in °C (from an ice-bath check, say)."""
 
 
-class OneWireSourceConfig(Strict):
+class OneWireSourceConfig(SourceConfigBase):
     """DS18B20 sensors on the w1 bus (``dtoverlay=w1-gpio`` on a Raspberry Pi)."""
 
     type: Literal["onewire"]
-    name: Annotated[str, Field(min_length=1, max_length=64)]
-    """The source's name in /status, logs and metrics (unique among sources)."""
     devices_dir: Path = Path("/sys/bus/w1/devices")
     """Where the kernel lists 1-Wire devices (a fake tree in tests)."""
     period_s: Annotated[float, Field(gt=0, le=3600)] = 5.0
@@ -154,6 +148,8 @@ class OneWireSource(ThreadedSource):
     counters and, through the channel's staleness, as a health alarm.
     """
 
+    config: OneWireSourceConfig
+
     def __init__(
         self,
         config: OneWireSourceConfig,
@@ -161,20 +157,11 @@ class OneWireSource(ThreadedSource):
         clock: Callable[[], float] = time.time,
         queue_size: int = 1024,
     ) -> None:
-        super().__init__(queue_size)
-        self.config = config
-        self.name = config.name
-        self.health = SourceHealth()
+        super().__init__(config, COUNTERS, clock=clock, queue_size=queue_size)
         counters = self.health.counters
-        counters.update(dict.fromkeys(COUNTERS, 0))
         for sensor in config.sensors:
             for counter in SENSOR_COUNTERS:
                 counters[sensor_counter(sensor.channel, counter)] = 0
-        self._clock = clock
-        self._logged_error: str | None = None
-
-    def channels(self) -> list[str]:
-        return self.config.channel_names()
 
     def _join_timeout_s(self) -> float:
         # A round of reads is not interruptible: wait for it.
@@ -218,13 +205,11 @@ class OneWireSource(ThreadedSource):
             if stop.wait(max(0.0, self.config.period_s - (time.monotonic() - started))):
                 return
 
-    def _change(self, state: SourceState, error: str | None) -> None:
-        if self.health.set_state(state, self._clock(), error):
-            if state is SourceState.CONNECTED:
-                log.info("source %s: sensors reading", self.name)
-            else:
-                log.warning("source %s: no sensor reads (%s)", self.name, error)
-            self._logged_error = error
-        elif error is not None and error != self._logged_error:
-            log.info("source %s: still %s: %s", self.name, state.value, error)
-            self._logged_error = error
+    def _connected_text(self) -> str:
+        return "sensors reading"
+
+    def _disconnected_text(self, error: str | None) -> str:
+        return f"no sensor reads ({error})"
+
+
+PLUGIN = Plugin(OneWireSourceConfig, OneWireSource)

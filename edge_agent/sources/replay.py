@@ -19,14 +19,12 @@ from typing import Annotated, Literal, TextIO
 from pydantic import Field
 
 from edge_agent.reading import Reading
-from edge_agent.sources.base import FieldMapping, SourceHealth, SourceState
+from edge_agent.sources.base import FieldMapping, SourceConfigBase, SourceHealth, SourceState
 from edge_agent.sources.errors import ReplayFileInvalid
-from edgetwin_common.config import Strict
+from edgetwin_common.plugins import Plugin
 from edgetwin_common.timestamps import parse_timestamp
 
-__all__ = ["COUNTERS", "SOURCE_TYPE", "ReplaySource", "ReplaySourceConfig"]
-
-SOURCE_TYPE = "replay"
+__all__ = ["COUNTERS", "PLUGIN", "ReplaySource", "ReplaySourceConfig"]
 
 log = logging.getLogger(__name__)
 
@@ -61,13 +59,11 @@ COUNTERS: tuple[str, ...] = (*ROW_OUTCOMES, VALUES_NOT_FINITE, "loops")
 _YIELD_EVERY_ROWS = 256
 
 
-class ReplaySourceConfig(Strict):
+class ReplaySourceConfig(SourceConfigBase):
     """Reads ``path`` (header row; a timestamp column, ISO 8601 or UNIX seconds, and
     numeric columns). NAB's ``timestamp,value`` files work as they are."""
 
     type: Literal["replay"]
-    name: Annotated[str, Field(min_length=1, max_length=64)]
-    """The source's name in /status, logs and metrics (unique among sources)."""
     path: Path
     """The CSV file (opened when the source starts, not when the config is checked)."""
     speed: Annotated[float, Field(ge=0)] = 1.0
@@ -78,6 +74,9 @@ class ReplaySourceConfig(Strict):
     """Column -> channel; empty: every non-timestamp column feeds the channel of its name."""
     loop: bool = False
     """Start again from the top at the end (demos); timestamps keep increasing."""
+
+    def channel_names(self) -> list[str]:
+        return [m.channel for m in self.columns.values()]
 
 
 class ReplaySource:
@@ -263,3 +262,6 @@ class ReplaySource:
             (m.channel, header.index(column), m.scale, m.offset)
             for column, m in self.config.columns.items()
         ]
+
+
+PLUGIN = Plugin(ReplaySourceConfig, ReplaySource)

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
 
 from edgetwin_common.config import Strict
+from edgetwin_common.retry import BackoffConfig, complete_backoff_table
 from edgetwin_contracts.batch import MAX_BATCH_DECOMPRESSED_BYTES
 
 
@@ -27,10 +28,15 @@ class SyncConfig(Strict):
     max_batch_bytes: Annotated[int, Field(ge=4096, le=MAX_BATCH_DECOMPRESSED_BYTES)] = 1024 * 1024
     """Cap on a batch's JSON before compression; the compressed body is also kept within
     the cloud's 256 KiB."""
-    backoff_min_s: Annotated[float, Field(gt=0, le=3600)] = 1.0
-    """First retry delay after a failure; doubles per failure (with jitter) ..."""
-    backoff_max_s: Annotated[float, Field(gt=0, le=86_400)] = 300.0
-    """... up to this. Also the retry period while the token is refused (401)."""
+    backoff: BackoffConfig = BackoffConfig(initial_s=1.0, max_s=300.0)
+    """Waits after failures, each between half and all of the nominal one (jitter);
+    max_s is also the retry period while the token or the batch envelope is refused."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _backoff_table(cls, data: Any, info: ValidationInfo) -> Any:
+        renamed = {"backoff_min_s": ("initial_s",), "backoff_max_s": ("max_s",)}
+        return complete_backoff_table(cls, data, info, renamed, "sync")
 
     @field_validator("url")
     @classmethod
@@ -48,8 +54,6 @@ class SyncConfig(Strict):
             problems.append("url is required when sync is enabled")
         if self.enabled and (self.token is None or not self.token.get_secret_value()):
             problems.append("token is required when sync is enabled")
-        if self.backoff_min_s > self.backoff_max_s:
-            problems.append(f"backoff_min_s must be <= backoff_max_s ({self.backoff_max_s})")
         if problems:
             raise ValueError("; ".join(problems))
         return self

@@ -13,7 +13,7 @@ class CloudUnavailable(TransientError):
 
 class CloudUnauthorized(EdgeAgentError):
     """The cloud refused the device token (401/403). Fatal until the token in [sync]
-    changes: logged once, retried at backoff_max_s."""
+    changes: logged once, retried every backoff.max_s."""
 
 
 class BatchRejected(EdgeAgentError):

@@ -37,9 +37,10 @@ from edge_agent.sync.errors import (
     CloudUnauthorized,
 )
 from edge_agent.sync.twin import Twin
+from edgetwin_common.retry import Backoff, Jitter
 from edgetwin_contracts.batch import MAX_BATCH_BYTES, BatchAck, DesiredState, ReportedState
 
-log = logging.getLogger("edge_agent.sync")
+log = logging.getLogger(__name__)
 
 MIN_ROW_BYTES = 120
 """Fewer JSON bytes than any outbox row: bounds how many rows one build reads."""
@@ -58,26 +59,10 @@ class SyncState(StrEnum):
     BACKING_OFF = "backing_off"
     """The cloud was unreachable (or failed); retrying with exponential backoff."""
     UNAUTHORIZED = "unauthorized"
-    """The cloud refuses the token: fix [sync] token; retried every backoff_max_s."""
+    """The cloud refuses the token: fix [sync] token; retried every backoff.max_s."""
     FAILED = "failed"
     """The worker hit a bug MAX_CRASHES times in a row and stopped (see the log); the
     outbox keeps filling and is sent after a restart."""
-
-
-class Backoff:
-    """Exponential backoff with jitter: the n-th consecutive failure waits
-    ``min(max_s, min_s * 2**(n-1))`` times a random factor in [0.5, 1] (so devices that
-    lost the cloud together do not come back in lockstep, and no wait is below half the
-    nominal one). Seconds."""
-
-    def __init__(self, min_s: float, max_s: float, rng: random.Random | None = None) -> None:
-        self.min_s = min_s
-        self.max_s = max_s
-        self._rng = rng or random.Random()
-
-    def delay(self, failures: int) -> float:
-        nominal = min(self.max_s, self.min_s * 2.0 ** min(max(failures - 1, 0), 60))
-        return nominal * self._rng.uniform(0.5, 1.0)
 
 
 class SyncWorker:
@@ -106,7 +91,8 @@ class SyncWorker:
         self._store = store
         self._twin = twin
         self._clock = clock
-        self._backoff = Backoff(config.backoff_min_s, config.backoff_max_s, rng)
+        # Equal jitter: devices that lost the cloud together do not return in lockstep.
+        self._backoff = Backoff(config.backoff, Jitter.EQUAL, rng)
         self._client = client
         self.state = SyncState.IDLE
         self.attempts = 0
@@ -163,7 +149,7 @@ class SyncWorker:
                         self.state = SyncState.FAILED
                         log.error("sync worker stopped after %d errors in a row", crashes)
                         return
-                    delay = self.config.backoff_max_s
+                    delay = self.config.backoff.max_s
                     self._next_at = self._clock() + delay
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), max(delay, 0.0))
@@ -358,11 +344,11 @@ class SyncWorker:
                 "the cloud refuses this device's token (%s): fix [sync] token;"
                 " retrying every %.0f s",
                 exc,
-                self.config.backoff_max_s,
+                self.config.backoff.max_s,
             )
         self.state = SyncState.UNAUTHORIZED
         self._send_full = True
-        return self.config.backoff_max_s
+        return self.config.backoff.max_s
 
     async def _rejected(self, inflight: InflightBatch, exc: BatchRejected) -> float:
         """The cloud stored nothing and never will for these bytes: drop the batch (its
@@ -393,13 +379,13 @@ class SyncWorker:
             " clock and agent version; retrying every %.0f s",
             exc.status,
             exc.detail,
-            self.config.backoff_max_s,
+            self.config.backoff.max_s,
         )
         self._suspect = None
         self._row_limit = 0  # retry with the probe alone until it is accepted
         self.state = SyncState.BACKING_OFF
         self.failures += 1
-        return self.config.backoff_max_s
+        return self.config.backoff.max_s
 
     async def _out_of_order(self, inflight: InflightBatch, exc: BatchOutOfOrder) -> float:
         """409: the cloud has higher sequences than this device remembers (its store was

@@ -280,8 +280,7 @@ token = "{token}"
 interval_s = {interval_s}
 timeout_s = 5
 max_batch_bytes = {max_batch_bytes}
-backoff_min_s = 0.2
-backoff_max_s = 1
+backoff = {{ initial_s = 0.2, max_s = 1 }}
 
 [http]
 host = "127.0.0.1"

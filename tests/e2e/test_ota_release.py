@@ -161,7 +161,7 @@ class Ota:
         text += (
             f'\n[ota]\nrelease_public_key = "{self.public_key}"\n'
             f"guard_samples = {GUARD_SAMPLES}\nguard_margin = 0.10\n"
-            "download_retry_s = 0.2\ndownload_attempts = 3\n"
+            "backoff = { initial_s = 0.2, max_s = 0.2 }\ndownload_attempts = 3\n"
         )
         config.write_text(text)
         with agent_process(config, port, self.tmp / "agent.log") as agent:

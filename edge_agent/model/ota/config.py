@@ -4,11 +4,12 @@ cautious the live guard is."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
-from pydantic import Field
+from pydantic import Field, ValidationInfo, model_validator
 
 from edgetwin_common.config import Strict
+from edgetwin_common.retry import BackoffConfig, complete_backoff_table
 
 
 class OtaConfig(Strict):
@@ -32,7 +33,15 @@ class OtaConfig(Strict):
     previous model's over the guard; worse: automatic rollback."""
     self_test_timeout_s: Annotated[float, Field(gt=0, le=600)] = 60.0
     """Limit for the child process that loads the bundle and runs its golden vectors."""
-    download_retry_s: Annotated[float, Field(gt=0, le=86_400)] = 30.0
-    """Pause before resuming an interrupted download."""
+    backoff: BackoffConfig = BackoffConfig(initial_s=30.0, max_s=30.0)
+    """Waits before resuming an interrupted download, doubling while attempts bring no
+    new byte (no jitter; by default a steady 30 s)."""
     download_attempts: Annotated[int, Field(ge=1, le=100)] = 5
     """Attempts in a row that bring no new byte before the release is rejected."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _backoff_table(cls, data: Any, info: ValidationInfo) -> Any:
+        # The old key was one steady pause: both ends of the new range.
+        renamed = {"download_retry_s": ("initial_s", "max_s")}
+        return complete_backoff_table(cls, data, info, renamed, "ota")

@@ -44,6 +44,7 @@ from edge_agent.model.ota.layout import ModelsDir, Pointer, fsync_dir, install_n
 from edge_agent.model.ota.selftest import CHILD_COMMAND, run_self_test
 from edge_agent.pipeline.pipeline import Pipeline
 from edge_agent.pipeline.shadow import ShadowGuard, guard_verdict
+from edgetwin_common.retry import Backoff
 from edgetwin_contracts.batch import ModelRelease, ModelUpdateReport, ModelUpdateState
 from edgetwin_contracts.bundle import MAX_MODEL_BYTES, read_verified
 from edgetwin_contracts.errors import BundleRejected
@@ -282,6 +283,7 @@ class OtaManager:
         if self._downloader is None:
             raise DownloadFailed("no cloud connection configured ([sync])")
         fruitless = 0
+        backoff = Backoff(self.config.backoff)
         while True:
             before = partial.stat().st_size if partial.exists() else 0
             try:
@@ -297,7 +299,7 @@ class OtaManager:
                     ) from None
                 self._set(ModelUpdateState.DOWNLOADING, release, f"resuming: {exc}")
                 log.warning("download of %s interrupted (%s); resuming", release.version, exc)
-                await asyncio.sleep(self.config.download_retry_s)
+                await asyncio.sleep(backoff.delay(fruitless))
             except UpdateRejected:
                 partial.unlink(missing_ok=True)
                 raise

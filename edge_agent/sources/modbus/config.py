@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from enum import StrEnum
-from typing import Annotated, Literal
+from typing import Annotated, ClassVar, Literal
 
 from pydantic import Field, model_validator
 
+from edge_agent.sources.base import RECONNECT_KEYS, SourceConfigBase
 from edgetwin_common.config import Name, Strict
+from edgetwin_common.retry import BackoffConfig
 
 __all__ = [
     "ByteOrder",
@@ -108,12 +111,10 @@ class ModbusRegister(Strict):
         return self
 
 
-class ModbusSourceConfig(Strict):
+class ModbusSourceConfig(SourceConfigBase):
     """Polls registers of Modbus devices on one bus (RTU) or through one gateway (TCP)."""
 
     type: Literal["modbus"]
-    name: Annotated[str, Field(min_length=1, max_length=64)]
-    """The source's name in /status, logs and metrics (unique among sources)."""
     transport: Transport = Transport.RTU
     """rtu (serial port) or tcp (gateway)."""
     port: str | None = None
@@ -134,15 +135,15 @@ class ModbusSourceConfig(Strict):
     offline_after_failures: Annotated[int, Field(ge=1, le=1000)] = 3
     """Consecutive failed requests after which a device counts as gone: it is then only
     retried with backoff, and with every device gone the port is reopened."""
-    reconnect_min_s: Annotated[float, Field(gt=0)] = 0.5
-    """First wait before retrying a gone device or port; doubles after each failure."""
-    reconnect_max_s: Annotated[float, Field(gt=0)] = 30.0
-    """Longest wait between retries."""
+    backoff: BackoffConfig = BackoffConfig(initial_s=0.5, max_s=30.0)
+    """Waits before retrying a gone device, or reopening the port (no jitter)."""
     max_block_registers: Annotated[int, Field(ge=1, le=125)] = 125
     """Adjacent registers of one device, table and period are read in one request of
     at most this many registers (some devices take fewer; 1 reads each on its own)."""
     registers: Annotated[list[ModbusRegister], Field(min_length=1)]
     """The register map: one [[sources.registers]] table per value."""
+
+    renamed_backoff_keys: ClassVar[Mapping[str, tuple[str, ...]]] = RECONNECT_KEYS
 
     @model_validator(mode="after")
     def _consistent(self) -> ModbusSourceConfig:
@@ -153,8 +154,6 @@ class ModbusSourceConfig(Strict):
             problems.append('transport "tcp" needs host (the gateway)')
         if self.transport is Transport.TCP and self.port:
             problems.append('port is the serial device of transport "rtu"; for tcp use tcp_port')
-        if self.reconnect_max_s < self.reconnect_min_s:
-            problems.append("reconnect_max_s must be >= reconnect_min_s")
         seen: set[str] = set()
         for i, reg in enumerate(self.registers):
             if reg.channel in seen:

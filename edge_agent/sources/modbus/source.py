@@ -7,7 +7,7 @@ RTU is a master/slave bus: one request at a time, so one thread is also the righ
 
 The poll loop is supervised: open the port (or connection), poll each block when it is
 due, and when the port fails, or every device stopped answering, close it and reopen
-after a backoff (``reconnect_min_s`` doubling up to ``reconnect_max_s``). A device that
+after a backoff (``backoff.initial_s`` doubling up to ``backoff.max_s``). A device that
 fails ``offline_after_failures`` requests in a row is marked gone and retried with the
 same backoff, so a dead device does not eat the bus time of the live ones.
 
@@ -23,8 +23,8 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from pymodbus import FramerType
@@ -33,7 +33,7 @@ from pymodbus.exceptions import ConnectionException, ModbusException
 from pymodbus.framer import FramerRTU
 
 from edge_agent.reading import Reading
-from edge_agent.sources.base import SourceHealth, SourceState
+from edge_agent.sources.base import SourceState
 from edge_agent.sources.modbus.config import (
     DataType,
     ModbusRegister,
@@ -43,18 +43,23 @@ from edge_agent.sources.modbus.config import (
 )
 from edge_agent.sources.modbus.decode import decode_words
 from edge_agent.sources.modbus.plan import Block, plan_blocks
-from edge_agent.sources.serial import backoff
-from edge_agent.sources.threaded import QUEUE_FULL, Emit, ThreadedSource
+from edge_agent.sources.threaded import (
+    OPEN_FAILURES,
+    QUEUE_FULL,
+    RECONNECTS,
+    Emit,
+    ThreadedSource,
+)
+from edgetwin_common.plugins import Plugin
+from edgetwin_common.retry import Backoff
 
 __all__ = [
     "COUNTERS",
+    "PLUGIN",
     "REGISTER_COUNTERS",
-    "SOURCE_TYPE",
     "ModbusSource",
     "register_counter",
 ]
-
-SOURCE_TYPE = "modbus"
 
 log = logging.getLogger(__name__)
 
@@ -66,10 +71,6 @@ CRC_ERRORS = "crc_errors"
 """Answers whose CRC did not match (RTU): noise, a bad termination, two masters."""
 EXCEPTIONS = "exceptions"
 """Exception responses: the device answered but refused (e.g. 2, illegal data address)."""
-RECONNECTS = "reconnects"
-"""Port (or TCP connection) reopened after a loss."""
-OPEN_FAILURES = "open_failures"
-"""Attempts to open the port or connect that failed."""
 DEVICES_LOST = "devices_lost"
 """A device went from answering to offline_after_failures failures in a row."""
 DEVICES_RECOVERED = "devices_recovered"
@@ -145,10 +146,11 @@ class _Device:
     """Whether one slave answers, and when to try a gone one again."""
 
     slave: int
+    backoff: Backoff
+    """Waits between retries while the device is gone."""
     failures: int = 0
     is_gone: bool = False
     has_answered: bool = False
-    delays: Iterator[float] = field(default_factory=lambda: iter(()))
 
 
 class ModbusSource(ThreadedSource):
@@ -165,6 +167,8 @@ class ModbusSource(ThreadedSource):
         with other settings); default ``build_client``.
     """
 
+    config: ModbusSourceConfig
+
     def __init__(
         self,
         config: ModbusSourceConfig,
@@ -173,21 +177,12 @@ class ModbusSource(ThreadedSource):
         client_factory: Callable[[ModbusSourceConfig, _FrameWatch], Any] | None = None,
         queue_size: int = 4096,
     ) -> None:
-        super().__init__(queue_size)
-        self.config = config
-        self.name = config.name
-        self.health = SourceHealth()
-        self.health.counters.update(dict.fromkeys(COUNTERS, 0))
+        super().__init__(config, COUNTERS, clock=clock, queue_size=queue_size)
         for reg in config.registers:
             for counter in REGISTER_COUNTERS:
                 self.health.counters[register_counter(reg.channel, counter)] = 0
         self.blocks = plan_blocks(config.registers, config.max_block_registers)
-        self._clock = clock
         self._client_factory = client_factory or build_client
-        self._logged_error: str | None = None
-
-    def channels(self) -> list[str]:
-        return [reg.channel for reg in self.config.registers]
 
     def _join_timeout_s(self) -> float:
         # A request in flight is not interruptible: wait out its timeout.
@@ -198,15 +193,9 @@ class ModbusSource(ThreadedSource):
     def _run(self, stop: threading.Event, emit: Emit) -> None:
         config = self.config
         counters = self.health.counters
-        delays = backoff(config.reconnect_min_s, config.reconnect_max_s)
-        attempts = 0
+        backoff = Backoff(config.backoff)
         was_open = False
-        while not stop.is_set():
-            # Every attempt but the first waits: a port that just failed is usually
-            # still gone, and a failing open must not spin.
-            if attempts and stop.wait(next(delays)):
-                break
-            attempts += 1
+        for _ in backoff.attempts_until(stop):
             watch = _FrameWatch()
             client = self._client_factory(config, watch)
             if not client.connect():
@@ -224,7 +213,7 @@ class ModbusSource(ThreadedSource):
             if lost is None:
                 break
             if answered:
-                delays = backoff(config.reconnect_min_s, config.reconnect_max_s)
+                backoff.reset()
             self._change(SourceState.DISCONNECTED, lost)
 
     def _poll_until_lost(
@@ -234,7 +223,7 @@ class ModbusSource(ThreadedSource):
         (returns None); and whether any device answered meanwhile."""
         config = self.config
         counters = self.health.counters
-        devices = {b.slave: _Device(b.slave) for b in self.blocks}
+        devices = {b.slave: _Device(b.slave, Backoff(config.backoff)) for b in self.blocks}
         start = time.monotonic()
         # (due, index): blocks are polled in order of their due time; ties by config order.
         schedule = [(start, i) for i in range(len(self.blocks))]
@@ -259,7 +248,7 @@ class ModbusSource(ThreadedSource):
                 break
             now = time.monotonic()
             if device.is_gone:
-                next_due = now + next(device.delays)
+                next_due = now + device.backoff.next_delay()
             else:
                 next_due = due + block.period_s
                 if next_due <= now:
@@ -339,7 +328,7 @@ class ModbusSource(ThreadedSource):
         device.failures += 1
         if not device.is_gone and device.failures >= self.config.offline_after_failures:
             device.is_gone = True
-            device.delays = backoff(self.config.reconnect_min_s, self.config.reconnect_max_s)
+            device.backoff.reset()
             if device.has_answered:
                 self.health.counters[DEVICES_LOST] += 1
             log.warning(
@@ -350,23 +339,14 @@ class ModbusSource(ThreadedSource):
                 error,
             )
 
-    def _change(self, state: SourceState, error: str | None) -> None:
-        """Record a state (and error); log a state change, or a new error text, once."""
-        if self.health.set_state(state, self._clock(), error):
-            if state is SourceState.CONNECTED:
-                log.info("source %s: polling %s", self.name, _where(self.config))
-            else:
-                log.warning(
-                    "source %s: disconnected (%s); retrying every %.3g..%.3g s",
-                    self.name,
-                    error,
-                    self.config.reconnect_min_s,
-                    self.config.reconnect_max_s,
-                )
-            self._logged_error = error
-        elif error is not None and error != self._logged_error:
-            log.info("source %s: still %s: %s", self.name, state.value, error)
-            self._logged_error = error
+    def _connected_text(self) -> str:
+        return f"polling {_where(self.config)}"
+
+    def _disconnected_text(self, error: str | None) -> str:
+        backoff = self.config.backoff
+        return (
+            f"disconnected ({error}); retrying every {backoff.initial_s:.3g}..{backoff.max_s:.3g} s"
+        )
 
 
 def build_client(config: ModbusSourceConfig, watch: _FrameWatch) -> Any:
@@ -431,3 +411,6 @@ def _where(config: ModbusSourceConfig) -> str:
     if config.transport is Transport.TCP:
         return f"{config.host}:{config.tcp_port}"
     return str(config.port)
+
+
+PLUGIN = Plugin(ModbusSourceConfig, ModbusSource)

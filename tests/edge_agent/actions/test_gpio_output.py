@@ -9,8 +9,7 @@ import time
 import pytest
 from gpiozero.pins.mock import MockFactory
 
-from edge_agent.actions.config import GpioOutputActionConfig, OutputMode
-from edge_agent.actions.gpio_output import GpioOutputAction
+from edge_agent.actions.gpio_output import GpioOutputAction, GpioOutputActionConfig, OutputMode
 from edge_agent.alarms.model import Alarm, AlarmEvent, AlarmEventKind, AlarmState
 from edge_agent.alarms.rules import Severity
 

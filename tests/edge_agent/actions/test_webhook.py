@@ -18,8 +18,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from edge_agent.actions.config import WebhookActionConfig
-from edge_agent.actions.webhook import WebhookAction
+from edge_agent.actions.webhook import WebhookAction, WebhookActionConfig
 from edge_agent.alarms.model import Alarm, AlarmEvent, AlarmEventKind, AlarmState
 from edge_agent.alarms.rules import Severity
 from edgetwin_common.testing import wait_until_async
@@ -103,8 +102,7 @@ def hook(url: str, **overrides: Any) -> WebhookAction:
         "url": url,
         "timeout_s": 5.0,
         "retries": 5,
-        "backoff_initial_s": 0.01,
-        "backoff_max_s": 0.05,
+        "backoff": {"initial_s": 0.01, "max_s": 0.05},
         **overrides,
     }
     return WebhookAction(WebhookActionConfig.model_validate(settings))

@@ -17,10 +17,11 @@ import pytest
 
 from edge_agent.config import LoadedConfig, parse_config
 from edge_agent.doctor import clock, cloud, disk, model, serial, store
-from edge_agent.doctor.base import Status
+from edge_agent.doctor.base import DoctorContext, Finding, Status
+from edge_agent.doctor.checks import CHECKS
 from edge_agent.doctor.report import diagnose
 from edgetwin_common.testing import free_port
-from tests.conftest import BundleFactory
+from tests.conftest import REPO, BundleFactory
 from tests.edge_agent.integration.helpers import run_cli
 
 NOBODY = "nobody"
@@ -31,6 +32,11 @@ def _loaded(tmp_path: Path, body: str = "") -> LoadedConfig:
     path = tmp_path / "agent.toml"
     path.write_text(text)
     return LoadedConfig(path, parse_config(text, str(path)))
+
+
+def _context(tmp_path: Path, body: str = "", user: str = NOBODY) -> DoctorContext:
+    loaded = _loaded(tmp_path, body)
+    return DoctorContext(loaded.path, user, loaded)
 
 
 @pytest.fixture
@@ -68,29 +74,29 @@ def test_serial_port_permissions(tmp_path: Path, pty_path: Path) -> None:
 
 
 def test_model_rejected_and_shipped(tmp_path: Path, make_bundle: BundleFactory) -> None:
-    assert model.check(_loaded(tmp_path))[0].status is Status.OK
+    assert model.check(_context(tmp_path))[0].status is Status.OK
     unsigned = make_bundle(sign=False)
     key = tmp_path / "release.pub"
     from edge_agent.model.shipped import DEFAULT_PUBLIC_KEY
 
     key.write_bytes(DEFAULT_PUBLIC_KEY.read_bytes())
-    bad = model.check(_loaded(tmp_path, f'[model]\nbundle = "{unsigned}"\npublic_key = "{key}"\n'))
+    bad = model.check(_context(tmp_path, f'[model]\nbundle = "{unsigned}"\npublic_key = "{key}"\n'))
     assert bad[0].status is Status.FAIL and "rejected" in bad[0].message
     assert "model verify" in (bad[0].fix or "")
 
 
 def test_store_missing_intact_and_damaged(tmp_path: Path) -> None:
-    loaded = _loaded(tmp_path)
-    assert store.check(loaded)[0].status is Status.OK  # created at the first start
+    context = _context(tmp_path)
+    assert store.check(context)[0].status is Status.OK  # created at the first start
     db = tmp_path / "edge-agent.db"
     with closing(sqlite3.connect(db)) as conn:
         conn.execute("CREATE TABLE t (x)")
         conn.commit()
-    assert store.check(loaded)[0].status is Status.OK
+    assert store.check(context)[0].status is Status.OK
     db.write_bytes(b"SQLite format 3\x00" + b"\xff" * 4096)
-    damaged = store.check(loaded)[0]
+    damaged = store.check(context)[0]
     assert damaged.status is Status.FAIL and ".broken" in (damaged.fix or "")
-    gone = _loaded(tmp_path, '[store]\npath = "/nonexistent-dir/edge-agent.db"\n')
+    gone = _context(tmp_path, '[store]\npath = "/nonexistent-dir/edge-agent.db"\n')
     assert store.check(gone)[0].status is Status.WARN
 
 
@@ -109,7 +115,7 @@ def test_disk_thresholds(tmp_path: Path) -> None:
     assert disk.judge(100 << 20, 256 << 20, tmp_path).status is Status.WARN
     low = disk.judge(10 << 20, 256 << 20, tmp_path)
     assert low.status is Status.FAIL and "max_bytes" in (low.fix or "")
-    assert disk.check(_loaded(tmp_path))[0].status in (Status.OK, Status.WARN, Status.FAIL)
+    assert disk.check(_context(tmp_path))[0].status in (Status.OK, Status.WARN, Status.FAIL)
 
 
 class _Health(http.server.BaseHTTPRequestHandler):
@@ -130,15 +136,15 @@ def test_cloud_reachable_and_not(tmp_path: Path) -> None:
         sync = (
             f'[sync]\nenabled = true\nurl = "http://127.0.0.1:{port}"\ntoken = "t0ken-for-tests"\n'
         )
-        assert cloud.check(_loaded(tmp_path, sync).config)[0].status is Status.OK
+        assert cloud.check(_context(tmp_path, sync))[0].status is Status.OK
     finally:
         server.shutdown()
         server.server_close()
     closed = free_port()
     sync = f'[sync]\nenabled = true\nurl = "http://127.0.0.1:{closed}"\ntoken = "t0ken-for-tests"\n'
-    down = cloud.check(_loaded(tmp_path, sync).config)[0]
+    down = cloud.check(_context(tmp_path, sync))[0]
     assert down.status is Status.FAIL and "[sync] url" in (down.fix or "")
-    assert cloud.check(_loaded(tmp_path).config)[0].status is Status.SKIP
+    assert cloud.check(_context(tmp_path))[0].status is Status.SKIP
 
 
 def test_report_and_exit_code(tmp_path: Path, pty_path: Path) -> None:
@@ -164,3 +170,35 @@ channel = "temp"
     broken.write_text("[agent]\nnmae = 1\n")
     bad = run_cli(["doctor", "--config", str(broken)], tmp_path)
     assert bad.returncode == 1 and "FAIL  config" in bad.stdout and "check-config" in bad.stdout
+    assert [f.check for f in diagnose(broken, NOBODY)] == ["config", "clock"]
+
+
+def test_every_check_has_the_one_signature_and_reports_under_its_name(
+    tmp_path: Path, pty_path: Path
+) -> None:
+    body = f"""
+[[sources]]
+type = "serial"
+name = "mcu"
+port = "{pty_path}"
+format = "kv"
+[sources.fields.temp]
+channel = "temp"
+"""
+    context = _context(tmp_path, body)
+    names = [check.name for check in CHECKS]
+    assert len(names) == len(set(names))
+    operations = (REPO / "docs" / "operations.md").read_text(encoding="utf-8")
+    for check in CHECKS:
+        findings = check.run(context)
+        assert findings and all(isinstance(f, Finding) for f in findings)
+        assert {f.check for f in findings} == {check.name}
+        assert f"{check.name} (" in operations  # described in docs/operations.md
+    # A check that needs no config runs without one.
+    without = DoctorContext(tmp_path / "absent.toml", NOBODY, None)
+    for check in CHECKS:
+        if not check.needs_config:
+            assert check.run(without)
+        else:
+            with pytest.raises(RuntimeError, match="needs the config"):
+                check.run(without)

@@ -96,8 +96,7 @@ name = "unplugged"
 port = "{tmp_path / "ttyUSB-gone"}"
 format = "csv"
 csv_fields = ["flow"]
-reconnect_min_s = 0.1
-reconnect_max_s = 0.2
+backoff = {{ initial_s = 0.1, max_s = 0.2 }}
 [sources.fields.flow]
 channel = "flow"
 

@@ -13,11 +13,11 @@ import pytest
 from gpiozero import Device
 from gpiozero.pins.mock import MockFactory
 
-from edge_agent.actions.config import OutputMode
-from edge_agent.actions.gpio_output import GpioOutputAction
+from edge_agent.actions.gpio_output import GpioOutputAction, OutputMode
+from edge_agent.simulator.modbus import has_socat, modbus_bus, th_transmitter
 from edgetwin_common.testing import wait_until
+from tests.conftest import require
 from tests.edge_agent.agent_harness import config_for, running_agent
-from tests.edge_agent.sources.modbus.devices import modbus_bus, th_transmitter
 from tests.edge_agent.sources.test_onewire_source import GOOD, TANK, w1_tree
 
 
@@ -34,6 +34,7 @@ def mock_pins() -> Iterator[MockFactory]:
 
 
 def test_sources_health_alarms_and_lamp(tmp_path: Path, mock_pins: MockFactory) -> None:
+    require(has_socat(), "socat is not installed (Debian package socat)")
     temperature = [21.0]
     transmitter = th_transmitter(1, lambda: temperature[0])
     w1 = w1_tree(tmp_path / "w1", {TANK: GOOD})
@@ -57,8 +58,7 @@ port = "{bus.client_path}"
 baudrate = 115200
 timeout_s = 0.2
 offline_after_failures = 2
-reconnect_min_s = 0.05
-reconnect_max_s = 0.2
+backoff = {{ initial_s = 0.05, max_s = 0.2 }}
 
 [[sources.registers]]
 channel = "ambient_temp"

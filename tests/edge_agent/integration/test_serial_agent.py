@@ -36,7 +36,7 @@ HEALTH_RULE = "sensor-health"
 def agent_config(tmp_path: Path, settings: SimulatorSettings, **channels: Any) -> LoadedConfig:
     assert settings.link is not None
     source = serial_config_for(
-        settings, str(settings.link), reconnect_min_s=0.05, reconnect_max_s=0.2
+        settings, str(settings.link), backoff={"initial_s": 0.05, "max_s": 0.2}
     )
     data: dict[str, Any] = {
         "agent": {"name": "it-serial", "data_dir": str(tmp_path), "log_format": "text"},

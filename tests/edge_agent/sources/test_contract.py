@@ -13,15 +13,18 @@ import pytest
 
 from edge_agent.reading import Reading
 from edge_agent.simulator import SimulatorSettings, serial_config_for
+from edge_agent.simulator.modbus import has_socat, modbus_bus, th_transmitter
 from edge_agent.sources.base import Source, SourceState
 from edge_agent.sources.gpio import GpioSourceConfig
 from edge_agent.sources.modbus.config import ModbusSourceConfig
 from edge_agent.sources.onewire import OneWireSourceConfig
-from edge_agent.sources.registry import build_source
+from edge_agent.sources.registry import SOURCES, build_source
 from edge_agent.sources.replay import ReplaySource, ReplaySourceConfig
 from edge_agent.sources.serial import SerialSource, SerialSourceConfig
+from edge_agent.sources.tcp import TcpSourceConfig
+from tests.conftest import require
 from tests.edge_agent.simulator.harness import running_simulator
-from tests.edge_agent.sources.modbus.devices import modbus_bus, th_transmitter
+from tests.edge_agent.sources.test_tcp_source import Gateway
 
 
 class Backend(Protocol):
@@ -48,6 +51,7 @@ def replay_backend(tmp_path: Path) -> Iterator[Source]:
 
 @contextmanager
 def modbus_backend(tmp_path: Path) -> Iterator[Source]:
+    require(has_socat(), "socat is not installed (Debian package socat)")
     with modbus_bus(tmp_path, [th_transmitter(1)]) as bus:
         config = ModbusSourceConfig.model_validate(
             {
@@ -101,13 +105,37 @@ def onewire_backend(tmp_path: Path) -> Iterator[Source]:
     yield build_source(config)
 
 
+@contextmanager
+def tcp_backend(tmp_path: Path) -> Iterator[Source]:
+    gateway = Gateway(lambda n: f"seq={n} temp=21.5\n".encode())
+    try:
+        config = TcpSourceConfig.model_validate(
+            {
+                "type": "tcp",
+                "name": "gw",
+                "host": "127.0.0.1",
+                "port": gateway.port,
+                "format": "kv",
+                "fields": {"seq": {"channel": "seq"}, "temp": {"channel": "temp"}},
+            }
+        )
+        yield build_source(config)
+    finally:
+        gateway.close()
+
+
 BACKENDS: dict[str, Backend] = {
     "serial": serial_backend,
     "replay": replay_backend,
     "modbus": modbus_backend,
     "gpio": gpio_backend,
     "onewire": onewire_backend,
+    "tcp": tcp_backend,
 }
+
+
+def test_every_registered_source_runs_this_contract() -> None:
+    assert sorted(BACKENDS) == sorted(SOURCES.by_key), "add the new source's backend above"
 
 
 async def take(source: Source, n: int) -> list[Reading]:

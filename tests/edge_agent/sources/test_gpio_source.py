@@ -115,7 +115,7 @@ def test_a_busy_pin_is_counted_and_retried() -> None:
     factory = MockFactory()
     squatter = DigitalOutputDevice(17, pin_factory=factory)
     source = GpioSource(
-        gpio_config(reconnect_min_s=0.02, reconnect_max_s=0.05), pin_factory=factory
+        gpio_config(backoff={"initial_s": 0.02, "max_s": 0.05}), pin_factory=factory
     )
 
     def act(readings: list[Reading]) -> bool:

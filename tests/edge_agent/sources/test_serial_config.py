@@ -8,10 +8,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 
-from edge_agent.sources.replay import ReplaySourceConfig
+from edge_agent.sources.registry import SourceConfig
 from edge_agent.sources.serial import LineFormat, SerialSourceConfig
+from edgetwin_common.retry import BackoffConfig
 
 DOCS = Path(__file__).resolve().parents[3] / "docs"
 
@@ -32,7 +33,7 @@ def base(**fields: Any) -> dict[str, Any]:
 def test_defaults() -> None:
     config = SerialSourceConfig.model_validate(base())
     assert config.format is LineFormat.CSV
-    assert (config.reconnect_min_s, config.reconnect_max_s) == (0.5, 30.0)
+    assert config.backoff == BackoffConfig(initial_s=0.5, max_s=30.0)
     assert config.timestamp_field is None
 
 
@@ -43,7 +44,8 @@ def test_defaults() -> None:
         ({"csv_fields": ["temp", "temp"]}, "names used twice: temp"),
         ({"fields": {"rpm": {"channel": "rpm"}}}, "fields not in csv_fields: rpm"),
         ({"timestamp_field": "ts"}, "timestamp_field 'ts' not in csv_fields"),
-        ({"reconnect_min_s": 5, "reconnect_max_s": 1}, "reconnect_max_s must be >="),
+        ({"backoff": {"initial_s": 5, "max_s": 1}}, "initial_s must be <= max_s"),
+        ({"reconnect_min_s": 5, "reconnect_max_s": 1}, "initial_s must be <= max_s"),
         ({"encoding": "klingon"}, "unknown encoding"),
         ({"fields": {}}, "at least 1 item"),
         ({"max_line_bytes": 8}, "greater than or equal to 16"),
@@ -67,7 +69,6 @@ def test_every_toml_example_in_the_docs_is_a_valid_source(doc: str) -> None:
     text = (DOCS / doc).read_text(encoding="utf-8")
     blocks = re.findall(r"```toml\n(.*?)```", text, re.S)
     assert blocks
+    sources: TypeAdapter[list[SourceConfig]] = TypeAdapter(list[SourceConfig])
     for block in blocks:
-        for table in tomllib.loads(block)["sources"]:
-            model = SerialSourceConfig if table["type"] == "serial" else ReplaySourceConfig
-            model.model_validate(table)
+        sources.validate_python(tomllib.loads(block)["sources"])

@@ -24,11 +24,11 @@ from edge_agent.simulator.pump import FIELD_DECIMALS
 from edge_agent.sources.base import SourceState
 from edge_agent.sources.errors import SourceBusy
 from edge_agent.sources.lineproto import LINE_OUTCOMES, LineFormat
-from edge_agent.sources.serial import COUNTERS, SerialSource, SerialSourceConfig, backoff
+from edge_agent.sources.serial import COUNTERS, SerialSource, SerialSourceConfig
 from tests.edge_agent.simulator.harness import running_simulator
 
 SAFETY_S = 15.0
-FAST_RECONNECT = {"reconnect_min_s": 0.02, "reconnect_max_s": 0.1, "read_timeout_s": 0.2}
+FAST_RECONNECT = {"backoff": {"initial_s": 0.02, "max_s": 0.1}, "read_timeout_s": 0.2}
 
 
 async def collect(
@@ -253,17 +253,3 @@ def test_a_slow_consumer_loses_readings_and_they_are_counted(tmp_path: Path) -> 
 
         asyncio.run(asyncio.wait_for(run(), SAFETY_S))
     assert source.health.counters["readings_dropped_queue_full"] > 0
-
-
-def test_backoff_doubles_up_to_the_maximum() -> None:
-    assert list(itertools.islice(backoff(0.5, 30.0), 9)) == [
-        0.5,
-        1.0,
-        2.0,
-        4.0,
-        8.0,
-        16.0,
-        30.0,
-        30.0,
-        30.0,
-    ]

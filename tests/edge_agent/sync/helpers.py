@@ -52,8 +52,7 @@ def sync_config(url: str, **overrides: Any) -> SyncConfig:
         "token": TOKEN,
         "interval_s": 10.0,
         "timeout_s": 5.0,
-        "backoff_min_s": 1.0,
-        "backoff_max_s": 60.0,
+        "backoff": {"initial_s": 1.0, "max_s": 60.0},
     }
     values.update(overrides)
     return SyncConfig.model_validate(values)
@@ -68,8 +67,7 @@ def static_report() -> DeviceReport:
 
 
 def make_engine(rules: Sequence[AlarmRule] = ()) -> AlarmEngine:
-    from edge_agent.actions.config import LogActionConfig
-    from edge_agent.actions.log import LogAction
+    from edge_agent.actions.log import LogAction, LogActionConfig
 
     log_action = LogAction(LogActionConfig(type="log", name="log"))
     return AlarmEngine(rules, [1, 2, 4], sink=lambda event: None, actions={"log": log_action})

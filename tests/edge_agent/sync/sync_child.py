@@ -18,7 +18,11 @@ async def main(db: Path, url: str, max_batch_bytes: int) -> int:
     store = open_store(db)
     clock = FakeClock(CLOCK_START)
     worker, _ = make_worker(
-        store, url, clock, max_batch_bytes=max_batch_bytes, backoff_min_s=0.01, backoff_max_s=0.1
+        store,
+        url,
+        clock,
+        max_batch_bytes=max_batch_bytes,
+        backoff={"initial_s": 0.01, "max_s": 0.1},
     )
     try:
         while True:

@@ -127,7 +127,7 @@ def test_cloud_down_backs_off_then_delivers(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     fill_summaries(store, 20)
-    worker, _ = make_worker(store, cloud.url, clock, backoff_min_s=1.0, backoff_max_s=60.0)
+    worker, _ = make_worker(store, cloud.url, clock, backoff={"initial_s": 1.0, "max_s": 60.0})
     cloud.fail(fault)
 
     async def scenario() -> None:
@@ -186,14 +186,14 @@ def test_a_refused_token_is_logged_once_and_retried_slowly(
 ) -> None:
     fill_summaries(store, 5)
     cloud.token = "rotated"
-    worker, _ = make_worker(store, cloud.url, clock, backoff_max_s=60.0)
+    worker, _ = make_worker(store, cloud.url, clock, backoff={"max_s": 60.0})
 
     async def scenario() -> None:
         with caplog.at_level(logging.ERROR, logger="edge_agent.sync"):
             for _ in range(600):
                 await worker.tick()
                 clock.now += 1.0
-        assert 9 <= worker.attempts <= 11  # once a minute (backoff_max_s)
+        assert 9 <= worker.attempts <= 11  # once a minute (backoff.max_s)
         assert set(cloud.statuses()) <= {401}
         assert worker.status().state == "unauthorized"
         assert "unauthorized" in (worker.status().last_error or "")
@@ -246,7 +246,7 @@ def test_a_refused_envelope_backs_off_without_quarantining(
     fill_summaries(store, 8)
     cloud.max_future_skew_s = 300.0
     clock.now = time.time() + 86_400  # the device clock is a day ahead
-    worker, _ = make_worker(store, cloud.url, clock, backoff_max_s=60.0)
+    worker, _ = make_worker(store, cloud.url, clock, backoff={"max_s": 60.0})
 
     async def scenario() -> None:
         for _ in range(600):

@@ -94,7 +94,7 @@ def rig(tmp_path: Path, key_file: Path, server: ReleaseServer) -> RigFactory:
     ) -> Rig:
         settings: dict[str, Any] = {
             "guard_samples": 60,
-            "download_retry_s": 0.05,
+            "backoff": {"initial_s": 0.05, "max_s": 0.05},
             "download_attempts": 3,
             "self_test_timeout_s": 60,
         }

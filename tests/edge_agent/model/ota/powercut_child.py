@@ -43,7 +43,7 @@ def main() -> int:
     engine = AlarmEngine([], running.forecaster.horizons, sink=lambda e: None, actions={})
     pipeline = Pipeline(config, running.forecaster, engine, Sink())
     manager = OtaManager(
-        OtaConfig(guard_samples=20, download_retry_s=0.05),
+        OtaConfig(guard_samples=20, backoff={"initial_s": 0.05, "max_s": 0.05}),
         models,
         running=running,
         pipeline=pipeline,

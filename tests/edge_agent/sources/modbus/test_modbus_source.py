@@ -13,22 +13,25 @@ from typing import Any
 import pytest
 
 from edge_agent.reading import Reading
-from edge_agent.sources.base import SourceState
-from edge_agent.sources.errors import SourceBusy
-from edge_agent.sources.modbus.config import ModbusSourceConfig
-from edge_agent.sources.modbus.source import COUNTERS, ModbusSource, register_counter
-from tests.edge_agent.sources.modbus.devices import (
+from edge_agent.simulator.modbus import (
     energy_meter,
+    has_socat,
     modbus_bus,
     modbus_tcp_gateway,
     th_transmitter,
 )
+from edge_agent.sources.base import SourceState
+from edge_agent.sources.errors import SourceBusy
+from edge_agent.sources.modbus.config import ModbusSourceConfig
+from edge_agent.sources.modbus.source import COUNTERS, ModbusSource, register_counter
+from tests.conftest import require
+
+require(has_socat(), "socat is not installed (Debian package socat)", module=True)
 
 SAFETY_S = 20.0
 FAST = {
     "timeout_s": 0.3,
-    "reconnect_min_s": 0.05,
-    "reconnect_max_s": 0.2,
+    "backoff": {"initial_s": 0.05, "max_s": 0.2},
     "offline_after_failures": 2,
 }
 

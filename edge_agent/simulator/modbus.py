@@ -1,4 +1,6 @@
-"""Realistic Modbus slaves served by a real pymodbus server over RTU on a pty pair.
+"""Simulated Modbus devices, served by a real pymodbus server over RTU on a pty pair or
+over TCP: the Modbus source's test device, shipped in the package (the way gpiozero ships
+its MockFactory) so tests, benchmarks and dry runs share it.
 
 ``ModbusBus`` links two pseudo-terminals with socat (the serial cable), serves one or
 more simulated devices on one end with pymodbus' ``ModbusSerialServer`` (RTU framer)
@@ -6,13 +8,15 @@ in a thread with its own event loop, and leaves the other end for the client. Va
 are served live through the ``SimDevice`` action hook, which rewrites the registers on
 each request. A device can be silenced (it vanishes from the bus), made to answer with
 a bad CRC, or the whole bus cut (socat killed: the adapter unplugged).
+``modbus_tcp_gateway`` serves devices over Modbus TCP instead (a gateway).
+
+Needs socat for the RTU bus (``SocatMissing`` without it); ``has_socat()`` says.
 """
 
 from __future__ import annotations
 
 import asyncio
 import shutil
-import socket
 import subprocess
 import threading
 import time
@@ -20,18 +24,42 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from pymodbus import FramerType
 from pymodbus.constants import ExcCodes
 from pymodbus.server import ModbusSerialServer, ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
+from edge_agent.simulator.errors import SimulatedBusFailed, SocatMissing
 from edge_agent.sources.modbus.config import ByteOrder
 from edge_agent.sources.modbus.config import DataType as ValueType
 from edge_agent.sources.modbus.decode import encode_value
-from tests.conftest import require
+from edgetwin_common.testing import free_port
 
-SOCAT = shutil.which("socat")
+__all__ = [
+    "ModbusBus",
+    "SimulatedDevice",
+    "energy_meter",
+    "has_socat",
+    "modbus_bus",
+    "modbus_tcp_gateway",
+    "th_transmitter",
+]
+
+START_TIMEOUT_S = 5.0
+"""How long socat or a server may take to come up (or down) before it counts as failed."""
+
+
+async def _shutdown(server: Any) -> None:
+    # pymodbus' servers are untyped.
+    await server.shutdown()
+
+
+def has_socat() -> bool:
+    """Whether socat, which the RTU bus needs, is installed."""
+    return shutil.which("socat") is not None
+
 
 # Holding and input registers live in separate tables (non-shared blocks), as on most
 # field devices; SimDevice takes them in this order.
@@ -135,12 +163,18 @@ def energy_meter(slave: int = 2) -> SimulatedDevice:
 
 class ModbusBus:
     """A pty pair linked by socat, a pymodbus RTU server on one end (``server_path``),
-    the client's end at ``client_path``."""
+    the client's end at ``client_path`` (both links in ``folder``).
 
-    def __init__(self, tmp_path: Path, devices: list[SimulatedDevice], baudrate: int = 115200):
-        require(SOCAT is not None, "socat is not installed (Debian package socat)")
-        self.server_path = str(tmp_path / "bus-server")
-        self.client_path = str(tmp_path / "bus-client")
+    ``plug``/``unplug`` start and kill socat, ``start_server``/``stop_server`` the
+    devices' server. Raises SocatMissing (at ``plug``) without socat, SimulatedBusFailed
+    when socat or the server does not come up in time.
+    """
+
+    def __init__(
+        self, folder: Path, devices: list[SimulatedDevice], baudrate: int = 115200
+    ) -> None:
+        self.server_path = str(folder / "bus-server")
+        self.client_path = str(folder / "bus-client")
         self.devices = {d.slave: d for d in devices}
         self.baudrate = baudrate
         self._socat: subprocess.Popen[bytes] | None = None
@@ -151,28 +185,32 @@ class ModbusBus:
 
     # -- the cable -------------------------------------------------------------
     def plug(self) -> None:
-        assert SOCAT is not None
+        socat = shutil.which("socat")
+        if socat is None:
+            raise SocatMissing("socat is not installed (Debian package socat)")
         for path in (self.server_path, self.client_path):
             Path(path).unlink(missing_ok=True)
         self._socat = subprocess.Popen(
             [
-                SOCAT,
+                socat,
                 f"pty,raw,echo=0,link={self.server_path}",
                 f"pty,raw,echo=0,link={self.client_path}",
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        deadline = time.monotonic() + 5.0
+        deadline = time.monotonic() + START_TIMEOUT_S
         while not (Path(self.server_path).exists() and Path(self.client_path).exists()):
-            assert time.monotonic() < deadline, "socat did not create its ptys"
+            if time.monotonic() > deadline:
+                self.unplug()
+                raise SimulatedBusFailed(f"socat did not create its ptys in {self.client_path}")
             time.sleep(0.01)
 
     def unplug(self) -> None:
         """The adapter is pulled: socat dies, both ptys vanish."""
         if self._socat is not None:
             self._socat.terminate()
-            self._socat.wait(5.0)
+            self._socat.wait(START_TIMEOUT_S)
             self._socat = None
 
     # -- the devices -----------------------------------------------------------
@@ -214,16 +252,18 @@ class ModbusBus:
 
         self._thread = threading.Thread(target=run, name="modbus-server", daemon=True)
         self._thread.start()
-        assert ready.wait(5.0), "the pymodbus server did not start"
+        if not ready.wait(START_TIMEOUT_S):
+            raise SimulatedBusFailed("the pymodbus RTU server did not start")
 
     def stop_server(self) -> None:
         loop, server = self._loop, self._server
         if loop is not None and server is not None and not loop.is_closed():
-            future = asyncio.run_coroutine_threadsafe(server.shutdown(), loop)
-            future.result(5.0)
+            future = asyncio.run_coroutine_threadsafe(_shutdown(server), loop)
+            future.result(START_TIMEOUT_S)
         if self._thread is not None:
-            self._thread.join(5.0)
-            assert not self._thread.is_alive(), "the pymodbus server did not stop"
+            self._thread.join(START_TIMEOUT_S)
+            if self._thread.is_alive():
+                raise SimulatedBusFailed("the pymodbus RTU server did not stop")
         self._thread = None
         self._server = None
         self._loop = None
@@ -231,10 +271,11 @@ class ModbusBus:
 
 @contextmanager
 def modbus_bus(
-    tmp_path: Path, devices: list[SimulatedDevice], baudrate: int = 115200
+    folder: Path, devices: list[SimulatedDevice], baudrate: int = 115200
 ) -> Iterator[ModbusBus]:
-    """socat + the server running; both stopped on exit."""
-    bus = ModbusBus(tmp_path, devices, baudrate)
+    """socat + the server running (pty links in ``folder``); both stopped on exit.
+    Raises SocatMissing without socat."""
+    bus = ModbusBus(folder, devices, baudrate)
     bus.plug()
     try:
         bus.start_server()
@@ -246,10 +287,9 @@ def modbus_bus(
 
 @contextmanager
 def modbus_tcp_gateway(devices: list[SimulatedDevice]) -> Iterator[int]:
-    """A pymodbus Modbus TCP server (a gateway) on 127.0.0.1; yields its port."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = int(probe.getsockname()[1])
+    """A pymodbus Modbus TCP server (a gateway) on 127.0.0.1; yields its port. Raises
+    SimulatedBusFailed when it does not start in time."""
+    port = free_port()
     ready = threading.Event()
     state: dict[str, object] = {}
 
@@ -266,13 +306,14 @@ def modbus_tcp_gateway(devices: list[SimulatedDevice]) -> Iterator[int]:
 
     thread = threading.Thread(target=run, name="modbus-tcp", daemon=True)
     thread.start()
-    assert ready.wait(5.0), "the pymodbus TCP server did not start"
+    if not ready.wait(START_TIMEOUT_S):
+        raise SimulatedBusFailed("the pymodbus TCP server did not start")
     try:
         yield port
     finally:
         loop = state["loop"]
         server = state["server"]
-        assert isinstance(loop, asyncio.AbstractEventLoop)
-        assert isinstance(server, ModbusTcpServer)
-        asyncio.run_coroutine_threadsafe(server.shutdown(), loop).result(5.0)
-        thread.join(5.0)
+        if isinstance(loop, asyncio.AbstractEventLoop) and isinstance(server, ModbusTcpServer):
+            shutdown = asyncio.run_coroutine_threadsafe(_shutdown(server), loop)
+            shutdown.result(START_TIMEOUT_S)
+        thread.join(START_TIMEOUT_S)
