@@ -5,11 +5,13 @@ attribute docstrings become the generated docs); ``Name`` is the one name type o
 channels, sources, rules and actions. TOML files are validated by a pydantic model with
 every problem named by its key path, so a user sees the same kind of message from the
 device (``edge_agent.config``) and the cloud (``cloud_sync.config``):
-``key.path: what is wrong (got value)``.
+``key.path: what is wrong (got value)``. A renamed key keeps its old spelling working
+through ``renamed_key``, which logs one deprecation line naming the new one.
 """
 
 from __future__ import annotations
 
+import logging
 import tomllib
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -19,6 +21,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from edgetwin_common.errors import ConfigInvalid, ConfigProblem
 
 M = TypeVar("M", bound=BaseModel)
+
+log = logging.getLogger(__name__)
 
 NAME_PATTERN = r"^[A-Za-z0-9_.-]+$"
 Name = Annotated[str, Field(min_length=1, max_length=64, pattern=NAME_PATTERN)]
@@ -33,6 +37,20 @@ class Strict(BaseModel):
 
 
 _SECRET_WORDS = ("token", "password", "secret")
+
+
+def renamed_key(data: Any, old: str, new: str, where: str) -> Any:
+    """Accept ``old``, the former spelling of the key ``new``, in a table about to be
+    validated: return a copy with its value under ``new``, and log one deprecation line
+    naming ``where`` (the table, e.g. ``[[alarms]] 'hot'``) and the new spelling.
+
+    Anything else (not a table, no ``old``, or both keys given) is returned as is, so
+    strict validation names the stray key. Call it from a ``mode="before"`` validator.
+    """
+    if not isinstance(data, dict) or old not in data or new in data:
+        return data
+    log.warning("config: %s: %r is deprecated, write %r instead", where, old, new)
+    return {new if key == old else key: value for key, value in data.items()}
 
 
 def validate_toml(text: str, model: type[M], source: str = "<config>") -> M:

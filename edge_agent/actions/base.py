@@ -4,14 +4,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from edge_agent.alarms.model import AlarmEvent
-
-
-class Notifiable(Protocol):
-    """The one thing the alarm engine needs of an action: take an event, at once, without
-    raising."""
-
-    def notify(self, event: AlarmEvent) -> None: ...
+from edge_agent.alarms.model import AlarmEvent, Notifiable
 
 
 class Action(Notifiable, Protocol):

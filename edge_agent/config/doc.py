@@ -94,7 +94,7 @@ def _section(title: str, model: type[BaseModel], out: list[str], tag: str = "") 
             nested.append((name, sub))
     for name, sub in nested:
         suffix = ""
-        for tag_field in ("type", "kind"):
+        for tag_field in ("type", "method"):
             tag_info = sub.model_fields.get(tag_field)
             if tag_info is None:
                 continue

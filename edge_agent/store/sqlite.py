@@ -31,8 +31,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from edge_agent.alarms.model import Alarm, AlarmEvent, AlarmEventKind, AlarmState
-from edge_agent.alarms.rules import Severity
+from edge_agent.alarms.model import Alarm, AlarmEvent, AlarmEventKind, AlarmState, Severity
 from edge_agent.errors import AlarmNotFound
 from edge_agent.store.config import StoreConfig
 from edge_agent.store.errors import StoreUnavailable, StoreUnreadable

@@ -11,8 +11,7 @@ from gpiozero.pins.mock import MockFactory
 
 from edge_agent.actions.config import GpioOutputActionConfig, OutputMode
 from edge_agent.actions.gpio_output import GpioOutputAction
-from edge_agent.alarms.model import Alarm, AlarmEvent, AlarmEventKind, AlarmState
-from edge_agent.alarms.rules import Severity
+from edge_agent.alarms.model import Alarm, AlarmEvent, AlarmEventKind, AlarmState, Severity
 
 
 def alarm(alarm_id: int, state: AlarmState, acked: bool = False) -> Alarm:

@@ -14,8 +14,7 @@ from edge_agent.actions.log import LogAction
 from edge_agent.actions.recording import RecordingAction
 from edge_agent.actions.registry import build_action, build_actions
 from edge_agent.actions.webhook import WebhookAction
-from edge_agent.alarms.model import Alarm, AlarmEvent, AlarmEventKind, AlarmState
-from edge_agent.alarms.rules import Severity
+from edge_agent.alarms.model import Alarm, AlarmEvent, AlarmEventKind, AlarmState, Severity
 
 CONFIGS: TypeAdapter[list[ActionConfig]] = TypeAdapter(list[ActionConfig])
 
