@@ -26,7 +26,7 @@ from edge_agent.alarms.model import (
     Notifiable,
     Severity,
 )
-from edge_agent.alarms.rules.base import ALL_CHANNELS, Forecast
+from edge_agent.alarms.rules.base import ALL_CHANNELS, Forecast, Input
 from edge_agent.alarms.rules.registry import AlarmRule, rule_list_problems
 from edge_agent.alarms.slot import Change, Slot
 from edge_agent.errors import OverrideRefused
@@ -82,8 +82,10 @@ class AlarmEngine:
             rule.name: tuple(actions[name] for name in rule.actions) for rule in rules
         }
         # Slots are built at a channel's first input, so "*" rules cover channels that
-        # nobody listed.
+        # nobody listed; each input goes only to the slots whose check watches it.
         self._slots: dict[str, list[Slot]] = {}
+        self._sample_slots: dict[str, list[Slot]] = {}
+        self._health_slots: dict[str, list[Slot]] = {}
         self._channel_state: dict[str, str] = {}
         self._restored_active: dict[tuple[str, str], Alarm] = {}
         self._orphans: dict[str, list[Alarm]] = {}
@@ -117,13 +119,18 @@ class AlarmEngine:
         rate: Δvalue/Δt between the last two processed samples, units per second (None
             for the first sample of a window). A rule whose input is None keeps its state.
         """
-        slots = self._slots.get(channel)
+        slots = self._sample_slots.get(channel)
         if slots is None:
-            slots = self._add_channel(channel, ts)
+            self._add_channel(channel, ts)
+            slots = self._sample_slots[channel]
         for slot in slots:
-            change = slot.step(ts, slot.check.on_sample(value, forecast, score, rate))
-            if change is not Change.NONE:
-                self._settle(slot, ts, change)
+            condition = slot.on_sample(value, forecast, score, rate)
+            # The hot path: most samples neither meet the awaited condition nor stop a
+            # running delay, and then the step would change nothing.
+            if condition is slot.awaiting or slot.since is not None:
+                change = slot.step(ts, condition)
+                if change is not None:
+                    self._settle(slot, ts, change)
 
     def on_health(self, channel: str, ts: float, conditions: frozenset[HealthCondition]) -> None:
         """Evaluate the channel's rules on its health: ``conditions`` is everything that
@@ -132,12 +139,13 @@ class AlarmEngine:
 
         ts: UNIX seconds.
         """
-        slots = self._slots.get(channel)
+        slots = self._health_slots.get(channel)
         if slots is None:
-            slots = self._add_channel(channel, ts)
+            self._add_channel(channel, ts)
+            slots = self._health_slots[channel]
         for slot in slots:
             change = slot.step(ts, slot.check.on_health(conditions))
-            if change is not Change.NONE:
+            if change is not None:
                 self._settle(slot, ts, change)
 
     # -- remote changes ------------------------------------------------------------------
@@ -257,7 +265,7 @@ class AlarmEngine:
         else:  # rule gone, moved to another channel, or a duplicate: clear it on first sight
             self._orphans.setdefault(alarm.channel, []).append(alarm)
 
-    def _add_channel(self, channel: str, ts: float) -> list[Slot]:
+    def _add_channel(self, channel: str, ts: float) -> None:
         slots: list[Slot] = []
         listed = [rule for rule in self._rules.values() if rule.channel == channel]
         for rule in listed + [r for r in self._rules.values() if r.channel == ALL_CHANNELS]:
@@ -267,10 +275,11 @@ class AlarmEngine:
                 slot.hold(restored)
             slots.append(slot)
         self._slots[channel] = slots
+        self._sample_slots[channel] = [s for s in slots if Input.SAMPLES in s.check.watches]
+        self._health_slots[channel] = [s for s in slots if Input.HEALTH in s.check.watches]
         self._update_channel_state(channel)
         for alarm in self._orphans.pop(channel, []):
             self._ledger.close(alarm, ts, self._ledger.actions_of(alarm))
-        return slots
 
     def _settle(self, slot: Slot, ts: float, change: Change) -> None:
         if change is Change.RAISE:

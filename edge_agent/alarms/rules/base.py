@@ -31,44 +31,59 @@ OVERRIDABLE_FIELDS = frozenset({"set", "clear", "on_delay_s", "off_delay_s", "se
 
 
 class Condition(Enum):
-    """What a rule's input says, for the engine's delays and hysteresis."""
+    """What a rule's input says, for the engine's delays and hysteresis (None instead:
+    the input says nothing to the rule, e.g. no score yet, and nothing changes)."""
 
     SET = "set"
     """The set condition holds: raise once it has held for on_delay_s."""
     CLEAR = "clear"
     """The clear condition holds: clear once it has held for off_delay_s."""
     BETWEEN = "between"
-    """Neither (inside the hysteresis band): a running delay starts again."""
-    UNKNOWN = "unknown"
-    """This input says nothing to the rule (none yet, or one it does not watch): nothing
-    changes."""
+    """Neither (inside the hysteresis band): a running delay stops."""
+
+
+# Looking a member up on its Enum class costs more than the comparisons around it
+# (Python 3.11); the per-sample path uses these.
+_SET, _CLEAR, _BETWEEN = Condition.SET, Condition.CLEAR, Condition.BETWEEN
+
+
+class Input(Enum):
+    """What a check can watch."""
+
+    SAMPLES = "samples"
+    """Processed samples: value, forecast, score, rate (``on_sample``)."""
+    HEALTH = "health"
+    """The channel's health conditions (``on_health``)."""
 
 
 Forecast = npt.NDArray[np.float64]
 
 
 class Check(ABC):
-    """A rule bound to the model's horizons, for one channel: turns each input into a
-    Condition. ``value`` is what the last input measured (the alarm's value: a reading,
-    |rate|, score or forecast; None for health). Not thread-safe; no allocation per call
-    beyond a float."""
+    """A rule bound to the model's horizons, for one channel: turns each input it
+    ``watches`` into a Condition. ``value`` is what the last input measured (the alarm's
+    value: a reading, |rate|, score or forecast; None for health). Not thread-safe; no
+    allocation per call beyond a float."""
 
     __slots__ = ("value",)
+
+    watches: ClassVar[frozenset[Input]] = frozenset()
+    """The inputs the engine hands to this check (the others never reach it)."""
 
     def __init__(self) -> None:
         self.value: float | None = None
 
     def on_sample(
         self, value: float, forecast: Forecast | None, score: float | None, rate: float | None
-    ) -> Condition:
-        """One processed sample (see ``AlarmEngine.on_sample`` for units). Default: the
-        rule does not watch samples."""
-        return Condition.UNKNOWN
+    ) -> Condition | None:
+        """One processed sample (see ``AlarmEngine.on_sample`` for units); called when
+        ``watches`` has SAMPLES."""
+        return None
 
-    def on_health(self, conditions: frozenset[HealthCondition]) -> Condition:
-        """Everything wrong with the channel now (empty: healthy). Default: the rule does
-        not watch health."""
-        return Condition.UNKNOWN
+    def on_health(self, conditions: frozenset[HealthCondition]) -> Condition | None:
+        """Everything wrong with the channel now (empty: healthy); called when ``watches``
+        has HEALTH."""
+        return None
 
     @abstractmethod
     def describe(self, channel: str) -> str:
@@ -152,6 +167,7 @@ class LevelCheck(Check):
 
     __slots__ = ("_clear", "_set", "_shown_set", "_sign")
 
+    watches = frozenset({Input.SAMPLES})
     label: ClassVar[str] = ""
     """What the default message calls m after the channel name, e.g. " |rate|"."""
 
@@ -170,17 +186,17 @@ class LevelCheck(Check):
 
     def on_sample(
         self, value: float, forecast: Forecast | None, score: float | None, rate: float | None
-    ) -> Condition:
+    ) -> Condition | None:
         m = self.measure(value, forecast, score, rate)
         if m is None:
-            return Condition.UNKNOWN
+            return None
         self.value = m
         signed = self._sign * m
         if signed >= self._set:
-            return Condition.SET
+            return _SET
         if signed < self._clear:
-            return Condition.CLEAR
-        return Condition.BETWEEN
+            return _CLEAR
+        return _BETWEEN
 
     def describe(self, channel: str) -> str:
         op = "<=" if self._sign < 0 else ">="

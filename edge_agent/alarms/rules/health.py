@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 from pydantic import Field
 
 from edge_agent.alarms.model import HealthCondition
-from edge_agent.alarms.rules.base import Check, Condition, RuleConfig
+from edge_agent.alarms.rules.base import Check, Condition, Input, RuleConfig
 
 
 class HealthRule(RuleConfig):
@@ -27,6 +27,7 @@ class HealthRule(RuleConfig):
 
 class HealthCheck(Check):
     __slots__ = ("_holding", "_watched")
+    watches = frozenset({Input.HEALTH})
 
     def __init__(self, watched: frozenset[HealthCondition]) -> None:
         super().__init__()
