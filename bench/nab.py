@@ -81,7 +81,7 @@ def shipped_threshold() -> float:
     channel): what a device alarms at without ever seeing a label."""
     config = tomllib.loads(EXAMPLE_CONFIG.read_text())
     for rule in config.get("alarms", []):
-        if rule.get("name") == ANOMALY_RULE and rule.get("kind") == "score_above":
+        if rule.get("name") == ANOMALY_RULE and rule.get("type") == "score_above":
             return float(rule["set"])
     raise SystemExit(f"{EXAMPLE_CONFIG} has no score_above rule named {ANOMALY_RULE!r}")
 

@@ -27,7 +27,7 @@ import numpy as np
 from _common import nab_series, percentiles_us
 
 from edge_agent.alarms.model import AlarmEvent, AlarmEventKind
-from edge_agent.anomaly.detector import AnomalyDetector
+from edge_agent.anomaly.likelihood import AnomalyDetector
 from edge_agent.config import LoadedConfig, parse_config
 from edge_agent.daemon.agent import Agent
 from edge_agent.model.selection import load_model
@@ -40,7 +40,7 @@ RULES = """
 [[alarms]]
 name = "bearing-hot-predicted"
 channel = "bearing_temp"
-kind = "forecast_above"
+type = "forecast_above"
 set = 85.0
 clear = 83.0
 actions = []
@@ -48,7 +48,7 @@ actions = []
 [[alarms]]
 name = "bearing-hot"
 channel = "bearing_temp"
-kind = "value_above"
+type = "value_above"
 set = 85.0
 clear = 82.0
 actions = []
@@ -56,14 +56,14 @@ actions = []
 [[alarms]]
 name = "vibration-rising"
 channel = "vibration"
-kind = "rate_above"
+type = "rate_above"
 set = 5.0
 actions = []
 
 [[alarms]]
 name = "anomaly"
 channel = "*"
-kind = "score_above"
+type = "score_above"
 set = 12.0
 clear = 4.0
 actions = []
@@ -71,7 +71,7 @@ actions = []
 [[alarms]]
 name = "sensor-health"
 channel = "*"
-kind = "health"
+type = "health"
 actions = []
 """
 
@@ -132,7 +132,7 @@ read_timeout_s = 0.2
 [[alarms]]
 name = "x-high"
 channel = "x"
-kind = "value_above"
+type = "value_above"
 set = 50.0
 clear = 50.0
 actions = []

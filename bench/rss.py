@@ -68,13 +68,13 @@ csv_fields = {source.csv_fields!r}
 [[alarms]]
 name = "anomaly"
 channel = "*"
-kind = "score_above"
+type = "score_above"
 set = 12.0
 
 [[alarms]]
 name = "sensor-health"
 channel = "*"
-kind = "health"
+type = "health"
 
 [http]
 port = {port}

@@ -16,8 +16,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from edge_agent.alarms.model import Alarm, AlarmEvent, AlarmEventKind, AlarmState
-from edge_agent.alarms.rules import Severity
+from edge_agent.alarms.model import Alarm, AlarmEvent, AlarmEventKind, AlarmState, Severity
 from edge_agent.store import Store, StoreConfig
 
 CHANNELS = ("bearing_temp", "motor_current", "vibration_rms", "oil_pressure")

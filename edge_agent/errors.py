@@ -17,6 +17,7 @@ __all__ = [
     "BackendUnavailable",
     "EdgeAgentError",
     "InstallFailed",
+    "OverrideRefused",
     "TransientError",
     "WindowInvalid",
 ]
@@ -39,6 +40,11 @@ class WindowInvalid(EdgeAgentError, ValueError):
 
 class AlarmNotFound(EdgeAgentError, KeyError):
     """No alarm with that id (HTTP 404)."""
+
+
+class OverrideRefused(EdgeAgentError, ValueError):
+    """A desired-state change to an alarm rule is refused (the message says why); the
+    rule keeps its configured values and the twin reports the refusal to the cloud."""
 
 
 class TransientError(EdgeAgentError):

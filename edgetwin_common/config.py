@@ -6,7 +6,8 @@ channels, sources, rules and actions. TOML files are validated by a pydantic mod
 every problem named by its key path, so a user sees the same kind of message from the
 device (``edge_agent.config``) and the cloud (``cloud_sync.config``):
 ``key.path: what is wrong (got value)``. A renamed key keeps working: its model notes
-the old spelling (``note_deprecated``) and loading logs one warning line per note.
+the old spelling (``renamed_key`` or ``note_deprecated``) and loading logs one warning
+line per note, after validation (validating does no I/O).
 """
 
 from __future__ import annotations
@@ -40,6 +41,24 @@ class Strict(BaseModel):
 
 
 _SECRET_WORDS = ("token", "password", "secret")
+
+
+def renamed_key(data: Any, old: str, new: str, where: str, info: ValidationInfo) -> Any:
+    """Accept ``old``, the former spelling of the key ``new``, in a table about to be
+    validated: return a copy with its value under ``new``, and note the deprecation
+    (``note_deprecated``) naming ``where`` (the table, e.g. ``[[alarms]] 'hot'``).
+    Anything else (not a table, no ``old``, or both keys given) is returned as is, so
+    strict validation names the stray key. Call it from a ``mode="before"`` validator.
+    """
+    if not isinstance(data, dict) or old not in data or new in data:
+        return data
+    note_deprecated(info, deprecation(where, old, new))
+    return {new if key == old else key: value for key, value in data.items()}
+
+
+def deprecation(where: str, old: str, new: str) -> str:
+    """The one wording of a deprecation note: ``where: old is deprecated, use new``."""
+    return f"{where}: {old} is deprecated, use {new}"
 
 
 def validate_toml(text: str, model: type[M], source: str = "<config>") -> M:

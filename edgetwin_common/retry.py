@@ -17,7 +17,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, Field, ValidationInfo, model_validator
 
-from edgetwin_common.config import Strict, note_deprecated
+from edgetwin_common.config import Strict, deprecation, note_deprecated
 
 __all__ = ["Backoff", "BackoffConfig", "Jitter", "complete_backoff_table"]
 
@@ -149,7 +149,7 @@ def complete_backoff_table(
                 raise ValueError(f"{key} is the old spelling of backoff.{target}: keep one")
             table[target] = value
         new = " and ".join(f"backoff.{target}" for target in targets)
-        note_deprecated(info, f"{where}: {key} is deprecated, use {new}")
+        note_deprecated(info, deprecation(where, key, new))
     default = model.model_fields["backoff"].default
     if isinstance(default, BackoffConfig):
         for name, value in default.model_dump().items():

@@ -105,7 +105,7 @@ def demo_config(
             {
                 "name": "bearing-hot-predicted",
                 "channel": "bearing_temp",
-                "kind": "forecast_above",
+                "type": "forecast_above",
                 "set": p.limit_c,
                 "clear": p.limit_c - 1.0,
                 "severity": "warning",
@@ -114,7 +114,7 @@ def demo_config(
             {
                 "name": "bearing-hot",
                 "channel": "bearing_temp",
-                "kind": "value_above",
+                "type": "value_above",
                 "set": p.limit_c,
                 "clear": p.limit_c - 1.0,
                 "severity": "critical",
@@ -122,7 +122,7 @@ def demo_config(
             {
                 "name": "vibration-anomaly",
                 "channel": "vibration",
-                "kind": "score_above",
+                "type": "score_above",
                 "set": 10.0,
                 "clear": 3.0,
                 "off_delay_s": 2.0,
@@ -130,7 +130,7 @@ def demo_config(
             {
                 "name": "sensor-health",
                 "channel": "*",
-                "kind": "health",
+                "type": "health",
                 "conditions": ["disconnected", "stale"],
                 "severity": "critical",
             },

@@ -113,7 +113,7 @@ def loop_config(
             {
                 "name": "bearing-hot-predicted",
                 "channel": "bearing_temp",
-                "kind": "forecast_above",
+                "type": "forecast_above",
                 "set": limit_c,
                 "clear": limit_c - 1.0,
                 "severity": "warning",
@@ -123,7 +123,7 @@ def loop_config(
             {
                 "name": "bearing-hot",
                 "channel": "bearing_temp",
-                "kind": "value_above",
+                "type": "value_above",
                 "set": limit_c,
                 "clear": limit_c - 1.0,
                 "severity": "critical",

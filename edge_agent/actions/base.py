@@ -5,15 +5,8 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from edge_agent.alarms.model import AlarmEvent
+from edge_agent.alarms.model import AlarmEvent, Notifiable
 from edgetwin_common.config import Name, Strict
-
-
-class Notifiable(Protocol):
-    """The one thing the alarm engine needs of an action: take an event, at once, without
-    raising."""
-
-    def notify(self, event: AlarmEvent) -> None: ...
 
 
 class Action(Notifiable, Protocol):

@@ -1,4 +1,4 @@
-"""Alarm records and the events that move them through their states.
+"""Alarm records, the events that move them through their states, and who receives them.
 
 States follow the usual operator model (ISA-18.2, simplified):
 
@@ -11,9 +11,21 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from enum import StrEnum
-from typing import Any
+from typing import Any, Protocol
 
-from edge_agent.alarms.rules import Severity
+
+class Severity(StrEnum):
+    INFO = "info"
+    WARNING = "warning"
+    CRITICAL = "critical"
+
+
+class HealthCondition(StrEnum):
+    """What can be wrong with a channel (health rules watch these; docs/alarms.md)."""
+
+    STALE = "stale"
+    STUCK = "stuck"
+    DISCONNECTED = "disconnected"
 
 
 class AlarmState(StrEnum):
@@ -41,7 +53,8 @@ class Alarm:
     rule: str
     channel: str
     kind: str
-    """The rule kind (value_above, forecast_above, health, ...)."""
+    """The rule's type (value_above, forecast_above, health, ...; "internal" for the
+    agent's own alarms)."""
     severity: Severity
     state: AlarmState
     raised_at: float
@@ -69,3 +82,10 @@ class AlarmEvent:
 
     def to_dict(self) -> dict[str, Any]:
         return {"kind": self.kind.value, "ts": self.ts, "alarm": self.alarm.to_dict()}
+
+
+class Notifiable(Protocol):
+    """The one thing the alarm engine needs of an action (``edge_agent.actions.base.Action``):
+    take an event, at once, without raising."""
+
+    def notify(self, event: AlarmEvent) -> None: ...

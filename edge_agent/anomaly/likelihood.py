@@ -1,12 +1,30 @@
-"""Anomaly likelihood: is the recent surprise unusual for this channel?
+"""The "likelihood" score method: the forecast residual's likelihood, the range's
+novelty, and one detection per event (``AnomalyDetector``).
 
-The forecaster's normalized residual alone alarms on every noisy stretch. Following
-Numenta's anomaly likelihood (Ahmad et al. 2017), the score asks a second question: is
-the mean of the last ``short_window`` surprises (log1p of the normalized residual) far
-in the upper tail of the distribution those surprises have had over the long run (an
-exponentially weighted mean and variance with weight ``alpha``, a ~1/alpha-sample
-memory)? The answer is a tail probability p under a normal model, reported as
--log10(p): 2 means "1 in 100", 3 "1 in 1,000".
+Per sample, with x the reading and f the one-step forecast made for it:
+
+1. Surprise: log1p(|x - f| / s), s the residual's running typical size
+   (``ResidualScorer``; log1p so one huge miss does not dominate the averages).
+2. Likelihood (``AnomalyLikelihood``): the mean of the last ``short_window`` surprises
+   against their long-run distribution, as -log10 of a tail probability (below).
+3. Range novelty (``RangeNovelty``): how far x lies beyond the lowest and highest
+   readings ever seen, ``range_weight`` per percent of that range's width.
+4. The score is the larger of 2 and 3. Rising edge: once it reaches ``hold_level`` it
+   is reported on that sample and the next ``hold_samples`` samples report 0.0, so one
+   event makes one detection (and an alarm rule at ``hold_level`` raises once per
+   event, not once per noisy sample of it).
+
+Units: -log10 of a probability (3 = a 1-in-1,000 surprise), >= 0; the range novelty
+is put on that scale by its weight. Causal: every stage uses only the past and the
+current sample. See docs/anomaly-quality.md.
+
+Why the likelihood stage: the forecaster's normalized residual alone alarms on every
+noisy stretch. Following Numenta's anomaly likelihood (Ahmad et al. 2017), the score asks
+a second question: is the mean of the last ``short_window`` surprises far in the upper
+tail of the distribution those surprises have had over the long run (an exponentially
+weighted mean and variance with weight ``likelihood_alpha``, a ~1/alpha-sample memory)?
+The answer is a tail probability p under a normal model, reported as -log10(p): 2 means
+"1 in 100", 3 "1 in 1,000".
 
 Per sample: a ring of ``short_window`` floats written in place and scalar math; nothing
 allocated beyond Python floats.
@@ -15,6 +33,12 @@ allocated beyond Python floats.
 from __future__ import annotations
 
 import math
+from typing import Annotated, Literal
+
+from pydantic import Field
+
+from edge_agent.anomaly.novelty import RangeNovelty
+from edge_agent.anomaly.residual import ResidualScorer, ResidualStageConfig
 
 _SQRT2 = math.sqrt(2.0)
 _MIN_TAIL = 1e-300  # -log10 caps at 300 instead of raising on log(0)
@@ -70,4 +94,79 @@ class AnomalyLikelihood:
         result = tail_score((self._sum / len(ring) - self._mean) / spread)
         self._mean += self._alpha * delta
         self._variance += self._alpha * (delta * delta - self._variance)
+        return result
+
+
+class LikelihoodScoreConfig(ResidualStageConfig):
+    """method = "likelihood": the residual's likelihood, the range's novelty and one
+    detection per event, as -log10 of a probability (3 = a 1-in-1,000 surprise); the
+    shipped example config uses it (docs/anomaly-quality.md)."""
+
+    method: Literal["likelihood"] = "likelihood"
+    """The score method (docs/anomaly-score.md)."""
+    short_window: Annotated[int, Field(ge=1, le=1000)] = 3
+    """Samples averaged for the short-term surprise."""
+    likelihood_alpha: Annotated[float, Field(gt=0, le=1)] = 0.001
+    """Weight of each sample in the long-run surprise statistics (0.001: a ~1,000-sample
+    memory)."""
+    likelihood_warmup: Annotated[int, Field(ge=1)] = 200
+    """Samples learned (score 0.0) before the first score."""
+    range_weight: Annotated[float, Field(ge=0)] = 4.0
+    """Score per percent of the range's width by which a reading lies beyond the lowest
+    or highest reading ever seen (0: off)."""
+    hold_level: Annotated[float, Field(gt=0)] = 3.0
+    """A score at or above this starts a hold (one event, one detection); give the
+    channel's score_above rule the same `set`."""
+    hold_samples: Annotated[int, Field(ge=0)] = 200
+    """Samples that report 0.0 after a score reached hold_level."""
+
+    def build(self) -> AnomalyDetector:
+        return AnomalyDetector(self)
+
+
+class AnomalyDetector:
+    """One channel's detector. ``score`` returns None while the residual scorer warms up
+    (``warmup`` samples), then 0.0 while the likelihood learns (``likelihood_warmup``
+    samples), then scores. Not thread-safe."""
+
+    __slots__ = ("_held", "_likelihood", "_range", "_residual", "_settings")
+
+    def __init__(self, settings: LikelihoodScoreConfig | None = None) -> None:
+        s = settings or LikelihoodScoreConfig()
+        self._settings = s
+        self._residual = ResidualScorer(s.residual_settings())
+        self._likelihood = AnomalyLikelihood(
+            s.short_window, s.likelihood_alpha, s.likelihood_warmup
+        )
+        self._range = RangeNovelty(s.range_weight)
+        self._held = 0
+
+    @property
+    def residual(self) -> ResidualScorer:
+        """The residual stage (its ``is_warm``: scores are no longer None)."""
+        return self._residual
+
+    @property
+    def is_warm(self) -> bool:
+        """Scores are no longer None (the residual stage has warmed up; the likelihood
+        stage may still be learning, and reports 0.0 until it has)."""
+        return self._residual.is_warm
+
+    def score(self, actual: float, forecast: float) -> float | None:
+        """Score ``actual`` against the one-step ``forecast`` made for it, then learn
+        from it. Raises ValueError for a non-finite reading or forecast."""
+        was_warm = self._residual.is_warm
+        surprise = self._residual.score(actual, forecast)
+        if not was_warm:
+            return None
+        was_warm = self._likelihood.is_warm
+        result = max(self._likelihood.score(math.log1p(surprise)), self._range.score(actual))
+        if not was_warm:
+            # The long-run statistics are still learning: no evidence of anything yet.
+            return 0.0
+        if self._held > 0:
+            self._held -= 1
+            return 0.0
+        if result >= self._settings.hold_level:
+            self._held = self._settings.hold_samples
         return result

@@ -25,7 +25,7 @@ import math
 from bisect import bisect_left, insort
 from enum import StrEnum
 
-from edge_agent.alarms.rules import HealthCondition
+from edge_agent.alarms.model import HealthCondition
 from edge_agent.cleaning.config import CleaningConfig
 
 _MAD_TO_SIGMA = 1.4826

@@ -15,7 +15,9 @@ from pydantic import Field, model_validator
 
 from edge_agent.actions.log import LogActionConfig
 from edge_agent.actions.registry import ActionConfig
-from edge_agent.alarms.rules import AlarmRule
+from edge_agent.alarms.rules.registry import AlarmRule, rule_list_problems
+from edge_agent.anomaly.registry import ScoreConfig
+from edge_agent.anomaly.residual import ResidualScoreConfig
 from edge_agent.cleaning.config import CleaningConfig
 from edge_agent.http.config import HttpConfig
 from edge_agent.model.ota.config import OtaConfig
@@ -55,34 +57,6 @@ class ModelConfig(Strict):
         return self
 
 
-class ScoreConfig(Strict):
-    """Anomaly score tuning (docs/anomaly-score.md, docs/anomaly-quality.md)."""
-
-    method: Literal["residual", "likelihood"] = "residual"
-    """residual: the one-step residual over its typical size (1 = an ordinary miss).
-    likelihood: the residual's likelihood, the range's novelty and one detection per
-    event, as -log10 of a probability (3 = a 1-in-1,000 surprise); the shipped example
-    config uses it (docs/anomaly-quality.md)."""
-    alpha: Annotated[float, Field(gt=0, le=1)] = 0.02
-    warmup: Annotated[int, Field(ge=1)] = 16
-    clip: Annotated[float, Field(gt=0)] = 4.0
-    short_window: Annotated[int, Field(ge=1, le=1000)] = 3
-    """likelihood: samples averaged for the short-term surprise."""
-    likelihood_alpha: Annotated[float, Field(gt=0, le=1)] = 0.001
-    """likelihood: weight of each sample in the long-run surprise statistics
-    (0.001: a ~1,000-sample memory)."""
-    likelihood_warmup: Annotated[int, Field(ge=1)] = 200
-    """likelihood: samples learned (score 0.0) before the first score."""
-    range_weight: Annotated[float, Field(ge=0)] = 4.0
-    """likelihood: score per percent of the range's width by which a reading lies
-    beyond the lowest or highest reading ever seen (0: off)."""
-    hold_level: Annotated[float, Field(gt=0)] = 3.0
-    """likelihood: a score at or above this starts a hold (one event, one detection);
-    give the channel's score_above rule the same `set`."""
-    hold_samples: Annotated[int, Field(ge=0)] = 200
-    """likelihood: samples that report 0.0 after a score reached hold_level."""
-
-
 class ChannelConfig(Strict):
     unit: str = ""
     description: str = ""
@@ -92,7 +66,8 @@ class ChannelConfig(Strict):
     """A gap longer than this restarts the window (no interpolation across it);
     default: 10 sample periods, or never when sample_period_s is None."""
     cleaning: CleaningConfig = CleaningConfig()
-    score: ScoreConfig = ScoreConfig()
+    score: ScoreConfig = ResidualScoreConfig()
+    """The anomaly score method and its settings (docs/anomaly-score.md)."""
 
 
 class AgentConfig(Strict):
@@ -119,18 +94,12 @@ class AgentConfig(Strict):
     def _cross_references(self) -> AgentConfig:
         problems: list[str] = []
         _unique("sources", [s.name for s in self.sources], problems)
-        _unique("alarms", [r.name for r in self.alarms], problems)
         _unique("actions", [a.name for a in self.actions], problems)
-        known_actions = self.action_names()
+        for problem in rule_list_problems(self.alarms, self.action_names()):
+            problems.append(f"{problem.path}: {problem.message}")
         produced = {channel for s in self.sources for channel in s.channel_names()}
         known_channels = produced | set(self.channels)
         for i, rule in enumerate(self.alarms):
-            for name in rule.actions:
-                if name not in known_actions:
-                    problems.append(
-                        f"alarms.{i}.actions: unknown action {name!r} "
-                        f"(known: {', '.join(sorted(known_actions))})"
-                    )
             if rule.channel != "*" and known_channels and rule.channel not in known_channels:
                 problems.append(
                     f"alarms.{i}.channel: unknown channel {rule.channel!r} "

@@ -125,7 +125,7 @@ def _section(
                 nested.append((name, sub))
     for name, sub in nested:
         suffix = ""
-        for tag_field in ("type", "kind"):
+        for tag_field in ("type", "method"):
             tag_info = sub.model_fields.get(tag_field)
             if tag_info is None:
                 continue

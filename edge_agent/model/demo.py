@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from edge_agent.anomaly.score import ResidualScorer
+from edge_agent.anomaly.residual import ResidualScorer
 from edge_agent.model.bundle import LoadedModel, load_bundle
 from edge_agent.model.shipped import DEFAULT_BUNDLE, default_public_key
 

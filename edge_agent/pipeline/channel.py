@@ -11,8 +11,7 @@ import numpy as np
 import numpy.typing as npt
 
 from edge_agent.alarms.engine import AlarmEngine
-from edge_agent.anomaly.detector import AnomalyDetector, DetectorSettings
-from edge_agent.anomaly.score import ResidualScorer, ScoreSettings
+from edge_agent.anomaly.base import AnomalyScorer
 from edge_agent.cleaning.cleaner import ChannelCleaner, RejectReason
 from edge_agent.cleaning.resample import Resampler
 from edge_agent.config import ChannelConfig
@@ -69,24 +68,7 @@ class ChannelPipeline:
             max_gap = _DEFAULT_GAP_PERIODS * period
         self.resampler = Resampler(period, max_gap)
         self.window = SampleWindow(forecaster.window_length)
-        s = config.score
-        residual = ScoreSettings(alpha=s.alpha, warmup=s.warmup, clip=s.clip)
-        self.scorer = ResidualScorer(residual)
-        self.detector: AnomalyDetector | None = None
-        if s.method == "likelihood":
-            self.detector = AnomalyDetector(
-                DetectorSettings(
-                    residual=residual,
-                    short_window=s.short_window,
-                    likelihood_alpha=s.likelihood_alpha,
-                    likelihood_warmup=s.likelihood_warmup,
-                    range_weight=s.range_weight,
-                    hold_level=s.hold_level,
-                    hold_samples=s.hold_samples,
-                )
-            )
-            # The status reports scorer.is_warm: the stage whose warm-up gates None.
-            self.scorer = self.detector.residual
+        self.scorer: AnomalyScorer = config.score.build()
         self.horizons = forecaster.horizons
         # horizons[0] may be > 1: keep the forecasts made for the next horizons[0] samples.
         self._lead = self.horizons[0]
@@ -148,15 +130,9 @@ class ChannelPipeline:
         made_for_now = float(self._pending[pos])
         forecast_for_sample: float | None = None
         score: float | None = None
-        detector = self.detector
         if not math.isnan(made_for_now):
             forecast_for_sample = made_for_now
-            if detector is None:
-                score = self.scorer.score(value, made_for_now)
-                if not self.scorer.is_warm:
-                    score = None
-            else:
-                score = detector.score(value, made_for_now)
+            score = self.scorer.score(value, made_for_now)
         rate: float | None = None
         if self.last_ts is not None and self.last_value is not None and ts > self.last_ts:
             rate = (value - self.last_value) / (ts - self.last_ts)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from edge_agent.alarms.engine import AlarmEngine
-from edge_agent.alarms.rules import HealthCondition
+from edge_agent.alarms.model import HealthCondition
 from edge_agent.config import AgentConfig
 from edge_agent.model.inference.forecaster import Forecaster
 from edge_agent.pipeline.channel import ChannelPipeline, SampleObserver, SampleSink

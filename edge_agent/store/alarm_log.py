@@ -9,8 +9,7 @@ import sqlite3
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from edge_agent.alarms.model import Alarm, AlarmEvent, AlarmEventKind, AlarmState
-from edge_agent.alarms.rules import Severity
+from edge_agent.alarms.model import Alarm, AlarmEvent, AlarmEventKind, AlarmState, Severity
 from edge_agent.store import meta
 from edge_agent.store.outbox import payload_text
 

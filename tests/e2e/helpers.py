@@ -265,7 +265,7 @@ speed = {speed}
 [[alarms]]
 name = "{ALARM_RULE}"
 channel = "temp"
-kind = "value_above"
+type = "value_above"
 set = 80
 clear = 75
 

@@ -35,7 +35,7 @@ unit = "°C"
 [[alarms]]
 name = "temp-high"
 channel = "temp"
-kind = "value_above"
+type = "value_above"
 set = 80
 clear = 75
 severity = "critical"

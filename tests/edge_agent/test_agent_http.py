@@ -40,7 +40,7 @@ def agent(tmp_path: Path) -> Iterator[Agent]:
 [[alarms]]
 name = "temp-anomaly"
 channel = "*"
-kind = "score_above"
+type = "score_above"
 set = 12
 
 [http]

@@ -34,7 +34,7 @@ def test_config_error_cases(case: Path) -> None:
 def test_example_config_is_valid() -> None:
     loaded = load_config(EXAMPLE)
     assert loaded.config.sources, "the example should show a source"
-    assert {rule.kind for rule in loaded.config.alarms} >= {
+    assert {rule.type for rule in loaded.config.alarms} >= {
         "forecast_above",
         "score_above",
         "health",

@@ -66,7 +66,7 @@ def test_install_twice_verify_then_uninstall(tmp_path: Path, wheel: Path) -> Non
     # The installed default: the likelihood detector, alarming at the fixed NAB threshold.
     installed = load_config(config).config
     assert installed.channel_defaults.score.method == "likelihood"
-    assert [(r.name, r.set) for r in installed.alarms if r.kind == "score_above"] == [
+    assert [(r.name, r.set) for r in installed.alarms if r.type == "score_above"] == [
         ("anomaly", 3.0)
     ]
     if os.geteuid() == 0:  # root:edge-agent 0640: the service reads it, nobody else

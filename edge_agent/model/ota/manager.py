@@ -24,7 +24,7 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from edge_agent.alarms.engine import AlarmEngine
-from edge_agent.alarms.rules import Severity
+from edge_agent.alarms.model import Severity
 from edge_agent.errors import BackendUnavailable
 from edge_agent.model.bundle import LoadedModel, load_bundle
 from edge_agent.model.ota.archive import check_archive, extract_bundle

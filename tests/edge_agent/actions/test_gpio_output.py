@@ -10,8 +10,7 @@ import pytest
 from gpiozero.pins.mock import MockFactory
 
 from edge_agent.actions.gpio_output import GpioOutputAction, GpioOutputActionConfig, OutputMode
-from edge_agent.alarms.model import Alarm, AlarmEvent, AlarmEventKind, AlarmState
-from edge_agent.alarms.rules import Severity
+from edge_agent.alarms.model import Alarm, AlarmEvent, AlarmEventKind, AlarmState, Severity
 
 
 def alarm(alarm_id: int, state: AlarmState, acked: bool = False) -> Alarm:

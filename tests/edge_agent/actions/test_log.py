@@ -8,8 +8,7 @@ import logging
 import pytest
 
 from edge_agent.actions.log import LogAction, LogActionConfig
-from edge_agent.alarms.model import Alarm, AlarmEvent, AlarmEventKind, AlarmState
-from edge_agent.alarms.rules import Severity
+from edge_agent.alarms.model import Alarm, AlarmEvent, AlarmEventKind, AlarmState, Severity
 
 
 def sample_event(kind: AlarmEventKind) -> AlarmEvent:

@@ -12,7 +12,7 @@ from pydantic import TypeAdapter
 from edge_agent.actions.recording import RecordingAction
 from edge_agent.alarms.engine import AlarmEngine
 from edge_agent.alarms.model import Alarm, AlarmEvent, AlarmEventKind
-from edge_agent.alarms.rules import AlarmRule
+from edge_agent.alarms.rules.registry import AlarmRule
 
 RULES: TypeAdapter[list[AlarmRule]] = TypeAdapter(list[AlarmRule])
 

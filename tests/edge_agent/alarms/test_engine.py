@@ -10,8 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from edge_agent.alarms.model import Alarm, AlarmEventKind, AlarmState
-from edge_agent.alarms.rules import HealthCondition, Severity
+from edge_agent.alarms.model import Alarm, AlarmEventKind, AlarmState, HealthCondition, Severity
 from edge_agent.errors import AlarmNotFound
 from edgetwin_common.errors import ConfigInvalid
 from tests.edge_agent.alarms.conftest import build
@@ -20,7 +19,7 @@ RAISED, ACKED, CLEARED = AlarmEventKind.RAISED, AlarmEventKind.ACKNOWLEDGED, Ala
 HOT: dict[str, Any] = {
     "name": "bearing-hot",
     "channel": "bearing",
-    "kind": "value_above",
+    "type": "value_above",
     "set": 85.0,
     "clear": 80.0,
     "severity": "critical",
@@ -49,14 +48,14 @@ def test_clear_defaults_to_the_set_level() -> None:
 
 
 def test_value_below_is_mirrored() -> None:
-    rule = {"name": "oil-low", "channel": "oil", "kind": "value_below", "set": 1.0, "clear": 1.5}
+    rule = {"name": "oil-low", "channel": "oil", "type": "value_below", "set": 1.0, "clear": 1.5}
     rig = build([rule])
     rig.feed("oil", [1.2, 1.0, 1.4, 1.5, 1.51])
     assert [(e.kind, e.ts) for e in rig.events] == [(RAISED, 1.0), (CLEARED, 4.0)]
 
 
 def test_rate_above_uses_the_magnitude_and_holds_without_a_rate() -> None:
-    rule = {"name": "fast", "channel": "t", "kind": "rate_above", "set": 5.0, "clear": 2.0}
+    rule = {"name": "fast", "channel": "t", "type": "rate_above", "set": 5.0, "clear": 2.0}
     rig = build([rule])
     rig.engine.on_sample("t", 0.0, 1.0, rate=None)
     rig.engine.on_sample("t", 1.0, 1.0, rate=-6.0)
@@ -69,7 +68,7 @@ def test_rate_above_uses_the_magnitude_and_holds_without_a_rate() -> None:
 
 
 def test_score_above_holds_during_warm_up() -> None:
-    rule = {"name": "odd", "channel": "t", "kind": "score_above", "set": 8.0, "clear": 3.0}
+    rule = {"name": "odd", "channel": "t", "type": "score_above", "set": 8.0, "clear": 3.0}
     rig = build([rule])
     for ts, score in enumerate([None, 9.0, None, 5.0, 2.9]):
         rig.engine.on_sample("t", float(ts), 20.0, score=score)
@@ -83,7 +82,7 @@ def test_score_above_holds_during_warm_up() -> None:
 def test_forecast_above_looks_only_at_horizons_within_the_limit(
     within: int | None, raises: bool
 ) -> None:
-    rule = {**HOT, "kind": "forecast_above", "within_samples": within}
+    rule = {**HOT, "type": "forecast_above", "within_samples": within}
     rig = build([rule], horizons=(1, 2, 4, 8))
     rig.engine.on_sample("bearing", 0.0, 70.0, forecast=np.array([80.0, 84.0, 86.0, 95.0]))
     assert [e.kind for e in rig.events] == ([RAISED] if raises else [])
@@ -93,7 +92,7 @@ def test_forecast_above_looks_only_at_horizons_within_the_limit(
 
 
 def test_forecast_rule_handles_unordered_horizons_and_holds_without_a_forecast() -> None:
-    rule = {**HOT, "kind": "forecast_above", "within_samples": 2}
+    rule = {**HOT, "type": "forecast_above", "within_samples": 2}
     rig = build([rule], horizons=(8, 1, 4, 2))
     rig.engine.on_sample("bearing", 0.0, 70.0, forecast=np.array([99.0, 70.0, 99.0, 86.0]))
     rig.engine.on_sample("bearing", 1.0, 70.0, forecast=None)
@@ -106,7 +105,7 @@ def test_forecast_rule_handles_unordered_horizons_and_holds_without_a_forecast()
 
 
 def test_forecast_below_takes_the_minimum() -> None:
-    rule = {"name": "freeze", "channel": "w", "kind": "forecast_below", "set": 0.0, "clear": 1.0}
+    rule = {"name": "freeze", "channel": "w", "type": "forecast_below", "set": 0.0, "clear": 1.0}
     rig = build([rule], horizons=(1, 2))
     rig.engine.on_sample("w", 0.0, 3.0, forecast=np.array([2.0, -0.5]))
     rig.engine.on_sample("w", 1.0, 3.0, forecast=np.array([2.0, 1.0]))
@@ -115,7 +114,7 @@ def test_forecast_below_takes_the_minimum() -> None:
 
 
 def test_a_forecast_rule_that_selects_no_horizon_is_a_config_problem() -> None:
-    rule = {**HOT, "kind": "forecast_above", "within_samples": 3}
+    rule = {**HOT, "type": "forecast_above", "within_samples": 3}
     with pytest.raises(ConfigInvalid) as info:
         build([rule], horizons=(4, 8))
     [problem] = info.value.problems
@@ -243,7 +242,7 @@ def test_star_rules_apply_to_every_channel_separately() -> None:
     assert rig.engine.channel_state("bearing") == ""
 
 
-HEALTH: dict[str, Any] = {"name": "sensor", "channel": "*", "kind": "health"}
+HEALTH: dict[str, Any] = {"name": "sensor", "channel": "*", "type": "health"}
 
 
 @pytest.mark.parametrize("condition", list(HealthCondition))

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from edge_agent.alarms.rules import HealthCondition
+from edge_agent.alarms.model import HealthCondition
 from edge_agent.cleaning.cleaner import ChannelCleaner, RejectReason
 from edge_agent.cleaning.config import CleaningConfig
 

@@ -108,7 +108,7 @@ pin = 22
 [[alarms]]
 name = "hot"
 channel = "ambient_temp"
-kind = "value_above"
+type = "value_above"
 set = 30
 clear = 28
 actions = ["log", "lamp"]
@@ -116,7 +116,7 @@ actions = ["log", "lamp"]
 [[alarms]]
 name = "sensor-health"
 channel = "*"
-kind = "health"
+type = "health"
 conditions = ["disconnected"]
 actions = ["log", "lamp"]
 """,

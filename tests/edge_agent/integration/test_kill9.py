@@ -51,7 +51,7 @@ speed = 100
 [[alarms]]
 name = "temp-high"
 channel = "temp"
-kind = "value_above"
+type = "value_above"
 set = 80
 clear = 75
 """

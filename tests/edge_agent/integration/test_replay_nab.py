@@ -34,7 +34,7 @@ hold_samples = 20
 [[alarms]]
 name = "anomaly"
 channel = "*"
-kind = "score_above"
+type = "score_above"
 set = 2.5
 clear = 1.0
 """

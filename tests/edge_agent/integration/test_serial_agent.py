@@ -46,7 +46,7 @@ def agent_config(tmp_path: Path, settings: SimulatorSettings, **channels: Any) -
             {
                 "name": HEALTH_RULE,
                 "channel": "*",
-                "kind": "health",
+                "type": "health",
                 "conditions": ["disconnected"],
                 "severity": "critical",
             }

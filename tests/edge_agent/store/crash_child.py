@@ -15,8 +15,7 @@ import random
 import sys
 from pathlib import Path
 
-from edge_agent.alarms.model import Alarm, AlarmEvent, AlarmEventKind, AlarmState
-from edge_agent.alarms.rules import Severity
+from edge_agent.alarms.model import Alarm, AlarmEvent, AlarmEventKind, AlarmState, Severity
 from edge_agent.store import Store, StoreConfig
 
 CONFIG = StoreConfig(

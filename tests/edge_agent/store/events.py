@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from edge_agent.alarms.model import Alarm, AlarmEvent, AlarmEventKind, AlarmState
-from edge_agent.alarms.rules import Severity
+from edge_agent.alarms.model import Alarm, AlarmEvent, AlarmEventKind, AlarmState, Severity
 
 
 def raised(alarm_id: int, ts: float, channel: str = "bearing_temp") -> AlarmEvent:

@@ -4,13 +4,13 @@ wired to a real alarm engine, and a settable clock."""
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from edge_agent.alarms.engine import AlarmEngine
 from edge_agent.alarms.model import AlarmEvent
-from edge_agent.alarms.rules import AlarmRule
+from edge_agent.alarms.rules.registry import AlarmRule
 from edge_agent.store import Store, StoreConfig
 from edge_agent.sync.config import SyncConfig
 from edge_agent.sync.twin import DeviceReport, Twin
@@ -66,11 +66,13 @@ def static_report() -> DeviceReport:
     )
 
 
-def make_engine(rules: Sequence[AlarmRule] = ()) -> AlarmEngine:
+def make_engine(
+    rules: Sequence[AlarmRule] = (), sink: Callable[[AlarmEvent], None] = lambda event: None
+) -> AlarmEngine:
     from edge_agent.actions.log import LogAction, LogActionConfig
 
     log_action = LogAction(LogActionConfig(type="log", name="log"))
-    return AlarmEngine(rules, [1, 2, 4], sink=lambda event: None, actions={"log": log_action})
+    return AlarmEngine(rules, [1, 2, 4], sink=sink, actions={"log": log_action})
 
 
 def make_worker(

@@ -46,7 +46,7 @@ speed = 0
 [[alarms]]
 name = "temp-high"
 channel = "temp"
-kind = "value_above"
+type = "value_above"
 set = 80
 clear = 75
 

@@ -4,24 +4,25 @@ the config, reverting rules no longer named."""
 from __future__ import annotations
 
 from edge_agent.alarms.model import AlarmEvent
-from edge_agent.alarms.rules import ForecastRule, HealthRule, ThresholdRule
+from edge_agent.alarms.rules.forecast import ForecastRule
+from edge_agent.alarms.rules.health import HealthRule
+from edge_agent.alarms.rules.value import ValueRule
 
 from .helpers import make_engine
 
 
-def rules() -> list[ThresholdRule | ForecastRule | HealthRule]:
+def rules() -> list[ValueRule | ForecastRule | HealthRule]:
     return [
-        ThresholdRule(name="hot", channel="*", kind="value_above", set=80, clear=75),
-        ThresholdRule(name="cold", channel="temp", kind="value_below", set=5, on_delay_s=10),
-        ForecastRule(name="trend", channel="temp", kind="forecast_above", set=90),
-        HealthRule(name="stale", channel="temp", kind="health"),
+        ValueRule(name="hot", channel="*", type="value_above", set=80, clear=75),
+        ValueRule(name="cold", channel="temp", type="value_below", set=5, on_delay_s=10),
+        ForecastRule(name="trend", channel="temp", type="forecast_above", set=90),
+        HealthRule(name="stale", channel="temp", type="health"),
     ]
 
 
 def test_override_changes_levels_of_running_slots_and_reverts() -> None:
     events: list[AlarmEvent] = []
-    engine = make_engine(rules())
-    engine._sink = events.append
+    engine = make_engine(rules(), sink=events.append)
     engine.on_sample("temp", 0.0, 20.0)  # slots exist before the override
     assert engine.override_rules({"hot": {"set": 100, "clear": 95, "severity": "critical"}}) == {}
     engine.on_sample("temp", 1.0, 90.0)

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from edge_agent.alarms.rules import HealthRule, ThresholdRule
+from edge_agent.alarms.rules.health import HealthRule
+from edge_agent.alarms.rules.value import ValueRule
 from edge_agent.store import Store
 from edge_agent.store.meta import SEQUENCE_KEY
 from edge_agent.sync.twin import OTA_REFUSAL
@@ -304,10 +305,10 @@ def test_out_of_order_jumps_past_the_clouds_sequence(
     assert_exactly_once(cloud, 5)
 
 
-def temp_rules() -> list[ThresholdRule | HealthRule]:
+def temp_rules() -> list[ValueRule | HealthRule]:
     return [
-        ThresholdRule(name="temp-high", channel="temp", kind="value_above", set=80, clear=75),
-        HealthRule(name="temp-stale", channel="temp", kind="health"),
+        ValueRule(name="temp-high", channel="temp", type="value_above", set=80, clear=75),
+        HealthRule(name="temp-stale", channel="temp", type="health"),
     ]
 
 
@@ -315,8 +316,7 @@ def test_desired_changes_are_applied_and_reported_back(
     cloud: FakeCloud, store: Store, clock: FakeClock
 ) -> None:
     events = []
-    engine = make_engine(temp_rules())
-    engine._sink = events.append  # keep what the engine raises
+    engine = make_engine(temp_rules(), sink=events.append)  # keep what the engine raises
     fill_summaries(store, 5)
     cloud.desired = DesiredState(
         version=3,

@@ -7,11 +7,15 @@ import math
 import numpy as np
 import pytest
 
-from edge_agent.anomaly.detector import AnomalyDetector, DetectorSettings
-from edge_agent.anomaly.likelihood import AnomalyLikelihood, tail_score
+from edge_agent.anomaly.likelihood import (
+    AnomalyDetector,
+    AnomalyLikelihood,
+    LikelihoodScoreConfig,
+    tail_score,
+)
 from edge_agent.anomaly.novelty import RangeNovelty
 
-SETTINGS = DetectorSettings(likelihood_warmup=100, hold_samples=20)
+SETTINGS = LikelihoodScoreConfig(likelihood_warmup=100, hold_samples=20)
 
 
 def noisy(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edge_agent.anomaly.score import ResidualScorer, ScoreSettings
+from edge_agent.anomaly.residual import ResidualScorer, ScoreSettings
 
 
 def test_scores_nothing_while_warming_up() -> None:

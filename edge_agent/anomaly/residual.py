@@ -1,4 +1,4 @@
-"""The anomaly score: how surprising a reading is, given what the model forecast.
+"""The "residual" score method: how surprising a reading is, given what the model forecast.
 
 For each new reading x_t of a channel and the one-step-ahead forecast f_t made from the
 window before it, the residual is r_t = |x_t - f_t|. The scorer keeps a running
@@ -21,6 +21,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Annotated, Literal
+
+from pydantic import Field
+
+from edge_agent.anomaly.base import ScoreMethodConfig
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,3 +91,46 @@ class ResidualScorer:
         self._spread += s.alpha * (min(residual, s.clip * spread) - self._spread)
         self._count += 1
         return result
+
+
+class ResidualStageConfig(ScoreMethodConfig):
+    """The residual stage's keys: every method built on the one-step residual has them."""
+
+    alpha: Annotated[float, Field(gt=0, le=1)] = 0.02
+    """Weight of each new residual in its typical size (0.02: a ~50-sample memory)."""
+    warmup: Annotated[int, Field(ge=1)] = 16
+    """Residuals learned before the first score (None until then)."""
+    clip: Annotated[float, Field(gt=0)] = 4.0
+    """Cap on one residual's influence on the typical size, in typical sizes."""
+
+    def residual_settings(self) -> ScoreSettings:
+        return ScoreSettings(alpha=self.alpha, warmup=self.warmup, clip=self.clip)
+
+
+class ResidualScoreConfig(ResidualStageConfig):
+    """method = "residual" (the default): the one-step residual over its typical size
+    (1 = an ordinary miss)."""
+
+    method: Literal["residual"] = "residual"
+    """The score method (docs/anomaly-score.md)."""
+
+    def build(self) -> ResidualMethod:
+        return ResidualMethod(self.residual_settings())
+
+
+class ResidualMethod:
+    """The "residual" method as the pipeline drives it: a ResidualScorer's scores, None
+    until it is warm. Not thread-safe."""
+
+    __slots__ = ("scorer",)
+
+    def __init__(self, settings: ScoreSettings) -> None:
+        self.scorer = ResidualScorer(settings)
+
+    @property
+    def is_warm(self) -> bool:
+        return self.scorer.is_warm
+
+    def score(self, actual: float, forecast: float) -> float | None:
+        result = self.scorer.score(actual, forecast)
+        return result if self.scorer.is_warm else None

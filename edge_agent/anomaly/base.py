@@ -1,0 +1,40 @@
+"""What every anomaly score method shares: the scorer the channel pipeline drives, and
+the base of the methods' config models.
+
+A method is one module in this folder with its config model (``method: Literal[...]``,
+deriving from ``ScoreMethodConfig``) and its scorer, listed once in ``registry.py``
+(docs/architecture.md, "Adding a score method").
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Protocol
+
+from edgetwin_common.config import Strict
+
+
+class AnomalyScorer(Protocol):
+    """One channel's scorer. Not thread-safe."""
+
+    @property
+    def is_warm(self) -> bool:
+        """Scores are no longer None."""
+        ...
+
+    def score(self, actual: float, forecast: float) -> float | None:
+        """Score ``actual`` (channel units) against the one-step ``forecast`` made for it,
+        then learn from it: >= 0, or None while warming up. Raises ValueError for a
+        non-finite reading or forecast."""
+        ...
+
+
+class ScoreMethodConfig(Strict, ABC):
+    """Keys every score method has."""
+
+    method: str
+    """The score method (docs/anomaly-score.md)."""
+
+    @abstractmethod
+    def build(self) -> AnomalyScorer:
+        """A new scorer for one channel."""
