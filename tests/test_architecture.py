@@ -162,3 +162,38 @@ def test_every_error_derives_from_the_package_root(package: str) -> None:
             ):
                 strays.append(f"{module_name}.{name}")
     assert strays == []
+
+
+MAX_MODULE_LINES = 500
+MAX_FUNCTION_LINES = 80
+
+
+def _product_modules() -> list[Path]:
+    return [
+        path
+        for package in PACKAGES
+        for path in sorted((REPO / package).rglob("*.py"))
+        if "migrations" not in path.parts
+    ]
+
+
+def test_no_module_is_a_big_room() -> None:
+    """A module over 500 lines does several jobs: split it by job (database migrations
+    aside: each is one job however long)."""
+    big = [
+        f"{path.relative_to(REPO)}: {lines} lines"
+        for path in _product_modules()
+        if (lines := path.read_text(encoding="utf-8").count("\n")) > MAX_MODULE_LINES
+    ]
+    assert big == []
+
+
+def test_no_function_is_over_80_lines() -> None:
+    long = []
+    for path in _product_modules():
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                lines = (node.end_lineno or node.lineno) - node.lineno + 1
+                if lines > MAX_FUNCTION_LINES:
+                    long.append(f"{path.relative_to(REPO)}:{node.lineno} {node.name}: {lines}")
+    assert long == []
