@@ -16,6 +16,7 @@ from pydantic import TypeAdapter, ValidationError
 from edge_agent.alarms.model import AlarmEventKind, HealthCondition
 from edge_agent.alarms.rules.base import LevelRule
 from edge_agent.alarms.rules.registry import RULE_KEYS, RULE_TYPES, AlarmRule
+from edge_agent.config import parse_config
 from tests.conftest import REPO
 from tests.edge_agent.alarms.conftest import build
 
@@ -143,12 +144,19 @@ def test_every_level_type_refuses_backwards_hysteresis(key: str) -> None:
 
 
 def test_kind_is_read_as_type_with_one_deprecation_line(caplog: pytest.LogCaptureFixture) -> None:
+    """Loading a config with the old spelling logs one line naming the rule and the new
+    key; validating alone (no file loaded) says nothing: validation does no I/O."""
     common = {"name": "hot", "channel": "*", "set": 85.0}
     with caplog.at_level(logging.WARNING):
         rule = RULE.validate_python({**common, "kind": "value_above"})
-    [line] = [r.getMessage() for r in caplog.records]
-    assert "'kind' is deprecated" in line and "'type'" in line and "'hot'" in line
+    assert caplog.records == []
     assert rule == RULE.validate_python({**common, "type": "value_above"})
+    text = '[[alarms]]\nname = "hot"\nchannel = "*"\nkind = "value_above"\nset = 85.0\n'
+    with caplog.at_level(logging.WARNING):
+        config = parse_config(text, "agent.toml")
+    [line] = [r.getMessage() for r in caplog.records]
+    assert line == "agent.toml: [[alarms]] 'hot': kind is deprecated, use type"
+    assert config.alarms[0].type == "value_above"
 
 
 def test_kind_and_type_together_are_refused() -> None:
