@@ -7,9 +7,11 @@ stores nothing:
    (``zlib.decompressobj`` with ``max_length``) and stopped one byte past
    MAX_BATCH_DECOMPRESSED_BYTES, so a gzip bomb never inflates in memory.
 2. ``parse_batch`` — strict JSON (no NaN/Infinity), values the databases can hold
-   (finite floats, 64-bit integers, no NUL in strings), the contract model, and no
-   timestamp further than ``max_future_skew_s`` in the future of the server clock.
-3. ``store_batch`` — one transaction per batch, keyed by (device, sequence).
+   (finite floats, 64-bit integers, no NUL in strings, nesting at most MAX_BODY_DEPTH),
+   the contract model (strict types), and every timestamp between MIN_TIMESTAMP and
+   ``max_future_skew_s`` in the future of the server clock.
+3. ``store_batch`` — one transaction per batch, keyed by (device, sequence); a sequence
+   more than MAX_SEQUENCE_JUMP past the last stored one is refused (422).
 """
 
 from __future__ import annotations
@@ -41,6 +43,8 @@ from cloud_sync.errors import (
 from edgetwin_contracts.batch import (
     MAX_BATCH_BYTES,
     MAX_BATCH_DECOMPRESSED_BYTES,
+    MAX_SEQUENCE_JUMP,
+    MIN_TIMESTAMP,
     Batch,
     BatchAck,
     DesiredState,
@@ -50,6 +54,9 @@ log = logging.getLogger(__name__)
 
 INT64_MAX = 2**63 - 1
 INT64_MIN = -(2**63)
+MAX_BODY_DEPTH = 32
+"""Deepest nesting of objects and arrays in a batch (a real one has 6): deeper JSON would
+pass the parser but not the serializer that stores ``reported``."""
 _GZIP_WBITS = 16 + zlib.MAX_WBITS
 """zlib's "gzip container only" mode."""
 
@@ -126,12 +133,18 @@ def parse_json(data: bytes) -> Any:
 
 def storable_problems(value: Any) -> list[dict[str, Any]]:
     """Values neither database can hold, with their location: non-finite floats (1e999),
-    integers outside 64 bits, NUL characters (PostgreSQL text refuses them)."""
+    integers outside 64 bits, NUL characters (PostgreSQL text refuses them), nesting
+    deeper than MAX_BODY_DEPTH."""
     problems: list[dict[str, Any]] = []
     # Iterative: json.loads accepts nesting deeper than Python's recursion limit.
     stack: list[tuple[tuple[str | int, ...], Any]] = [(("body",), value)]
     while stack:
         loc, item = stack.pop()
+        if len(loc) > MAX_BODY_DEPTH and isinstance(item, dict | list):
+            problems.append(
+                _problem(loc[:8], f"nested deeper than {MAX_BODY_DEPTH} levels", "too_deep")
+            )
+            continue
         if isinstance(item, dict):
             for key, child in item.items():
                 if "\x00" in key:
@@ -182,8 +195,14 @@ def parse_batch(data: bytes, now: float, max_future_skew_s: float) -> Batch:
             f"(at most {max_future_skew_s:.0f} s allowed): check the device clock",
             "clock_skew",
         )
-        for loc, ts in _timestamps(batch)
         if ts > latest
+        else _problem(
+            ("body", *loc),
+            f"timestamp {ts} is before {MIN_TIMESTAMP:.0f} (2000-01-01): check the device clock",
+            "timestamp_range",
+        )
+        for loc, ts in _timestamps(batch)
+        if not MIN_TIMESTAMP <= ts <= latest
     ]
     if skewed:
         raise BatchInvalid(skewed)
@@ -361,6 +380,18 @@ def _store(
                 f"{last_sequence} and was never stored: out of order, not retried"
             )
     gap = sequence - last_sequence - 1
+    if gap >= MAX_SEQUENCE_JUMP:
+        # Storing it would move last_sequence out of the device's reach for good.
+        raise BatchInvalid(
+            [
+                _problem(
+                    ("body", "sequence"),
+                    f"sequence {sequence} is more than {MAX_SEQUENCE_JUMP} past the last "
+                    f"stored sequence {last_sequence}: refused",
+                    "sequence_jump",
+                )
+            ]
+        )
     if gap > 0 and last_sequence > 0:
         log.warning("device %d skipped %d batch(es) before sequence %d", device_id, gap, sequence)
     conn.execute(

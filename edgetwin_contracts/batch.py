@@ -7,6 +7,10 @@ bearer token; the device id comes from the token, never from the body.
 Exactly-once: the device numbers its batches 1, 2, 3, ... and resends a batch *as it
 was* until the cloud acknowledges it; the cloud stores a (device, sequence) once and
 answers a repeat with ``duplicate = true`` and the same acknowledgement.
+
+Types are strict on the wire: a number sent as a string ("7"), a bool sent for a number
+or a float for an integer is refused, never coerced; NaN and infinities are refused
+everywhere. A summary's interval and range must be ordered (start < end, min <= max).
 """
 
 from __future__ import annotations
@@ -14,17 +18,35 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, Strict, model_validator
+
+from edgetwin_contracts.manifest import ReleaseVersion
 
 BATCH_SCHEMA_VERSION = 1
 MAX_BATCH_BYTES = 256 * 1024
 """Cap on a compressed batch body, bytes."""
 MAX_BATCH_DECOMPRESSED_BYTES = 4 * 1024 * 1024
 """Cap on a batch once decompressed (guards against gzip bombs)."""
+MAX_SEQUENCE = 2**53
+"""Highest batch sequence: every JSON parser holds it exactly (an IEEE double's integers),
+and a device sending one batch a second needs 285 million years to reach it."""
+MAX_SEQUENCE_JUMP = 2**31
+"""How far ahead of the last stored sequence the cloud accepts a batch (a device that
+lost batches skips a few; a jump beyond this is a forged or corrupt sequence that would
+strand the device's sync, so it is refused with 422)."""
+MIN_TIMESTAMP = 946_684_800.0
+"""2000-01-01T00:00:00Z: the earliest timestamp a batch may carry (UNIX seconds). A
+device clock before it has not been set (a Pi without RTC boots at 1970)."""
+
+WireInt = Annotated[int, Strict()]
+"""An integer on the wire: "7", 7.0 and true are refused."""
+WireFloat = Annotated[float, Strict()]
+"""A finite number on the wire (an integer is fine): "7" and true are refused."""
+WireBool = Annotated[bool, Strict()]
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class SummaryRecord(_Strict):
@@ -32,46 +54,56 @@ class SummaryRecord(_Strict):
     A later record for the same (channel, start) supersedes an earlier one."""
 
     channel: Annotated[str, Field(min_length=1, max_length=64)]
-    start: float
-    end: float
-    interval_s: Annotated[float, Field(gt=0)]
-    count: Annotated[int, Field(ge=1)]
-    min: float
-    max: float
-    mean: float
-    std: Annotated[float, Field(ge=0)]
-    last: float
-    last_ts: float
-    error_count: Annotated[int, Field(ge=0)] = 0
-    error_mean: float | None = None
-    error_mae: float | None = None
-    error_rmse: float | None = None
-    error_max_abs: float | None = None
-    score_max: float | None = None
+    start: WireFloat
+    end: WireFloat
+    """After start."""
+    interval_s: Annotated[WireFloat, Field(gt=0)]
+    count: Annotated[WireInt, Field(ge=1)]
+    min: WireFloat
+    max: WireFloat
+    """At least min."""
+    mean: WireFloat
+    std: Annotated[WireFloat, Field(ge=0)]
+    last: WireFloat
+    last_ts: WireFloat
+    error_count: Annotated[WireInt, Field(ge=0)] = 0
+    error_mean: WireFloat | None = None
+    error_mae: WireFloat | None = None
+    error_rmse: WireFloat | None = None
+    error_max_abs: WireFloat | None = None
+    score_max: WireFloat | None = None
+
+    @model_validator(mode="after")
+    def _ordered(self) -> SummaryRecord:
+        if self.end <= self.start:
+            raise ValueError(f"end {self.end} is not after start {self.start}")
+        if self.min > self.max:
+            raise ValueError(f"min {self.min} is above max {self.max}")
+        return self
 
 
 class AlarmRecord(_Strict):
     """The device's ``Alarm.to_dict()``."""
 
-    id: Annotated[int, Field(ge=1)]
+    id: Annotated[WireInt, Field(ge=1)]
     rule: str
     channel: str
     kind: str
     severity: Literal["info", "warning", "critical"]
     state: Literal["active_unacknowledged", "active_acknowledged", "cleared"]
-    raised_at: float
-    value: float | None
+    raised_at: WireFloat
+    value: WireFloat | None
     message: str
-    acked_at: float | None = None
+    acked_at: WireFloat | None = None
     acked_by: str | None = None
-    cleared_at: float | None = None
+    cleared_at: WireFloat | None = None
 
 
 class AlarmEventRecord(_Strict):
     """The device's ``AlarmEvent.to_dict()``: a state change with the alarm after it."""
 
     kind: Literal["raised", "acknowledged", "cleared"]
-    ts: float
+    ts: WireFloat
     alarm: AlarmRecord
 
 
@@ -111,22 +143,22 @@ class ModelUpdateReport(_Strict):
     version: str | None = None
     """The release this state is about."""
     reason: str | None = None
-    ts: float | None = None
+    ts: WireFloat | None = None
     bad_versions: dict[str, str] = Field(default_factory=dict)
     """Release version -> why this device rejected or rolled it back; the cloud marks
     those releases bad for this device and does not offer them again."""
-    guard_samples: Annotated[int, Field(ge=0)] | None = None
+    guard_samples: Annotated[WireInt, Field(ge=0)] | None = None
     """Samples the live guard compared the two models on (installed / rolled back)."""
-    guard_mae_new: float | None = None
+    guard_mae_new: WireFloat | None = None
     """The release's one-step MAE over those samples (channel units, all channels)."""
-    guard_mae_old: float | None = None
+    guard_mae_old: WireFloat | None = None
     """The previous model's one-step MAE over the same samples, run in shadow."""
 
 
 class ReportedState(_Strict):
     """What the device says about itself. Owned by the device; versioned by it."""
 
-    version: Annotated[int, Field(ge=0)]
+    version: Annotated[WireInt, Field(ge=0)]
     """Increases whenever the reported content changes."""
     agent_version: str
     model: ModelReport
@@ -136,9 +168,9 @@ class ReportedState(_Strict):
     channels: dict[str, dict[str, Any]] = Field(default_factory=dict)
     """Per channel: health, last value, rejected counts."""
     open_alarms: list[AlarmRecord] = Field(default_factory=list)
-    counters: dict[str, int] = Field(default_factory=dict)
+    counters: dict[str, WireInt] = Field(default_factory=dict)
     """Device-wide counts, e.g. outbox_dropped_summaries."""
-    desired_version_applied: Annotated[int, Field(ge=0)] = 0
+    desired_version_applied: Annotated[WireInt, Field(ge=0)] = 0
     """The desired-state version this report reflects."""
     applied: list[str] = Field(default_factory=list)
     """Keys of the desired state in effect."""
@@ -148,10 +180,12 @@ class ReportedState(_Strict):
 
 class Batch(_Strict):
     schema_version: Literal[1] = 1
-    sequence: Annotated[int, Field(ge=1)]
-    """Per device, 1, 2, 3, ...; a resend keeps its sequence and content."""
-    created_at: float
-    """Device clock, UNIX seconds (the cloud records its own receive time too)."""
+    sequence: Annotated[WireInt, Field(ge=1, le=MAX_SEQUENCE)]
+    """Per device, 1, 2, 3, ...; a resend keeps its sequence and content. At most
+    MAX_SEQUENCE, and at most MAX_SEQUENCE_JUMP past the last one the cloud stored."""
+    created_at: WireFloat
+    """Device clock, UNIX seconds (the cloud records its own receive time too); every
+    timestamp of a batch is refused before MIN_TIMESTAMP or too far in the future."""
     alarms: list[AlarmEventRecord] = Field(default_factory=list)
     summaries: list[SummaryRecord] = Field(default_factory=list)
     reported: ReportedState | None = None
@@ -160,10 +194,10 @@ class Batch(_Strict):
 class AlarmOverride(_Strict):
     """Replaces levels/delays/severity of one configured alarm rule, by rule name."""
 
-    set: float | None = None
-    clear: float | None = None
-    on_delay_s: Annotated[float, Field(ge=0)] | None = None
-    off_delay_s: Annotated[float, Field(ge=0)] | None = None
+    set: WireFloat | None = None
+    clear: WireFloat | None = None
+    on_delay_s: Annotated[WireFloat, Field(ge=0)] | None = None
+    off_delay_s: Annotated[WireFloat, Field(ge=0)] | None = None
     severity: Literal["info", "warning", "critical"] | None = None
 
 
@@ -173,31 +207,31 @@ class ModelRelease(_Strict):
     size and sha256 before unpacking, then the bundle's signature against its own
     release public key before any interpreter opens the model."""
 
-    version: Annotated[str, Field(min_length=1, max_length=64)]
+    version: ReleaseVersion
     sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
     """Of the archive."""
-    size_bytes: Annotated[int, Field(gt=0)]
+    size_bytes: Annotated[WireInt, Field(gt=0)]
     url: Annotated[str, Field(min_length=1)]
     """Path on the cloud (e.g. /v1/releases/<sha256>/bundle), fetched with the device token."""
-    is_rollback: bool = False
+    is_rollback: WireBool = False
     """The cloud explicitly asks for an older version (otherwise anti-rollback refuses it)."""
 
 
 class DesiredState(_Strict):
     """What the cloud wants the device to run. Owned by the cloud; versioned by it."""
 
-    version: Annotated[int, Field(ge=0)] = 0
+    version: Annotated[WireInt, Field(ge=0)] = 0
     model_version: str | None = None
     """A released model version; None: keep the current model."""
     model: ModelRelease | None = None
     """The release behind model_version, filled in by the cloud's rollout."""
     alarm_overrides: dict[str, AlarmOverride] = Field(default_factory=dict)
-    sync_interval_s: Annotated[float, Field(ge=1, le=86_400)] | None = None
+    sync_interval_s: Annotated[WireFloat, Field(ge=1, le=86_400)] | None = None
 
 
 class BatchAck(_Strict):
     """The cloud's answer to a batch (200): stored now, or already stored before."""
 
-    sequence: int
-    duplicate: bool
+    sequence: WireInt
+    duplicate: WireBool
     desired: DesiredState

@@ -4,17 +4,24 @@
 the manifest's exact bytes, then the manifest schema, then the model file's size and
 sha256, and hands back the model as bytes already in memory, so what the interpreter
 later opens is exactly what was verified (no re-read of the file after the check).
+
+Every file is opened without following a symlink and without blocking (a FIFO answers
+at once), checked to be a regular file on the open descriptor, and read up to its cap.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
+import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from edgetwin_contracts.errors import (
+    BundleFileNotRegular,
     BundleIncomplete,
     BundleTooLarge,
     ModelHashMismatch,
@@ -44,19 +51,47 @@ class VerifiedBundle:
     manifest: Manifest
     manifest_bytes: bytes
     model_bytes: bytes
+    signature: bytes
 
 
-def _read_capped(path: Path, cap: int, bundle: str) -> bytes:
+_OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+
+
+def read_bundle_file(path: Path, cap: int, bundle: str) -> bytes:
+    """The bytes of one bundle file, at most ``cap``.
+
+    Raises BundleIncomplete (missing), BundleFileNotRegular (a symlink, FIFO, device or
+    folder: refused without blocking), BundleTooLarge (above ``cap``).
+    """
     try:
-        with path.open("rb") as fh:
-            data = fh.read(cap + 1)
+        fd = os.open(path, _OPEN_FLAGS)
     except FileNotFoundError:
         raise BundleIncomplete(bundle, f"{path.name} is missing") from None
-    except IsADirectoryError:
-        raise BundleIncomplete(bundle, f"{path.name} is a directory, not a file") from None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise BundleFileNotRegular(bundle, f"{path.name} is a symlink") from None
+        raise BundleIncomplete(bundle, f"{path.name} cannot be read: {exc.strerror}") from None
+    with os.fdopen(fd, "rb") as fh:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise BundleFileNotRegular(bundle, f"{path.name} is a {_file_kind(mode)}")
+        if os.fstat(fd).st_size > cap:
+            raise BundleTooLarge(bundle, f"{path.name} is larger than {cap} bytes")
+        data = fh.read(cap + 1)
     if len(data) > cap:
         raise BundleTooLarge(bundle, f"{path.name} is larger than {cap} bytes")
     return data
+
+
+def _file_kind(mode: int) -> str:
+    kinds = (
+        (stat.S_ISDIR, "folder"),
+        (stat.S_ISFIFO, "FIFO"),
+        (stat.S_ISSOCK, "socket"),
+        (stat.S_ISCHR, "character device"),
+        (stat.S_ISBLK, "block device"),
+    )
+    return next((name for test, name in kinds if test(mode)), "special file")
 
 
 def read_verified(
@@ -64,18 +99,20 @@ def read_verified(
 ) -> VerifiedBundle:
     """Read and verify a bundle folder against the trusted release public key.
 
-    Raises a subclass of ``BundleRejected``: BundleIncomplete, BundleTooLarge,
-    SignatureMissing, SignatureInvalid, SchemaVersionUnsupported, ManifestInvalid,
+    Raises a subclass of ``BundleRejected``: BundleIncomplete, BundleFileNotRegular,
+    BundleTooLarge, SignatureMissing, SignatureInvalid, SchemaVersionUnsupported, ManifestInvalid,
     ModelSizeMismatch, ModelHashMismatch.
     """
     bundle = str(path)
     if not path.is_dir():
         raise BundleIncomplete(bundle, "not a directory")
-    manifest_bytes = _read_capped(path / MANIFEST_FILE, MAX_MANIFEST_BYTES, bundle)
-    sig_path = path / SIGNATURE_FILE
-    if not sig_path.exists():
-        raise SignatureMissing(bundle, f"{SIGNATURE_FILE} is missing; unsigned bundles are refused")
-    signature = _read_capped(sig_path, 4096, bundle)
+    manifest_bytes = read_bundle_file(path / MANIFEST_FILE, MAX_MANIFEST_BYTES, bundle)
+    try:
+        signature = read_bundle_file(path / SIGNATURE_FILE, 4096, bundle)
+    except BundleIncomplete:
+        raise SignatureMissing(
+            bundle, f"{SIGNATURE_FILE} is missing; unsigned bundles are refused"
+        ) from None
     if len(signature) != SIGNATURE_BYTES:
         raise SignatureInvalid(
             bundle, f"{SIGNATURE_FILE} holds {len(signature)} bytes, expected {SIGNATURE_BYTES}"
@@ -91,7 +128,7 @@ def read_verified(
         raise BundleTooLarge(
             bundle, f"manifest declares {manifest.file.size_bytes} bytes > cap {max_model_bytes}"
         )
-    model_bytes = _read_capped(path / MODEL_FILE, max_model_bytes, bundle)
+    model_bytes = read_bundle_file(path / MODEL_FILE, max_model_bytes, bundle)
     if len(model_bytes) != manifest.file.size_bytes:
         raise ModelSizeMismatch(
             bundle,
@@ -102,4 +139,4 @@ def read_verified(
         raise ModelHashMismatch(
             bundle, f"{MODEL_FILE} sha256 is {digest}, manifest says {manifest.file.sha256}"
         )
-    return VerifiedBundle(path, manifest, manifest_bytes, model_bytes)
+    return VerifiedBundle(path, manifest, manifest_bytes, model_bytes, signature)

@@ -30,6 +30,13 @@ class BundleIncomplete(BundleRejected):
     reason = "incomplete"
 
 
+class BundleFileNotRegular(BundleRejected):
+    """A bundle file is a symlink, a FIFO, a device or a folder: only regular files are
+    read (a FIFO would block the reader, a symlink could point anywhere)."""
+
+    reason = "not a regular file"
+
+
 class BundleTooLarge(BundleRejected):
     """A bundle file is larger than the loader accepts (guards memory on small boards)."""
 

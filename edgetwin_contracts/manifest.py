@@ -17,9 +17,16 @@ import json
 import re
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+)
 
 from edgetwin_contracts.errors import ManifestInvalid, SchemaVersionUnsupported
 
@@ -28,17 +35,35 @@ MODEL_FILE = "model.tflite"
 MANIFEST_FILE = "manifest.json"
 SIGNATURE_FILE = "manifest.sig"
 
+RELEASE_VERSION_PATTERN = r"^[A-Za-z0-9._-]+$"
+
+
+def _not_dots(version: str) -> str:
+    if version in {".", ".."}:
+        raise ValueError(f"version {version!r} is a path component, not a version")
+    return version
+
+
+ReleaseVersion = Annotated[
+    str,
+    Field(min_length=1, max_length=64, pattern=RELEASE_VERSION_PATTERN),
+    AfterValidator(_not_dots),
+]
+"""A release version: letters, digits, '.', '_' and '-' only, and not '.' or '..', so a
+version is always safe as one folder name and never a path."""
+MAX_JSON_DEPTH = 32
+"""Deepest nesting of objects and arrays a manifest may have (a real one has 4)."""
 Sha256Hex = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
 PositiveInt = Annotated[int, Field(gt=0)]
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class ModelInfo(_Strict):
     name: Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._-]+$")]
-    version: Annotated[str, Field(min_length=1, max_length=64)]
+    version: ReleaseVersion
     """Release version, compared by ``version_key`` (dotted integers)."""
     created_at: datetime
     description: str = ""
@@ -195,15 +220,16 @@ def version_key(version: str) -> tuple[int, ...]:
 def parse_manifest(raw: bytes, bundle: str) -> Manifest:
     """Parse and validate manifest bytes.
 
+    Strict JSON: NaN, Infinity, a key twice in one object (two parsers could read two
+    different values under one signature) and nesting deeper than MAX_JSON_DEPTH are
+    refused.
+
     Raises:
         SchemaVersionUnsupported: the manifest declares a schema_version other than 1.
         ManifestInvalid: not JSON, or fields missing / wrong; every problem is listed
             with its key path.
     """
-    try:
-        data = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ManifestInvalid(bundle, f"{MANIFEST_FILE} is not UTF-8 JSON ({exc})") from None
+    data = load_strict_json(raw, bundle)
     if not isinstance(data, dict):
         raise ManifestInvalid(bundle, f"{MANIFEST_FILE} must hold a JSON object")
     declared = data.get("schema_version")
@@ -218,6 +244,66 @@ def parse_manifest(raw: bytes, bundle: str) -> Manifest:
         raise ManifestInvalid(bundle, format_validation_error(exc)) from None
     _check_consistency(manifest, bundle)
     return manifest
+
+
+def load_strict_json(raw: bytes, bundle: str) -> Any:
+    """The JSON document of manifest bytes. Raises ManifestInvalid for bytes that are not
+    UTF-8, not JSON, or hold NaN/Infinity, a duplicated key or too deep a nesting."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ManifestInvalid(bundle, f"{MANIFEST_FILE} is not UTF-8 ({exc})") from None
+    depth = max_nesting(text)
+    if depth > MAX_JSON_DEPTH:
+        raise ManifestInvalid(
+            bundle, f"{MANIFEST_FILE} nests {depth} levels deep (at most {MAX_JSON_DEPTH})"
+        )
+    try:
+        return json.loads(text, parse_constant=_no_constant, object_pairs_hook=_unique_keys)
+    except _Refused as exc:
+        raise ManifestInvalid(bundle, f"{MANIFEST_FILE}: {exc}") from None
+    except ValueError as exc:  # JSONDecodeError, and integers too long to convert
+        raise ManifestInvalid(bundle, f"{MANIFEST_FILE} is not JSON ({exc})") from None
+
+
+def max_nesting(text: str) -> int:
+    """Deepest nesting of [ and { in JSON text, outside strings (counted without parsing,
+    so a document nested past the recursion limit never reaches the parser)."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for ch in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_string = False
+        elif ch == '"':
+            in_string = True
+        elif ch in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif ch in "]}":
+            depth -= 1
+    return deepest
+
+
+class _Refused(ValueError):
+    pass
+
+
+def _no_constant(name: str) -> Any:
+    raise _Refused(f"{name} is not a JSON number")
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in obj:
+            raise _Refused(f"key {key!r} appears twice in one object")
+        obj[key] = value
+    return obj
 
 
 def format_validation_error(exc: ValidationError) -> str:
