@@ -27,6 +27,7 @@ from edgetwin_contracts.batch import (
     ReportedState,
     SummaryRecord,
 )
+from edgetwin_contracts.manifest import ReleaseVersion
 
 MAX_LIMIT = 10_000
 
@@ -79,10 +80,10 @@ class DesiredPatch(BaseModel):
     ``version`` is the desired version the change is based on, when If-Match is not used.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     version: Annotated[int, Field(ge=0, le=2**62)] | None = None
-    model_version: _NoNul | None = None
+    model_version: ReleaseVersion | None = None
     alarm_overrides: dict[_NoNul, FiniteOverride | None] | None = None
     sync_interval_s: Annotated[float, Field(ge=1, le=86_400)] | None = None
 

@@ -71,13 +71,16 @@ def read_bundle_file(path: Path, cap: int, bundle: str) -> bytes:
         if exc.errno == errno.ELOOP:
             raise BundleFileNotRegular(bundle, f"{path.name} is a symlink") from None
         raise BundleIncomplete(bundle, f"{path.name} cannot be read: {exc.strerror}") from None
-    with os.fdopen(fd, "rb") as fh:
-        mode = os.fstat(fd).st_mode
-        if not stat.S_ISREG(mode):
-            raise BundleFileNotRegular(bundle, f"{path.name} is a {_file_kind(mode)}")
-        if os.fstat(fd).st_size > cap:
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise BundleFileNotRegular(bundle, f"{path.name} is a {_file_kind(info.st_mode)}")
+        if info.st_size > cap:
             raise BundleTooLarge(bundle, f"{path.name} is larger than {cap} bytes")
-        data = fh.read(cap + 1)
+        with os.fdopen(os.dup(fd), "rb") as fh:
+            data = fh.read(cap + 1)
+    finally:
+        os.close(fd)
     if len(data) > cap:
         raise BundleTooLarge(bundle, f"{path.name} is larger than {cap} bytes")
     return data

@@ -252,7 +252,7 @@ def load_strict_json(raw: bytes, bundle: str) -> Any:
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise ManifestInvalid(bundle, f"{MANIFEST_FILE} is not UTF-8 ({exc})") from None
+        raise ManifestInvalid(bundle, f"{MANIFEST_FILE} is not UTF-8 JSON ({exc})") from None
     depth = max_nesting(text)
     if depth > MAX_JSON_DEPTH:
         raise ManifestInvalid(
@@ -263,7 +263,7 @@ def load_strict_json(raw: bytes, bundle: str) -> Any:
     except _Refused as exc:
         raise ManifestInvalid(bundle, f"{MANIFEST_FILE}: {exc}") from None
     except ValueError as exc:  # JSONDecodeError, and integers too long to convert
-        raise ManifestInvalid(bundle, f"{MANIFEST_FILE} is not JSON ({exc})") from None
+        raise ManifestInvalid(bundle, f"{MANIFEST_FILE} is not UTF-8 JSON ({exc})") from None
 
 
 def max_nesting(text: str) -> int:

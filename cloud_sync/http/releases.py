@@ -32,6 +32,7 @@ from cloud_sync.releases.offers import rollback
 from cloud_sync.releases.publish import publish_release
 from cloud_sync.releases.records import get_release, list_releases, may_download, report_folder
 from cloud_sync.releases.rollout import evaluate_rollouts, stop_release
+from edgetwin_contracts.manifest import ReleaseVersion
 
 _ServerPath = Annotated[str, Field(min_length=1, max_length=4096, pattern=r"^[^\x00]+$")]
 _Name = Annotated[str, Field(min_length=1, max_length=64, pattern=DEVICE_NAME_PATTERN)]
@@ -43,10 +44,10 @@ Sha256Path = Annotated[str, Path(min_length=1, max_length=128)]
 class PublishRequest(BaseModel):
     """POST /v1/releases: a bundle folder on the server (training output, an upload)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     bundle_dir: _ServerPath
-    version: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[^\x00\s]+$")]
+    version: ReleaseVersion
     device: _Name | None = None
     canary_group: _Name | None = None
     canary_percent: Annotated[int, Field(ge=1, le=100)] | None = None
@@ -66,7 +67,7 @@ class StopRequest(BaseModel):
 class RollbackRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    version: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[^\x00]+$")]
+    version: ReleaseVersion
     model_name: (
         Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[^\x00]+$")] | None
     ) = None

@@ -4,18 +4,18 @@ it to its first stage (docs/releases.md)."""
 from __future__ import annotations
 
 import logging
-import shutil
 import tempfile
 import time
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from pydantic import TypeAdapter, ValidationError
 from sqlalchemy import Connection, Engine, insert
 from sqlalchemy.exc import IntegrityError
 
 from cloud_sync.db.models import Release
 from cloud_sync.db.session import write_lock
-from cloud_sync.releases.errors import ReleaseExists, ReleaseInvalid
+from cloud_sync.releases.errors import BundleRefused, ReleaseExists, ReleaseInvalid
 from cloud_sync.releases.groups import group_members
 from cloud_sync.releases.model import EvaluationResult, ReleaseInfo, ReleaseState
 from cloud_sync.releases.offers import offer_stage
@@ -24,8 +24,24 @@ from cloud_sync.releases.rollout import advance
 from cloud_sync.releases.signing import sign_bundle
 from cloud_sync.releases.stages import Stage, plan_stages
 from cloud_sync.releases.store import BundleStore, StoredBundle
+from edgetwin_contracts.bundle import MAX_MANIFEST_BYTES, MAX_MODEL_BYTES, read_bundle_file
+from edgetwin_contracts.errors import BundleRejected
+from edgetwin_contracts.manifest import MANIFEST_FILE, MODEL_FILE, ReleaseVersion
 
 log = logging.getLogger(__name__)
+_VERSION = TypeAdapter(ReleaseVersion)
+
+
+def check_version(version: str) -> None:
+    """Raise ReleaseInvalid unless ``version`` is a plain release version
+    (``[A-Za-z0-9._-]+``, not '.' or '..'): it names folders on devices."""
+    try:
+        _VERSION.validate_python(version)
+    except ValidationError as exc:
+        problem = exc.errors(include_url=False)[0]["msg"]
+        raise ReleaseInvalid(
+            f"version {version!r}: {problem} (letters, digits, '.', '_' and '-' only)"
+        ) from None
 
 
 def publish_release(
@@ -52,6 +68,7 @@ def publish_release(
     Raises BundleRefused, ReleaseInvalid, ReleaseExists, DeviceNotFound.
     """
     now = time.time() if now is None else now
+    check_version(version)
     stages = plan_stages(device, canary_group, canary_percent)
     if report_dir is not None and not report_dir.is_dir():
         raise ReleaseInvalid(f"report folder {report_dir} does not exist")
@@ -138,11 +155,24 @@ def _insert_release(
 def _store_bundle(
     store: BundleStore, bundle_dir: Path, version: str, private_key: Ed25519PrivateKey | None
 ) -> StoredBundle:
-    """The stored bundle; re-signed first on a copy when ``private_key`` is given."""
+    """The stored bundle; re-signed first on a copy when ``private_key`` is given (only
+    the manifest and the model are copied, read as regular files: no symlink followed,
+    no FIFO waited on)."""
     if private_key is None:
         return store.put(bundle_dir)
+    try:
+        files = {
+            MANIFEST_FILE: read_bundle_file(
+                bundle_dir / MANIFEST_FILE, MAX_MANIFEST_BYTES, str(bundle_dir)
+            ),
+            MODEL_FILE: read_bundle_file(bundle_dir / MODEL_FILE, MAX_MODEL_BYTES, str(bundle_dir)),
+        }
+    except BundleRejected as exc:
+        raise BundleRefused(f"bundle {bundle_dir} refused: {exc}") from None
     with tempfile.TemporaryDirectory(prefix="release-") as tmp:
         staging = Path(tmp) / "bundle"
-        shutil.copytree(bundle_dir, staging)
+        staging.mkdir()
+        for name, data in files.items():
+            (staging / name).write_bytes(data)
         sign_bundle(staging, private_key, version=version)
         return store.put(staging)

@@ -15,6 +15,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from cloud_sync.releases.errors import BundleRefused
 from edgetwin_contracts import signing
+from edgetwin_contracts.bundle import MAX_MANIFEST_BYTES, read_bundle_file
 from edgetwin_contracts.errors import BundleRejected
 from edgetwin_contracts.manifest import MANIFEST_FILE, SIGNATURE_FILE, Signing, parse_manifest
 
@@ -28,9 +29,9 @@ def sign_bundle(
     Raises BundleRefused for a missing or invalid manifest."""
     path = bundle_dir / MANIFEST_FILE
     try:
-        manifest = parse_manifest(path.read_bytes(), str(bundle_dir))
-    except FileNotFoundError:
-        raise BundleRefused(f"bundle {bundle_dir}: {MANIFEST_FILE} is missing") from None
+        manifest = parse_manifest(
+            read_bundle_file(path, MAX_MANIFEST_BYTES, str(bundle_dir)), str(bundle_dir)
+        )
     except BundleRejected as exc:
         raise BundleRefused(f"bundle {bundle_dir} refused: {exc}") from None
     key_id = signing.key_id(private_key.public_key())

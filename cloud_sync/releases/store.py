@@ -91,13 +91,12 @@ class BundleStore:
             raise ReleasesNotConfigured("no release public key: this store only reads")
         try:
             verified = read_verified(bundle_dir, self.public_key)
-            signature = (bundle_dir / SIGNATURE_FILE).read_bytes()
         except BundleRejected as exc:
             raise BundleRefused(f"bundle {bundle_dir} refused: {exc}") from None
         data = archive_bytes(
             {
                 MANIFEST_FILE: verified.manifest_bytes,
-                SIGNATURE_FILE: signature,
+                SIGNATURE_FILE: verified.signature,
                 MODEL_FILE: verified.model_bytes,
             }
         )
