@@ -136,7 +136,7 @@ def test_a_version_that_is_not_a_plain_version_is_refused(
     def edit(data: dict[str, object]) -> None:
         data["model"]["version"] = version  # type: ignore[index]
 
-    with pytest.raises(ManifestInvalid, match="model.version"):
+    with pytest.raises(ManifestInvalid, match=r"model\.version"):
         read_verified(make_bundle(edit_manifest=edit), release_key.public_key())
 
 
