@@ -12,7 +12,7 @@ import hashlib
 import os
 import re
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
@@ -93,9 +93,14 @@ class FleetSection(Strict):
 
 
 class ReleasesSection(Strict):
+    store: Literal["folder", "database"] = "folder"
+    """Where bundle archives live: "folder" (``dir``; the single-node default; replicas
+    must share it) or "database" (the archives in the database every replica shares;
+    ``dir`` then only caches them per replica)."""
     dir: Path | None = None
     """Bundle store root (content-addressed tar archives). Default: ``bundles`` next to
-    the SQLite file, or ./bundles with PostgreSQL (share it between replicas)."""
+    the SQLite file, or ./bundles with PostgreSQL (share it between replicas, or use
+    store = "database")."""
     public_key: Path | None = None
     """The fleet's release public key (PEM): every bundle is verified against it before
     it is stored. The same key the devices hold."""

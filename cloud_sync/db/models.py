@@ -15,6 +15,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     UniqueConstraint,
@@ -216,3 +217,53 @@ class ReleaseAssignment(Base):
     previous_model: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     """The device's desired {model_version, model} before this offer: restored when the
     device marks the release bad or the release stops before it installed."""
+
+
+class ReleaseBundle(Base):
+    """A release bundle archive kept in the database ([releases] store = "database"), so
+    every replica can serve it; replicas cache it in their own folder by sha256."""
+
+    __tablename__ = "release_bundles"
+
+    sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    """Of the archive."""
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    archive: Mapped[bytes] = mapped_column(LargeBinary)
+    """The deterministic tar (``cloud_sync.releases.store.archive_bytes``)."""
+    created_at: Mapped[float] = mapped_column(Float)
+
+
+class Notification(Base):
+    """One condition worth telling someone (a device gone silent, a fleet alarm, a
+    stopped rollout), notified once when raised and once when it clears."""
+
+    __tablename__ = "notifications"
+
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    """What the condition is about, e.g. ``device_stale:pump-1``; unique while it lasts."""
+    kind: Mapped[str] = mapped_column(String(32))
+    """device_stale, fleet_alarm, rollout_stopped."""
+    raised_at: Mapped[float] = mapped_column(Float)
+    cleared_at: Mapped[float | None] = mapped_column(Float)
+    """None while the condition holds."""
+    detail: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
+class NotificationDelivery(Base):
+    """One webhook call still to make or made (an outbox: forgotten only when the
+    receiver answered 2xx), with the idempotency key a retry repeats."""
+
+    __tablename__ = "notification_deliveries"
+    __table_args__ = (
+        UniqueConstraint("idempotency_key", "url", name="uq_notification_deliveries_key_url"),
+        Index("ix_notification_deliveries_due", "delivered_at", "next_attempt_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    idempotency_key: Mapped[str] = mapped_column(String(64))
+    url: Mapped[str] = mapped_column(String(2048))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[float] = mapped_column(Float)
+    delivered_at: Mapped[float | None] = mapped_column(Float)
+    last_error: Mapped[str | None] = mapped_column(String(1024))

@@ -136,11 +136,11 @@ def _download_routes(
     def bundle(
         sha256: Sha256Path, request: Request, who: Annotated[Principal, Depends(guards.principal)]
     ) -> FileResponse:
-        path = read_only_store(config).path_of(sha256)
+        store = read_only_store(config, engine)
+        store.path_of(sha256)  # refuses what is not a sha256 before any lookup
         if isinstance(who, DevicePrincipal) and not may_download(engine, who.device_id, sha256):
             raise AccessDenied("this bundle is not released to this device")
-        if not path.is_file():
-            raise BundleNotStored(f"no stored bundle {sha256}")
+        path = store.local_path(sha256)
         stat = path.stat()
         response = FileResponse(
             path,
@@ -208,7 +208,7 @@ def _admin_routes(router: APIRouter, config: CloudConfig, engine: Engine, guards
     def publish(body: PublishRequest, _: Admin) -> ReleaseInfo:
         return publish_release(
             engine,
-            make_store(config),
+            make_store(config, engine),
             FsPath(body.bundle_dir),
             version=body.version,
             device=body.device,

@@ -83,7 +83,7 @@ def run_releases(args: argparse.Namespace, config: CloudConfig, engine: Engine) 
                 return EXIT_USAGE
             info = publish_release(
                 engine,
-                make_store(config),
+                make_store(config, engine),
                 args.bundle_dir,
                 version=args.version,
                 device=args.device,

@@ -6,6 +6,10 @@ files' contents (sorted members, mtime 0, uid/gid 0, mode 0644, USTAR), so the s
 bundle always gives the same sha256. The archive lives at ``<root>/<sha[:2]>/<sha>.tar``,
 written to a temporary file, fsynced and renamed into place: a reader never sees half
 an archive, and storing the same bundle twice is a no-op.
+
+With an engine ([releases] store = "database") the archive is also stored in the
+database, and ``<root>`` is only this replica's cache of it: a replica that never saw
+the bundle fetches it from the database on first use and checks its sha256.
 """
 
 from __future__ import annotations
@@ -20,7 +24,9 @@ from pathlib import Path
 from typing import BinaryIO
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from sqlalchemy import Engine
 
+from cloud_sync.releases.archives import load_archive, save_archive
 from cloud_sync.releases.errors import BundleNotStored, BundleRefused, ReleasesNotConfigured
 from edgetwin_contracts.bundle import read_verified
 from edgetwin_contracts.errors import BundleRejected
@@ -70,11 +76,15 @@ def is_sha256(value: str) -> bool:
 
 class BundleStore:
     """Bundles under ``root``, verified against ``public_key`` on the way in (None: a
-    store that only reads, e.g. for serving downloads)."""
+    store that only reads, e.g. for serving downloads). ``engine``: keep the archives in
+    that database too, ``root`` then caches them."""
 
-    def __init__(self, root: Path, public_key: Ed25519PublicKey | None) -> None:
+    def __init__(
+        self, root: Path, public_key: Ed25519PublicKey | None, engine: Engine | None = None
+    ) -> None:
         self.root = root
         self.public_key = public_key
+        self.engine = engine
 
     def path_of(self, sha256: str) -> Path:
         """Where the archive with this sha256 lives (it may not exist). Raises
@@ -101,30 +111,40 @@ class BundleStore:
             }
         )
         sha = hashlib.sha256(data).hexdigest()
+        if self.engine is not None:
+            save_archive(self.engine, sha, data)
         path = self.path_of(sha)
         if not (path.exists() and path.stat().st_size == len(data)):
             _write_atomically(path, data)
         return StoredBundle(sha, len(data), path, verified.manifest)
 
+    def local_path(self, sha256: str) -> Path:
+        """The archive's file on this replica, fetched from the database first when the
+        store has one and this replica has no copy yet. Raises BundleNotStored."""
+        path = self.path_of(sha256)
+        if path.is_file():
+            return path
+        data = None if self.engine is None else load_archive(self.engine, sha256)
+        if data is None:
+            raise BundleNotStored(f"no stored bundle {sha256}")
+        if hashlib.sha256(data).hexdigest() != sha256:
+            raise BundleNotStored(f"the stored archive {sha256} does not match its sha256")
+        _write_atomically(path, data)
+        return path
+
     def get(self, sha256: str) -> StoredBundle:
         """The stored bundle with this sha256 (its manifest re-read from the archive).
         Raises BundleNotStored."""
-        path = self.path_of(sha256)
-        try:
-            with tarfile.open(path, mode="r:") as tar:
-                member = tar.extractfile(MANIFEST_FILE)
-                assert member is not None
-                manifest = parse_manifest(member.read(), str(path))
-        except FileNotFoundError:
-            raise BundleNotStored(f"no stored bundle {sha256}") from None
+        path = self.local_path(sha256)
+        with tarfile.open(path, mode="r:") as tar:
+            member = tar.extractfile(MANIFEST_FILE)
+            assert member is not None
+            manifest = parse_manifest(member.read(), str(path))
         return StoredBundle(sha256, path.stat().st_size, path, manifest)
 
     def open(self, sha256: str) -> BinaryIO:
         """The archive, opened for reading. Raises BundleNotStored."""
-        try:
-            return self.path_of(sha256).open("rb")
-        except FileNotFoundError:
-            raise BundleNotStored(f"no stored bundle {sha256}") from None
+        return self.local_path(sha256).open("rb")
 
 
 def _write_atomically(path: Path, data: bytes) -> None:

@@ -39,7 +39,16 @@ PG_SERVER = os.environ.get(
 )
 """libpq conninfo of the server the PostgreSQL tests create their databases on."""
 ADMIN_TOKEN = "admin-token-for-tests-0123456789"
-TABLES = ("summaries", "alarm_events", "alarms", "batches", "devices")
+TABLES = (
+    "summaries",
+    "alarm_events",
+    "alarms",
+    "batches",
+    "devices",
+    "release_bundles",
+    "notifications",
+    "notification_deliveries",
+)
 
 
 def _pg_unavailable() -> str | None:
