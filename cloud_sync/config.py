@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, f
 
 from edgetwin_common.config import problems_from, read_toml, validate_toml
 from edgetwin_common.errors import ConfigInvalid
+from edgetwin_common.retry import BackoffConfig
 
 DEFAULT_DATABASE_URL = "sqlite:///./cloud-sync.db"
 DATABASE_URL_ENV = "CLOUD_SYNC_DATABASE_URL"
@@ -160,6 +161,34 @@ class TrainingSection(Strict):
     """Reports, candidate bundles and decisions: ``<reports_dir>/<device>/<version>/``."""
 
 
+class WebhookTarget(Strict):
+    url: Annotated[str, Field(min_length=1, max_length=2048, pattern=r"^https?://[^\s]+$")]
+    """Where notifications are POSTed (JSON)."""
+    headers: dict[str, str] = Field(default_factory=dict)
+    """Sent with every call, e.g. an Authorization header the receiver expects."""
+
+
+class NotificationsSection(Strict):
+    """Webhook notifications (docs/cloud.md "Notifications"): once when a condition is
+    raised and once when it clears; retried with the same Idempotency-Key until the
+    receiver answers 2xx."""
+
+    webhooks: list[WebhookTarget] = Field(default_factory=list)
+    """None: no notifications (and no notification job)."""
+    events: list[Literal["device_stale", "fleet_alarm", "rollout_stopped"]] = Field(
+        default_factory=lambda: ["device_stale", "fleet_alarm", "rollout_stopped"]
+    )
+    alarm_severities: list[Literal["info", "warning", "critical"]] = Field(
+        default_factory=lambda: ["warning", "critical"]
+    )
+    """Which fleet alarms notify."""
+    check_interval_s: Annotated[float, Field(gt=0, le=3600, allow_inf_nan=False)] = 30.0
+    """How often ``serve`` looks for conditions and sends what is due, seconds."""
+    timeout_s: Annotated[float, Field(gt=0, le=120, allow_inf_nan=False)] = 10.0
+    backoff: BackoffConfig = BackoffConfig(initial_s=5.0, max_s=600.0)
+    """Waits between attempts of one call that failed (edgetwin_common.retry)."""
+
+
 class CloudConfig(Strict):
     server: ServerSection = ServerSection()
     database: DatabaseSection = DatabaseSection()
@@ -168,6 +197,7 @@ class CloudConfig(Strict):
     fleet: FleetSection = FleetSection()
     releases: ReleasesSection = ReleasesSection()
     training: TrainingSection = TrainingSection()
+    notifications: NotificationsSection = NotificationsSection()
 
     def with_database_url(self, url: str | None) -> CloudConfig:
         """A copy with [database] url replaced (validated); None: unchanged."""

@@ -2,6 +2,8 @@
 
 - **Rollout evaluation** every [releases] evaluate_interval_s (0: none; use cron and
   ``cloud-sync releases evaluate``), docs/releases.md.
+- **Notifications** every [notifications] check_interval_s when webhooks are configured:
+  conditions raised and cleared, webhook calls sent and retried, docs/cloud.md.
 - **Fleet retraining** every [training] interval_s (unset: none; use cron or a systemd
   timer), as a child process ``python -m cloud_sync retrain --fleet`` so TensorFlow and
   the Dask cluster never share the HTTP process's memory or threads, docs/training.md.
@@ -173,6 +175,19 @@ def fleet_retraining(argv: list[str], period_s: float) -> PeriodicJob:
     return PeriodicJob("fleet-retraining", period_s, child, cancel=child.cancel)
 
 
+def notifications(engine: Engine, config: CloudConfig) -> PeriodicJob:
+    """A notification pass (``cloud_sync.notifications``) every [notifications]
+    check_interval_s."""
+    from cloud_sync.notifications import NotificationPass
+
+    notifier = NotificationPass(engine, config)
+
+    def notify() -> None:
+        notifier.run()
+
+    return PeriodicJob("notifications", config.notifications.check_interval_s, notify)
+
+
 def serve_jobs(config: CloudConfig, engine: Engine, config_path: Path | None) -> list[PeriodicJob]:
     """The jobs ``config`` asks ``serve`` to run (not started). ``config_path``: the file
     ``config`` came from, for the retrain child (None: defaults and the database URL)."""
@@ -182,4 +197,6 @@ def serve_jobs(config: CloudConfig, engine: Engine, config_path: Path | None) ->
     if config.training.interval_s is not None:
         argv = retrain_command(config_path, config.database.url)
         jobs.append(fleet_retraining(argv, config.training.interval_s))
+    if config.notifications.webhooks:
+        jobs.append(notifications(engine, config))
     return jobs

@@ -32,9 +32,11 @@ from cloud_sync.http.fleet_page import fleet_page_router
 from cloud_sync.http.guards import Guards
 from cloud_sync.http.health import health_router
 from cloud_sync.http.ingest import ingest_router
+from cloud_sync.http.metrics import metrics_router
 from cloud_sync.http.releases import releases_router
 from cloud_sync.http.twins import twins_router
 from cloud_sync.jobs import PeriodicJob
+from cloud_sync.metrics import CloudMetrics
 from cloud_sync.registry import Authenticator
 from edgetwin_contracts.batch import Batch
 
@@ -67,8 +69,10 @@ def create_app(config: CloudConfig, engine: Engine, *, jobs: Sequence[PeriodicJo
     install_error_handlers(app)
     auth = Authenticator(engine, config.auth.admin_sha256())
     guards = Guards(auth)
+    metrics = CloudMetrics(engine, config.fleet)
     app.include_router(health_router(engine))
-    app.include_router(ingest_router(config, engine, guards))
+    app.include_router(metrics_router(metrics, guards))
+    app.include_router(ingest_router(config, engine, guards, metrics))
     app.include_router(twins_router(engine, guards))
     app.include_router(devices_router(config.fleet, engine, guards))
     app.include_router(fleet_page_router(config.fleet, engine, auth))

@@ -16,8 +16,9 @@ from fastapi import APIRouter, Depends, Request, Response
 from sqlalchemy import Engine
 
 from cloud_sync.config import CloudConfig
+from cloud_sync.errors import RequestRejected
 from cloud_sync.http.bodies import read_capped
-from cloud_sync.http.error_model import error_responses
+from cloud_sync.http.error_model import error_name, error_responses
 from cloud_sync.http.guards import Guards
 from cloud_sync.ingest import (
     body_digest,
@@ -26,13 +27,16 @@ from cloud_sync.ingest import (
     parse_batch,
     store_batch,
 )
+from cloud_sync.metrics import CloudMetrics
 from cloud_sync.registry import DevicePrincipal
 from edgetwin_contracts.batch import MAX_BATCH_BYTES, MAX_BATCH_DECOMPRESSED_BYTES, BatchAck
 
 log = logging.getLogger(__name__)
 
 
-def ingest_router(config: CloudConfig, engine: Engine, guards: Guards) -> APIRouter:
+def ingest_router(
+    config: CloudConfig, engine: Engine, guards: Guards, metrics: CloudMetrics | None = None
+) -> APIRouter:
     """``POST /v1/batches``; batches are decoded, validated and stored on threads of
     their own. SQLite: one, the single writer, so batches queue in arrival order instead
     of contending for the write lock; PostgreSQL: one per pooled connection."""
@@ -58,6 +62,17 @@ def ingest_router(config: CloudConfig, engine: Engine, guards: Guards) -> APIRou
         )
         return result.ack
 
+    def counted(raw: bytes, content_encoding: str | None, who: DevicePrincipal) -> BatchAck:
+        try:
+            ack = ingest(raw, content_encoding, who)
+        except RequestRejected as exc:
+            if metrics is not None:
+                metrics.count_reject(error_name(type(exc)))
+            raise
+        if metrics is not None:
+            metrics.count_batch(ack.duplicate)
+        return ack
+
     @router.post(
         "/v1/batches",
         response_model=BatchAck,
@@ -78,11 +93,16 @@ def ingest_router(config: CloudConfig, engine: Engine, guards: Guards) -> APIRou
     async def post_batch(
         request: Request, who: Annotated[DevicePrincipal, Depends(guards.batch_device)]
     ) -> Response:
-        check_content_length(request.headers.get("content-length"))
-        raw = await read_capped(request, MAX_BATCH_BYTES)
+        try:
+            check_content_length(request.headers.get("content-length"))
+            raw = await read_capped(request, MAX_BATCH_BYTES)
+        except RequestRejected as exc:
+            if metrics is not None:
+                metrics.count_reject(error_name(type(exc)))
+            raise
         # Decode, validate and store in one trip to the ingest threads.
         ack = await asyncio.get_running_loop().run_in_executor(
-            ingest_threads, ingest, raw, request.headers.get("content-encoding"), who
+            ingest_threads, counted, raw, request.headers.get("content-encoding"), who
         )
         # The bytes FastAPI would send for response_model=BatchAck, without validating the
         # model it just built again.

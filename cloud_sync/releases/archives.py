@@ -13,7 +13,7 @@ from sqlalchemy import Engine, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from cloud_sync.db.models import ReleaseBundle
-from cloud_sync.db.session import write_lock
+from cloud_sync.db.session import read_connection, write_lock
 
 
 def save_archive(engine: Engine, sha256: str, data: bytes, now: float | None = None) -> None:
@@ -36,7 +36,7 @@ def save_archive(engine: Engine, sha256: str, data: bytes, now: float | None = N
 
 def load_archive(engine: Engine, sha256: str) -> bytes | None:
     """The archive stored under ``sha256``; None when there is none."""
-    with engine.connect() as conn:
+    with read_connection(engine) as conn:
         data = conn.execute(
             select(ReleaseBundle.archive).where(ReleaseBundle.sha256 == sha256)
         ).scalar()
