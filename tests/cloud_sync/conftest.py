@@ -45,6 +45,7 @@ TABLES = (
     "alarms",
     "batches",
     "devices",
+    "releases",
     "release_bundles",
     "notifications",
     "notification_deliveries",
