@@ -12,7 +12,7 @@ import hashlib
 import os
 import re
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
@@ -161,6 +161,14 @@ class TrainingSection(Strict):
     """Reports, candidate bundles and decisions: ``<reports_dir>/<device>/<version>/``."""
 
 
+NotificationEvent = Literal["device_stale", "fleet_alarm", "rollout_stopped"]
+Severity = Literal["info", "warning", "critical"]
+
+
+def _warning_and_up() -> list[Severity]:
+    return ["warning", "critical"]
+
+
 class WebhookTarget(Strict):
     url: Annotated[str, Field(min_length=1, max_length=2048, pattern=r"^https?://[^\s]+$")]
     """Where notifications are POSTed (JSON)."""
@@ -175,12 +183,10 @@ class NotificationsSection(Strict):
 
     webhooks: list[WebhookTarget] = Field(default_factory=list)
     """None: no notifications (and no notification job)."""
-    events: list[Literal["device_stale", "fleet_alarm", "rollout_stopped"]] = Field(
-        default_factory=lambda: ["device_stale", "fleet_alarm", "rollout_stopped"]
+    events: list[NotificationEvent] = Field(
+        default_factory=lambda: list(get_args(NotificationEvent))
     )
-    alarm_severities: list[Literal["info", "warning", "critical"]] = Field(
-        default_factory=lambda: ["warning", "critical"]
-    )
+    alarm_severities: list[Severity] = Field(default_factory=_warning_and_up)
     """Which fleet alarms notify."""
     check_interval_s: Annotated[float, Field(gt=0, le=3600, allow_inf_nan=False)] = 30.0
     """How often ``serve`` looks for conditions and sends what is due, seconds."""

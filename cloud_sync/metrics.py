@@ -96,9 +96,9 @@ class FleetCollector(Collector):
                 ).all()
             )
         now = time.time()
-        health = dict.fromkeys(Health, 0)
+        health = {h.value: 0 for h in Health}
         for reported, last_seen in devices:
-            health[health_of(reported, last_seen, now, self._fleet.stale_after_s)] += 1
+            health[health_of(reported, last_seen, now, self._fleet.stale_after_s).value] += 1
         yield _gauge("cloudsync_devices", "Registered devices by health.", "health", health)
         states = {state.value: releases.get(state.value, 0) for state in ReleaseState}
         yield _gauge("cloudsync_releases", "Releases by rollout state.", "state", states)

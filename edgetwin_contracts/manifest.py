@@ -260,10 +260,10 @@ def load_strict_json(raw: bytes, bundle: str) -> Any:
         )
     try:
         return json.loads(text, parse_constant=_no_constant, object_pairs_hook=_unique_keys)
-    except _Refused as exc:
-        raise ManifestInvalid(bundle, f"{MANIFEST_FILE}: {exc}") from None
-    except ValueError as exc:  # JSONDecodeError, and integers too long to convert
+    except json.JSONDecodeError as exc:
         raise ManifestInvalid(bundle, f"{MANIFEST_FILE} is not UTF-8 JSON ({exc})") from None
+    except ValueError as exc:  # the hooks below, and integers too long to convert
+        raise ManifestInvalid(bundle, f"{MANIFEST_FILE}: {exc}") from None
 
 
 def max_nesting(text: str) -> int:
@@ -289,19 +289,15 @@ def max_nesting(text: str) -> int:
     return deepest
 
 
-class _Refused(ValueError):
-    pass
-
-
 def _no_constant(name: str) -> Any:
-    raise _Refused(f"{name} is not a JSON number")
+    raise ValueError(f"{name} is not a JSON number")
 
 
 def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     obj: dict[str, Any] = {}
     for key, value in pairs:
         if key in obj:
-            raise _Refused(f"key {key!r} appears twice in one object")
+            raise ValueError(f"key {key!r} appears twice in one object")
         obj[key] = value
     return obj
 

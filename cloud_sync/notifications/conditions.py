@@ -63,7 +63,7 @@ def _stale_devices(conn: Connection, now: float, stale_after_s: float) -> list[C
         Condition(
             key=f"device_stale:{name}",
             kind="device_stale",
-            message=f"device {name} has sent nothing for {now - last_seen:.0f} s "
+            message=f"device {name} has sent nothing for {now - (last_seen or now):.0f} s "
             f"(stale after {stale_after_s:.0f} s)",
             detail={"device": name, "last_seen": last_seen, "stale_after_s": stale_after_s},
         )
