@@ -68,6 +68,14 @@ class CloudMetrics:
         self.rejects.labels(reason).inc()
 
 
+_FLEET_FAMILIES = (
+    ("cloudsync_devices", "Registered devices by health.", ["health"]),
+    ("cloudsync_releases", "Releases by rollout state.", ["state"]),
+    ("cloudsync_open_alarms", "Alarms of the fleet not cleared.", ["severity"]),
+    ("cloudsync_notifications_pending", "Webhook calls not yet accepted by their receiver.", []),
+)
+
+
 class FleetCollector(Collector):
     """Devices by health, releases by state, open alarms by severity, read per scrape.
     Scrapes run on the server's threads; one at a time reads the database."""
@@ -76,6 +84,11 @@ class FleetCollector(Collector):
         self._engine = engine
         self._fleet = fleet
         self._lock = threading.Lock()
+
+    def describe(self) -> Iterator[Metric]:
+        """The families without reading the database (registering calls this)."""
+        for name, documentation, labels in _FLEET_FAMILIES:
+            yield GaugeMetricFamily(name, documentation, labels=labels)
 
     def collect(self) -> Iterator[Metric]:
         with self._lock, read_connection(self._engine) as conn:
@@ -99,22 +112,14 @@ class FleetCollector(Collector):
         health = {h.value: 0 for h in Health}
         for reported, last_seen in devices:
             health[health_of(reported, last_seen, now, self._fleet.stale_after_s).value] += 1
-        yield _gauge("cloudsync_devices", "Registered devices by health.", "health", health)
         states = {state.value: releases.get(state.value, 0) for state in ReleaseState}
-        yield _gauge("cloudsync_releases", "Releases by rollout state.", "state", states)
         severities = {s: alarms.get(s, 0) for s in SEVERITIES}
-        yield _gauge(
-            "cloudsync_open_alarms", "Alarms of the fleet not cleared.", "severity", severities
-        )
-        yield GaugeMetricFamily(
-            "cloudsync_notifications_pending",
-            "Webhook calls not yet accepted by their receiver.",
-            value=pending,
-        )
-
-
-def _gauge(name: str, documentation: str, label: str, values: dict[str, int]) -> Metric:
-    family = GaugeMetricFamily(name, documentation, labels=[label])
-    for key, value in values.items():
-        family.add_metric([str(key)], value)
-    return family
+        values: list[dict[str, int] | int] = [health, states, severities, pending]
+        for (name, documentation, labels), value in zip(_FLEET_FAMILIES, values, strict=True):
+            family = GaugeMetricFamily(name, documentation, labels=labels)
+            if isinstance(value, dict):
+                for key, count in value.items():
+                    family.add_metric([key], count)
+            else:
+                family.add_metric([], value)
+            yield family
