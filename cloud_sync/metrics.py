@@ -68,7 +68,7 @@ class CloudMetrics:
         self.rejects.labels(reason).inc()
 
 
-_FLEET_FAMILIES = (
+_FLEET_FAMILIES: tuple[tuple[str, str, list[str]], ...] = (
     ("cloudsync_devices", "Registered devices by health.", ["health"]),
     ("cloudsync_releases", "Releases by rollout state.", ["state"]),
     ("cloudsync_open_alarms", "Alarms of the fleet not cleared.", ["severity"]),
