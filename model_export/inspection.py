@@ -15,7 +15,7 @@ import numpy as np
 
 from edge_agent.errors import BackendUnavailable
 from edge_agent.model.inference.backend import resolve
-from edgetwin_contracts.bundle import MAX_MANIFEST_BYTES
+from edgetwin_contracts.bundle import MAX_MANIFEST_BYTES, MAX_MODEL_BYTES, read_bundle_file
 from edgetwin_contracts.errors import BundleIncomplete
 from edgetwin_contracts.manifest import (
     MANIFEST_FILE,
@@ -32,21 +32,21 @@ def describe_bundle(path: Path, *, as_json: bool = False) -> str:
 
     Raises:
         BundleIncomplete: the folder or its manifest.json is missing.
+        BundleFileNotRegular / BundleTooLarge: a file that is a symlink, FIFO or folder, or
+            larger than its cap (read without blocking, up to the cap).
         ManifestInvalid / SchemaVersionUnsupported: the manifest does not parse.
     """
     bundle = str(path)
     if not path.is_dir():
         raise BundleIncomplete(bundle, "not a directory")
-    manifest_path = path / MANIFEST_FILE
-    try:
-        raw = manifest_path.read_bytes()[: MAX_MANIFEST_BYTES + 1]
-    except FileNotFoundError:
-        raise BundleIncomplete(bundle, f"{MANIFEST_FILE} is missing") from None
+    raw = read_bundle_file(path / MANIFEST_FILE, MAX_MANIFEST_BYTES, bundle)
     if as_json:
         return raw.decode("utf-8", errors="replace")
     manifest = parse_manifest(raw, bundle)
-    model_path = path / MODEL_FILE
-    model_bytes = model_path.read_bytes() if model_path.is_file() else None
+    try:
+        model_bytes: bytes | None = read_bundle_file(path / MODEL_FILE, MAX_MODEL_BYTES, bundle)
+    except BundleIncomplete:
+        model_bytes = None
     lines = [f"bundle      {path}"]
     lines += _manifest_lines(manifest, model_bytes, (path / SIGNATURE_FILE).is_file())
     lines.append("tensors")

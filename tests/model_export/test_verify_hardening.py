@@ -91,3 +91,14 @@ def test_verify_refuses_each_with_one_clear_reason(
     assert result.returncode == 1, (result.stdout, result.stderr)
     assert reason in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_inspect_refuses_a_fifo_manifest_without_blocking(
+    make_bundle: Callable[..., Path], release_key: Ed25519PrivateKey
+) -> None:
+    bundle = make_bundle()
+    _fifo(bundle, release_key)
+    result = run("inspect", bundle)
+    assert result.returncode in (1, 2), (result.stdout, result.stderr)
+    assert "manifest.json is a FIFO" in result.stderr
+    assert "Traceback" not in result.stderr
