@@ -34,6 +34,7 @@ from cloud_sync.releases.rollout import stop_release
 from cloud_sync.releases.store import BundleStore
 from edge_agent.model.shipped import DEFAULT_BUNDLE, default_public_key
 from edgetwin_common.retry import BackoffConfig
+from edgetwin_common.testing import wait_until
 from tests.cloud_sync.conftest import ADMIN_TOKEN, alarm_event, batch, live_server, post_batch
 
 STALE_S = 600.0
@@ -231,3 +232,25 @@ def test_serve_runs_notifications_only_with_webhooks(
     assert "notifications" in [job.name for job in serve_jobs(notify_config, engine, None)]
     quiet = notify_config.model_copy(update={"notifications": NotificationsSection()})
     assert "notifications" not in [job.name for job in serve_jobs(quiet, engine, None)]
+
+
+def test_the_serve_job_tells_the_receiver(
+    api: httpx.Client,
+    engine: Engine,
+    notify_config: CloudConfig,
+    tokens: dict[str, str],
+    receiver: Receiver,
+) -> None:
+    from cloud_sync.jobs import notifications
+
+    section = notify_config.notifications.model_copy(update={"check_interval_s": 0.05})
+    config = notify_config.model_copy(update={"notifications": section})
+    assert post_batch(api, tokens["pump-2"], batch(1, alarms=[alarm_event(9)])).status_code == 200
+    job = notifications(engine, config)
+    job.start()
+    try:
+        wait_until(lambda: receiver.events(), "the notification job's first call")
+    finally:
+        job.stop()
+    assert receiver.events() == [("raised", "fleet_alarm:pump-2:9")]
+    assert job.failures == 0
