@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import gzip
 import json
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -16,6 +17,9 @@ import pytest
 from fastapi import Request
 from fastapi.responses import Response
 
+from edge_agent.config import LoadedConfig, parse_config
+from edge_agent.doctor import cloud as doctor_cloud
+from edge_agent.doctor.base import DoctorContext, Status
 from edge_agent.store import Store
 from edge_agent.store.meta import SEQUENCE_KEY
 from edge_agent.sync.client import MAX_SEQUENCE
@@ -176,3 +180,22 @@ def test_an_unreadable_twin_is_a_transient_failure(
     asyncio.run(main())
     assert len(cloud.stored_summaries()) == 1
     json.dumps(worker.status().model_dump())  # the status stays serialisable
+
+
+def test_doctor_reports_a_cloud_sequence_out_of_range(cloud: FakeCloud, tmp_path: Path) -> None:
+    text = (
+        f'[agent]\ndata_dir = "{tmp_path}"\n'
+        f'[sync]\nenabled = true\nurl = "{cloud.url}"\ntoken = "{TOKEN}"\n'
+    )
+    path = tmp_path / "agent.toml"
+    path.write_text(text)
+    loaded = LoadedConfig(path, parse_config(text, str(path)))
+    context = DoctorContext(path, "nobody", loaded)
+    cloud.app.get("/health")(lambda: {"status": "ok"})
+    cloud.app.router.routes.insert(0, cloud.app.router.routes.pop())
+    healthy = doctor_cloud.check(context)
+    assert [f.status for f in healthy] == [Status.OK, Status.OK], healthy
+    assert post_as_the_device(cloud, INT64_MAX) == 200
+    findings = doctor_cloud.check(context)
+    assert findings[1].status is Status.FAIL
+    assert str(INT64_MAX) in findings[1].message and "diverged" in findings[1].message
