@@ -156,19 +156,21 @@ def test_other_bad_ack_bodies_are_4xx_never_500(open_agent: Agent) -> None:
 
 
 def test_with_a_token_only_the_token_changes_state(tmp_path: Path) -> None:
-    with agent_with(tmp_path, f'token = "{TOKEN}"') as agent:
-        with httpx.Client(base_url=agent.http_url) as client:
-            alarm = alarm_id(client)
-            url = f"/alarms/{alarm}/ack"
-            same_origin = {"Origin": agent.http_url, "Content-Type": "application/json"}
-            refused = client.post(url, headers=same_origin, content=b"{}")
-            assert refused.status_code == 401
-            assert refused.headers["www-authenticate"] == "Bearer"
-            wrong = client.post(url, headers={"Authorization": "Bearer " + "x" * 22})
-            assert wrong.status_code == 401
-            assert state(client, alarm) == "active_unacknowledged"
-            auth = {"Authorization": f"Bearer {TOKEN}"}
-            # A token holder is no browser: no Host, type or origin rules apply.
-            done = client.post(url, headers={**auth, "Host": "anything.example"})
-            assert done.status_code == 200, done.text
-            assert state(client, alarm) == "active_acknowledged"
+    with (
+        agent_with(tmp_path, f'token = "{TOKEN}"') as agent,
+        httpx.Client(base_url=agent.http_url) as client,
+    ):
+        alarm = alarm_id(client)
+        url = f"/alarms/{alarm}/ack"
+        same_origin = {"Origin": agent.http_url, "Content-Type": "application/json"}
+        refused = client.post(url, headers=same_origin, content=b"{}")
+        assert refused.status_code == 401
+        assert refused.headers["www-authenticate"] == "Bearer"
+        wrong = client.post(url, headers={"Authorization": "Bearer " + "x" * 22})
+        assert wrong.status_code == 401
+        assert state(client, alarm) == "active_unacknowledged"
+        auth = {"Authorization": f"Bearer {TOKEN}"}
+        # A token holder is no browser: no Host, type or origin rules apply.
+        done = client.post(url, headers={**auth, "Host": "anything.example"})
+        assert done.status_code == 200, done.text
+        assert state(client, alarm) == "active_acknowledged"
