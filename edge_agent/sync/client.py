@@ -75,17 +75,14 @@ class TwinView:
 
 
 def device_http_client(
-    token: str, timeout_s: float, transport: httpx.AsyncBaseTransport | None = None
+    token: str | None, timeout_s: float, transport: httpx.AsyncBaseTransport | None = None
 ) -> httpx.AsyncClient:
-    """An HTTP client that speaks to the cloud as this device (its bearer token)."""
-    return httpx.AsyncClient(
-        timeout=timeout_s,
-        transport=transport,
-        headers={
-            "Authorization": f"Bearer {token}",
-            "User-Agent": f"edgetwin-edge-agent/{__version__}",
-        },
-    )
+    """An HTTP client that speaks to the cloud as this device: its bearer token on every
+    request (None: no token; the caller adds it per request where it may go)."""
+    headers = {"User-Agent": f"edgetwin-edge-agent/{__version__}"}
+    if token is not None:
+        headers["Authorization"] = f"Bearer {token}"
+    return httpx.AsyncClient(timeout=timeout_s, transport=transport, headers=headers)
 
 
 class CloudClient:
