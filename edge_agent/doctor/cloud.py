@@ -4,13 +4,11 @@ from (docs/sync.md, "Sequences out of range")."""
 
 from __future__ import annotations
 
-import json
-
 import httpx
 from pydantic import ValidationError
 
 from edge_agent.doctor.base import DoctorContext, Finding, Status
-from edge_agent.sync.client import MAX_SEQUENCE, TwinView
+from edge_agent.sync.client import MAX_SEQUENCE, TwinView, strict_json
 
 CHECK = "cloud"
 TIMEOUT_S = 5.0
@@ -66,7 +64,7 @@ def check_twin(base: str, token: str) -> Finding:
     if response.status_code != 200:
         return Finding(CHECK, Status.WARN, f"{url} answered {response.status_code}")
     try:
-        data = json.loads(response.content, parse_constant=_not_json)
+        data = strict_json(response.content)
         if not isinstance(data, dict):
             raise ValueError("not a JSON object")
         view = TwinView(data)
@@ -86,7 +84,3 @@ def check_twin(base: str, token: str) -> Finding:
     return Finding(
         CHECK, Status.OK, f"the cloud accepts the token (last sequence {view.last_sequence})"
     )
-
-
-def _not_json(name: str) -> object:
-    raise ValueError(f"{name} is not JSON")

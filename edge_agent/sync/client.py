@@ -7,6 +7,7 @@ what the worker does next.
 from __future__ import annotations
 
 import json
+import math
 from typing import Annotated, Any
 
 import httpx
@@ -115,9 +116,10 @@ class CloudClient:
         status = response.status_code
         if status == 200:
             try:
+                strict_json(response.content)  # no NaN or Infinity into alarm levels
                 ack = BatchAck.model_validate_json(response.content)
-            except ValidationError as exc:
-                raise CloudUnavailable(f"unreadable acknowledgement: {exc}") from exc
+            except (ValueError, RecursionError) as exc:  # ValidationError is a ValueError
+                raise CloudUnavailable(f"unreadable acknowledgement: {_brief(exc)}") from exc
             if ack.sequence != sequence:
                 raise CloudUnavailable(
                     f"acknowledgement for sequence {ack.sequence}, sent {sequence}"
@@ -139,8 +141,7 @@ class CloudClient:
                 raise CloudUnauthorized(f"HTTP {response.status_code}: {detail}")
             raise CloudUnavailable(f"GET /v1/twin: HTTP {response.status_code}: {detail}")
         try:
-            # Strict JSON: NaN and Infinity are not JSON, whatever Python's parser allows.
-            data = json.loads(response.content, parse_constant=_refuse_constant)
+            data = strict_json(response.content)
             if not isinstance(data, dict):
                 raise ValueError("not a JSON object")
             return TwinView(data)
@@ -162,8 +163,22 @@ class CloudClient:
         await self._http.aclose()
 
 
+def strict_json(content: bytes) -> Any:
+    """``content`` parsed as RFC 8259 JSON: NaN, Infinity and numbers beyond a double
+    (1e999) are refused, whatever Python's parser allows. Raises ValueError,
+    RecursionError (nesting deeper than the interpreter's limit)."""
+    return json.loads(content, parse_constant=_refuse_constant, parse_float=_finite)
+
+
 def _refuse_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text} is not a finite number")
+    return value
 
 
 def _brief(exc: BaseException) -> str:

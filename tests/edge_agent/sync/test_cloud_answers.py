@@ -199,3 +199,38 @@ def test_doctor_reports_a_cloud_sequence_out_of_range(cloud: FakeCloud, tmp_path
     findings = doctor_cloud.check(context)
     assert findings[1].status is Status.FAIL
     assert str(INT64_MAX) in findings[1].message and "diverged" in findings[1].message
+
+
+@pytest.mark.parametrize("level", [b"NaN", b"Infinity", b"1e999"])
+def test_an_ack_with_a_non_finite_level_is_not_applied(
+    cloud: FakeCloud, store: Store, clock: FakeClock, level: bytes
+) -> None:
+    fill_summaries(store, 1)
+    worker, twin = make_worker(store, cloud.url, clock)
+    bad = [True]
+
+    @cloud.app.middleware("http")
+    async def poisoned_ack(request: Request, call_next: Any) -> Any:
+        if request.url.path == "/v1/batches" and bad[0]:
+            sequence = json.loads(gzip.decompress(await request.body()))["sequence"]
+            ack = (
+                b'{"sequence": %d, "duplicate": false, "desired": {"version": 5,'
+                b' "alarm_overrides": {"temp-high": {"set": %s}}}}' % (sequence, level)
+            )
+            return Response(ack, 200, media_type="application/json")
+        return await call_next(request)
+
+    cloud.app.middleware_stack = cloud.app.build_middleware_stack()
+
+    async def main() -> None:
+        await ticks(worker, clock, 3)
+        assert worker.state is SyncState.BACKING_OFF
+        assert "unreadable acknowledgement" in (worker.last_error or "")
+        assert store.sync_inflight() is not None  # kept, resent later
+        assert twin.outcome.version == 0  # nothing applied
+        bad[0] = False
+        await drain(worker, clock)
+        await worker.aclose()
+
+    asyncio.run(main())
+    assert len(cloud.stored_summaries()) == 1
