@@ -248,6 +248,10 @@ class ModbusSource(ThreadedSource):
         counters = self.health.counters
         is_rtu = config.transport is not Transport.TCP
         quiet_until = 0.0
+        # Devices polled since the port was (re)opened: the port is given up only after
+        # each one had its chance on it, or a device gone before the reopen would hide
+        # the others (every block is due at once after a reopen).
+        tried: set[int] = set()
         start = time.monotonic()
         # (due, index): blocks are polled in order of their due time; ties by config order.
         schedule = [(start, i) for i in range(len(self.blocks))]
@@ -273,6 +277,7 @@ class ModbusSource(ThreadedSource):
                 readings = self._poll(client, watch, block, device)
             except ConnectionException as exc:
                 return f"{_where(config)} lost: {exc}", answered
+            tried.add(block.slave)
             if device.failures:
                 # A late answer may still be on its way: let it arrive and be flushed.
                 quiet_until = time.monotonic() + config.timeout_s
@@ -291,7 +296,7 @@ class ModbusSource(ThreadedSource):
                     missed = math.floor((now - due) / block.period_s)
                     next_due = due + (missed + 1) * block.period_s
             heapq.heappush(schedule, (next_due, index))
-            if all(d.is_gone for d in devices.values()):
+            if len(tried) == len(devices) and all(d.is_gone for d in devices.values()):
                 gone = ", ".join(str(s) for s in sorted(devices))
                 return f"no device answers on {_where(config)} (slave {gone})", answered
             if any(d.has_answered and not d.is_gone for d in devices.values()):

@@ -20,7 +20,7 @@ import pytest
 from pymodbus.framer import FramerRTU
 
 from edge_agent.reading import Reading
-from edge_agent.simulator.modbus import has_socat, modbus_bus, th_transmitter
+from edge_agent.simulator.modbus import energy_meter, has_socat, modbus_bus, th_transmitter
 from edge_agent.sources.base import SourceState
 from edge_agent.sources.modbus.config import ModbusSourceConfig
 from edge_agent.sources.modbus.source import ModbusSource, register_counter
@@ -243,3 +243,39 @@ def test_a_single_device_lost_and_back_counts_a_recovery(tmp_path: Any) -> None:
         run_until(source, lose_and_return)
     assert counters["devices_lost"] == 1
     assert counters["devices_recovered"] == 1
+
+
+def test_after_every_device_was_lost_the_one_that_returns_is_found(tmp_path: Any) -> None:
+    # Both lost, the port closed; then only the second device returns. After the reopen
+    # the first (still silent) is polled first: it must not hide the second.
+    require(has_socat(), "socat is not installed (Debian package socat)")
+    first, second = th_transmitter(1), energy_meter(2)
+    registers = [
+        {"channel": "ambient_temp", "slave": 1, "kind": "input", "address": 0,
+         "data_type": "int16", "scale": 0.1, "period_s": 0.02},
+        {"channel": "voltage", "slave": 2, "kind": "holding", "address": 0,
+         "data_type": "float32", "word_order": "little", "period_s": 0.02},
+    ]  # fmt: skip
+    with modbus_bus(tmp_path, [first, second]) as bus:
+        source = ModbusSource(
+            config(bus.client_path, registers, offline_after_failures=2, timeout_s=0.2)
+        )
+        counters = source.health.counters
+        phase = ["run"]
+
+        def lose_both_then_one_returns() -> bool:
+            voltage_reads = counters[register_counter("voltage", "reads")]
+            if phase[0] == "run" and voltage_reads >= 2:
+                first.is_silent = second.is_silent = True
+                phase[0] = "gone"
+            elif phase[0] == "gone" and source.health.state is SourceState.DISCONNECTED:
+                phase[0] = "back"
+                reads_when_back[0] = voltage_reads
+                second.is_silent = False
+            return phase[0] == "back" and voltage_reads >= reads_when_back[0] + 3
+
+        reads_when_back = [0]
+        run_until(source, lose_both_then_one_returns)
+    assert counters["devices_lost"] == 2
+    assert counters["devices_recovered"] == 1
+    assert source.health.state is SourceState.CONNECTED
