@@ -8,17 +8,19 @@ the pipeline, and read its state without locks.
 
 from __future__ import annotations
 
-import hmac
+import logging
 from typing import Annotated, Protocol
 
-from fastapi import Depends, FastAPI, HTTPException, Query, Request, Response
+from fastapi import FastAPI, HTTPException, Query, Request, Response
 from fastapi.responses import PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from edge_agent import __version__
 from edge_agent.errors import AlarmNotFound
+from edge_agent.http.body import parse_body, read_body
 from edge_agent.http.config import HttpConfig
+from edge_agent.http.guard import RequestGuard
 from edge_agent.http.page import add_status_page
 from edge_agent.http.status import AgentStatus, AlarmInfo, ReadingInfo
 
@@ -40,9 +42,18 @@ class Health(BaseModel):
     version: str
 
 
+log = logging.getLogger(__name__)
+
+
 class AckRequest(BaseModel):
+    """The body of POST /alarms/{id}/ack: a JSON object, every key optional."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
     by: Annotated[str, Field(max_length=128)] = ""
     """Who acknowledges (operator name), kept in the alarm history."""
+    note: Annotated[str, Field(max_length=500)] = ""
+    """Why, for the log."""
 
 
 def create_app(view: AgentView, config: HttpConfig) -> FastAPI:
@@ -51,19 +62,12 @@ def create_app(view: AgentView, config: HttpConfig) -> FastAPI:
         version=__version__,
         description="Local status API of an edgetwin device agent.",
     )
-    token = config.token.get_secret_value().encode() if config.token else None
-
-    def require_token(request: Request) -> None:
-        if token is None:
-            return
-        header = request.headers.get("authorization", "")
-        scheme, _, given = header.partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(given.encode(), token):
-            raise HTTPException(
-                status_code=401,
-                detail="missing or wrong bearer token (Authorization: Bearer <token>)",
-                headers={"WWW-Authenticate": "Bearer"},
-            )
+    # Host, token and same-origin rules for every route (edge_agent/http/guard.py).
+    app.add_middleware(
+        RequestGuard,
+        names=RequestGuard.names_for(config.host, config.allowed_hosts),
+        token=config.token.get_secret_value().encode() if config.token else None,
+    )
 
     @app.get("/health", response_model=Health, summary="Liveness: the process answers")
     async def health() -> Health:
@@ -83,7 +87,9 @@ def create_app(view: AgentView, config: HttpConfig) -> FastAPI:
     @app.get("/readings", response_model=list[ReadingInfo], summary="Recent samples of a channel")
     async def readings(
         channel: Annotated[str, Query(min_length=1, max_length=64)],
-        since: Annotated[float | None, Query(description="UNIX seconds")] = None,
+        since: Annotated[
+            float | None, Query(description="UNIX seconds", allow_inf_nan=False)
+        ] = None,
         limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
     ) -> list[ReadingInfo]:
         return view.readings(channel, since, limit)
@@ -99,13 +105,25 @@ def create_app(view: AgentView, config: HttpConfig) -> FastAPI:
         "/alarms/{alarm_id}/ack",
         response_model=AlarmInfo,
         summary="Acknowledge an alarm",
-        dependencies=[Depends(require_token)],
+        description="Body: an AckRequest JSON object (optional). Needs the bearer token"
+        " when one is configured; without one, Content-Type: application/json from the"
+        " agent's own origin.",
+        openapi_extra={
+            "requestBody": {
+                "required": False,
+                "content": {"application/json": {"schema": AckRequest.model_json_schema()}},
+            }
+        },
     )
-    async def acknowledge(alarm_id: int, body: AckRequest | None = None) -> AlarmInfo:
+    async def acknowledge(alarm_id: int, request: Request) -> AlarmInfo:
+        body = parse_body(await read_body(request), AckRequest, empty=AckRequest())
         try:
-            return view.acknowledge(alarm_id, (body or AckRequest()).by)
+            info = view.acknowledge(alarm_id, body.by)
         except AlarmNotFound:
             raise HTTPException(status_code=404, detail=f"no alarm with id {alarm_id}") from None
+        if body.note:
+            log.info("alarm %d acknowledged by %r: %s", alarm_id, body.by, body.note)
+        return info
 
     @app.get("/metrics", response_class=PlainTextResponse, summary="Prometheus metrics")
     async def metrics() -> Response:

@@ -6,6 +6,12 @@ The accumulator keeps running sums only (Welford for mean/variance), so a sample
 handful of float operations and allocates nothing; a ``Summary`` is built once per
 interval, when it closes. ``upsert_summary`` writes a closed one to the ``summaries``
 table, merged with what is stored for the same interval.
+
+The accumulators live in memory, but what they summarise does not: ``rebuild_open``
+feeds them, at start, the committed readings that no stored summary covers yet (those
+after the channel's latest summary), so a kill -9 in the middle of an interval loses no
+reading from the summaries (and so from the cloud): the interval is closed later with
+the readings from before the kill and those after the restart.
 """
 
 from __future__ import annotations
@@ -293,6 +299,35 @@ def summary_from_row(channel: str, row: Sequence[Any]) -> Summary:
     values["count"] = int(values["count"])
     values["error_count"] = int(values["error_count"])
     return Summary(channel=channel, **values)
+
+
+_UNCOVERED = (
+    "SELECT ts, value, forecast, score FROM readings"
+    " WHERE channel_id = ? AND ts > ? ORDER BY ts, rowid"
+)
+
+
+def rebuild_open(
+    conn: sqlite3.Connection, channel_id: int, acc: SummaryAccumulator
+) -> tuple[list[Summary], int]:
+    """Feed ``acc`` (fresh, nothing added yet) the committed readings of ``channel_id``
+    after the last one its latest stored summary covers (all of them if it has none).
+    Returns the summaries of intervals those readings closed (to write at the next
+    flush; the last interval stays open in ``acc``) and how many readings were fed.
+    Raises sqlite3.Error."""
+    row = conn.execute(
+        "SELECT last_ts FROM summaries WHERE channel_id = ? ORDER BY start DESC LIMIT 1",
+        (channel_id,),
+    ).fetchone()
+    after = -_INF if row is None else float(row[0])
+    closed: list[Summary] = []
+    n = 0
+    for ts, value, forecast, score in conn.execute(_UNCOVERED, (channel_id, after)):
+        summary = acc.add(ts, value, forecast, score)
+        if summary is not None:
+            closed.append(summary)
+        n += 1
+    return closed, n
 
 
 def upsert_summary(conn: sqlite3.Connection, channel_id: int, summary: Summary) -> Summary:

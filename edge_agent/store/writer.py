@@ -9,6 +9,7 @@ a kill -9 at any moment leaves either all of a flush or none of it.
 
 from __future__ import annotations
 
+import logging
 import math
 import sqlite3
 import threading
@@ -23,7 +24,14 @@ from edge_agent.store.database import Database, transaction
 from edge_agent.store.errors import StoreUnavailable
 from edge_agent.store.outbox import Appended, Outbox, OutboxKind, payload_text
 from edge_agent.store.retention import Retention
-from edge_agent.store.summary import Summary, SummaryAccumulator, upsert_summary
+from edge_agent.store.summary import (
+    Summary,
+    SummaryAccumulator,
+    rebuild_open,
+    upsert_summary,
+)
+
+log = logging.getLogger(__name__)
 
 _NAN = math.nan
 _isfinite = math.isfinite
@@ -98,6 +106,18 @@ class Writer:
             self._channels[name] = (cid, SummaryAccumulator(name, self._interval_s))
             next_id = max(next_id, cid + 1)
         self._next_channel_id = next_id
+        self.samples_resummarised = 0
+        """Committed readings fed back into the open intervals at start (after a kill)."""
+        for cid, acc in self._channels.values():
+            closed, n = rebuild_open(db.conn, cid, acc)
+            self._buf.summaries.extend(closed)
+            self.samples_resummarised += n
+        if self.samples_resummarised:
+            log.info(
+                "summaries: %d committed readings without a summary fed back into the"
+                " open intervals (the last stop was not clean)",
+                self.samples_resummarised,
+            )
         self.samples_added = 0
         self.samples_rejected = 0
         self.samples_dropped = 0

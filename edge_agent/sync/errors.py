@@ -30,3 +30,19 @@ class BatchRejected(EdgeAgentError):
 class BatchOutOfOrder(EdgeAgentError):
     """409: the sequence is below the cloud's highest stored one and was never seen (the
     device's store was replaced). The worker jumps past the cloud's last sequence."""
+
+
+class CloudSequenceOutOfRange(EdgeAgentError):
+    """The cloud reports a last sequence for this device beyond ``MAX_SEQUENCE`` (or
+    this store reached it): the device does not follow it. The worker sends nothing,
+    reads the twin every backoff.max_s, and resumes by itself once the cloud reports a
+    sequence in range (docs/sync.md, "Sequences out of range")."""
+
+    def __init__(self, sequence: int, bound: int) -> None:
+        self.sequence = sequence
+        self.bound = bound
+        super().__init__(
+            f"the cloud holds sequence {sequence} for this device, beyond {bound}: not"
+            " continuing from it (a batch this device never sent?); reset the device's"
+            " sequence on the cloud"
+        )

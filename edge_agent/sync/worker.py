@@ -29,11 +29,12 @@ from edge_agent.store.meta import (
 from edge_agent.store.sqlite import Store
 from edge_agent.store.sync_staging import InflightBatch
 from edge_agent.sync.batching import BuiltBatch, build_batch
-from edge_agent.sync.client import CloudClient
+from edge_agent.sync.client import CloudClient, TwinView, check_sequence
 from edge_agent.sync.config import SyncConfig
 from edge_agent.sync.errors import (
     BatchOutOfOrder,
     BatchRejected,
+    CloudSequenceOutOfRange,
     CloudUnauthorized,
 )
 from edge_agent.sync.twin import Twin
@@ -46,7 +47,7 @@ MIN_ROW_BYTES = 120
 """Fewer JSON bytes than any outbox row: bounds how many rows one build reads."""
 MAX_ROWS_READ = 20_000
 MAX_CRASHES = 10
-"""Consecutive unexpected errors (bugs) after which ``run`` gives up."""
+"""Consecutive unexpected errors (bugs) after which the state says ``failed``."""
 FULL_ROW_LIMIT = 4096
 """After a split, the row limit doubles with each success; from here on it is lifted."""
 
@@ -60,9 +61,13 @@ class SyncState(StrEnum):
     """The cloud was unreachable (or failed); retrying with exponential backoff."""
     UNAUTHORIZED = "unauthorized"
     """The cloud refuses the token: fix [sync] token; retried every backoff.max_s."""
+    DIVERGED = "diverged"
+    """The cloud reports a sequence for this device beyond MAX_SEQUENCE: nothing is
+    sent; the twin is read every backoff.max_s and sending resumes by itself once the
+    cloud reports a sequence in range (last_error says what to reset)."""
     FAILED = "failed"
-    """The worker hit a bug MAX_CRASHES times in a row and stopped (see the log); the
-    outbox keeps filling and is sent after a restart."""
+    """The worker hit an unexpected error (a bug) MAX_CRASHES times in a row (see the
+    log); it keeps trying every backoff.max_s and is back to idle after a success."""
 
 
 class SyncWorker:
@@ -141,14 +146,14 @@ class SyncWorker:
                     crashes = 0
                 except Exception as exc:
                     # A bug, not the cloud or the store (tick handles those): logged with
-                    # its traceback, retried slowly, and given up after MAX_CRASHES.
+                    # its traceback and retried slowly, never given up: whatever the
+                    # cloud answered may be different next time.
                     crashes += 1
                     self._error(f"internal error: {exc!r}")
-                    log.exception("sync worker error (%d in a row)", crashes)
+                    if crashes <= MAX_CRASHES:  # then quiet: the state says it
+                        log.exception("sync worker error (%d in a row)", crashes)
                     if crashes >= MAX_CRASHES:
                         self.state = SyncState.FAILED
-                        log.error("sync worker stopped after %d errors in a row", crashes)
-                        return
                     delay = self.config.backoff.max_s
                     self._next_at = self._clock() + delay
                 with contextlib.suppress(TimeoutError):
@@ -169,6 +174,8 @@ class SyncWorker:
             delay = await self._attempt()
         except CloudUnauthorized as exc:
             delay = self._unauthorized(exc)
+        except CloudSequenceOutOfRange as exc:
+            delay = self._out_of_range(exc)
         except (TransientError, OSError) as exc:
             # CloudUnavailable, StoreUnavailable: the same batch is retried later.
             delay = self._failed(exc)
@@ -190,6 +197,18 @@ class SyncWorker:
 
     async def _attempt(self) -> float:
         store = self._store
+        if self.state is SyncState.DIVERGED:
+            # Send nothing until the cloud reports a sequence in range again.
+            self.attempts += 1
+            self.last_attempt_ts = self._clock()
+            view = await self._cloud().get_twin()
+            check_sequence(view.last_sequence)
+            log.info(
+                "the cloud reports sequence %d for this device again: sync resumes",
+                view.last_sequence,
+            )
+            self.state = SyncState.IDLE
+            self._send_full = True
         inflight = await asyncio.to_thread(store.sync_inflight)
         if inflight is None:
             inflight = await self._build()
@@ -255,11 +274,13 @@ class SyncWorker:
             self.attempts += 1
             self.last_attempt_ts = self._clock()
             view = await self._cloud().get_twin()
-            last = view.last_sequence
+            last = check_sequence(view.last_sequence)
             if last:
                 log.warning("new store: continuing after the cloud's sequence %d", last)
             await asyncio.to_thread(self._store.set_meta_int, SEQUENCE_KEY, last)
-        return last + 1
+        # This store itself at the bound: only reachable by following a cloud that was
+        # out of range before the bound existed.
+        return check_sequence(last + 1)
 
     async def _acknowledged(self, inflight: InflightBatch, ack: BatchAck) -> float:
         await asyncio.to_thread(self._store.sync_commit, inflight.sequence)
@@ -390,21 +411,43 @@ class SyncWorker:
     async def _out_of_order(self, inflight: InflightBatch, exc: BatchOutOfOrder) -> float:
         """409: the cloud has higher sequences than this device remembers (its store was
         replaced). Jump past the cloud's last sequence and rebuild (the rows were never
-        stored by the cloud: it never saw this sequence)."""
-        view = await self._cloud().get_twin()
+        stored by the cloud: it never saw this sequence). Raises CloudSequenceOutOfRange
+        (nothing changed) when the cloud's last sequence is beyond MAX_SEQUENCE."""
+        view: TwinView = await self._cloud().get_twin()
+        cloud = check_sequence(view.last_sequence)
+        if cloud <= inflight.sequence:
+            # A 409 that the cloud's own twin contradicts: keep the batch staged and
+            # resend it later; jumping would not make the next answer different.
+            return self._failed(
+                BatchOutOfOrder(
+                    f"{exc}, yet the cloud's last sequence is {cloud} (sent"
+                    f" {inflight.sequence}): resending later"
+                )
+            )
         store = self._store
         ours = await asyncio.to_thread(store.meta_int, SEQUENCE_KEY)
         await asyncio.to_thread(store.sync_discard, inflight.sequence)
-        await asyncio.to_thread(store.set_meta_int, SEQUENCE_KEY, max(ours, view.last_sequence))
+        await asyncio.to_thread(store.set_meta_int, SEQUENCE_KEY, max(ours, cloud))
         log.warning(
             "cloud is at sequence %d, this device at %d (%s): continuing from %d",
-            view.last_sequence,
+            cloud,
             inflight.sequence,
             exc,
-            max(ours, view.last_sequence) + 1,
+            max(ours, cloud) + 1,
         )
         self._error(f"out of order: {exc}")
         return 0.0
+
+    def _out_of_range(self, exc: CloudSequenceOutOfRange) -> float:
+        self._error(str(exc))
+        if self.state is not SyncState.DIVERGED:
+            log.error(
+                "%s; sending nothing, reading the twin every %.0f s",
+                exc,
+                self.config.backoff.max_s,
+            )
+        self.state = SyncState.DIVERGED
+        return self.config.backoff.max_s
 
     def _discard_rejected(self, sequence: int) -> None:
         self._store.sync_discard(sequence)

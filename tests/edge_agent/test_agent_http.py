@@ -45,7 +45,7 @@ set = 12
 
 [http]
 port = 0
-token = "s3cret"
+token = "s3cret-s3cret-s3cret"
 """,
     )
     with running_agent(loaded) as running:
@@ -98,7 +98,7 @@ def test_acknowledge_needs_the_token_and_changes_the_state(agent: Agent) -> None
         url = f"/alarms/{alarm['id']}/ack"
         assert client.post(url).status_code == 401
         assert client.post(url, headers={"Authorization": "Bearer wrong"}).status_code == 401
-        auth = {"Authorization": "Bearer s3cret"}
+        auth = {"Authorization": "Bearer s3cret-s3cret-s3cret"}
         bad = client.post(url, headers=auth, content=b"{not json", timeout=5)
         assert bad.status_code == 422
         done = client.post(url, headers=auth, json={"by": "operator-7"})

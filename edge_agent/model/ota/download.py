@@ -4,6 +4,12 @@ The archive is written to ``models_dir/.partial/<sha256>.tar``; an interrupted t
 leaves it there and the next attempt asks for the remaining bytes (``Range: bytes=N-``).
 A server that ignores the Range (200) restarts the file. The answer's Content-Type must
 not be text/HTML or JSON, and the first bytes must be a tar header.
+
+The device's token goes to the configured cloud's origin (scheme, host and port of
+``[sync] url``) and nowhere else: a release whose URL is on another origin (a CDN, an
+object store's signed URL, or a URL someone slipped into a release) is fetched without
+credentials, and so is every redirect that leaves the cloud's origin (httpx drops the
+header when a redirect changes origin).
 """
 
 from __future__ import annotations
@@ -27,8 +33,20 @@ from edge_agent.sync.client import device_http_client
 _REFUSED_TYPES = ("text/", "application/json", "application/problem+json")
 
 
+MAX_REDIRECTS = 5
+"""Redirects followed per request (a release store's signed URL is one)."""
+
+
+def origin(url: str | httpx.URL) -> tuple[str, str, int | None]:
+    """(scheme, host, port) with the scheme's default port filled in."""
+    parsed = httpx.URL(url)
+    port = parsed.port or {"http": 80, "https": 443}.get(parsed.scheme)
+    return parsed.scheme, parsed.host.lower(), port
+
+
 class Downloader:
-    """Downloads release archives with the device's bearer token.
+    """Downloads release archives, with the device's bearer token on the cloud's origin
+    only (``credentials_for``).
 
     url: the cloud's base URL; a release's ``url`` is a path on it (or absolute).
     Create and use on one event loop; ``aclose`` when done.
@@ -42,12 +60,22 @@ class Downloader:
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.url = url.rstrip("/")
-        self._http = device_http_client(token, timeout_s, transport)
+        self._origin = origin(self.url)
+        self._auth = {"Authorization": f"Bearer {token}"}
+        # No default Authorization: it is added per request, for the cloud's origin.
+        self._http = device_http_client(None, timeout_s, transport)
+        self._http.follow_redirects = True
+        self._http.max_redirects = MAX_REDIRECTS
 
     def resolve(self, path: str) -> str:
         if path.startswith(("http://", "https://")):
             return path
         return f"{self.url}/{path.lstrip('/')}"
+
+    def credentials_for(self, url: str) -> dict[str, str]:
+        """The Authorization header for ``url``: the token on the cloud's origin, none
+        anywhere else."""
+        return dict(self._auth) if origin(url) == self._origin else {}
 
     async def fetch(self, path: str, dest: Path, size_bytes: int) -> None:
         """Bring ``dest`` to ``size_bytes`` bytes from ``path``, resuming from its size.
@@ -61,9 +89,12 @@ class Downloader:
             have = 0
         if have == size_bytes:
             return
-        headers = {"Range": f"bytes={have}-"} if have else {}
+        url = self.resolve(path)
+        headers = self.credentials_for(url)
+        if have:
+            headers["Range"] = f"bytes={have}-"
         try:
-            async with self._http.stream("GET", self.resolve(path), headers=headers) as response:
+            async with self._http.stream("GET", url, headers=headers) as response:
                 await self._receive(response, dest, have, size_bytes)
         except httpx.HTTPError as exc:
             raise DownloadInterrupted(f"{type(exc).__name__}: {exc}") from exc

@@ -14,6 +14,13 @@ same backoff, so a dead device does not eat the bus time of the live ones.
 Failed requests are classified with what came back on the wire (pymodbus' RTU framer
 silently drops a frame whose CRC does not match and then times out): nothing -> timeout,
 a frame whose CRC does not match -> crc error. Exception responses are counted apart.
+
+RTU has no transaction id, so a late answer looks like the answer to the next request.
+Three defences: every answer's unit, function code and byte count must be the request's
+(``answer.mismatch``; a mismatch is counted and dropped, never stored); bytes waiting on
+the line before a request are flushed (and counted); and after a request without a valid
+answer the line is left quiet for one more ``timeout_s`` before the next request, so an
+answer up to twice the timeout late is flushed rather than taken for the next one's.
 """
 
 from __future__ import annotations
@@ -34,6 +41,7 @@ from pymodbus.framer import FramerRTU
 
 from edge_agent.reading import Reading
 from edge_agent.sources.base import SourceState
+from edge_agent.sources.modbus.answer import mismatch
 from edge_agent.sources.modbus.config import (
     DataType,
     ModbusRegister,
@@ -79,6 +87,11 @@ POLLS_LATE = "polls_late"
 """Polls that came a period or more late: the bus is too slow for the configured rates."""
 VALUES_NOT_FINITE = "values_not_finite"
 """A float32 that is NaN or infinite (often an unconfigured sensor input): dropped."""
+MISMATCHED = "answers_mismatched"
+"""Valid-CRC answers whose unit, function code or byte count is not the request's (a late
+answer to another request, another master): dropped, never stored."""
+STALE_FLUSHED = "stale_flushes"
+"""Requests (RTU) before which bytes were already waiting on the line: discarded."""
 
 COUNTERS: tuple[str, ...] = (
     REQUESTS,
@@ -91,11 +104,13 @@ COUNTERS: tuple[str, ...] = (
     DEVICES_RECOVERED,
     POLLS_LATE,
     VALUES_NOT_FINITE,
+    MISMATCHED,
+    STALE_FLUSHED,
     QUEUE_FULL,
 )
 """Source-wide counters, all present (0) from the start."""
 
-REGISTER_COUNTERS: tuple[str, ...] = ("reads", TIMEOUTS, CRC_ERRORS, EXCEPTIONS)
+REGISTER_COUNTERS: tuple[str, ...] = ("reads", TIMEOUTS, CRC_ERRORS, EXCEPTIONS, MISMATCHED)
 """Counted per register as ``<channel>:<counter>`` (``register_counter``)."""
 
 _EXCEPTION_NAMES = {
@@ -194,6 +209,9 @@ class ModbusSource(ThreadedSource):
         config = self.config
         counters = self.health.counters
         backoff = Backoff(config.backoff)
+        # Outlives a reopened port: a device lost before the port was reopened and
+        # answering after it has recovered (the single-device bus case).
+        devices = {b.slave: _Device(b.slave, Backoff(config.backoff)) for b in self.blocks}
         was_open = False
         for _ in backoff.attempts_until(stop):
             watch = _FrameWatch()
@@ -207,7 +225,7 @@ class ModbusSource(ThreadedSource):
                 counters[RECONNECTS] += 1
             was_open = True
             try:
-                lost, answered = self._poll_until_lost(client, watch, stop, emit)
+                lost, answered = self._poll_until_lost(client, watch, devices, stop, emit)
             finally:
                 client.close()
             if lost is None:
@@ -217,13 +235,23 @@ class ModbusSource(ThreadedSource):
             self._change(SourceState.DISCONNECTED, lost)
 
     def _poll_until_lost(
-        self, client: Any, watch: _FrameWatch, stop: threading.Event, emit: Emit
+        self,
+        client: Any,
+        watch: _FrameWatch,
+        devices: dict[int, _Device],
+        stop: threading.Event,
+        emit: Emit,
     ) -> tuple[str | None, bool]:
         """Poll until the port fails or every device is gone (returns why) or ``stop``
         (returns None); and whether any device answered meanwhile."""
         config = self.config
         counters = self.health.counters
-        devices = {b.slave: _Device(b.slave, Backoff(config.backoff)) for b in self.blocks}
+        is_rtu = config.transport is not Transport.TCP
+        quiet_until = 0.0
+        # Devices polled since the port was (re)opened: the port is given up only after
+        # each one had its chance on it, or a device gone before the reopen would hide
+        # the others (every block is due at once after a reopen).
+        tried: set[int] = set()
         start = time.monotonic()
         # (due, index): blocks are polled in order of their due time; ties by config order.
         schedule = [(start, i) for i in range(len(self.blocks))]
@@ -236,14 +264,25 @@ class ModbusSource(ThreadedSource):
                 if stop.wait(due - now):
                     break
                 continue
+            if is_rtu and quiet_until > now:
+                if stop.wait(quiet_until - now):
+                    break
+                continue
             heapq.heappop(schedule)
             block = self.blocks[index]
             device = devices[block.slave]
             try:
+                if is_rtu:
+                    self._flush_stale(client)
                 readings = self._poll(client, watch, block, device)
             except ConnectionException as exc:
                 return f"{_where(config)} lost: {exc}", answered
-            answered = answered or device.has_answered
+            tried.add(block.slave)
+            if device.failures:
+                # A late answer may still be on its way: let it arrive and be flushed.
+                quiet_until = time.monotonic() + config.timeout_s
+            else:
+                answered = True
             if readings and not emit(readings):
                 break
             now = time.monotonic()
@@ -257,7 +296,7 @@ class ModbusSource(ThreadedSource):
                     missed = math.floor((now - due) / block.period_s)
                     next_due = due + (missed + 1) * block.period_s
             heapq.heappush(schedule, (next_due, index))
-            if all(d.is_gone for d in devices.values()):
+            if len(tried) == len(devices) and all(d.is_gone for d in devices.values()):
                 gone = ", ".join(str(s) for s in sorted(devices))
                 return f"no device answers on {_where(config)} (slave {gone})", answered
             if any(d.has_answered and not d.is_gone for d in devices.values()):
@@ -281,18 +320,17 @@ class ModbusSource(ThreadedSource):
             self._count(block, outcome)
             self._failed(device, block, f"{block.describe()}: {_outcome_text(outcome, exc)}")
             return []
+        if (why := mismatch(response, block)) is not None:
+            # Not this request's answer (RTU cannot tell by id): as useless as no answer.
+            self._count(block, MISMATCHED)
+            self._failed(device, block, f"{block.describe()}: {why}, dropped")
+            return []
         if response.isError():
             code = int(response.exception_code)
             self._count(block, EXCEPTIONS)
             self._answered(device)
             name = _EXCEPTION_NAMES.get(code, "unknown")
             self.health.last_error = f"{block.describe()}: exception {code} ({name})"
-            return []
-        if not _is_complete(response, block):
-            # A device that answers with fewer values than asked is broken or misread
-            # the request: as useless as no answer.
-            self._count(block, TIMEOUTS)
-            self._failed(device, block, f"{block.describe()}: short answer")
             return []
         self._answered(device)
         ts = self._clock()
@@ -315,8 +353,16 @@ class ModbusSource(ThreadedSource):
         for reg in block.registers:
             counters[register_counter(reg.channel, outcome)] += 1
 
+    def _flush_stale(self, client: Any) -> None:
+        """Discard whatever waits on the serial line before a request: nothing the device
+        sends before it has the request can be the answer to it."""
+        port = getattr(client, "socket", None)
+        if port is not None and port.in_waiting:
+            port.reset_input_buffer()
+            self.health.counters[STALE_FLUSHED] += 1
+
     def _answered(self, device: _Device) -> None:
-        if device.is_gone:
+        if device.is_gone and device.has_answered:
             self.health.counters[DEVICES_RECOVERED] += 1
             log.info("source %s: slave %d answers again", self.name, device.slave)
         device.failures = 0
@@ -386,11 +432,6 @@ _READERS: dict[RegisterKind, Callable[..., Any]] = {
     RegisterKind.COIL: lambda c, a, **kw: c.read_coils(a, **kw),
     RegisterKind.DISCRETE_INPUT: lambda c, a, **kw: c.read_discrete_inputs(a, **kw),
 }
-
-
-def _is_complete(response: Any, block: Block) -> bool:
-    values = response.bits if block.kind.is_bit else response.registers
-    return len(values) >= block.count
 
 
 def _raw_value(response: Any, block: Block, reg: ModbusRegister) -> float:
