@@ -346,3 +346,17 @@ def test_cleared_unacknowledged_alarms_beyond_the_cap_are_forgotten_and_counted(
     rig.feed("bearing", [90.0, 70.0] * 5)
     assert [a.id for a in rig.engine.open_alarms()] == [3, 4, 5]
     assert rig.engine.counters == {"raised": 5, "acknowledged": 0, "cleared": 5, "forgotten": 2}
+
+
+def test_the_cap_forgets_the_oldest_still_unacknowledged_alarms() -> None:
+    """Acknowledged ones no longer count against the cap; the oldest of the others go."""
+    rig = build([{**HOT, "clear": None}], max_cleared_unacknowledged=3)
+    rig.feed("bearing", [90.0, 70.0] * 3)
+    rig.engine.acknowledge(2, 1e9, "op")
+    rig.feed("bearing", [90.0, 70.0] * 3)
+    assert [a.id for a in rig.engine.open_alarms()] == [4, 5, 6]
+    assert rig.engine.counters["forgotten"] == 2
+    rig.engine.acknowledge(5, 1e9, "op")
+    rig.feed("bearing", [90.0, 70.0])
+    assert [a.id for a in rig.engine.open_alarms()] == [4, 6, 7]
+    assert rig.engine.counters["forgotten"] == 2
