@@ -90,57 +90,7 @@ class Forecaster:
         self._in_q: npt.NDArray[np.int8] = interpreter.tensor(self._in_index)()
         self._in_row = self._in_q[0]
         self._out_row: npt.NDArray[np.int8] = interpreter.tensor(self._out_index)()[0]
-        # Rows 0..n-1 give x - mean, row n the mean and row n + 1, a copy of the window
-        # made on each call, the sum of squares: one matrix-vector product instead of a
-        # sum, a dot product, a subtraction and their temporaries.
-        centring = np.full((n + 2, n), -1.0 / n)
-        centring[np.arange(n), np.arange(n)] += 1.0
-        centring[n] = 1.0 / n
-        self._centring = centring
-        self._window_row = centring[n + 1]
-        self._centred = np.zeros(n + 2)
-        self._deviations = self._centred[:n]
-        self._scratch = np.zeros(n)
-        # |z| of any window is at most sqrt(n - 1) (population std, std_eff >= std), so
-        # the quantized value stays within zp +- sqrt(n - 1) / scale (+ float slack) and
-        # each side's clip is only needed when that reaches past the int8 range.
-        reach = math.sqrt(n - 1) * (1.0 + 1e-6) / iq.scale
-        self._clip_high = iq.zero_point + reach >= INT8_MAX + 0.5
-        self._clip_low = iq.zero_point - reach <= INT8_MIN - 0.5
-        self._int8_max = np.array(float(INT8_MAX))
-        self._int8_min = np.array(float(INT8_MIN))
-        self._in_zero_point = np.array(float(iq.zero_point))
-        self._shift_zero_point = iq.zero_point != 0
-        self._in_scale = iq.scale
-        self._out_scale = oq.scale
-        self._out_zero_point = float(oq.zero_point)
-        self._gain = np.zeros(())
-        self._step = np.zeros(())
-        self._offset = np.zeros(())
-        self._forecast = np.zeros(len(self.horizons), dtype=np.float64)
-        # What forecast() reads on every call, in one tuple: one attribute lookup
-        # instead of fifteen.
-        self._hot = (
-            n,
-            self._centring,
-            self._window_row,
-            self._centred,
-            self._deviations,
-            self._scratch,
-            self._gain,
-            self._in_scale,
-            self._min_std_abs,
-            self._min_std_rel,
-            self._in_row,
-            self._out_row,
-            self._out_scale,
-            self._step,
-            self._offset,
-            self._out_zero_point,
-            self._forecast,
-            self._invoke,
-            self._shift_zero_point or self._clip_high or self._clip_low,
-        )
+        self._prepare(n, iq, oq)
 
     @property
     def last_output_q(self) -> npt.NDArray[np.int8]:
@@ -219,6 +169,60 @@ class Forecaster:
         _multiply(out_row, step_q, out)
         _add(out, offset_q, out)
         return out
+
+    def _prepare(self, n: int, iq: QuantParams, oq: QuantParams) -> None:
+        """The buffers and constants ``forecast`` reuses on every call."""
+        # Rows 0..n-1 give x - mean, row n the mean and row n + 1, a copy of the window
+        # made on each call, the sum of squares: one matrix-vector product instead of a
+        # sum, a dot product, a subtraction and their temporaries.
+        centring = np.full((n + 2, n), -1.0 / n)
+        centring[np.arange(n), np.arange(n)] += 1.0
+        centring[n] = 1.0 / n
+        self._centring = centring
+        self._window_row = centring[n + 1]
+        self._centred = np.zeros(n + 2)
+        self._deviations = self._centred[:n]
+        self._scratch = np.zeros(n)
+        # |z| of any window is at most sqrt(n - 1) (population std, std_eff >= std), so
+        # the quantized value stays within zp +- sqrt(n - 1) / scale (+ float slack) and
+        # each side's clip is only needed when that reaches past the int8 range.
+        reach = math.sqrt(n - 1) * (1.0 + 1e-6) / iq.scale
+        self._clip_high = iq.zero_point + reach >= INT8_MAX + 0.5
+        self._clip_low = iq.zero_point - reach <= INT8_MIN - 0.5
+        self._int8_max = np.array(float(INT8_MAX))
+        self._int8_min = np.array(float(INT8_MIN))
+        self._in_zero_point = np.array(float(iq.zero_point))
+        self._shift_zero_point = iq.zero_point != 0
+        self._in_scale = iq.scale
+        self._out_scale = oq.scale
+        self._out_zero_point = float(oq.zero_point)
+        self._gain = np.zeros(())
+        self._step = np.zeros(())
+        self._offset = np.zeros(())
+        self._forecast = np.zeros(len(self.horizons), dtype=np.float64)
+        # What forecast() reads on every call, in one tuple: one attribute lookup
+        # instead of fifteen.
+        self._hot = (
+            n,
+            self._centring,
+            self._window_row,
+            self._centred,
+            self._deviations,
+            self._scratch,
+            self._gain,
+            self._in_scale,
+            self._min_std_abs,
+            self._min_std_rel,
+            self._in_row,
+            self._out_row,
+            self._out_scale,
+            self._step,
+            self._offset,
+            self._out_zero_point,
+            self._forecast,
+            self._invoke,
+            self._shift_zero_point or self._clip_high or self._clip_low,
+        )
 
     def _shift_and_clip(self, scratch: FloatArray) -> None:
         if self._shift_zero_point:
