@@ -360,3 +360,17 @@ def test_the_cap_forgets_the_oldest_still_unacknowledged_alarms() -> None:
     rig.feed("bearing", [90.0, 70.0])
     assert [a.id for a in rig.engine.open_alarms()] == [4, 6, 7]
     assert rig.engine.counters["forgotten"] == 2
+
+
+def test_an_alarm_as_a_dict_holds_every_field_in_order_with_enum_values() -> None:
+    from dataclasses import asdict, fields
+
+    from edge_agent.alarms.model import Alarm, AlarmState, Severity
+
+    alarm = Alarm(
+        7, "hot", "bearing", "value_above", Severity.CRITICAL, AlarmState.CLEARED, 1.5, 90.0, "m"
+    )
+    alarm.acked_at, alarm.acked_by, alarm.cleared_at = 2.5, "op", 3.5
+    expected = {**asdict(alarm), "severity": "critical", "state": "cleared"}
+    assert list(alarm.to_dict()) == [f.name for f in fields(Alarm)]
+    assert alarm.to_dict() == expected
