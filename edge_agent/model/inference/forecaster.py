@@ -130,7 +130,9 @@ class Forecaster:
             out_zero_point,
             out,
             invoke,
-            post,
+            clip_high,
+            int8_max,
+            shift_or_clip_low,
         ) = self._hot
         try:
             if window.dtype is not _FLOAT64:
@@ -158,8 +160,10 @@ class Forecaster:
         gain[()] = 1.0 / (std * in_scale)
         _multiply(deviations, gain, scratch)
         _rint(scratch, scratch)
-        if post:
-            self._shift_and_clip(scratch)
+        if shift_or_clip_low:
+            self._shift_and_clip_low(scratch)
+        if clip_high:
+            _minimum(scratch, int8_max, out=scratch)
         in_row[...] = scratch
         invoke()
         # f = ((q - zp) * scale) * std + mean, as one multiply-add.
@@ -221,14 +225,16 @@ class Forecaster:
             self._out_zero_point,
             self._forecast,
             self._invoke,
-            self._shift_zero_point or self._clip_high or self._clip_low,
+            self._clip_high,
+            self._int8_max,
+            self._shift_zero_point or self._clip_low,
         )
 
-    def _shift_and_clip(self, scratch: FloatArray) -> None:
+    def _shift_and_clip_low(self, scratch: FloatArray) -> None:
+        """The zero point and the low clip, which the shipped model does not need (its
+        input zero point is 0 and its range reaches below any z-score)."""
         if self._shift_zero_point:
             _add(scratch, self._in_zero_point, scratch)
-        if self._clip_high:
-            _minimum(scratch, self._int8_max, out=scratch)
         if self._clip_low:
             _maximum(scratch, self._int8_min, out=scratch)
 
