@@ -7,7 +7,10 @@
 3. the same network as a Keras model call (model(x, training=False)).
 
 Prints p50/p99 per way and the ratios. Targets (issue 2): Forecaster p50 <= 10 µs and
->= 100x faster than the Keras call.
+>= 100x faster than the Keras call. Issue 13: the Forecaster's own work (normalise,
+quantize, dequantize) <= 3 µs p50 over the raw int8 invoke (set_tensor + invoke +
+get_tensor of a prepared input), both measured in this run. ``--no-keras`` skips the two
+ways that need TensorFlow.
 """
 
 from __future__ import annotations
@@ -52,6 +55,10 @@ def bench_raw_invoke(model_bytes: bytes, window: int, n: int, dtype: type) -> np
     out_index = interpreter.get_output_details()[0]["index"]
     x = np.zeros((1, window), dtype=dtype)
     times = np.empty(n, dtype=np.int64)
+    for _ in range(2000):
+        interpreter.set_tensor(index, x)
+        interpreter.invoke()
+        interpreter.get_tensor(out_index)
     clock = time.perf_counter_ns
     for i in range(n):
         t0 = clock()
@@ -87,6 +94,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("-n", type=int, default=100_000, help="int8 / float32 invokes")
     parser.add_argument("--keras-n", type=int, default=500, help="Keras calls")
+    parser.add_argument(
+        "--no-keras", action="store_true", help="skip the float32 and Keras ways (no TF)"
+    )
     args = parser.parse_args()
 
     int8_ns, backend = bench_forecaster(args.n)
@@ -94,22 +104,28 @@ def main() -> None:
     print(f"backend {backend}, 1 thread, {args.n} single-sample calls")
     print(f"{'way':44s} {'p50 µs':>10s} {'p99 µs':>10s}")
     print(f"{'int8 bundle via Forecaster (full per-sample)':44s} {i50:10.2f} {i99:10.2f}")
-
-    import keras
-
-    model = keras.models.load_model(KERAS_REFERENCE)
-    window = int(model.inputs[0].shape[-1])
     int8_bytes = (DEFAULT_BUNDLE / "model.tflite").read_bytes()
+    model = load_bundle(DEFAULT_BUNDLE, default_public_key(), num_threads=1)
+    window = model.forecaster.window_length
     r50, r99 = percentiles_us(bench_raw_invoke(int8_bytes, window, args.n, np.int8))
     print(f"{'int8 TFLite, raw invoke (no normalisation)':44s} {r50:10.2f} {r99:10.2f}")
-    f32_bytes = float_tflite_bytes(model)
-    f50, f99 = percentiles_us(bench_raw_invoke(f32_bytes, window, args.n, np.float32))
-    print(f"{'float32 TFLite, raw invoke':44s} {f50:10.2f} {f99:10.2f}")
-    k50, k99 = percentiles_us(bench_keras(model, window, args.keras_n))
-    print(f"{'Keras model call':44s} {k50:10.2f} {k99:10.2f}")
-    print(f"ratio Keras / int8 Forecaster (p50): {k50 / i50:8.0f}x   (target >= 100x)")
-    print(f"Forecaster overhead over the raw int8 invoke (p50): {i50 - r50:.2f} µs")
-    verdict = "meets" if i50 <= 10.0 and k50 / i50 >= 100 else "MISSES"
+    k50 = None
+    if not args.no_keras:
+        import keras
+
+        keras_model = keras.models.load_model(KERAS_REFERENCE)
+        f32_bytes = float_tflite_bytes(keras_model)
+        f50, f99 = percentiles_us(bench_raw_invoke(f32_bytes, window, args.n, np.float32))
+        print(f"{'float32 TFLite, raw invoke':44s} {f50:10.2f} {f99:10.2f}")
+        k50, k99 = percentiles_us(bench_keras(keras_model, window, args.keras_n))
+        print(f"{'Keras model call':44s} {k50:10.2f} {k99:10.2f}")
+        print(f"ratio Keras / int8 Forecaster (p50): {k50 / i50:8.0f}x   (target >= 100x)")
+    own = i50 - r50
+    print(
+        f"Forecaster p50 {i50:.2f} µs - raw int8 invoke p50 {r50:.2f} µs = its own work "
+        f"{own:.2f} µs: {'meets' if own <= 3.0 else 'MISSES'} the target (<= 3 µs, issue 13)"
+    )
+    verdict = "meets" if i50 <= 10.0 and (k50 is None or k50 / i50 >= 100) else "MISSES"
     print(f"int8 Forecaster p50 {i50:.2f} µs: {verdict} the target (p50 <= 10 µs, >= 100x Keras)")
 
 

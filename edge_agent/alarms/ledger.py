@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable
 from dataclasses import replace
+from heapq import heappop, heappush
 
 from edge_agent.alarms.model import (
     Alarm,
@@ -58,6 +59,12 @@ class AlarmLedger:
         self._next_id = next_id
         self._max_cleared_unacked = max_cleared_unacknowledged
         self._open: dict[int, _Open] = {}
+        # Ids of the cleared, unacknowledged alarms in _open, as a heap: ids grow in the
+        # order _open holds the alarms, so the smallest is the oldest and the cap costs
+        # O(log n) per clear instead of a scan of every open alarm. An id acknowledged
+        # since is skipped when it surfaces.
+        self._cleared_ids: list[int] = []
+        self._cleared_count = 0
         self._recent: deque[AlarmEvent] = deque(maxlen=recent_max)
         self.counters: dict[str, int] = {
             "raised": 0,
@@ -80,6 +87,9 @@ class AlarmLedger:
         """Track an open alarm from before a restart (no event); returns the tracked copy."""
         alarm = replace(alarm)
         self._open[alarm.id] = _Open(alarm, actions)
+        if alarm.state is AlarmState.CLEARED:
+            heappush(self._cleared_ids, alarm.id)
+            self._cleared_count += 1
         return alarm
 
     def actions_of(self, alarm: Alarm) -> tuple[Notifiable, ...]:
@@ -123,6 +133,8 @@ class AlarmLedger:
         if alarm.acked_at is not None:
             del self._open[alarm.id]
         else:
+            heappush(self._cleared_ids, alarm.id)
+            self._cleared_count += 1
             self._forget_beyond_cap()
         self.counters["cleared"] += 1
         self.emit(AlarmEventKind.CLEARED, ts, alarm, actions)
@@ -159,6 +171,7 @@ class AlarmLedger:
         alarm.acked_by = by or None
         if alarm.state is AlarmState.CLEARED:
             del self._open[alarm_id]
+            self._cleared_count -= 1
         else:
             alarm.state = AlarmState.ACTIVE_ACKNOWLEDGED
         self.counters["acknowledged"] += 1
@@ -200,7 +213,11 @@ class AlarmLedger:
         return event
 
     def _forget_beyond_cap(self) -> None:
-        cleared = [i for i, e in self._open.items() if e.alarm.state is AlarmState.CLEARED]
-        for alarm_id in cleared[: max(0, len(cleared) - self._max_cleared_unacked)]:
+        while self._cleared_count > self._max_cleared_unacked:
+            alarm_id = heappop(self._cleared_ids)
+            entry = self._open.get(alarm_id)
+            if entry is None or entry.alarm.state is not AlarmState.CLEARED:
+                continue  # acknowledged since
             del self._open[alarm_id]
+            self._cleared_count -= 1
             self.counters["forgotten"] += 1

@@ -9,7 +9,7 @@ States follow the usual operator model (ISA-18.2, simplified):
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Protocol
 
@@ -66,10 +66,23 @@ class Alarm:
     cleared_at: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["severity"] = self.severity.value
-        data["state"] = self.state.value
-        return data
+        """The fields in order, enums as their values (JSON-ready). Spelled out rather than
+        ``dataclasses.asdict``, which deep-copies every field: every alarm event written
+        to the store goes through here."""
+        return {
+            "id": self.id,
+            "rule": self.rule,
+            "channel": self.channel,
+            "kind": self.kind,
+            "severity": self.severity.value,
+            "state": self.state.value,
+            "raised_at": self.raised_at,
+            "value": self.value,
+            "message": self.message,
+            "acked_at": self.acked_at,
+            "acked_by": self.acked_by,
+            "cleared_at": self.cleared_at,
+        }
 
 
 @dataclass(frozen=True, slots=True)

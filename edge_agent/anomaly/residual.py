@@ -27,6 +27,8 @@ from pydantic import Field
 
 from edge_agent.anomaly.base import ScoreMethodConfig
 
+_isfinite = math.isfinite
+
 
 @dataclass(frozen=True, slots=True)
 class ScoreSettings:
@@ -54,16 +56,31 @@ class ScoreSettings:
 class ResidualScorer:
     """Scores one channel's readings against its one-step forecasts. Not thread-safe."""
 
-    __slots__ = ("_count", "_settings", "_spread")
+    __slots__ = (
+        "_alpha",
+        "_clip",
+        "_count",
+        "_min_spread_abs",
+        "_min_spread_rel",
+        "_settings",
+        "_spread",
+        "_warmup",
+    )
 
     def __init__(self, settings: ScoreSettings | None = None) -> None:
-        self._settings = settings or ScoreSettings()
+        s = self._settings = settings or ScoreSettings()
+        # The settings as plain attributes: the per-sample path reads them directly.
+        self._alpha = s.alpha
+        self._clip = s.clip
+        self._warmup = s.warmup
+        self._min_spread_abs = s.min_spread_abs
+        self._min_spread_rel = s.min_spread_rel
         self._count = 0
         self._spread = 0.0
 
     @property
     def is_warm(self) -> bool:
-        return self._count >= self._settings.warmup
+        return self._count >= self._warmup
 
     @property
     def spread(self) -> float:
@@ -77,20 +94,24 @@ class ResidualScorer:
         cleaning stage must not pass NaN/inf on).
         """
         residual = abs(actual - forecast)
-        if not math.isfinite(residual):
+        if not _isfinite(residual):
             raise ValueError(f"non-finite reading or forecast: {actual!r}, {forecast!r}")
-        s = self._settings
-        if self._count < s.warmup:
-            self._count += 1
+        count = self._count + 1
+        self._count = count
+        if count <= self._warmup:
             # Plain running mean while warming: every early residual counts equally.
-            self._spread += (residual - self._spread) / self._count
+            self._spread += (residual - self._spread) / count
             return 0.0
-        floor = max(s.min_spread_abs, s.min_spread_rel * abs(actual))
-        spread = max(self._spread, floor)
-        result = residual / spread
-        self._spread += s.alpha * (min(residual, s.clip * spread) - self._spread)
-        self._count += 1
-        return result
+        # Comparisons rather than max()/min(): the same values, without two calls.
+        floor = self._min_spread_rel * abs(actual)
+        if floor < self._min_spread_abs:
+            floor = self._min_spread_abs
+        spread = self._spread
+        if spread < floor:
+            spread = floor
+        capped = self._clip * spread
+        self._spread += self._alpha * ((residual if residual <= capped else capped) - self._spread)
+        return residual / spread
 
 
 class ResidualStageConfig(ScoreMethodConfig):
@@ -132,5 +153,6 @@ class ResidualMethod:
         return self.scorer.is_warm
 
     def score(self, actual: float, forecast: float) -> float | None:
-        result = self.scorer.score(actual, forecast)
-        return result if self.scorer.is_warm else None
+        scorer = self.scorer
+        result = scorer.score(actual, forecast)
+        return result if scorer._count >= scorer._warmup else None

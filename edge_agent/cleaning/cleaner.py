@@ -135,7 +135,8 @@ class ChannelCleaner:
         Returns None when accepted (it becomes the reference for the next reading) or
         the reason it was rejected; either way it is counted. Never raises.
         """
-        if not (math.isfinite(value) and math.isfinite(ts)):
+        # x - x is 0.0 for a finite x and NaN otherwise: no call on the per-reading path.
+        if not (value - value == 0.0 and ts - ts == 0.0):
             return self._reject(RejectReason.NOT_FINITE)
         last_ts = self.last_accepted_ts
         if last_ts is not None:

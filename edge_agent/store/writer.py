@@ -99,7 +99,7 @@ class Writer:
         self._flush_max_rows = config.flush_max_rows
         self._buffer_max_rows = config.buffer_max_rows
         self._lock = threading.Lock()
-        self._buf = Buffered.empty()
+        self._use(Buffered.empty())
         self._channels: dict[str, tuple[int, SummaryAccumulator]] = {}
         next_id = 1
         for cid, name in db.conn.execute("SELECT id, name FROM channels"):
@@ -129,7 +129,9 @@ class Writer:
         self, ts: float, channel: str, value: float, forecast: float | None, score: float | None
     ) -> None:
         """What ``Store.add_sample`` does. O(1), no SQL."""
-        if not (_isfinite(value) and _isfinite(ts)):
+        # x - x is 0.0 for a finite x and NaN otherwise: the finiteness check without
+        # two calls (this runs on every sample).
+        if not (value - value == 0.0 and ts - ts == 0.0):
             with self._lock:
                 self.samples_rejected += 1
             return
@@ -138,22 +140,35 @@ class Writer:
             if entry is None:
                 entry = self._add_channel(channel)
             closed = entry[1].add(ts, value, forecast, score)
-            buf = self._buf
             if closed is not None:
-                buf.summaries.append(closed)
-            if len(buf.ts) >= self._buffer_max_rows:
+                self._buf.summaries.append(closed)
+            if len(self._buf.ts) >= self._buffer_max_rows:
                 # Only while flushes keep failing: drop a whole flush's worth at once so
                 # the memmove is paid once per flush_max_rows samples, not per sample.
-                k = min(self._flush_max_rows, len(buf.ts))
-                buf.drop_oldest_readings(k)
+                k = min(self._flush_max_rows, len(self._buf.ts))
+                self._buf.drop_oldest_readings(k)
                 self.samples_dropped += k
-            buf.ts.append(ts)
-            buf.channel_id.append(entry[0])
-            buf.value.append(value)
+            add_ts, add_channel_id, add_value, add_forecast, add_score = self._appends
+            add_ts(ts)
+            add_channel_id(entry[0])
+            add_value(value)
             # NaN binds as NULL in SQLite: None without a per-row tuple or object.
-            buf.forecast.append(_NAN if forecast is None else forecast)
-            buf.score.append(_NAN if score is None else score)
+            add_forecast(_NAN if forecast is None else forecast)
+            add_score(_NAN if score is None else score)
             self.samples_added += 1
+
+    def _use(self, buf: Buffered) -> None:
+        """Make ``buf`` the buffer samples go to (call under the buffer lock). Its
+        columns' appends are bound once here, not on every sample; the columns are
+        only ever changed in place, so the bound methods stay valid."""
+        self._buf = buf
+        self._appends = (
+            buf.ts.append,
+            buf.channel_id.append,
+            buf.value.append,
+            buf.forecast.append,
+            buf.score.append,
+        )
 
     def _add_channel(self, name: str) -> tuple[int, SummaryAccumulator]:
         entry = (self._next_channel_id, SummaryAccumulator(name, self._interval_s))
@@ -199,7 +214,8 @@ class Writer:
         StoreUnavailable (everything stays buffered)."""
         with self._db.lock:
             with self._lock:
-                batch, self._buf = self._buf, Buffered.empty()
+                batch = self._buf
+                self._use(Buffered.empty())
             if not len(batch):
                 return 0
             try:

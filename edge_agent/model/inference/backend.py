@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import importlib
 import os
+from collections.abc import Callable
 from enum import StrEnum
 from typing import Any, Protocol
 
 from edge_agent.errors import BackendUnavailable
+from edgetwin_contracts.errors import ModelUnloadable
 
 
 class Backend(StrEnum):
@@ -35,6 +37,7 @@ class Interpreter(Protocol):
     def get_output_details(self) -> list[dict[str, Any]]: ...
     def set_tensor(self, tensor_index: int, value: Any) -> None: ...
     def get_tensor(self, tensor_index: int) -> Any: ...
+    def tensor(self, tensor_index: int) -> Callable[[], Any]: ...
     def invoke(self) -> None: ...
 
 
@@ -79,3 +82,26 @@ def resolve(name: str | Backend = "auto") -> tuple[Backend, InterpreterFactory]:
         + "; ".join(failures)
         + "). Install ai-edge-litert, or edgetwin[tflite] on Python <= 3.11."
     )
+
+
+def raw_invoke(interpreter: Interpreter, source: str) -> Callable[[], None]:
+    """The binding's own ``Invoke``, for a caller that holds views of the tensors.
+
+    The Python wrapper's ``invoke()`` refuses to run while any numpy view of a tensor
+    exists, because ``allocate_tensors()`` or a resize could move the buffers under it.
+    A caller that never re-allocates after taking its views (the forecaster) can keep
+    them and call the binding directly: both backends ship the same wrapper, whose
+    binding (``_interpreter``) has ``Invoke``. It releases the GIL as ``invoke()`` does.
+
+    Raises:
+        ModelUnloadable: this interpreter has no such binding (an unknown wrapper).
+    """
+    binding = getattr(interpreter, "_interpreter", None)
+    invoke = getattr(binding, "Invoke", None)
+    if not callable(invoke):
+        raise ModelUnloadable(
+            source,
+            f"the {type(interpreter).__module__} interpreter has no raw Invoke binding; "
+            "edge_agent supports the ai-edge-litert and tflite-runtime wrappers",
+        )
+    return invoke  # type: ignore[no-any-return]

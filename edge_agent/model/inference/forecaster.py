@@ -1,9 +1,12 @@
 """The forecaster: a window of one channel's readings in, forecasts at each horizon out.
 
-One instance wraps one TFLite interpreter. The per-sample path (``forecast``) is
-allocation-free apart from what the interpreter binding itself does: the window is
-normalised and quantized into preallocated buffers and the result is written into a
-reused output array.
+One instance wraps one TFLite interpreter. The per-sample path (``forecast``) allocates
+nothing: the window is centred by one matrix-vector product into a reused buffer,
+quantized straight into the interpreter's own input tensor and the output tensor is read
+through a view held for the forecaster's lifetime and dequantized into a reused array.
+Every per-call scalar that numpy needs goes in through a 0-d array: passing a Python
+float makes numpy convert it on every ufunc call, which costs as much as the arithmetic
+on arrays this short.
 """
 
 from __future__ import annotations
@@ -15,14 +18,20 @@ import numpy as np
 import numpy.typing as npt
 
 from edge_agent.errors import WindowInvalid
-from edge_agent.model.inference.backend import Backend, Interpreter, resolve
+from edge_agent.model.inference.backend import Backend, Interpreter, raw_invoke, resolve
 from edge_agent.model.inference.quantization import INT8_MAX, INT8_MIN, QuantParams
 from edgetwin_contracts.errors import ModelUnloadable, TensorSpecMismatch
 from edgetwin_contracts.manifest import Normalization
 
 FloatArray = npt.NDArray[np.float64]
-_INT8_MIN_F = float(INT8_MIN)
-_INT8_MAX_F = float(INT8_MAX)
+_FLOAT64 = np.dtype(np.float64)
+_multiply = np.multiply
+_add = np.add
+_rint = np.rint
+_minimum = np.minimum
+_maximum = np.maximum
+_isfinite = math.isfinite
+_sqrt = math.sqrt
 
 
 class Forecaster:
@@ -58,7 +67,7 @@ class Forecaster:
         if num_threads < 1:
             raise ValueError(f"num_threads must be >= 1, got {num_threads}")
         self.backend, factory = resolve(backend)
-        self.window_length = int(window_length)
+        n = self.window_length = int(window_length)
         self.horizons = tuple(int(h) for h in horizons)
         norm = normalization or Normalization()
         self._min_std_abs = float(norm.min_std_abs)
@@ -70,28 +79,23 @@ class Forecaster:
             raise ModelUnloadable(source, f"{type(exc).__name__}: {exc}") from None
         self._interpreter: Interpreter = interpreter
         inputs, outputs = interpreter.get_input_details(), interpreter.get_output_details()
-        _check_tensors(source, inputs, outputs, self.window_length, len(self.horizons))
-        self.input_quant = QuantParams.from_tensor_details(inputs[0])
-        self.output_quant = QuantParams.from_tensor_details(outputs[0])
+        _check_tensors(source, inputs, outputs, n, len(self.horizons))
+        iq = self.input_quant = QuantParams.from_tensor_details(inputs[0])
+        oq = self.output_quant = QuantParams.from_tensor_details(outputs[0])
         self._in_index = int(inputs[0]["index"])
         self._out_index = int(outputs[0]["index"])
-        # |z| of any window is at most sqrt(n - 1) (population std, std_eff >= std), so
-        # when the input tensor's range covers that, saturation can never happen and
-        # the (slow on short arrays) clip is skipped.
-        bound = math.sqrt(self.window_length - 1)
-        self._needs_clip = not (
-            self.input_quant.real_min <= -bound and self.input_quant.real_max >= bound
-        )
-        self._ones = np.ones(self.window_length, dtype=np.float64)
-        self._scratch = np.empty(self.window_length, dtype=np.float64)
-        self._in_q = np.zeros((1, self.window_length), dtype=np.int8)
-        self._out_q = np.zeros(len(self.horizons), dtype=np.int8)
-        self._forecast = np.zeros(len(self.horizons), dtype=np.float64)
+        self._invoke = raw_invoke(interpreter, source)
+        # Views into the interpreter's tensors, valid as long as it is not re-allocated
+        # (it never is after this point; see backend.raw_invoke).
+        self._in_q: npt.NDArray[np.int8] = interpreter.tensor(self._in_index)()
+        self._in_row = self._in_q[0]
+        self._out_row: npt.NDArray[np.int8] = interpreter.tensor(self._out_index)()[0]
+        self._prepare(n, iq, oq)
 
     @property
     def last_output_q(self) -> npt.NDArray[np.int8]:
-        """The int8 output tensor of the last ``forecast`` call (reused buffer)."""
-        return self._out_q
+        """A copy of the int8 output tensor of the last ``forecast`` call."""
+        return self._out_row.copy()
 
     def forecast(self, window: FloatArray) -> FloatArray:
         """Forecast one channel ``horizons`` samples past the end of ``window``.
@@ -107,42 +111,144 @@ class Forecaster:
         Raises:
             WindowInvalid: wrong length, or the window holds NaN/inf.
         """
-        if window.shape != self._scratch.shape:
-            raise WindowInvalid(
-                f"window has shape {window.shape}, the model needs ({self.window_length},)"
-            )
-        n = self.window_length
-        # Two dot products give the window's sum and sum of squares faster than
-        # mean()/std() on short arrays; float64 keeps the cancellation harmless here.
-        total = float(np.dot(window, self._ones))
-        if not math.isfinite(total):
+        (
+            n,
+            centring,
+            window_row,
+            centred,
+            deviations,
+            scratch,
+            gain,
+            in_scale,
+            min_std_abs,
+            min_std_rel,
+            in_row,
+            out_row,
+            out_scale,
+            step_q,
+            offset_q,
+            out_zero_point,
+            out,
+            invoke,
+            clip_high,
+            int8_max,
+            shift_or_clip_low,
+        ) = self._hot
+        try:
+            if window.dtype is not _FLOAT64:
+                raise TypeError
+            window_row[...] = window
+            centring.dot(window, centred)  # ValueError for any other shape
+        except (AttributeError, TypeError, ValueError):
+            window = self._as_window(window)
+            window_row[...] = window
+            centring.dot(window, centred)
+        mean = centred.item(n)
+        if not _isfinite(mean):
             raise WindowInvalid("window holds NaN or inf")
-        mean = total / n
-        var = float(np.dot(window, window)) / n - mean * mean
-        std = math.sqrt(var) if var > 0.0 else 0.0
-        std = max(std, self._min_std_abs, self._min_std_rel * abs(mean))
-        # q = rint(((x - mean) / std) / scale + zp), folded into one multiply-add.
-        gain = 1.0 / (std * self.input_quant.scale)
-        scratch = self._scratch
-        np.multiply(window, gain, out=scratch)
-        np.add(scratch, self.input_quant.zero_point - mean * gain, out=scratch)
-        np.rint(scratch, out=scratch)
-        if self._needs_clip:
-            np.maximum(scratch, _INT8_MIN_F, out=scratch)
-            np.minimum(scratch, _INT8_MAX_F, out=scratch)
-        self._in_q[0] = scratch
-        interpreter = self._interpreter
-        interpreter.set_tensor(self._in_index, self._in_q)
-        interpreter.invoke()
-        raw = interpreter.get_tensor(self._out_index)[0]
-        self._out_q[:] = raw
-        out = self._forecast
-        out[:] = raw
+        # The variance as edgetwin_contracts.normalization defines it (sum of squares),
+        # so that the device quantizes exactly the z-scores the model was trained on.
+        var = centred.item(n + 1) / n - mean * mean
+        std = _sqrt(var) if var > 0.0 else 0.0
+        floor = min_std_rel * abs(mean)
+        if floor < min_std_abs:
+            floor = min_std_abs
+        if std < floor:
+            std = floor
+        # q = clip(rint(z / scale) + zp): rint before adding the integer zero point, as
+        # quantization.quantize does it.
+        gain[()] = 1.0 / (std * in_scale)
+        _multiply(deviations, gain, scratch)
+        _rint(scratch, scratch)
+        if shift_or_clip_low:
+            self._shift_and_clip_low(scratch)
+        if clip_high:
+            _minimum(scratch, int8_max, out=scratch)
+        in_row[...] = scratch
+        invoke()
         # f = ((q - zp) * scale) * std + mean, as one multiply-add.
-        step = self.output_quant.scale * std
-        np.multiply(out, step, out=out)
-        np.add(out, mean - self.output_quant.zero_point * step, out=out)
+        step = out_scale * std
+        step_q[()] = step
+        offset_q[()] = mean - out_zero_point * step
+        _multiply(out_row, step_q, out)
+        _add(out, offset_q, out)
         return out
+
+    def _prepare(self, n: int, iq: QuantParams, oq: QuantParams) -> None:
+        """The buffers and constants ``forecast`` reuses on every call."""
+        # Rows 0..n-1 give x - mean, row n the mean and row n + 1, a copy of the window
+        # made on each call, the sum of squares: one matrix-vector product instead of a
+        # sum, a dot product, a subtraction and their temporaries.
+        centring = np.full((n + 2, n), -1.0 / n)
+        centring[np.arange(n), np.arange(n)] += 1.0
+        centring[n] = 1.0 / n
+        self._centring = centring
+        self._window_row = centring[n + 1]
+        self._centred = np.zeros(n + 2)
+        self._deviations = self._centred[:n]
+        self._scratch = np.zeros(n)
+        # |z| of any window is at most sqrt(n - 1) (population std, std_eff >= std), so
+        # the quantized value stays within zp +- sqrt(n - 1) / scale (+ float slack) and
+        # each side's clip is only needed when that reaches past the int8 range.
+        reach = math.sqrt(n - 1) * (1.0 + 1e-6) / iq.scale
+        self._clip_high = iq.zero_point + reach >= INT8_MAX + 0.5
+        self._clip_low = iq.zero_point - reach <= INT8_MIN - 0.5
+        self._int8_max = np.array(float(INT8_MAX))
+        self._int8_min = np.array(float(INT8_MIN))
+        self._in_zero_point = np.array(float(iq.zero_point))
+        self._shift_zero_point = iq.zero_point != 0
+        self._in_scale = iq.scale
+        self._out_scale = oq.scale
+        self._out_zero_point = float(oq.zero_point)
+        self._gain = np.zeros(())
+        self._step = np.zeros(())
+        self._offset = np.zeros(())
+        self._forecast = np.zeros(len(self.horizons), dtype=np.float64)
+        # What forecast() reads on every call, in one tuple: one attribute lookup
+        # instead of fifteen.
+        self._hot = (
+            n,
+            self._centring,
+            self._window_row,
+            self._centred,
+            self._deviations,
+            self._scratch,
+            self._gain,
+            self._in_scale,
+            self._min_std_abs,
+            self._min_std_rel,
+            self._in_row,
+            self._out_row,
+            self._out_scale,
+            self._step,
+            self._offset,
+            self._out_zero_point,
+            self._forecast,
+            self._invoke,
+            self._clip_high,
+            self._int8_max,
+            self._shift_zero_point or self._clip_low,
+        )
+
+    def _shift_and_clip_low(self, scratch: FloatArray) -> None:
+        """The zero point and the low clip, which the shipped model does not need (its
+        input zero point is 0 and its range reaches below any z-score)."""
+        if self._shift_zero_point:
+            _add(scratch, self._in_zero_point, scratch)
+        if self._clip_low:
+            _maximum(scratch, self._int8_min, out=scratch)
+
+    def _as_window(self, window: object) -> FloatArray:
+        """The slow path for anything but a float64 array of the right shape."""
+        try:
+            array = np.asarray(window, dtype=np.float64)
+        except (TypeError, ValueError) as exc:
+            raise WindowInvalid(f"window is not an array of numbers: {exc}") from None
+        if array.shape != (self.window_length,):
+            raise WindowInvalid(
+                f"window has shape {array.shape}, the model needs ({self.window_length},)"
+            )
+        return array
 
 
 def _check_tensors(

@@ -346,3 +346,31 @@ def test_cleared_unacknowledged_alarms_beyond_the_cap_are_forgotten_and_counted(
     rig.feed("bearing", [90.0, 70.0] * 5)
     assert [a.id for a in rig.engine.open_alarms()] == [3, 4, 5]
     assert rig.engine.counters == {"raised": 5, "acknowledged": 0, "cleared": 5, "forgotten": 2}
+
+
+def test_the_cap_forgets_the_oldest_still_unacknowledged_alarms() -> None:
+    """Acknowledged ones no longer count against the cap; the oldest of the others go."""
+    rig = build([{**HOT, "clear": None}], max_cleared_unacknowledged=3)
+    rig.feed("bearing", [90.0, 70.0] * 3)
+    rig.engine.acknowledge(2, 1e9, "op")
+    rig.feed("bearing", [90.0, 70.0] * 3)
+    assert [a.id for a in rig.engine.open_alarms()] == [4, 5, 6]
+    assert rig.engine.counters["forgotten"] == 2
+    rig.engine.acknowledge(5, 1e9, "op")
+    rig.feed("bearing", [90.0, 70.0])
+    assert [a.id for a in rig.engine.open_alarms()] == [4, 6, 7]
+    assert rig.engine.counters["forgotten"] == 2
+
+
+def test_an_alarm_as_a_dict_holds_every_field_in_order_with_enum_values() -> None:
+    from dataclasses import asdict, fields
+
+    from edge_agent.alarms.model import Alarm, AlarmState, Severity
+
+    alarm = Alarm(
+        7, "hot", "bearing", "value_above", Severity.CRITICAL, AlarmState.CLEARED, 1.5, 90.0, "m"
+    )
+    alarm.acked_at, alarm.acked_by, alarm.cleared_at = 2.5, "op", 3.5
+    expected = {**asdict(alarm), "severity": "critical", "state": "cleared"}
+    assert list(alarm.to_dict()) == [f.name for f in fields(Alarm)]
+    assert alarm.to_dict() == expected

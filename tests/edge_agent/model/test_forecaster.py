@@ -99,3 +99,47 @@ def test_any_finite_window_gives_finite_forecasts_within_the_window_envelope(
     std = max(window.std(), 1e-6, 1e-3 * abs(mean))
     assert np.all(out >= mean + lo * std - 1e-6 * (abs(mean) + std))
     assert np.all(out <= mean + hi * std + 1e-6 * (abs(mean) + std))
+
+
+def test_forecasts_match_the_interpreter_driven_through_its_public_api(
+    model: LoadedModel,
+) -> None:
+    """The forecaster writes into and reads from the interpreter's tensors through views
+    it keeps; driving a second interpreter of the same model with set_tensor / invoke /
+    get_tensor on the reference quantization gives the same int8 outputs."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    from edge_agent.model.inference.quantization import dequantize
+
+    f = model.forecaster
+    reference = Interpreter(model_content=(DEFAULT_BUNDLE / "model.tflite").read_bytes())
+    reference.allocate_tensors()
+    in_index = reference.get_input_details()[0]["index"]
+    out_index = reference.get_output_details()[0]["index"]
+    norm = model.manifest.input.normalization
+    for seed in range(50):
+        window = _window(model, seed) * (seed % 5 + 0.5) + seed * 100.0
+        got = f.forecast(window).copy()
+        z, mean, std = normalize_windows(window[None, :], norm)
+        reference.set_tensor(in_index, quantize(z, f.input_quant))
+        reference.invoke()
+        expected_q = reference.get_tensor(out_index)[0]
+        np.testing.assert_array_equal(f.last_output_q, expected_q)
+        expected = dequantize(expected_q, f.output_quant) * std[0] + mean[0]
+        np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-9 * std[0])
+
+
+def test_windows_of_other_types_and_shapes(model: LoadedModel) -> None:
+    f = model.forecaster
+    window = _window(model)
+    expected = f.forecast(window).copy()
+    np.testing.assert_array_equal(f.forecast(window.tolist()), expected)
+    single = window.astype(np.float32)
+    widened = f.forecast(single.astype(np.float64)).copy()
+    np.testing.assert_array_equal(f.forecast(single), widened)
+    np.testing.assert_array_equal(f.forecast(window[::-1].copy()[::-1]), expected)
+    for shape in ((1, f.window_length), (f.window_length, 1), ()):
+        with pytest.raises(WindowInvalid, match="shape"):
+            f.forecast(np.resize(window, shape))
+    with pytest.raises(WindowInvalid, match="not an array of numbers"):
+        f.forecast(["a"] * f.window_length)
