@@ -68,7 +68,9 @@ def test_a_release_with_a_longer_period_runs_on_period_means(
         r.feed(4 * 60)
         # 240 readings, 1 s apart from a period start, span 60 periods of 4 s; the
         # last stays open: 59 model steps, each on a period's mean.
-        after = [ch.model_steps - s for ch, s in zip(r.pipeline.channels.values(), steps)]
+        after = [
+            ch.model_steps - s for ch, s in zip(r.pipeline.channels.values(), steps, strict=True)
+        ]
         assert after == [59, 59]
         for _ in range(2000):
             if r.manager.report().state is ModelUpdateState.INSTALLED:
