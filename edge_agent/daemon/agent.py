@@ -453,6 +453,7 @@ class Agent:
                     "rejected": {str(k): v for k, v in ch.cleaner.rejected.items() if v},
                     "feed_period_s": ch.feed_period_s,
                     "model_period_s": ch.model_period_s,
+                    "horizon_s": ch.horizon_s,
                 }
                 for ch in self.pipeline.channels.values()
             },
