@@ -7,7 +7,13 @@ cloud; then `cloud-sync retrain --fleet` builds a fleet model and a fine-tuned m
 device from those summaries only; finally the whole series is replayed through the
 pipeline (`edge-agent replay`) with the default model and with the device's retrained
 model, and the one-step forecast MAE is compared on the part after training.
-Target (issue 5): the retrained models at least 20 % lower MAE on average.
+Target (issue 5): the retrained models at least 20 % lower MAE on average on the
+seven realKnownCause series; ``--all`` runs every series under the NAB data folder
+(37) and reports the mean per NAB folder and over all of them too.
+
+The retrained bundle carries ``input.sample_period_s`` = the summary interval (the
+series' median period here), so the device feeds it the period means of the readings
+(docs/ota.md); the default model (scale-free) runs on every reading.
 """
 
 from __future__ import annotations
@@ -27,7 +33,7 @@ from pathlib import Path
 
 import httpx
 import numpy as np
-from _common import nab_series
+from _common import NAB, nab_series
 
 from edgetwin_common.testing import free_port
 from edgetwin_common.timestamps import parse_timestamp
@@ -183,6 +189,9 @@ def main() -> None:
         "--training", default="", help='extra [training] TOML lines, e.g. "finetune_epochs = 30"'
     )
     parser.add_argument("--series", default="", help="only the series whose name contains this")
+    parser.add_argument(
+        "--all", action="store_true", help="every NAB series (37), not only realKnownCause"
+    )
     parser.add_argument("--keep", type=Path, help="copy the cloud's training reports here")
     args = parser.parse_args()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -224,7 +233,8 @@ def main() -> None:
             wait_http(f"{url}/health")
             plan = []
             start = time.monotonic()
-            for path in nab_series():
+            series = sorted((NAB / "data").glob("*/*.csv")) if args.all else nab_series()
+            for path in series:
                 if args.series not in path.stem:
                     continue
                 name = path.stem.replace("_", "-")[:40]
@@ -259,6 +269,7 @@ def main() -> None:
         )
         changes: list[float] = []
         deployed: list[float] = []
+        by_folder: dict[str, list[float]] = {}
         for name, path, period, after, _ in plan:
             reports = sorted((tmp / "reports" / name).glob("*/decision.json"))
             if not reports:
@@ -281,17 +292,29 @@ def main() -> None:
                 continue
             change = tuned / base - 1
             changes.append(change)
+            by_folder.setdefault(path.parent.name, []).append(change)
             # The device runs the candidate only when the cloud promoted it.
             deployed.append(change if decision.get("verdict") == "promoted" else 0.0)
             print(
                 f"{name:42s} {period:6.0f}s {base:12.5g} {tuned:14.5g} {change * 100:+7.1f}%  "
                 f"{decision.get('verdict')}"
             )
-        mean = float(np.mean(changes))
-        verdict = "meets" if mean <= -0.20 else "MISSES"
+        for folder, values in sorted(by_folder.items()):
+            print(
+                f"{folder}: mean MAE change of the retrained models "
+                f"{float(np.mean(values)) * 100:+.1f} % over {len(values)} series"
+            )
+        known = by_folder.get("realKnownCause", [])
+        if known:
+            mean = float(np.mean(known))
+            verdict = "meets" if mean <= -0.20 else "MISSES"
+            print(
+                f"realKnownCause: mean MAE change of the retrained models {mean * 100:+.1f} % "
+                f"({verdict} the target: at least 20 % lower)"
+            )
         print(
-            f"mean MAE change of the retrained models: {mean * 100:+.1f} % "
-            f"({verdict} the target: at least 20 % lower)"
+            f"all {len(changes)} series: mean MAE change of the retrained models "
+            f"{float(np.mean(changes)) * 100:+.1f} %"
         )
         print(
             f"mean MAE change of what the devices run after the loop (promoted models only): "

@@ -25,6 +25,7 @@ from cloud_sync.config import FleetSection
 from cloud_sync.db.models import Device, ReleaseAssignment, StoredAlarm, StoredSummary
 from cloud_sync.releases.model import ReleaseInfo
 from cloud_sync.releases.records import list_releases
+from edgetwin_common.durations import duration_text
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 STATIC = Path(__file__).resolve().parent / "static"
@@ -262,6 +263,32 @@ def desired_models(engine: Engine) -> dict[str, str | None]:
     return {name: (desired or {}).get("model_version") for name, desired in rows}
 
 
+def forecast_horizons(engine: Engine) -> dict[str, str]:
+    """Per device name, how far its forecasts reach in time, from what it reports per
+    channel (``horizon_s``, ``model_period_s``): "up to 16 min (60 s period)". Devices
+    that report no horizon in time are left out."""
+    with engine.connect() as conn:
+        rows = conn.execute(select(Device.name, Device.reported)).all()
+    out: dict[str, str] = {}
+    for name, reported in rows:
+        channels = (reported or {}).get("channels") or {}
+        reach: list[float] = []
+        periods: set[float] = set()
+        for info in channels.values():
+            if not isinstance(info, dict):
+                continue
+            horizons = info.get("horizon_s")
+            if isinstance(horizons, list) and horizons:
+                reach.append(max(float(h) for h in horizons))
+            period = info.get("model_period_s")
+            if isinstance(period, int | float):
+                periods.add(float(period))
+        if reach:
+            per = ", ".join(f"{duration_text(p)}" for p in sorted(periods))
+            out[name] = f"up to {duration_text(max(reach))}" + (f" ({per} period)" if per else "")
+    return out
+
+
 def make_environment() -> Environment:
     return Environment(
         loader=FileSystemLoader(TEMPLATES),
@@ -277,6 +304,7 @@ def render_fleet_page(env: Environment, engine: Engine, fleet: FleetSection, ver
         devices=overview(engine, fleet, now),
         charts=charts(engine, fleet),
         desired_models=desired_models(engine),
+        horizons=forecast_horizons(engine),
         rollouts=rollouts(engine),
         alarms=open_alarms(engine),
         now=now,

@@ -3,13 +3,18 @@ syncing to the cloud; the cloud retrains from what it synced, releases a model f
 and the agent takes the update over the air while it keeps reading.
 
 The simulator prints its own timestamps and runs ``SPEED`` times faster than the wall
-clock (one reading per simulated ``PERIOD_S``), so hours of pump life fit in a minute;
-the agent and the cloud work on those timestamps exactly as they would on live ones.
+clock (one reading per simulated ``SENSOR_PERIOD_S``), so hours of pump life fit in a
+minute; the agent and the cloud work on those timestamps exactly as they would on live
+ones. The sensor reads faster than the summary interval (``PERIOD_S``): the retrained
+model learns the interval means and carries that period in its manifest, so the agent
+feeds it the same means (docs/ota.md, "The model's period"), while value rules keep
+seeing every reading.
 Everything is the product's real path: pty + pyserial, the pipeline, the store, the
 sync worker, `cloud-sync retrain --fleet` (fleet pretrain, fine-tune, int8, compare,
 promote, sign, publish), the OTA manager (download, verify, self-test child, swap,
-live guard). The summary compares the forecast error of the default and the new
-model on the same readings after the update and lists the alarms.
+live guard on every horizon). The summary compares the forecast error of the default
+and the new model on the same interval means after the update, at the horizons the
+operator sees (in time), and lists the alarms.
 """
 
 from __future__ import annotations
@@ -37,19 +42,22 @@ from edge_agent.simulator import (
     serial_config_for,
 )
 from edge_agent.simulator.faults import CHANNELS
+from edgetwin_common.durations import duration_text
 from edgetwin_common.timestamps import parse_timestamp
 from edgetwin_contracts.batch import ModelUpdateState
 from edgetwin_demo.cloud import DemoCloud
 
 DEVICE = "demo-pump-2"
 PERIOD_S = 10.0
-"""One reading per simulated 10 s: the model's sample period after retraining."""
+"""The summary interval: the retrained model's sample period (its means)."""
+SENSOR_PERIOD_S = 2.0
+"""One reading per simulated 2 s: five readings per summary interval."""
 SPEED = 1000.0
-"""Simulated seconds per wall second: 100 readings a second."""
-HISTORY_SAMPLES = 1080
-"""Readings per channel synced before the retrain: 3 simulated hours."""
-AFTER_SAMPLES = 480
-"""Readings per channel on the new model before the summary."""
+"""Simulated seconds per wall second: 500 readings a second."""
+HISTORY_S = 3 * 3600.0
+"""Pump time synced before the retrain: 3 simulated hours."""
+AFTER_PERIODS = 480
+"""Model periods per channel on the new model before the summary."""
 PUMP = PumpParams(load_cycle_s=900.0, load_cycle_amplitude=0.2, load_wander=0.03)
 """A pump on a 15-minute fill-and-drain duty cycle: a pattern of its own to learn."""
 DRIFT_AT_S = 7200.0
@@ -82,7 +90,7 @@ class LoopResult:
 
 def loop_settings(link: Path) -> SimulatorSettings:
     return SimulatorSettings(
-        rate_hz=1.0 / PERIOD_S,
+        rate_hz=1.0 / SENSOR_PERIOD_S,
         seed=11,
         link=link,
         timestamps=True,
@@ -117,7 +125,6 @@ def loop_config(
                 "set": limit_c,
                 "clear": limit_c - 1.0,
                 "severity": "warning",
-                "message": "bearing temperature forecast to cross the limit",
                 "off_delay_s": OFF_DELAY_S,
             },
             {
@@ -150,9 +157,10 @@ def run_loop(cloud: DemoCloud, workdir: Path, echo: Callable[[str], None]) -> Lo
     settings = loop_settings(workdir / "pump2")
     limit = bearing_limit(settings)
     echo(
-        f"second pump ({DEVICE}), fast-forwarded {SPEED:g}x: one reading per {PERIOD_S:g} s "
-        f"of pump time; its bearing sensor starts drifting {DRIFT_RATE:g} °C/min after "
-        f"{DRIFT_AT_S / 60:g} min (limit {limit} °C)"
+        f"second pump ({DEVICE}), fast-forwarded {SPEED:g}x: one reading per "
+        f"{SENSOR_PERIOD_S:g} s of pump time, summaries every {PERIOD_S:g} s; its bearing "
+        f"sensor starts drifting {DRIFT_RATE:g} °C/min after {DRIFT_AT_S / 60:g} min "
+        f"(limit {limit} °C)"
     )
     stop_sim = threading.Event()
     ready = threading.Event()
@@ -197,7 +205,8 @@ async def _drive(
     stop = asyncio.Event()
     runner = asyncio.create_task(agent.run(stop))
     try:
-        await _until(lambda: _fewest(agent) >= HISTORY_SAMPLES and _synced(agent), runner)
+        history = round(HISTORY_S / SENSOR_PERIOD_S)
+        await _until(lambda: _fewest(agent) >= history and _synced(agent), runner)
         echo(
             f"  {_fewest(agent)} readings per channel on the default model, all summaries "
             f"in the cloud; retraining (`cloud-sync retrain --fleet`):"
@@ -225,7 +234,7 @@ async def _drive(
                 f"  model {report.version} running since pump time "
                 f"{(swap_ts - epoch) / 60:.0f} min; reading on"
             )
-            await _until(lambda: _after(agent, swap_ts) >= AFTER_SAMPLES, runner)
+            await _until(lambda: _after(agent, swap_ts) >= AFTER_PERIODS, runner)
             result.readings = _export_readings(agent, readings)
     finally:
         stop.set()
@@ -314,8 +323,9 @@ def summarize_loop(
 def _compare(
     agent: Agent, swap_ts: float, workdir: Path, cloud: DemoCloud, echo: Callable[[str], None]
 ) -> None:
-    """Both models over the same stored readings: the default and the installed one,
-    each through the pipeline (`edge-agent replay`), MAE on the readings after the swap."""
+    """Both models over the same interval means (the series the cloud trained on and
+    the new model runs on): the default and the installed one, each through the
+    pipeline (`edge-agent replay`), MAE after the swap at the same horizons in time."""
     readings = workdir / READINGS_CSV
     installed = agent.model.path
     base = agent.config.model_dump(mode="json", exclude={"sources", "sync", "ota", "http"})
@@ -332,10 +342,14 @@ def _compare(
         maes[label], counts = _mae_after(out, swap_ts)
     after = next(iter(counts.values()), 0)
     longest = agent.model.forecaster.horizons[-1]
-    echo(f"  forecast MAE on the same {after} readings per channel after the update:")
+    near, far = duration_text(PERIOD_S), duration_text(longest * PERIOD_S)
     echo(
-        f"    {'channel':13s} {'1 step: default':>15s} {'new':>8s} {'change':>8s}   "
-        f"{f'{longest} steps: default':>17s} {'new':>8s} {'change':>8s}"
+        f"  forecast MAE on the same {after} {duration_text(PERIOD_S)} means per channel "
+        "after the update:"
+    )
+    echo(
+        f"    {'channel':13s} {f'{near} ahead: default':>17s} {'new':>8s} {'change':>8s}   "
+        f"{f'{far} ahead: default':>19s} {'new':>8s} {'change':>8s}"
     )
     relative: dict[int, list[float]] = {1: [], longest: []}
     for channel in CHANNELS:
@@ -346,25 +360,26 @@ def _compare(
         relative[1].append((new - old) / old)
         relative[longest].append((new_h - old_h) / old_h)
         echo(
-            f"    {channel:13s} {old:15.4f} {new:8.4f} {_change(old, new):>8s}   "
-            f"{old_h:17.4f} {new_h:8.4f} {_change(old_h, new_h):>8s}"
+            f"    {channel:13s} {old:17.4f} {new:8.4f} {_change(old, new):>8s}   "
+            f"{old_h:19.4f} {new_h:8.4f} {_change(old_h, new_h):>8s}"
         )
     if relative[1]:
         mean = {h: 100 * sum(r) / len(r) for h, r in relative.items()}
         echo(
-            f"    mean change over channels: {mean[1]:+.1f} % one step ahead, "
-            f"{mean[longest]:+.1f} % {longest} steps ({longest * PERIOD_S / 60:.1f} min) ahead"
+            f"    mean change over channels: {mean[1]:+.1f} % {near} ahead, "
+            f"{mean[longest]:+.1f} % {far} ahead"
         )
 
 
 def _export_readings(agent: Agent, path: Path) -> int:
-    """The device's stored readings as one wide CSV (what `edge-agent replay` reads);
-    returns the rows written."""
+    """The device's interval means (its stored summaries: what it synced, what the new
+    model is fed) as one wide CSV (what `edge-agent replay` reads); returns the rows
+    written."""
     agent.store.flush()
     by_ts: dict[float, dict[str, float]] = {}
     for channel in CHANNELS:
-        for r in agent.store.readings(channel, None, 1_000_000):
-            by_ts.setdefault(r.ts, {})[channel] = r.value
+        for s in agent.store.summaries(channel, None, 1_000_000):
+            by_ts.setdefault(s.start, {})[channel] = s.mean
     with path.open("w", newline="", encoding="utf-8") as fh:
         writer = csv.writer(fh)
         writer.writerow(["timestamp", *CHANNELS])

@@ -194,6 +194,9 @@ class Release(Base):
     updated_at: Mapped[float] = mapped_column(Float)
     report_path: Mapped[str | None] = mapped_column(String(1024))
     """The training report folder (server side), served read-only to admins."""
+    sample_period_s: Mapped[float | None] = mapped_column(Float, nullable=True)
+    """The bundle's input.sample_period_s: devices whose channels cannot feed a model at
+    that period are skipped by the rollout. None: a scale-free model."""
 
 
 class ReleaseAssignment(Base):

@@ -38,6 +38,9 @@ class AssignmentStatus(StrEnum):
     """Another release replaced this offer before the device installed it."""
     WITHDRAWN = "withdrawn"
     """The release stopped before the device installed it; its previous model is back."""
+    SKIPPED = "skipped"
+    """Never offered: the device cannot run it (a channel delivers samples less often
+    than the model's period); the rollout goes on without it."""
 
 
 BAD = (AssignmentStatus.REJECTED, AssignmentStatus.ROLLED_BACK)

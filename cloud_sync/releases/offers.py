@@ -54,6 +54,13 @@ def offer_stage(
             )
             result.marked_bad.append((release.id, name, reason))
             continue
+        skip = period_skip_reason(conn, device_id, release)
+        if skip is not None:
+            insert_assignment(
+                conn, release.id, device_id, index, AssignmentStatus.SKIPPED, skip, now, None
+            )
+            log.warning("release %s not offered to %s: %s", release.version, name, skip)
+            continue
         offer(conn, release, device_id, name, index, now)
         result.offered.append((release.id, name))
 
@@ -147,6 +154,33 @@ def bad_reason(conn: Connection, device_id: int, release: Any) -> str | None:
     if reported is not None and reported.model_update is not None:
         return reported.model_update.bad_versions.get(release.version)
     return None
+
+
+def period_skip_reason(conn: Connection, device_id: int, release: Any) -> str | None:
+    """Why the device cannot run the release at its period, from what it reports: a
+    channel whose ``feed_period_s`` (seconds between its samples) is longer than the
+    model's ``sample_period_s``. None: it can, or nothing says otherwise (the device
+    checks again before installing)."""
+    period = getattr(release, "sample_period_s", None)
+    if period is None:
+        return None
+    raw = conn.execute(select(Device.reported).where(Device.id == device_id)).scalar()
+    reported = None if raw is None else ReportedState.model_validate(raw)
+    if reported is None:
+        return None
+    slower = sorted(
+        (name, float(feed))
+        for name, info in reported.channels.items()
+        if isinstance(feed := info.get("feed_period_s"), int | float)
+        and feed > period * (1.0 + 1e-9)
+    )
+    if not slower:
+        return None
+    listed = ", ".join(f"{name} every {feed:g} s" for name, feed in slower)
+    return (
+        f"period mismatch: the model's period is {period:g} s and the device's channels "
+        f"deliver a sample less often ({listed})"
+    )
 
 
 def rollback(

@@ -143,6 +143,7 @@ def _insert_release(
                 reason=None,
                 updated_at=now,
                 report_path=None if report_dir is None else str(report_dir.resolve()),
+                sample_period_s=stored.manifest.input.sample_period_s,
             )
         ).scalar_one()
     except IntegrityError:

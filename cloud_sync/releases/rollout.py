@@ -165,7 +165,8 @@ def advance(conn: Connection, release: Any, now: float, result: EvaluationResult
                 _stop(conn, release, reason, now)
                 result.stopped.append((release.id, reason))
                 return
-            if any(r.status != AssignmentStatus.INSTALLED.value for r in stage_rows):
+            settled = (AssignmentStatus.INSTALLED.value, AssignmentStatus.SKIPPED.value)
+            if any(r.status not in settled for r in stage_rows):
                 return
             index += 1
             conn.execute(

@@ -16,6 +16,7 @@ import numpy as np
 from cloud_sync.training.dataset import DeviceWindows
 from cloud_sync.training.decision import Decision
 from cloud_sync.training.task import DeployedModel, FineTuneResult, Scores
+from edgetwin_common.durations import duration_text
 
 REPORT_FILE = "report.md"
 PLOT_FILE = "forecast.png"
@@ -34,6 +35,8 @@ class ReportInputs:
     margin: float
     pretrain: dict[str, Any]
     signing: str
+    horizons: tuple[int, ...] = ()
+    """The candidate's horizons, steps of ``windows.interval_s`` (the per-horizon table)."""
 
 
 def _when(ts: float) -> str:
@@ -69,6 +72,7 @@ def write_report(out: Path, r: ReportInputs) -> None:
         f"Deployed model from: {r.deployed.source}."
         + (f" {r.deployed.note}" if r.deployed.note else ""),
         "",
+        *_horizon_table(r),
         "### Per channel (all-horizon MAE)",
         "",
         "| channel | deployed | candidate int8 |",
@@ -117,13 +121,38 @@ def write_report(out: Path, r: ReportInputs) -> None:
     write_decision(out / DECISION_FILE, decision_record(r))
 
 
+def _horizon_table(r: ReportInputs) -> list[str]:
+    """Held-out MAE per horizon, each horizon in steps and in time: what the device's
+    live guard measures at the same horizons (it feeds the model the same period means)."""
+    res = r.result
+    if not r.horizons or len(r.horizons) != len(res.candidate_int8.mae_by_horizon):
+        return []
+    lines = [
+        "### Per horizon (the device's live guard judges each)",
+        "",
+        "| horizon | deployed | candidate int8 |",
+        "|---|---|---|",
+    ]
+    deployed = res.deployed.mae_by_horizon if res.deployed else []
+    for i, h in enumerate(r.horizons):
+        dep = f"{deployed[i]:.6g}" if i < len(deployed) else "n/a"
+        when = duration_text(h * r.windows.interval_s)
+        lines.append(f"| {h} ({when}) | {dep} | {res.candidate_int8.mae_by_horizon[i]:.6g} |")
+    return [*lines, ""]
+
+
 def decision_record(r: ReportInputs) -> dict[str, Any]:
     res = r.result
 
     def scores(s: Scores | None) -> dict[str, Any] | None:
         if s is None:
             return None
-        return {"mae_h1": s.mae_h1, "mae": s.mae, "mae_by_channel": s.mae_by_channel}
+        return {
+            "mae_h1": s.mae_h1,
+            "mae": s.mae,
+            "mae_by_channel": s.mae_by_channel,
+            "mae_by_horizon": s.mae_by_horizon,
+        }
 
     return {
         "device": r.decision.device,

@@ -363,6 +363,7 @@ def _finish(
             margin=t.margin,
             pretrain=fleet_info,
             signing=signing,
+            horizons=tuple(spec.horizons),
         ),
     )
     return decision

@@ -87,6 +87,7 @@ class AlarmEngine:
         self._sample_slots: dict[str, list[Slot]] = {}
         self._health_slots: dict[str, list[Slot]] = {}
         self._channel_state: dict[str, str] = {}
+        self._step_periods: dict[str, float | None] = {}
         self._restored_active: dict[tuple[str, str], Alarm] = {}
         self._orphans: dict[str, list[Alarm]] = {}
         self._ledger = AlarmLedger(
@@ -190,9 +191,18 @@ class AlarmEngine:
         for slots in self._slots.values():
             for slot in slots:
                 if slot.rule.name == rule.name:
-                    slot.use(rule, rule.check(self._horizons))
+                    check = rule.check(self._horizons)
+                    check.use_step_period(self._step_periods.get(slot.channel))
+                    slot.use(rule, check)
 
     # -- operator side -------------------------------------------------------------------
+
+    def set_step_period(self, channel: str, step_s: float | None) -> None:
+        """Seconds between two model steps on ``channel`` (None: unknown): forecast
+        rules state their horizons in time with it."""
+        self._step_periods[channel] = step_s
+        for slot in self._slots.get(channel, ()):
+            slot.check.use_step_period(step_s)
 
     def raise_internal(
         self, name: str, channel: str, ts: float, message: str, severity: Severity
@@ -270,6 +280,7 @@ class AlarmEngine:
         listed = [rule for rule in self._rules.values() if rule.channel == channel]
         for rule in listed + [r for r in self._rules.values() if r.channel == ALL_CHANNELS]:
             slot = Slot(rule, rule.check(self._horizons), channel, self._rule_actions[rule.name])
+            slot.check.use_step_period(self._step_periods.get(channel))
             restored = self._restored_active.pop((rule.name, channel), None)
             if restored is not None:
                 slot.hold(restored)

@@ -105,7 +105,12 @@ class Agent:
         )
         channel_sources = {ch: src.name for src in self.sources for ch in src.channels()}
         self.pipeline = Pipeline(
-            self.config, self.model.forecaster, self.engine, self.store, channel_sources
+            self.config,
+            self.model.forecaster,
+            self.engine,
+            self.store,
+            channel_sources,
+            model_period_s=self.model.manifest.input.sample_period_s,
         )
         self.ota: OtaManager | None = None
         """Installs the model the cloud asks for, when [sync] and [ota] are on (docs/ota.md)."""
@@ -351,7 +356,12 @@ class Agent:
         for ch in self.pipeline.channels.values():
             forecast = None
             if ch.has_forecast:
-                forecast = Forecast(horizons=list(ch.horizons), values=ch.forecast.tolist())
+                forecast = Forecast(
+                    horizons=list(ch.horizons),
+                    values=ch.forecast.tolist(),
+                    horizon_s=ch.horizon_s,
+                    model_period_s=ch.model_period_s,
+                )
             health = sorted(c.value for c in self.pipeline.health(ch, now, states))
             channels.append(
                 ChannelInfo(
@@ -441,6 +451,9 @@ class Agent:
                     "last_value": ch.last_value,
                     "is_warm": ch.scorer.is_warm,
                     "rejected": {str(k): v for k, v in ch.cleaner.rejected.items() if v},
+                    "feed_period_s": ch.feed_period_s,
+                    "model_period_s": ch.model_period_s,
+                    "horizon_s": ch.horizon_s,
                 }
                 for ch in self.pipeline.channels.values()
             },

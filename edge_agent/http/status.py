@@ -38,9 +38,15 @@ class SourceInfo(BaseModel):
 
 class Forecast(BaseModel):
     horizons: list[int]
-    """Samples ahead."""
+    """Model steps ahead."""
     values: list[float]
     """Channel units."""
+    horizon_s: list[float] | None = None
+    """Each horizon in seconds ahead (steps x model_period_s); None when the period is
+    unknown (a scale-free model on a channel without sample_period_s)."""
+    model_period_s: float | None = None
+    """Seconds between two model steps: the model's input.sample_period_s (the channel's
+    samples averaged over it), else the channel's sample_period_s."""
 
 
 class ChannelInfo(BaseModel):

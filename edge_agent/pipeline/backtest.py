@@ -20,7 +20,7 @@ import csv
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -32,7 +32,7 @@ from edge_agent.alarms.model import AlarmEvent, AlarmEventKind
 from edge_agent.config import AgentConfig, LoadedConfig
 from edge_agent.model.bundle import LoadedModel, load_bundle
 from edge_agent.model.ota.errors import SelfTestFailed, UpdateRejected
-from edge_agent.model.ota.manager import check_replacement
+from edge_agent.model.ota.replacement import check_replacement
 from edge_agent.model.ota.selftest import run_self_test
 from edge_agent.model.selection import load_model
 from edge_agent.pipeline.channel import ChannelPipeline, SampleObserver
@@ -102,7 +102,8 @@ def run_backtest(
     source = ReplaySource(ReplaySourceConfig(type="replay", name="backtest", path=data, speed=0))
     if nab_out is not None and len(source.channels()) != 1:
         raise ValueError(f"a NAB result file needs one value column; {data} has several")
-    release = _load_update(config, update, model) if update is not None else None
+    feeds = {name: config.channel(name).sample_period_s for name in source.channels()}
+    release = _load_update(config, update, model, feeds) if update is not None else None
     with (
         tempfile.TemporaryDirectory(prefix="edge-agent-replay-") as tmp,
         contextlib.ExitStack() as files,
@@ -115,7 +116,14 @@ def run_backtest(
             else None
         )
         observer = results.observer(engine, model.forecaster.horizons[-1]) if results else None
-        pipeline = Pipeline(config, model.forecaster, engine, store, observer=observer)
+        pipeline = Pipeline(
+            config,
+            model.forecaster,
+            engine,
+            store,
+            observer=observer,
+            model_period_s=model.manifest.input.sample_period_s,
+        )
         nab = (
             _NabCsv(files.enter_context(nab_out.open("w", newline="", encoding="utf-8")))
             if nab_out is not None
@@ -261,10 +269,14 @@ def _count_what_was_dropped(
 
 
 def _load_update(
-    config: AgentConfig, update: ModelUpdate, running: LoadedModel
+    config: AgentConfig,
+    update: ModelUpdate,
+    running: LoadedModel,
+    feeds: Mapping[str, float | None],
 ) -> tuple[ModelUpdate, LoadedModel | str]:
     """The OTA manager's checks before a swap: the child-process self-test, verification
-    with the release key, ``check_replacement`` (anti-rollback, same window and horizons).
+    with the release key, ``check_replacement`` (anti-rollback, same window and horizons,
+    a period the channels can feed: ``feeds`` are their configured periods).
     Returns the loaded model or why it was refused."""
     try:
         run_self_test(
@@ -276,7 +288,7 @@ def _load_update(
             backend=config.model.backend,
             num_threads=config.model.num_threads,
         )
-        check_replacement(loaded.manifest, running, is_rollback=False)
+        check_replacement(loaded.manifest, running, is_rollback=False, feeds=feeds)
     except (SelfTestFailed, BundleRejected) as exc:
         return update, f"refused: {exc}"
     except UpdateRejected as exc:
@@ -314,10 +326,16 @@ class _UpdateInProgress:
             self._report.model_update = self._refused
             return
         version = self._new.manifest.model.version
+        period = self._new.manifest.input.sample_period_s
         guard = ShadowGuard(
-            self._running.forecaster, self._config.ota.guard_samples, self._guard_done
+            self._running.forecaster,
+            self._config.ota.guard_samples,
+            self._guard_done,
+            horizons=self._new.forecaster.horizons,
+            previous_period_s=self._running.manifest.input.sample_period_s,
+            period_s=period,
         )
-        self._pipeline.swap(self._new.forecaster, guard)
+        self._pipeline.swap(self._new.forecaster, guard, period)
         self._report.model_update = f"{version} swapped in, guarding"
 
     def _guard_done(self, guard: ShadowGuard) -> None:
@@ -330,14 +348,20 @@ class _UpdateInProgress:
             return
         self._done = None
         version = self._new.manifest.model.version
-        mae_new, mae_old = guard.mae_new, guard.mae_old
         reason = guard_verdict(guard, self._config.ota.guard_margin)
         if reason is None:
             self._pipeline.end_guard()
             self._report.model_update = (
                 f"{version} kept after {guard.samples} guarded samples "
-                f"(one-step MAE {mae_new or 0.0:.6g} vs {mae_old or 0.0:.6g})"
+                f"(MAE by horizon {_maes(guard.mae_by_horizon_new)} vs "
+                f"{_maes(guard.mae_by_horizon_old)})"
             )
         else:
-            self._pipeline.swap(self._running.forecaster, None)
+            self._pipeline.swap(
+                self._running.forecaster, None, self._running.manifest.input.sample_period_s
+            )
             self._report.model_update = f"{version} rolled back: {reason}"
+
+
+def _maes(values: list[float]) -> str:
+    return "[" + ", ".join(f"{v:.6g}" for v in values) + "]"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable
 from typing import Protocol
@@ -16,6 +15,7 @@ from edge_agent.cleaning.cleaner import ChannelCleaner, RejectReason
 from edge_agent.cleaning.resample import Resampler
 from edge_agent.config import ChannelConfig
 from edge_agent.model.inference.forecaster import Forecaster
+from edge_agent.pipeline.aggregate import PeriodMean
 from edge_agent.pipeline.shadow import ShadowGuard
 from edge_agent.pipeline.window import SampleWindow
 
@@ -29,7 +29,8 @@ class SampleSink(Protocol):
 
 
 SampleObserver = Callable[[str, float, float, float | None, float | None, "ChannelPipeline"], None]
-"""(channel, ts, value, forecast made for it, score, pipeline): the backtest's per-sample hook."""
+"""(channel, ts, value, forecast made for it, score, pipeline): the backtest's hook, called
+at each model step (per sample, or per model period with ts its start and value its mean)."""
 
 _DEFAULT_GAP_PERIODS = 10.0
 
@@ -37,11 +38,14 @@ _DEFAULT_GAP_PERIODS = 10.0
 class ChannelPipeline:
     """Cleans, resamples, windows, forecasts and scores one channel.
 
-    Per processed sample: the one-step forecast made for it (from the window before
-    it) gives the residual and the anomaly score; then the window advances and the next
-    forecasts are made; then the alarm rules see (value, forecasts, score, rate) and the
-    sample goes to the store. Nothing here allocates per sample beyond what numpy's
-    ufunc calls and the store's buffer do.
+    Per processed sample: the rate, then the model step, then the alarm rules see
+    (value, latest forecasts, score, rate) and the sample goes to the store. The model
+    step runs on every processed sample, or, when the model has its own period
+    (``model_period_s`` other than the channel's), once per period on the period's mean
+    (``PeriodMean``): value, rate and health rules still see every sample. A model step:
+    the forecast made for this step ``horizons[0]`` steps ago gives the residual and the
+    anomaly score; the window advances and the next forecasts are made. Nothing here
+    allocates per sample beyond what numpy's ufunc calls and the store's buffer do.
     """
 
     def __init__(
@@ -53,6 +57,7 @@ class ChannelPipeline:
         sink: SampleSink,
         source: str = "",
         observer: SampleObserver | None = None,
+        model_period_s: float | None = None,
     ) -> None:
         self.name = name
         self.config = config
@@ -70,23 +75,62 @@ class ChannelPipeline:
         self.window = SampleWindow(forecaster.window_length)
         self.scorer: AnomalyScorer = config.score.build()
         self.horizons = forecaster.horizons
-        # horizons[0] may be > 1: keep the forecasts made for the next horizons[0] samples.
-        self._lead = self.horizons[0]
-        self._pending = np.full(self._lead, np.nan)
-        self._pending_pos = 0
+        depth = max(self.horizons)
+        # Forecasts made at the last ``depth`` model steps (row = step % depth): the one
+        # made h steps ago for now is in row (step - h) % depth.
+        self._made = np.full((depth, len(self.horizons)), np.nan)
+        self._shadow_made = np.full((depth, len(self.horizons)), np.nan)
+        self._errors_new = np.zeros(len(self.horizons))
+        self._errors_old = np.zeros(len(self.horizons))
+        self._pos = 0
         self.forecast: npt.NDArray[np.float64] = np.full(len(self.horizons), np.nan)
-        """Forecasts made after the last sample, one per horizon (channel units)."""
+        """Forecasts made at the last model step, one per horizon (channel units)."""
         self.has_forecast = False
         self.last_ts: float | None = None
         self.last_value: float | None = None
         self.last_score: float | None = None
+        self.first_ts: float | None = None
         self.processed = 0
+        self.model_steps = 0
+        """Steps the model ran (one per processed sample, or one per model period)."""
         self.readings = 0
         self.window_restarts = 0
         self.inference_ns = 0
         self._guard: ShadowGuard | None = None
-        self._shadow_pending = np.full(self._lead, np.nan)
         self._on_guard_failure: Callable[[], None] | None = None
+        self._means: PeriodMean | None = None
+        self.model_period_s: float | None = None
+        """Seconds between two model steps: the model's period, else the channel's
+        sample_period_s; None when neither is set (the model runs on every reading)."""
+        self._use_period(model_period_s)
+
+    def _use_period(self, model_period_s: float | None) -> None:
+        own = self.config.sample_period_s
+        if model_period_s is None or model_period_s == own:
+            self._means = None
+            self.model_period_s = own
+        else:
+            self._means = PeriodMean(model_period_s)
+            self.model_period_s = model_period_s
+        self._engine.set_step_period(self.name, self.model_period_s)
+
+    @property
+    def horizon_s(self) -> list[float] | None:
+        """The horizons in seconds ahead (None when the step period is unknown)."""
+        period = self.model_period_s
+        return None if period is None else [h * period for h in self.horizons]
+
+    @property
+    def feed_period_s(self) -> float | None:
+        """How often this channel delivers a sample, seconds: its sample_period_s, else
+        the mean interval seen so far (None before two samples). A model whose period is
+        shorter cannot be fed from it."""
+        if self.config.sample_period_s is not None:
+            return self.config.sample_period_s
+        first, last = self.first_ts, self.last_ts
+        if first is None or last is None or self.processed < 2:
+            return None
+        return (last - first) / (self.processed - 1)
 
     def process(self, ts: float, value: float) -> RejectReason | None:
         """Take one reading. Returns the reason it was rejected, or None."""
@@ -96,7 +140,8 @@ class ChannelPipeline:
             return reason
         resampler = self.resampler
         emitted = resampler.push(ts, value)
-        if resampler.take_restart():
+        if resampler.take_restart() and self._means is None:
+            # At the model's own period a gap is a period without a sample (PeriodMean).
             self._restart()
         out_ts, out_values = resampler.out_ts, resampler.out_values
         for i in range(emitted):
@@ -108,42 +153,77 @@ class ChannelPipeline:
         forecaster: Forecaster,
         guard: ShadowGuard | None = None,
         on_guard_failure: Callable[[], None] | None = None,
+        model_period_s: float | None = None,
     ) -> None:
-        """Use ``forecaster`` from the next sample on (same window length and horizons:
-        the caller checks). With ``guard``, the guard's previous forecaster runs in
-        shadow; if the new one raises, ``on_guard_failure`` swaps every channel back and
-        this sample is forecast by the previous one (no sample lost)."""
+        """Use ``forecaster`` (at ``model_period_s``) from the next sample on (same
+        window length and horizons: the caller checks). A new period restarts the
+        window: the samples in it are of the old period. With ``guard``, the guard's
+        previous forecaster runs in shadow on the same steps; if the new one raises,
+        ``on_guard_failure`` swaps every channel back and this step is forecast by the
+        previous one (no sample lost)."""
         self._forecaster = forecaster
         self._guard = guard
         self._on_guard_failure = on_guard_failure
-        self._shadow_pending.fill(np.nan)
+        self._shadow_made.fill(np.nan)
+        before = (self.model_period_s, self._means is None)
+        self._use_period(model_period_s)
+        if (self.model_period_s, self._means is None) != before:
+            if self._means is not None:
+                self._means.reset()
+            self._restart()
 
     def _restart(self) -> None:
         self.window.reset()
-        self._pending.fill(np.nan)
-        self._shadow_pending.fill(np.nan)
+        self._made.fill(np.nan)
+        self._shadow_made.fill(np.nan)
         self.has_forecast = False
         self.window_restarts += 1
 
     def _step(self, ts: float, value: float) -> None:
-        pos = self._pending_pos
-        made_for_now = float(self._pending[pos])
+        rate: float | None = None
+        last_ts = self.last_ts
+        if last_ts is None:
+            self.first_ts = ts
+        elif self.last_value is not None and ts > last_ts:
+            rate = (value - self.last_value) / (ts - last_ts)
+        means = self._means
         forecast_for_sample: float | None = None
         score: float | None = None
-        if not math.isnan(made_for_now):
+        if means is None:
+            forecast_for_sample = self._model_step(ts, value)
+            score = self.last_score
+        elif means.push(ts, value):
+            if means.is_gap:
+                self._restart()
+            self._model_step(means.out_ts, means.out_value)
+            score = self.last_score
+        self.last_ts = ts
+        self.last_value = value
+        self.processed += 1
+        self._engine.on_sample(
+            self.name, ts, value, self.forecast if self.has_forecast else None, score, rate
+        )
+        self._sink.add_sample(ts, self.name, value, forecast_for_sample, score)
+
+    def _model_step(self, ts: float, value: float) -> float | None:
+        """One step of the model on ``value`` (a sample, or a period's mean starting at
+        ``ts``); returns the forecast that was made for it, if any."""
+        pos = self._pos
+        horizons = self.horizons
+        depth = self._made.shape[0]
+        row = pos - horizons[0]
+        made_for_now = float(self._made[row + depth if row < 0 else row, 0])
+        forecast_for_sample: float | None = None
+        score: float | None = None
+        if made_for_now == made_for_now:  # not NaN
             forecast_for_sample = made_for_now
             score = self.scorer.score(value, made_for_now)
-        rate: float | None = None
-        if self.last_ts is not None and self.last_value is not None and ts > self.last_ts:
-            rate = (value - self.last_value) / (ts - self.last_ts)
         guard = self._guard
         if guard is not None:
-            shadow_made = float(self._shadow_pending[pos])
-            if not (math.isnan(made_for_now) or math.isnan(shadow_made)):
-                guard.record(abs(value - made_for_now), abs(value - shadow_made))
+            self._record_guard(guard, value, pos)
         window = self.window
         window.push(value)
-        forecast = None
+        forecast: npt.NDArray[np.float64] | None = None
         if window.is_full:
             start = time.perf_counter_ns()
             if guard is None:
@@ -151,24 +231,42 @@ class ChannelPipeline:
             else:
                 forecast = self._guarded_forecast(guard, pos)
             self.inference_ns += time.perf_counter_ns() - start
+        if forecast is not None:
             self.forecast[:] = forecast
             self.has_forecast = True
-            # The forecast for horizons[0] samples ahead is due lead samples from now.
-            self._pending[pos] = forecast[0]
+            self._made[pos] = forecast
         else:
-            self._pending[pos] = np.nan
-            self._shadow_pending[pos] = np.nan
-        self._pending_pos = pos + 1 if pos + 1 < self._lead else 0
-        self.last_ts = ts
-        self.last_value = value
+            self._made[pos] = np.nan
+            self._shadow_made[pos] = np.nan
+        self._pos = pos + 1 if pos + 1 < depth else 0
         self.last_score = score
-        self.processed += 1
-        self._engine.on_sample(self.name, ts, value, forecast, score, rate)
-        self._sink.add_sample(ts, self.name, value, forecast_for_sample, score)
+        self.model_steps += 1
         if self._observer is not None:
             self._observer(self.name, ts, value, forecast_for_sample, score, self)
+        return forecast_for_sample
 
-    def _guarded_forecast(self, guard: ShadowGuard, pos: int) -> npt.NDArray[np.float64]:
+    def _record_guard(self, guard: ShadowGuard, value: float, pos: int) -> None:
+        """Both models' errors at every horizon for this step, when both made all of
+        them (the guard judges every horizon a rule or the page shows)."""
+        made, shadow = self._made, self._shadow_made
+        err_new, err_old = self._errors_new, self._errors_old
+        depth = made.shape[0]
+        for i, h in enumerate(self.horizons):
+            row = pos - h
+            if row < 0:
+                row += depth
+            new = float(made[row, i])
+            old = float(shadow[row, i])
+            if new != new or old != old:  # NaN: not made (window filling, restart)
+                return
+            err_new[i] = abs(value - new)
+            err_old[i] = abs(value - old)
+        guard.record_horizons(err_new, err_old)
+
+    def _guarded_forecast(self, guard: ShadowGuard, pos: int) -> npt.NDArray[np.float64] | None:
+        """The new model's forecast, the previous one's in shadow. On a failure: the
+        previous model's, or None when swapping back restarted the window (another
+        period)."""
         view = self.window.view()
         try:
             forecast = self._forecaster.forecast(view)
@@ -178,6 +276,8 @@ class ChannelPipeline:
             guard.fail(f"forecast failed on channel {self.name}: {type(exc).__name__}: {exc}")
             if self._on_guard_failure is not None:
                 self._on_guard_failure()
+            if not self.window.is_full:
+                return None
             return self._forecaster.forecast(view)
-        self._shadow_pending[pos] = guard.previous.forecast(view)[0]
+        self._shadow_made[pos] = guard.previous.forecast(view)
         return forecast

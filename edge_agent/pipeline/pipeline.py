@@ -29,9 +29,13 @@ class Pipeline:
         sink: SampleSink,
         channel_sources: Mapping[str, str] | None = None,
         observer: SampleObserver | None = None,
+        model_period_s: float | None = None,
     ) -> None:
+        """model_period_s: the model's ``input.sample_period_s`` (None: scale-free, it
+        runs at each channel's own period)."""
         self._config = config
         self._forecaster = forecaster
+        self._model_period_s = model_period_s
         self._engine = engine
         self._sink = sink
         self._observer = observer
@@ -50,9 +54,10 @@ class Pipeline:
             self._sink,
             source=self._channel_sources.get(name, ""),
             observer=self._observer,
+            model_period_s=self._model_period_s,
         )
         if self._guard is not None:
-            channel.swap(self._forecaster, self._guard, self._guard_failed)
+            channel.swap(self._forecaster, self._guard, self._guard_failed, self._model_period_s)
         self.channels[name] = channel
         return channel
 
@@ -64,26 +69,42 @@ class Pipeline:
     def guard(self) -> ShadowGuard | None:
         return self._guard
 
-    def swap(self, forecaster: Forecaster, guard: ShadowGuard | None = None) -> None:
-        """Replace every channel's forecaster. Call on the event loop that runs
-        ``process``: it then falls between two samples, none lost or processed twice.
-        With ``guard``: the previous forecaster runs in shadow until the guard is done;
-        a failure of the new one swaps back to ``guard.previous`` at once."""
+    @property
+    def model_period_s(self) -> float | None:
+        return self._model_period_s
+
+    def swap(
+        self,
+        forecaster: Forecaster,
+        guard: ShadowGuard | None = None,
+        model_period_s: float | None = None,
+    ) -> None:
+        """Replace every channel's forecaster (the model at ``model_period_s``, its
+        ``input.sample_period_s``). Call on the event loop that runs ``process``: it
+        then falls between two samples, none lost or processed twice. With ``guard``:
+        the previous forecaster runs in shadow until the guard is done; a failure of the
+        new one swaps back to ``guard.previous`` (at ``guard.previous_period_s``) at once."""
         if forecaster.window_length != self._forecaster.window_length:
             raise ValueError("the new forecaster has another window length")
         self._forecaster = forecaster
         self._guard = guard
+        self._model_period_s = model_period_s
         for channel in self.channels.values():
-            channel.swap(forecaster, guard, self._guard_failed if guard else None)
+            channel.swap(forecaster, guard, self._guard_failed if guard else None, model_period_s)
 
     def end_guard(self) -> None:
         """Stop the shadow runs; the current forecaster stays."""
-        self.swap(self._forecaster, None)
+        self.swap(self._forecaster, None, self._model_period_s)
 
     def _guard_failed(self) -> None:
         guard = self._guard
         if guard is not None:
-            self.swap(guard.previous, None)
+            self.swap(guard.previous, None, guard.previous_period_s)
+
+    def feed_periods(self) -> dict[str, float | None]:
+        """Per channel, how often it delivers a sample (``ChannelPipeline.feed_period_s``):
+        a model with a shorter period cannot be fed from it."""
+        return {name: channel.feed_period_s for name, channel in self.channels.items()}
 
     def process(self, reading: Reading) -> None:
         channel = self.channels.get(reading.channel)

@@ -71,6 +71,13 @@ def test_fleet_page_with_devices_release_and_alarms(
         reported=reported(
             1,
             model={"name": "edgetwin-generic-forecaster", "version": "1.0.0", "sha256": "ab" * 32},
+            channels={
+                "pressure": {
+                    "health": [],
+                    "horizon_s": [60.0, 120.0, 240.0, 480.0, 960.0],
+                    "model_period_s": 60.0,
+                }
+            },
         ),
     )
     assert post_batch(client, tokens["pump-1"], body).status_code == 200
@@ -88,6 +95,8 @@ def test_fleet_page_with_devices_release_and_alarms(
         assert page.locator("#devices tr[data-device]").count() == 2
         pump1 = page.locator("tr[data-device='pump-1']")
         assert "1.0.0 / 1.1.0" in pump1.locator("td.model").inner_text()  # the update pending
+        # Horizons in time, from the model period the device reports.
+        assert "forecasts up to 16 min (60 s period)" in pump1.locator("td.model").inner_text()
         points = pump1.locator("svg polyline").first.get_attribute("points") or ""
         assert len(points.split()) == 40
         pump2 = page.locator("tr[data-device='pump-2']")

@@ -274,7 +274,7 @@ def test_worse_release_is_rolled_back_and_marked_bad(ota: Ota) -> None:
         later = agent.status()
 
     assert update["version"] == "1.1.0"
-    assert "one-step MAE" in update["reason"], update
+    assert "worse by more than" in update["reason"], update
     assert update["bad_versions"]["1.1.0"] == update["reason"]
     assert status["model"]["version"] == SHIPPED
     assert ROLLBACK_ALARM in alarms

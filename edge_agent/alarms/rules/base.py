@@ -89,6 +89,11 @@ class Check(ABC):
     def describe(self, channel: str) -> str:
         """The alarm's default message when this check raises it, e.g. "bearing 87.2 >= 85"."""
 
+    def use_step_period(self, step_s: float | None) -> None:
+        """Seconds between two model steps on the channel (None: unknown), for checks
+        that state horizons in time; the others ignore it."""
+        return None
+
 
 class RuleConfig(Strict, ABC):
     """Keys every rule has. A rule type derives from this (or from ``LevelRule``) with

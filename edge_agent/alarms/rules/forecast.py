@@ -10,6 +10,7 @@ import numpy.typing as npt
 from pydantic import Field
 
 from edge_agent.alarms.rules.base import Forecast, LevelCheck, LevelRule
+from edgetwin_common.durations import duration_text
 from edgetwin_common.errors import ConfigProblem
 
 
@@ -17,7 +18,9 @@ class ForecastRule(LevelRule):
     """A predicted crossing: raised when any forecast up to ``within_samples`` ahead
     is beyond ``set`` (e.g. "bearing above 85 °C within the horizon"). m is the highest
     (forecast_above) or lowest (forecast_below) of those forecasts, channel units; the
-    rule keeps its state while the window fills (no forecast yet)."""
+    rule keeps its state while the window fills (no forecast yet). Horizons count model
+    steps (the model's period, else the channel's); the alarm's message states the
+    horizon in time ("within 16 min") when the step period is known."""
 
     type: Literal["forecast_above", "forecast_below"]
     """The rule type (formerly `kind`)."""
@@ -45,17 +48,24 @@ class ForecastRule(LevelRule):
             selection = slice(picked[0], picked[-1] + 1)  # a view: no copy per sample
         else:
             selection = np.array(picked, dtype=np.intp)
-        return ForecastCheck(self, selection)
+        return ForecastCheck(self, selection, max(horizons[i] for i in picked))
 
 
 class ForecastCheck(LevelCheck):
-    __slots__ = ("_selection", "_within")
+    __slots__ = ("_longest", "_selection", "_step_s")
     label = " forecast"
 
-    def __init__(self, rule: ForecastRule, selection: slice | npt.NDArray[np.intp]) -> None:
+    def __init__(
+        self, rule: ForecastRule, selection: slice | npt.NDArray[np.intp], longest: int
+    ) -> None:
         super().__init__(rule)
         self._selection = selection
-        self._within = rule.within_samples
+        self._longest = longest
+        """The farthest horizon the rule looks at, model steps."""
+        self._step_s: float | None = None
+
+    def use_step_period(self, step_s: float | None) -> None:
+        self._step_s = step_s
 
     def measure(
         self, value: float, forecast: Forecast | None, score: float | None, rate: float | None
@@ -66,5 +76,8 @@ class ForecastCheck(LevelCheck):
         return float(selected.min() if self._sign < 0 else selected.max())
 
     def describe(self, channel: str) -> str:
-        within = "" if self._within is None else f" within {self._within} samples"
+        if self._step_s is not None:
+            within = f" within {duration_text(self._longest * self._step_s)}"
+        else:
+            within = f" within {self._longest} samples"
         return super().describe(channel) + within

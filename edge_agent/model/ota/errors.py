@@ -64,6 +64,20 @@ class Incompatible(UpdateRejected):
     reason = "incompatible with the running model"
 
 
+class PeriodMismatch(UpdateRejected):
+    """A channel delivers samples less often than the model's period
+    (``input.sample_period_s``): the model cannot be fed at the period it was trained at."""
+
+    reason = "period mismatch"
+
+
+class ImplausibleForecast(UpdateRejected):
+    """The self-test's forecasts leave the plausible range of a channel (its cleaning
+    limits, or far beyond the range of the golden windows)."""
+
+    reason = "implausible forecasts"
+
+
 class SelfTestFailed(UpdateRejected):
     """The child process that loads the bundle crashed, timed out or refused it."""
 

@@ -32,23 +32,22 @@ from edge_agent.model.ota.config import OtaConfig
 from edge_agent.model.ota.download import Downloader
 from edge_agent.model.ota.errors import (
     ArchiveMismatch,
-    Downgrade,
     DownloadFailed,
     DownloadInterrupted,
     DownloadTooLarge,
-    Incompatible,
     KnownBad,
     UpdateRejected,
 )
 from edge_agent.model.ota.layout import ModelsDir, Pointer, fsync_dir, install_name
-from edge_agent.model.ota.selftest import CHILD_COMMAND, run_self_test
+from edge_agent.model.ota.replacement import check_replacement
+from edge_agent.model.ota.selftest import CHILD_COMMAND, Probe, run_self_test
 from edge_agent.pipeline.pipeline import Pipeline
 from edge_agent.pipeline.shadow import ShadowGuard, guard_verdict
 from edgetwin_common.retry import Backoff
 from edgetwin_contracts.batch import ModelRelease, ModelUpdateReport, ModelUpdateState
 from edgetwin_contracts.bundle import MAX_MODEL_BYTES, read_verified
 from edgetwin_contracts.errors import BundleRejected
-from edgetwin_contracts.manifest import Manifest, version_key
+from edgetwin_contracts.manifest import Manifest
 
 log = logging.getLogger(__name__)
 
@@ -268,8 +267,18 @@ class OtaManager:
             self._backend,
             self.config.self_test_timeout_s,
             self._self_test_command,
+            self._probes(),
         )
         self._step("self_tested")
+
+    def _probes(self) -> dict[str, Probe]:
+        """The channels' current windows and cleaning limits, for the self-test's
+        plausibility check (read on the event loop, between two samples)."""
+        return {
+            name: Probe(ch.window.view().tolist(), ch.config.cleaning.min, ch.config.cleaning.max)
+            for name, ch in self._pipeline.channels.items()
+            if ch.window.is_full
+        }
 
     def _check_release(self, release: ModelRelease, manifest: Manifest) -> None:
         version = manifest.model.version
@@ -277,7 +286,12 @@ class OtaManager:
             raise ArchiveMismatch(
                 f"the bundle's manifest says version {version}, the release {release.version}"
             )
-        check_replacement(manifest, self.running, is_rollback=release.is_rollback)
+        check_replacement(
+            manifest,
+            self.running,
+            is_rollback=release.is_rollback,
+            feeds=self._pipeline.feed_periods(),
+        )
 
     async def _download(self, release: ModelRelease, partial: Path) -> None:
         if self._downloader is None:
@@ -308,8 +322,16 @@ class OtaManager:
 
     def _swap_in(self, release: ModelRelease, loaded: LoadedModel, name: str) -> None:
         previous = self.running
-        guard = ShadowGuard(previous.forecaster, self.config.guard_samples, self._guard_done)
-        self._pipeline.swap(loaded.forecaster, guard)
+        period = loaded.manifest.input.sample_period_s
+        guard = ShadowGuard(
+            previous.forecaster,
+            self.config.guard_samples,
+            self._guard_done,
+            horizons=loaded.forecaster.horizons,
+            previous_period_s=previous.manifest.input.sample_period_s,
+            period_s=period,
+        )
+        self._pipeline.swap(loaded.forecaster, guard, period)
         self.running = loaded
         self._trial = (release, loaded, previous, name)
         self._set(ModelUpdateState.GUARDING, release)
@@ -338,7 +360,7 @@ class OtaManager:
             reason += f" (previous model {previous_version(previous)})"
         self._trial = None
         if reason is not None:
-            self._pipeline.swap(previous.forecaster, None)
+            self._pipeline.swap(previous.forecaster, None, previous.manifest.input.sample_period_s)
             self.running = previous
             if self._on_model is not None:
                 self._on_model(previous)
@@ -428,29 +450,6 @@ class OtaManager:
     def _step(self, name: str) -> None:
         if self._on_step is not None:
             self._on_step(name)
-
-
-def check_replacement(manifest: Manifest, running: LoadedModel, *, is_rollback: bool) -> None:
-    """Whether a verified bundle may replace the running model: not older unless the
-    cloud asks for a rollback (anti-rollback), same window length and horizons (alarm
-    rules select horizons). Raises Downgrade or Incompatible."""
-    version = manifest.model.version
-    running_version = running.manifest.model.version
-    if version_key(version) < version_key(running_version) and not is_rollback:
-        raise Downgrade(
-            f"{version} < running {running_version} and the cloud did not ask for a rollback"
-        )
-    forecaster = running.forecaster
-    if manifest.input.window_length != forecaster.window_length:
-        raise Incompatible(
-            f"window_length {manifest.input.window_length}, running model "
-            f"{forecaster.window_length}"
-        )
-    if tuple(manifest.output.horizons) != forecaster.horizons:
-        raise Incompatible(
-            f"horizons {manifest.output.horizons}, running model {list(forecaster.horizons)} "
-            "(alarm rules select horizons)"
-        )
 
 
 def _guard_figures(guard: ShadowGuard) -> dict[str, Any]:

@@ -60,6 +60,8 @@ def test_fleet_retrain_on_two_workers(
         report = (d.report_dir / "report.md").read_text()
         assert "| deployed edgetwin-generic-forecaster 1.0.0 (int8) |" in report
         assert "training windows" in report
+        # Horizons in time at the summary interval (60 s), as the device runs them.
+        assert "| 16 (16 min) |" in report and "| 1 (60 s) |" in report
         decision = json.loads((d.report_dir / "decision.json").read_text())
         assert decision["verdict"] == d.verdict.value and decision["reason"] == d.reason
         assert decision["deployed"]["scores"]["mae"] > 0

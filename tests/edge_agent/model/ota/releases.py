@@ -54,7 +54,7 @@ def versioned(version: str) -> Any:
     return edit
 
 
-def degraded(version: str, min_std_abs: float = 1000.0) -> Any:
+def degraded(version: str, min_std_abs: float = 10.0) -> Any:
     """A real, consistently signed model that forecasts badly: the shipped network with
     a std floor so large that every window looks flat to it. Its golden vectors are
     recomputed, so only live data shows it is worse."""
