@@ -26,6 +26,7 @@ from edge_agent.alarms.model import Alarm, AlarmEvent
 from edge_agent.config import LoadedConfig
 from edge_agent.daemon.watchdog import ProgressMonitor, feed_watchdog
 from edge_agent.http.app import create_app
+from edge_agent.http.health import action_health, alarm_levels
 from edge_agent.http.metrics import AgentCollector
 from edge_agent.http.status import (
     AgentInfo,
@@ -410,6 +411,10 @@ class Agent:
                 self.sync.status()
                 if self.sync is not None
                 else SyncInfo(backlog=dict(stats.outbox_rows))
+            ),
+            actions=action_health(self.actions),
+            alarm_levels=alarm_levels(
+                [self.engine.rule(r.name) for r in self.config.alarms], self.pipeline.channels
             ),
         )
 

@@ -19,6 +19,7 @@ from pydantic import BaseModel, Field
 from edge_agent import __version__
 from edge_agent.errors import AlarmNotFound
 from edge_agent.http.config import HttpConfig
+from edge_agent.http.history import add_summary_routes
 from edge_agent.http.page import add_status_page
 from edge_agent.http.status import AgentStatus, AlarmInfo, ReadingInfo
 
@@ -111,5 +112,6 @@ def create_app(view: AgentView, config: HttpConfig) -> FastAPI:
     async def metrics() -> Response:
         return Response(generate_latest(view.registry), media_type=CONTENT_TYPE_LATEST)
 
+    add_summary_routes(app, view)
     add_status_page(app)
     return app

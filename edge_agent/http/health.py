@@ -1,0 +1,63 @@
+"""The parts of /status that come from the alarm side: each action's health and the
+alarm levels in effect per channel. Read from memory only: /status runs on the loop."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+from edge_agent.actions.base import Action, DeliveryHealth
+from edge_agent.alarms.rules.base import ALL_CHANNELS, LevelRule, RuleConfig
+from edge_agent.http.status import ActionInfo, AlarmLevel
+
+LEVEL_TYPES = frozenset({"value_above", "value_below", "forecast_above", "forecast_below"})
+"""Rules whose levels are in the channel's own units, so they belong on its chart."""
+
+
+def action_health(actions: Mapping[str, Action]) -> list[ActionInfo]:
+    """One entry per action, by name. An action without ``health`` (one that cannot
+    fail, or a test's recorder) reports no success or error times."""
+    found = []
+    for name, action in sorted(actions.items()):
+        health = getattr(action, "health", None)
+        if not isinstance(health, DeliveryHealth):
+            health = DeliveryHealth()
+        config = getattr(action, "config", None)
+        counters = dict(action.counters)
+        found.append(
+            ActionInfo(
+                name=name,
+                type=str(getattr(config, "type", type(action).__name__)),
+                last_success=health.last_success,
+                last_error=health.last_error,
+                last_error_at=health.last_error_at,
+                queue_depth=int(getattr(action, "pending", 0)),
+                dropped=counters.get("dropped", 0),
+                failed=counters.get("failed", 0),
+                is_failing=health.is_failing,
+                counters=counters,
+            )
+        )
+    return found
+
+
+def alarm_levels(rules: Iterable[RuleConfig], channels: Iterable[str]) -> list[AlarmLevel]:
+    """The levels of the value and forecast rules, per channel they watch ("*": every
+    channel in ``channels``)."""
+    names = list(channels)
+    levels = []
+    for rule in rules:
+        if not isinstance(rule, LevelRule) or rule.type not in LEVEL_TYPES:
+            continue
+        watched = names if rule.channel == ALL_CHANNELS else [rule.channel]
+        for channel in watched:
+            levels.append(
+                AlarmLevel(
+                    rule=rule.name,
+                    channel=channel,
+                    type=rule.type,
+                    set=rule.set,
+                    clear=rule.set if rule.clear is None else rule.clear,
+                    severity=rule.severity.value,
+                )
+            )
+    return levels
