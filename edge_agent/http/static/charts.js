@@ -155,6 +155,12 @@
     // forecast ahead, score, then one flat line per alarm level.
     columns() {
       const x = [], value = [], lo = [], hi = [], fc = [], ahead = [], score = [];
+      const first = this.sums.length ? this.sums[0].start : this.raw.ts.length ? this.raw.ts[0] : this.end;
+      if (this.levels.length && this.end - this.range < first) {
+        // An empty point at the range's start: the level lines cross the whole chart.
+        x.push(this.end - this.range); value.push(null); lo.push(null); hi.push(null);
+        fc.push(null); ahead.push(null); score.push(null);
+      }
       for (const s of this.sums) {
         if (x.length && s.start - x[x.length - 1] > 1.5 * (s.end - s.start)) {
           x.push(s.start); value.push(null); lo.push(null); hi.push(null);
