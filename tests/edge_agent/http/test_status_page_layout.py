@@ -107,7 +107,8 @@ GEOMETRY = """() => {
     scrollWidth: document.documentElement.scrollWidth,
     cards: [...document.querySelectorAll('.channel')].map((card) => {
       const style = getComputedStyle(card);
-      const inner = card.clientWidth - parseFloat(style.paddingLeft) - parseFloat(style.paddingRight);
+      const pad = parseFloat(style.paddingLeft) + parseFloat(style.paddingRight);
+      const inner = card.clientWidth - pad;
       const chart = card.querySelector('.uplot');
       return {name: card.dataset.channel, card: box(card), inner,
               chart: chart ? box(chart) : null,
