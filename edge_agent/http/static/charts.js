@@ -46,6 +46,14 @@
     return `${(s / 86400).toFixed(1).replace(/\.0$/, "")} d`;
   }
 
+  // "4k" rather than "4,000": the score axis is narrow.
+  function compact(v) {
+    const a = Math.abs(v);
+    if (a >= 1e6) return `${+(v / 1e6).toPrecision(3)}M`;
+    if (a >= 1e3) return `${+(v / 1e3).toPrecision(3)}k`;
+    return `${+v.toPrecision(3)}`;
+  }
+
   class ChannelChart {
     constructor(name, container) {
       this.name = name;
@@ -209,7 +217,7 @@
         ] : []),
         { label: "forecast", stroke: "#b35900", width: 1, dash: [4, 3] },
         { label: "forecast ahead", stroke: "#b35900", width: 2, spanGaps: true, points: { show: true, size: 4 } },
-        { label: "score", stroke: "#8e44ad", width: 1, scale: "score" },
+        { label: "score", stroke: "rgba(142,68,173,0.55)", width: 1, scale: "score" },
       ];
       for (const level of this.levels) {
         const bad = level.severity === "critical";
@@ -228,12 +236,13 @@
         scales: { x: { time: true, range: (u, lo, hi) => [Math.min(lo, this.end - this.range), Math.max(hi, this.end)] }, score: { range: (u, lo, hi) => [0, Math.max(1, hi || 0)] } },
         bands: summaries ? [{ series: [3, 2], fill: "rgba(31,95,174,0.12)" }] : [],
         series,
-        axes: [{}, { size: 56 }, { scale: "score", side: 1, grid: { show: false }, size: 40 }],
+        axes: [{}, { size: 56 }, { scale: "score", side: 1, grid: { show: false }, size: 44, values: (u, ticks) => ticks.map(compact) }],
       };
     }
 
     draw() {
       if (!this.hasData()) return;
+      this.drawnRange = this.range; // what the chart on screen shows (tests wait on it)
       const key = `${this.mode}|${this.levelKey()}|${this.unit}`;
       if (!this.plot || this.key !== key) {
         if (this.plot) this.plot.destroy();
