@@ -9,8 +9,11 @@ from edge_agent.actions.base import Action, DeliveryHealth
 from edge_agent.alarms.rules.base import ALL_CHANNELS, LevelRule, RuleConfig
 from edge_agent.http.status import ActionInfo, AlarmLevel
 
-LEVEL_TYPES = frozenset({"value_above", "value_below", "forecast_above", "forecast_below"})
-"""Rules whose levels are in the channel's own units, so they belong on its chart."""
+LEVEL_TYPES = frozenset(
+    {"value_above", "value_below", "forecast_above", "forecast_below", "score_above"}
+)
+"""Rules whose levels belong on the channel's chart: in the channel's own units, or
+(score_above) on the anomaly score's axis."""
 
 
 def action_health(actions: Mapping[str, Action]) -> list[ActionInfo]:
@@ -41,8 +44,8 @@ def action_health(actions: Mapping[str, Action]) -> list[ActionInfo]:
 
 
 def alarm_levels(rules: Iterable[RuleConfig], channels: Iterable[str]) -> list[AlarmLevel]:
-    """The levels of the value and forecast rules, per channel they watch ("*": every
-    channel in ``channels``)."""
+    """The levels of the value, forecast and score rules, per channel they watch ("*":
+    every channel in ``channels``)."""
     names = list(channels)
     levels = []
     for rule in rules:

@@ -133,8 +133,8 @@ class AgentStatus(BaseModel):
     actions: list[ActionInfo] = Field(default_factory=list)
     """Every alarm action (log, webhook, GPIO output...) and whether its outputs get through."""
     alarm_levels: list[AlarmLevel] = Field(default_factory=list)
-    """The levels in effect (value and forecast rules, after the cloud's overrides), one
-    entry per rule and channel: the status page draws them on the channel's chart."""
+    """The levels in effect (value, forecast and score rules, after the cloud's
+    overrides), one entry per rule and channel: the status page draws them as lines."""
 
 
 class ReadingInfo(BaseModel):
@@ -174,9 +174,9 @@ class AlarmLevel(BaseModel):
     rule: str
     channel: str
     type: str
-    """value_above, value_below, forecast_above or forecast_below."""
+    """value_above, value_below, forecast_above, forecast_below or score_above."""
     set: float
-    """Channel units."""
+    """Channel units (score_above: the anomaly score's)."""
     clear: float
-    """Channel units (the set level when the rule has no hysteresis)."""
+    """As ``set`` (the set level when the rule has no hysteresis)."""
     severity: str

@@ -222,18 +222,24 @@
       for (const level of this.levels) {
         const bad = level.severity === "critical";
         const sign = level.type.endsWith("_below") ? "≤" : "≥";
-        const what = level.type.startsWith("forecast") ? "forecast " : "";
+        const score = level.type.startsWith("score");
+        const what = level.type.startsWith("forecast") ? "forecast " : score ? "score " : "";
         series.push({
           label: `${level.rule}: ${what}${sign} ${level.set}`,
-          stroke: bad ? "#b3261e" : "#d97706", width: 1, dash: [8, 4], points: { show: false },
+          stroke: score ? "rgba(142,68,173,0.7)" : bad ? "#b3261e" : "#d97706",
+          width: 1, dash: score ? [2, 3] : [8, 4], points: { show: false },
+          ...(score ? { scale: "score" } : {}),
         });
       }
+      // The score keeps to the lower half of the chart (its alarm level at most halfway
+      // up), so it does not hide the values it scores.
+      const scoreTop = Math.max(1, ...this.levels.filter((l) => l.type.startsWith("score")).map((l) => l.set));
       return {
         width: this.width(), height: HEIGHT,
         legend: { live: true },
         cursor: { points: { show: false } },
         // The whole range, even when the data covers part of it: the chosen range shows.
-        scales: { x: { time: true, range: (u, lo, hi) => [Math.min(lo, this.end - this.range), Math.max(hi, this.end)] }, score: { range: (u, lo, hi) => [0, Math.max(1, hi || 0)] } },
+        scales: { x: { time: true, range: (u, lo, hi) => [Math.min(lo, this.end - this.range), Math.max(hi, this.end)] }, score: { range: (u, lo, hi) => [0, 2 * Math.max(scoreTop, hi || 0)] } },
         bands: summaries ? [{ series: [3, 2], fill: "rgba(31,95,174,0.12)" }] : [],
         series,
         axes: [{}, { size: 56 }, { scale: "score", side: 1, grid: { show: false }, size: 44, values: (u, ticks) => ticks.map(compact) }],
