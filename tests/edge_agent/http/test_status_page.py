@@ -148,6 +148,8 @@ def test_agent_without_a_model_says_why(tmp_path: Path, web: BrowserPage) -> Non
         wait_until(lambda: _answers(agent.url), "the no-model agent's HTTP API")
         assert agent.get("/status")["model"] is None
         assert httpx.get(agent.url + "/ready", timeout=5).status_code == 503
+        summaries = httpx.get(agent.url + "/summaries?channel=temp", timeout=5)
+        assert summaries.status_code == 503 and "without a model" in summaries.json()["detail"]
         page = web.page
         page.goto(agent.url + "/?poll_ms=250")
         page.wait_for_function("() => window.edgeStatus.updates > 0")
