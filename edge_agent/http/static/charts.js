@@ -29,9 +29,9 @@
   }
 
   // Seconds ahead of each forecast horizon: horizon_s when the agent sends it (one per
-  // horizon, or one number per forecast), else steps × the model's or the data's period.
+  // horizon), else steps × the model's period (model_period_s) or the data's.
   function horizonsSeconds(forecast, period) {
-    const given = forecast.horizons_s || forecast.horizon_s;
+    const given = forecast.horizon_s;
     if (Array.isArray(given) && given.length === forecast.values.length) return given;
     const step = forecast.model_period_s || period;
     if (!step) return null;

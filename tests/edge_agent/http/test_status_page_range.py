@@ -95,7 +95,7 @@ def test_alarm_level_and_forecast_ahead(agent: Agent, web: BrowserPage) -> None:
     status = httpx.get(agent.http_url + "/status", timeout=10).json()
     (channel,) = status["channels"]
     forecast = channel["forecast"]
-    ahead_s = forecast.get("horizons_s") or [h * 1.0 for h in forecast["horizons"]]  # 1 Hz
+    ahead_s = forecast.get("horizon_s") or [h * 1.0 for h in forecast["horizons"]]  # 1 Hz
     ahead = _column(chart, "forecast ahead")
     points = [(t, v) for t, v in zip(x, ahead, strict=True) if v is not None]
     assert points[0] == (channel["last_ts"], channel["last_value"])  # starts at the last sample
