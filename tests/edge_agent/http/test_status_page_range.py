@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -104,4 +103,32 @@ def test_alarm_level_and_forecast_ahead(agent: Agent, web: BrowserPage) -> None:
     assert sorted(v for _, v in points[1:]) == pytest.approx(sorted(forecast["values"]))
     meta = page.inner_text(".channel[data-channel='temp'] .channel-meta")
     assert f"in {int(max(ahead_s))} s" in meta
+    assert web.errors == []
+
+
+def test_forecast_placed_at_horizon_s_when_the_agent_sends_it(
+    agent: Agent, web: BrowserPage
+) -> None:
+    """The agent's /status gains horizon_s per forecast (a model fed minute means): the
+    path is drawn that far ahead and the text says "in 16 min"."""
+    page = web.page
+
+    def with_horizon_s(route: Any) -> None:
+        status = route.fetch().json()
+        for channel in status["channels"]:
+            forecast = channel["forecast"]
+            forecast["horizon_s"] = [60.0 * h for h in forecast["horizons"]]
+            forecast["model_period_s"] = 60.0
+        route.fulfill(json=status)
+
+    page.route("**/status", with_horizon_s)
+    page.goto(f"{agent.http_url}/?poll_ms=500&range=3600")
+    page.wait_for_selector(".channel[data-channel='temp'] canvas")
+    chart = _chart(web, 3600)
+    status = httpx.get(f"{agent.http_url}/status", timeout=10).json()
+    (channel,) = status["channels"]
+    x, ahead = chart["data"][0], _column(chart, "forecast ahead")
+    offsets = sorted(t - channel["last_ts"] for t, v in zip(x, ahead, strict=True) if v is not None)
+    assert offsets == pytest.approx([0.0] + [60.0 * h for h in channel["forecast"]["horizons"]])
+    assert "in 16 min" in page.inner_text(".channel[data-channel='temp'] .channel-meta")
     assert web.errors == []
