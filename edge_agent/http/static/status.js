@@ -7,6 +7,7 @@
   const params = new URLSearchParams(location.search);
   const POLL_MS = Number(params.get("poll_ms")) || 2000;
   const ALARM_LIMIT = 500;
+  const DETAIL_MAX = 20; // earlier alarms listed under an unfolded group
   const { ChannelChart, fmtSeconds, horizonsSeconds } = window.edgeCharts;
   const state = {
     charts: {}, updates: 0, lastError: null, expanded: new Set(),
@@ -268,13 +269,18 @@
       el("td", {}, a.message), ackCell(a, unacked));
     body.append(tr);
     if (state.expanded.has(g.key)) {
-      for (const x of g.alarms) {
-        if (x === a) continue;
+      const rest = g.alarms.filter((x) => x !== a);
+      for (const x of rest.slice(0, DETAIL_MAX)) {
         const row = el("tr", { class: "detail", "data-alarm": x.id });
         const cleared = x.cleared_at ? `cleared ${when(x.cleared_at)}` : x.state.replace("_", ", ");
         row.append(el("td", { colspan: 5 }, `#${x.id} · ${cleared}`), el("td", {}, when(x.raised_at)), el("td", {}, x.message),
           ackCell(x, isActive(x) && !x.acked_at ? [x] : []));
         body.append(row);
+      }
+      if (rest.length > DETAIL_MAX) {
+        const more = el("tr", { class: "detail" });
+        more.append(el("td", { colspan: 8 }, `… ${rest.length - DETAIL_MAX} earlier (GET /alarms has them all)`));
+        body.append(more);
       }
     }
     return body;
