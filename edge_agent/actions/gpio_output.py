@@ -21,7 +21,8 @@ from typing import Annotated, Any, Literal
 from gpiozero import DigitalOutputDevice, GPIOZeroError
 from pydantic import Field, model_validator
 
-from edge_agent.actions.base import ActionConfigBase, DeliveryHealth
+from edge_agent.actions.base import ActionConfigBase
+from edge_agent.actions.health import DeliveryHealth
 from edge_agent.alarms.model import Alarm, AlarmEvent, AlarmState
 from edge_agent.sources.gpio import make_pin_factory
 from edgetwin_common.plugins import Plugin

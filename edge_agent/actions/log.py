@@ -5,7 +5,8 @@ from __future__ import annotations
 import logging
 from typing import Literal
 
-from edge_agent.actions.base import ActionConfigBase, DeliveryHealth
+from edge_agent.actions.base import ActionConfigBase
+from edge_agent.actions.health import DeliveryHealth
 from edge_agent.alarms.model import AlarmEvent, AlarmEventKind
 from edgetwin_common.plugins import Plugin
 

@@ -32,8 +32,9 @@ import httpx
 from pydantic import Field, HttpUrl, ValidationInfo, model_validator
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
 
-from edge_agent.actions.base import ActionConfigBase, DeliveryHealth
+from edge_agent.actions.base import ActionConfigBase
 from edge_agent.actions.errors import DeliveryFailed, DeliveryRejected
+from edge_agent.actions.health import DeliveryHealth
 from edge_agent.alarms.model import AlarmEvent
 from edgetwin_common.plugins import Plugin
 from edgetwin_common.retry import Backoff, BackoffConfig, Jitter, complete_backoff_table

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
-from edge_agent.actions.base import Action, DeliveryHealth
+from edge_agent.actions.base import Action
+from edge_agent.actions.health import DeliveryHealth
 from edge_agent.alarms.rules.base import ALL_CHANNELS, LevelRule, RuleConfig
 from edge_agent.http.status import ActionInfo, AlarmLevel
 
