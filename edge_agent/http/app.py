@@ -19,9 +19,9 @@ from pydantic import BaseModel, Field
 from edge_agent import __version__
 from edge_agent.errors import AlarmNotFound
 from edge_agent.http.config import HttpConfig
-from edge_agent.http.history import add_summary_routes
 from edge_agent.http.page import add_status_page
 from edge_agent.http.status import AgentStatus, AlarmInfo, ReadingInfo
+from edge_agent.http.summaries import add_summary_routes
 
 
 class AgentView(Protocol):
