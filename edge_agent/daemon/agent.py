@@ -26,7 +26,6 @@ from edge_agent.alarms.model import Alarm, AlarmEvent
 from edge_agent.config import LoadedConfig
 from edge_agent.daemon.watchdog import ProgressMonitor, feed_watchdog
 from edge_agent.http.app import create_app
-from edge_agent.http.health import action_health, alarm_levels
 from edge_agent.http.metrics import AgentCollector
 from edge_agent.http.status import (
     AgentInfo,
@@ -36,10 +35,10 @@ from edge_agent.http.status import (
     Forecast,
     ModelInfo,
     ReadingInfo,
-    SourceInfo,
     StoreInfo,
     SyncInfo,
 )
+from edge_agent.http.status_parts import action_health, alarm_levels, source_infos
 from edge_agent.model.bundle import LoadedModel
 from edge_agent.model.ota.download import Downloader
 from edge_agent.model.ota.layout import ModelsDir
@@ -392,18 +391,7 @@ class Agent:
                 window_length=m.input.window_length,
                 horizons=list(m.output.horizons),
             ),
-            sources=[
-                SourceInfo(
-                    name=src.name,
-                    type=type(src).__name__,
-                    state=src.health.state.value,
-                    since=src.health.since,
-                    last_reading_ts=src.health.last_reading_ts,
-                    last_error=src.health.last_error,
-                    counters=dict(src.health.counters),
-                )
-                for src in self.sources
-            ],
+            sources=source_infos(self.sources),
             channels=channels,
             alarms=[_alarm_info(a) for a in self.engine.active()],
             store=StoreInfo(path=str(self.store.path), details=stats.to_dict()),
@@ -413,9 +401,7 @@ class Agent:
                 else SyncInfo(backlog=dict(stats.outbox_rows))
             ),
             actions=action_health(self.actions),
-            alarm_levels=alarm_levels(
-                [self.engine.rule(r.name) for r in self.config.alarms], self.pipeline.channels
-            ),
+            alarm_levels=alarm_levels(self.config.alarms, self.engine.rule, self.pipeline.channels),
         )
 
     def _device_report(self) -> DeviceReport:

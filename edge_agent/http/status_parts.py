@@ -1,20 +1,38 @@
-"""The parts of /status that come from the alarm side: each action's health and the
-alarm levels in effect per channel. Read from memory only: /status runs on the loop."""
+"""Parts of /status built from the agent's objects: the sources, each action's health
+and the alarm levels in effect per channel. Read from memory only: /status runs on the
+event loop."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 
 from edge_agent.actions.base import Action
 from edge_agent.actions.health import DeliveryHealth
 from edge_agent.alarms.rules.base import ALL_CHANNELS, LevelRule, RuleConfig
-from edge_agent.http.status import ActionInfo, AlarmLevel
+from edge_agent.http.status import ActionInfo, AlarmLevel, SourceInfo
+from edge_agent.sources.base import Source
 
 LEVEL_TYPES = frozenset(
     {"value_above", "value_below", "forecast_above", "forecast_below", "score_above"}
 )
 """Rules whose levels belong on the channel's chart: in the channel's own units, or
 (score_above) on the anomaly score's axis."""
+
+
+def source_infos(sources: Iterable[Source]) -> list[SourceInfo]:
+    """Each source's state, the time it changed, its last reading and error, counters."""
+    return [
+        SourceInfo(
+            name=src.name,
+            type=type(src).__name__,
+            state=src.health.state.value,
+            since=src.health.since,
+            last_reading_ts=src.health.last_reading_ts,
+            last_error=src.health.last_error,
+            counters=dict(src.health.counters),
+        )
+        for src in sources
+    ]
 
 
 def action_health(actions: Mapping[str, Action]) -> list[ActionInfo]:
@@ -44,12 +62,16 @@ def action_health(actions: Mapping[str, Action]) -> list[ActionInfo]:
     return found
 
 
-def alarm_levels(rules: Iterable[RuleConfig], channels: Iterable[str]) -> list[AlarmLevel]:
+def alarm_levels(
+    rules: Iterable[RuleConfig], in_effect: Callable[[str], RuleConfig], channels: Iterable[str]
+) -> list[AlarmLevel]:
     """The levels of the value, forecast and score rules, per channel they watch ("*":
-    every channel in ``channels``)."""
+    every channel in ``channels``). ``in_effect``: the rule now in force under a
+    configured rule's name (``AlarmEngine.rule``: the cloud may have overridden levels)."""
     names = list(channels)
     levels = []
-    for rule in rules:
+    for configured in rules:
+        rule = in_effect(configured.name)
         if not isinstance(rule, LevelRule) or rule.type not in LEVEL_TYPES:
             continue
         watched = names if rule.channel == ALL_CHANNELS else [rule.channel]
