@@ -22,6 +22,7 @@ from gpiozero import DigitalOutputDevice, GPIOZeroError
 from pydantic import Field, model_validator
 
 from edge_agent.actions.base import ActionConfigBase
+from edge_agent.actions.health import DeliveryHealth
 from edge_agent.alarms.model import Alarm, AlarmEvent, AlarmState
 from edge_agent.sources.gpio import make_pin_factory
 from edgetwin_common.plugins import Plugin
@@ -90,6 +91,8 @@ class GpioOutputAction:
         self.name = config.name
         self.config = config
         self.counters: dict[str, int] = {"events": 0, "switches": 0, "open_failures": 0}
+        self.health = DeliveryHealth()
+        """Success: the pin was claimed or driven; error: it could not be claimed."""
         self.mode = OutputMode.OFF
         """The mode the output is in (or would be in, while the pin is not claimed)."""
         self._pin_factory = pin_factory
@@ -127,6 +130,7 @@ class GpioOutputAction:
             )
         except (GPIOZeroError, ImportError, OSError, RuntimeError) as exc:
             self.counters["open_failures"] += 1
+            self.health.failed(f"cannot claim pin {self.config.pin}: {exc}")
             log.error("gpio output %s: cannot claim pin %s: %s", self.name, self.config.pin, exc)
             return
         self._drive(self.mode)
@@ -172,6 +176,7 @@ class GpioOutputAction:
         device = self._device
         if device is None:
             return
+        self.health.succeeded()
         if mode is OutputMode.ON:
             device.on()
         elif mode is OutputMode.BLINK:

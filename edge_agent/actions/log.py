@@ -6,6 +6,7 @@ import logging
 from typing import Literal
 
 from edge_agent.actions.base import ActionConfigBase
+from edge_agent.actions.health import DeliveryHealth
 from edge_agent.alarms.model import AlarmEvent, AlarmEventKind
 from edgetwin_common.plugins import Plugin
 
@@ -33,6 +34,7 @@ class LogAction:
         self.name = config.name
         self.config = config
         self.counters: dict[str, int] = {"logged": 0}
+        self.health = DeliveryHealth()
         self._level = _LEVELS[config.level]
         self._logger = logger or logging.getLogger(LOGGER_NAME)
 
@@ -52,6 +54,7 @@ class LogAction:
             extra={"alarm_event": event.to_dict()},
         )
         self.counters["logged"] += 1
+        self.health.succeeded()
 
     async def start(self) -> None:
         """Nothing to start: logging is synchronous."""

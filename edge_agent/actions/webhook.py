@@ -1,9 +1,12 @@
 """The "webhook" action: HTTP POST of each alarm event as JSON, retried with backoff.
 
 ``notify`` only appends to a bounded in-memory queue (oldest dropped and counted when
-full) and wakes the sender task; it never waits for the network. The sender posts one
-event at a time, in order, and forgets an event only when the receiver accepted it (2xx)
-or when it gave up on it (counted as failed):
+full) and wakes the sender task; it never waits for the network. Up to ``concurrency``
+alarms are delivered at once, so one alarm's retries (about 17 s with the default
+backoff when the receiver is down) never hold back the events of the others; the
+events of one alarm go one at a time, in order (raised before cleared). An event is
+forgotten only when the receiver accepted it (2xx) or when the sender gave up on it
+(counted as failed):
 
 - retried: connection errors, timeouts, HTTP 5xx and 429, up to ``retries`` more
   attempts, the n-th after ``backoff.initial_s · 2^(n-1)`` plus up to
@@ -13,14 +16,15 @@ or when it gave up on it (counted as failed):
 
 Body: ``AlarmEvent.to_dict()``. Header ``Idempotency-Key: <alarm id>-<event kind>`` lets a
 receiver drop the duplicate a retry after a lost response can produce.
-Counters: queued, sent, retried (attempts after the first), failed, dropped.
+Counters: queued, sent, retried (attempts after the first), failed, dropped; ``health``
+keeps the last success and the last error (with its time) for /status.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
+import threading
 from collections import deque
 from typing import Annotated, Any, Literal
 
@@ -30,6 +34,7 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_aft
 
 from edge_agent.actions.base import ActionConfigBase
 from edge_agent.actions.errors import DeliveryFailed, DeliveryRejected
+from edge_agent.actions.health import DeliveryHealth
 from edge_agent.alarms.model import AlarmEvent
 from edgetwin_common.plugins import Plugin
 from edgetwin_common.retry import Backoff, BackoffConfig, Jitter, complete_backoff_table
@@ -53,6 +58,9 @@ class WebhookActionConfig(ActionConfigBase):
     headers: dict[str, str] = Field(default_factory=dict)
     queue_max: Annotated[int, Field(ge=1)] = 1000
     """Events waiting to be sent; past it the oldest is dropped and counted."""
+    concurrency: Annotated[int, Field(ge=1, le=64)] = 4
+    """Alarms delivered at once (each with its own retries); the events of one alarm
+    still go one at a time, in order."""
 
     @model_validator(mode="before")
     @classmethod
@@ -92,9 +100,14 @@ class WebhookAction:
             "failed": 0,
             "dropped": 0,
         }
+        self.health = DeliveryHealth()
         self._url = str(config.url)
         self._queue: deque[AlarmEvent] = deque()
-        self._in_flight: AlarmEvent | None = None
+        self._lock = threading.Lock()
+        """Guards ``_queue``: notify may come from another thread while the sender scans."""
+        self._in_flight: dict[int, AlarmEvent] = {}
+        """Being sent, by alarm id: at most one event per alarm, at most ``concurrency``."""
+        self._senders: set[asyncio.Task[None]] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wakeup: asyncio.Event | None = None
         self._worker: asyncio.Task[None] | None = None
@@ -104,17 +117,18 @@ class WebhookAction:
 
     @property
     def pending(self) -> int:
-        """Events queued or being sent."""
-        return len(self._queue) + (self._in_flight is not None)
+        """Events queued or being sent (the queue depth /status reports)."""
+        return len(self._queue) + len(self._in_flight)
 
     def notify(self, event: AlarmEvent) -> None:
         """Queue the event (dropping the oldest when ``queue_max`` are waiting) and wake the
         sender. Returns at once; callable before ``start`` and from any thread."""
-        if len(self._queue) >= self.config.queue_max:
-            self._queue.popleft()
-            self.counters["dropped"] += 1
-        self._queue.append(event)
-        self.counters["queued"] += 1
+        with self._lock:
+            if len(self._queue) >= self.config.queue_max:
+                self._queue.popleft()
+                self.counters["dropped"] += 1
+            self._queue.append(event)
+            self.counters["queued"] += 1
         loop, wakeup = self._loop, self._wakeup
         if loop is not None and wakeup is not None and not loop.is_closed():
             loop.call_soon_threadsafe(wakeup.set)
@@ -141,16 +155,15 @@ class WebhookAction:
         if self._wakeup is not None:
             self._wakeup.set()
         await asyncio.wait({worker}, timeout=timeout_s)
-        if not worker.done():
-            worker.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await worker
         left = self.pending
+        for task in (worker, *self._senders):
+            task.cancel()
+        await asyncio.gather(worker, *self._senders, return_exceptions=True)
         if left:
             self.counters["dropped"] += left
             log.warning("webhook %s: stopped with %d event(s) unsent (dropped)", self.name, left)
         self._queue.clear()
-        self._in_flight = None
+        self._in_flight.clear()
         self._worker = None
         self._loop = None
         self._wakeup = None
@@ -164,13 +177,33 @@ class WebhookAction:
         while True:
             await wakeup.wait()
             wakeup.clear()
-            while self._queue:
-                event = self._queue.popleft()
-                self._in_flight = event  # forgotten only once delivered or given up on
-                await self._deliver(event)
-                self._in_flight = None
-            if self._closing:
+            while len(self._in_flight) < self.config.concurrency:
+                event = self._next_event()
+                if event is None:
+                    break
+                self._in_flight[event.alarm.id] = event  # forgotten once delivered or given up
+                task = asyncio.create_task(self._send(event), name=f"webhook:{self.name}:send")
+                self._senders.add(task)
+                task.add_done_callback(self._on_sender_done)
+            if self._closing and not self._queue and not self._in_flight:
                 return
+
+    def _next_event(self) -> AlarmEvent | None:
+        """The oldest queued event of an alarm with nothing in flight (per-alarm order)."""
+        with self._lock:
+            for i, event in enumerate(self._queue):
+                if event.alarm.id not in self._in_flight:
+                    del self._queue[i]
+                    return event
+        return None
+
+    async def _send(self, event: AlarmEvent) -> None:
+        try:
+            await self._deliver(event)
+        finally:
+            self._in_flight.pop(event.alarm.id, None)
+            if self._wakeup is not None:
+                self._wakeup.set()
 
     async def _deliver(self, event: AlarmEvent) -> None:
         body = event.to_dict()
@@ -188,6 +221,7 @@ class WebhookAction:
                     await self._post(body, headers)
         except (DeliveryFailed, DeliveryRejected, httpx.HTTPError) as exc:
             self.counters["failed"] += 1
+            self.health.failed(f"alarm {event.alarm.id} {event.kind.value}: {_describe(exc)}")
             log.warning(
                 "webhook %s: gave up on alarm %d %s after %d attempt(s): %s",
                 self.name,
@@ -198,6 +232,7 @@ class WebhookAction:
             )
         else:
             self.counters["sent"] += 1
+            self.health.succeeded()
 
     async def _post(self, body: dict[str, Any], headers: dict[str, str]) -> None:
         assert self._client is not None
@@ -219,6 +254,8 @@ class WebhookAction:
     def _count_retry(self, state: RetryCallState) -> None:
         self.counters["retried"] += 1
         exc = state.outcome.exception() if state.outcome is not None else None
+        if exc is not None:
+            self.health.failed(_describe(exc))
         log.debug(
             "webhook %s: attempt %d failed (%s), retrying", self.name, state.attempt_number, exc
         )
@@ -230,6 +267,19 @@ class WebhookAction:
                 self.name,
                 exc_info=task.exception(),
             )
+
+    def _on_sender_done(self, task: asyncio.Task[None]) -> None:
+        self._senders.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error(
+                "webhook %s: a delivery failed unexpectedly", self.name, exc_info=task.exception()
+            )
+
+
+def _describe(exc: BaseException) -> str:
+    """ "ConnectError: [Errno 111] Connection refused": the class says what kind."""
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 PLUGIN = Plugin(WebhookActionConfig, WebhookAction)

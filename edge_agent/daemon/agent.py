@@ -35,10 +35,10 @@ from edge_agent.http.status import (
     Forecast,
     ModelInfo,
     ReadingInfo,
-    SourceInfo,
     StoreInfo,
     SyncInfo,
 )
+from edge_agent.http.status_parts import action_health, alarm_levels, source_infos
 from edge_agent.model.bundle import LoadedModel
 from edge_agent.model.ota.download import Downloader
 from edge_agent.model.ota.layout import ModelsDir
@@ -401,18 +401,7 @@ class Agent:
                 window_length=m.input.window_length,
                 horizons=list(m.output.horizons),
             ),
-            sources=[
-                SourceInfo(
-                    name=src.name,
-                    type=type(src).__name__,
-                    state=src.health.state.value,
-                    since=src.health.since,
-                    last_reading_ts=src.health.last_reading_ts,
-                    last_error=src.health.last_error,
-                    counters=dict(src.health.counters),
-                )
-                for src in self.sources
-            ],
+            sources=source_infos(self.sources),
             channels=channels,
             alarms=[_alarm_info(a) for a in self.engine.active()],
             store=StoreInfo(path=str(self.store.path), details=stats.to_dict()),
@@ -421,6 +410,8 @@ class Agent:
                 if self.sync is not None
                 else SyncInfo(backlog=dict(stats.outbox_rows))
             ),
+            actions=action_health(self.actions),
+            alarm_levels=alarm_levels(self.config.alarms, self.engine.rule, self.pipeline.channels),
         )
 
     def _device_report(self) -> DeviceReport:

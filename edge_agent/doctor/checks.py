@@ -7,7 +7,7 @@ a line in docs/operations.md and a test in tests/edge_agent/doctor/.
 
 from __future__ import annotations
 
-from edge_agent.doctor import clock, cloud, configfile, disk, model, serial, store
+from edge_agent.doctor import actions, clock, cloud, configfile, disk, model, serial, store
 from edge_agent.doctor.base import DoctorCheck
 
 CHECKS: tuple[DoctorCheck, ...] = (
@@ -18,4 +18,5 @@ CHECKS: tuple[DoctorCheck, ...] = (
     DoctorCheck(clock.CHECK, clock.check, needs_config=False),
     DoctorCheck(disk.CHECK, disk.check),
     DoctorCheck(cloud.CHECK, cloud.check),
+    DoctorCheck(actions.CHECK, actions.check),
 )

@@ -23,6 +23,7 @@ from edge_agent.http.config import HttpConfig
 from edge_agent.http.guard import RequestGuard
 from edge_agent.http.page import add_status_page
 from edge_agent.http.status import AgentStatus, AlarmInfo, ReadingInfo
+from edge_agent.http.summaries import add_summary_routes
 
 
 class AgentView(Protocol):
@@ -129,5 +130,6 @@ def create_app(view: AgentView, config: HttpConfig) -> FastAPI:
     async def metrics() -> Response:
         return Response(generate_latest(view.registry), media_type=CONTENT_TYPE_LATEST)
 
+    add_summary_routes(app, view)
     add_status_page(app)
     return app

@@ -28,6 +28,7 @@ class AgentCollector(Collector):
         if s.sync.enabled:
             yield from _sync(s.sync)
         yield from _alarms(s)
+        yield from _actions(s)
 
 
 def _agent(s: AgentStatus) -> Iterator[Metric]:
@@ -128,3 +129,38 @@ def _alarms(s: AgentStatus) -> Iterator[Metric]:
     for (severity, state), n in counts.items():
         alarms.add_metric([severity, state], n)
     yield alarms
+
+
+def _actions(s: AgentStatus) -> Iterator[Metric]:
+    """Per-action health: alert on edge_action_failing == 1 (the control room is not
+    getting alarms) and on a rising edge_action_dropped_total."""
+    labels = ["action", "type"]
+    failing = GaugeMetricFamily(
+        "edge_action_failing", "1 while the action's last delivery failed", labels=labels
+    )
+    success = GaugeMetricFamily(
+        "edge_action_last_success_timestamp_seconds", "Last delivery that worked", labels=labels
+    )
+    error = GaugeMetricFamily(
+        "edge_action_last_error_timestamp_seconds", "Last delivery that failed", labels=labels
+    )
+    depth = GaugeMetricFamily(
+        "edge_action_queue_depth", "Events queued or being delivered", labels=labels
+    )
+    dropped = CounterMetricFamily(
+        "edge_action_dropped", "Events dropped (queue full, shutdown)", labels=labels
+    )
+    failed = CounterMetricFamily(
+        "edge_action_failed", "Events given up on after their retries", labels=labels
+    )
+    for action in s.actions:
+        key = [action.name, action.type]
+        failing.add_metric(key, 1.0 if action.is_failing else 0.0)
+        if action.last_success is not None:
+            success.add_metric(key, action.last_success)
+        if action.last_error_at is not None:
+            error.add_metric(key, action.last_error_at)
+        depth.add_metric(key, action.queue_depth)
+        dropped.add_metric(key, action.dropped)
+        failed.add_metric(key, action.failed)
+    yield from (failing, success, error, depth, dropped, failed)

@@ -1,7 +1,9 @@
-"""The local status page at ``/``: a static page and its script, served from the
-package (edge_agent/http/static: the page, its CSS and JS, and uPlot 1.6.32 vendored
-from the npm registry, MIT). The script polls /status, /readings and /alarms; nothing
-is loaded from outside the device, which the Content-Security-Policy enforces."""
+"""The local status page at ``/``: a static page and its scripts, served from the
+package (edge_agent/http/static: the page, its CSS, ``status.js`` for the cards and the
+alarm table, ``charts.js`` for the channel charts, and uPlot 1.6.32 vendored from the
+npm registry, MIT). The scripts poll /status, /readings, /summaries and /alarms, and
+acknowledge with a JSON POST; nothing is loaded from outside the device, which the
+Content-Security-Policy enforces. docs/agent.md, "Status page", says what it shows."""
 
 from __future__ import annotations
 

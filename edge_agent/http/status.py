@@ -136,6 +136,11 @@ class AgentStatus(BaseModel):
     sync: SyncInfo = Field(default_factory=SyncInfo)
     problem: str | None = None
     """Why the agent is not processing readings (no model), else None."""
+    actions: list[ActionInfo] = Field(default_factory=list)
+    """Every alarm action (log, webhook, GPIO output...) and whether its outputs get through."""
+    alarm_levels: list[AlarmLevel] = Field(default_factory=list)
+    """The levels in effect (value, forecast and score rules, after the cloud's
+    overrides), one entry per rule and channel: the status page draws them as lines."""
 
 
 class ReadingInfo(BaseModel):
@@ -145,3 +150,39 @@ class ReadingInfo(BaseModel):
     forecast: float | None
     """The one-step forecast that was made for this sample."""
     anomaly_score: float | None
+
+
+class ActionInfo(BaseModel):
+    """One alarm action's health: is the control room getting the alarms?"""
+
+    name: str
+    type: str
+    """The action's plugin key: log, webhook, gpio..."""
+    last_success: float | None
+    """UNIX seconds of the last delivery (or output switch) that worked; None: none yet."""
+    last_error: str | None
+    """The last failure, kept after a recovery (compare last_error_at with last_success)."""
+    last_error_at: float | None
+    queue_depth: int
+    """Events queued or being delivered."""
+    dropped: int
+    """Events given up on for lack of room or at shutdown, since the agent started."""
+    failed: int = 0
+    """Events given up on after their retries (or refused by the receiver)."""
+    is_failing: bool = False
+    """The last outcome was an error: alarms are not getting through now."""
+    counters: dict[str, int] = Field(default_factory=dict)
+
+
+class AlarmLevel(BaseModel):
+    """A level an alarm rule compares a channel's value (or forecast) with."""
+
+    rule: str
+    channel: str
+    type: str
+    """value_above, value_below, forecast_above, forecast_below or score_above."""
+    set: float
+    """Channel units (score_above: the anomaly score's)."""
+    clear: float
+    """As ``set`` (the set level when the rule has no hysteresis)."""
+    severity: str

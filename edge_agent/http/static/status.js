@@ -1,12 +1,19 @@
-// The agent's local status page: polls /status, /readings and /alarms of the same
-// server and draws one uPlot chart per channel (value, one-step forecast, anomaly
-// score). No external resources; every failure shows as a banner, never a blank page.
+// The agent's local status page: polls /status, the data of each channel (charts.js),
+// and /alarms of the same server. No external resources; every failure shows as a
+// banner, never a blank page. Each poll fetches everything first and then paints, so
+// the first paint already shows the data the store holds.
 "use strict";
 (function () {
-  const POLL_MS = Number(new URLSearchParams(location.search).get("poll_ms")) || 2000;
-  const MAX_POINTS = 600;
-  const state = { charts: {}, series: {}, updates: 0, lastError: null };
-  window.edgeStatus = state; // read by the browser test and handy in the console
+  const params = new URLSearchParams(location.search);
+  const POLL_MS = Number(params.get("poll_ms")) || 2000;
+  const ALARM_LIMIT = 500;
+  const DETAIL_MAX = 20; // earlier alarms listed under an unfolded group
+  const { ChannelChart, fmtSeconds, horizonsSeconds } = window.edgeCharts;
+  const state = {
+    charts: {}, updates: 0, lastError: null, expanded: new Set(),
+    range: Number(params.get("range")) || Number(localStorage.getItem("edge-range")) || 300,
+  };
+  window.edgeStatus = state; // read by the browser tests and handy in the console
 
   const $ = (id) => document.getElementById(id);
   const el = (tag, attrs, text) => {
@@ -23,8 +30,10 @@
     const s = Math.max(0, Date.now() / 1000 - ts);
     if (s < 90) return `${s.toFixed(0)} s ago`;
     if (s < 5400) return `${(s / 60).toFixed(0)} min ago`;
-    return `${(s / 3600).toFixed(1)} h ago`;
+    if (s < 172800) return `${(s / 3600).toFixed(1)} h ago`;
+    return `${(s / 86400).toFixed(1)} days ago`;
   };
+  const isActive = (a) => a.state.startsWith("active");
 
   function token() { return sessionStorage.getItem("edge-agent-token"); }
 
@@ -70,6 +79,35 @@
     }
   }
 
+  // Red when an output that reaches people (anything but the log) is failing: the
+  // control room is not getting the alarms. Amber when events were dropped.
+  function renderActions(s) {
+    const list = $("actions");
+    const actions = s.actions || [];
+    list.replaceChildren();
+    if (!actions.length) list.append(el("li", { class: "muted" }, "none"));
+    let failing = false, dropped = false;
+    for (const a of actions) {
+      const li = el("li", { "data-action": a.name });
+      const cls = a.is_failing ? "bad" : a.dropped ? "warn" : "ok";
+      const word = a.is_failing ? "failing" : a.last_success ? "ok" : "idle";
+      li.append(el("strong", {}, a.name), el("span", { class: "muted" }, ` ${a.type} `), el("span", { class: `${cls} action-state` }, word));
+      if (a.is_failing) {
+        failing = failing || a.type !== "log";
+        li.append(el("div", { class: "bad" }, `${a.last_error} (${ago(a.last_error_at)})`));
+      }
+      const parts = [`last success ${ago(a.last_success)}`];
+      if (a.queue_depth) parts.push(`${a.queue_depth} queued`);
+      if (a.failed) parts.push(`${a.failed} given up`);
+      if (a.dropped) { parts.push(`${a.dropped} dropped`); dropped = true; }
+      li.append(el("div", { class: "muted" }, parts.join(" · ")));
+      list.append(li);
+    }
+    const card = $("actions-card");
+    card.classList.toggle("alert", failing);
+    card.classList.toggle("caution", !failing && dropped);
+  }
+
   function renderSync(s) {
     const box = $("sync");
     box.replaceChildren();
@@ -89,9 +127,17 @@
 
   function renderStore(s) {
     const box = $("store");
-    box.replaceChildren(el("div", { class: "muted" }, s.store.path));
     const d = s.store.details || {};
-    if (d.readings !== undefined) box.append(el("div", {}, `${d.readings} readings`));
+    box.replaceChildren();
+    if (d.reading_rows !== undefined && d.reading_rows !== null) {
+      box.append(el("div", { id: "store-readings" }, `${Number(d.reading_rows).toLocaleString("en-US")} readings`));
+    }
+    const facts = [];
+    if (d.file_bytes) facts.push(`${(Number(d.file_bytes) / 1048576).toFixed(1)} MB`);
+    if (d.last_flush_ts) facts.push(`written ${ago(d.last_flush_ts)}`);
+    if (d.flush_failures) facts.push(`${d.flush_failures} failed writes`);
+    if (facts.length) box.append(el("div", { class: d.flush_failures ? "warn" : "muted" }, facts.join(" · ")));
+    box.append(el("div", { class: "muted" }, s.store.path));
   }
 
   function channelCard(ch) {
@@ -99,77 +145,52 @@
     if (card) return card;
     card = el("div", { class: "channel", "data-channel": ch.name });
     card.append(el("h3", {}, ch.name), el("div", { class: "channel-meta muted" }),
-      el("div", { class: "empty muted" }, "waiting for the first sample…"), el("div", { class: "plot" }));
+      el("div", { class: "empty muted hidden" }), el("div", { class: "plot" }));
     $("channels").append(card);
+    state.charts[ch.name] = new ChannelChart(ch.name, card.querySelector(".plot"));
     return card;
   }
 
-  function makeChart(ch, card) {
-    const width = Math.max(320, card.clientWidth - 16);
-    const opts = {
-      width, height: 200,
-      scales: { x: { time: true }, score: { range: (u, lo, hi) => [0, Math.max(1, hi || 0)] } },
-      series: [
-        {},
-        { label: `value${ch.unit ? " (" + ch.unit + ")" : ""}`, stroke: "#1f5fae", width: 1.5 },
-        { label: "forecast", stroke: "#b35900", width: 1, dash: [4, 3] },
-        { label: "anomaly score", stroke: "#b3261e", width: 1, scale: "score" },
-      ],
-      axes: [{}, {}, { scale: "score", side: 1, grid: { show: false } }],
-    };
-    const s = state.series[ch.name];
-    return new uPlot(opts, [s.ts, s.value, s.forecast, s.score], card.querySelector(".plot"));
+  function forecastText(ch, chart) {
+    const f = ch.forecast;
+    if (!f || !f.values.length) return "forecast —";
+    const ahead = horizonsSeconds(f, chart.period);
+    const i = f.values.length - 1;
+    const at = ahead ? ` in ${fmtSeconds(ahead[i])}` : ` ${f.horizons[i]} steps ahead`;
+    return `forecast ${fmt(f.values[i])}${at}`;
   }
 
-  async function updateChannel(ch, sourceState) {
+  function renderChannel(ch, sourceState, levels) {
     const card = channelCard(ch);
-    const series = state.series[ch.name] || (state.series[ch.name] = { ts: [], value: [], forecast: [], score: [], last: null });
-    const since = series.last === null ? "" : `&since=${series.last}`;
-    const rows = await getJson(`readings?channel=${encodeURIComponent(ch.name)}&limit=${MAX_POINTS}${since}`);
-    for (const r of rows) {
-      if (series.last !== null && r.ts <= series.last) continue;
-      series.ts.push(r.ts); series.value.push(r.value);
-      series.forecast.push(r.forecast); series.score.push(r.anomaly_score);
-      series.last = r.ts;
-    }
-    const extra = series.ts.length - MAX_POINTS;
-    if (extra > 0) for (const k of ["ts", "value", "forecast", "score"]) series[k].splice(0, extra);
+    const chart = state.charts[ch.name];
+    chart.levels = levels.filter((l) => l.channel === ch.name);
+    chart.setForecast(ch);
     const health = ch.health.length ? ` · ${ch.health.join(", ")}` : "";
-    card.querySelector(".channel-meta").textContent =
-      `last ${fmt(ch.last_value)} ${ch.unit} · forecast ${ch.forecast ? fmt(ch.forecast.values[0]) : "—"} · score ${fmt(ch.anomaly_score, 3)}${ch.is_warm ? "" : " (warming up)"}${health}`;
-    card.querySelector(".channel-meta").classList.toggle("bad", ch.health.length > 0);
-    const hasData = series.ts.length > 0;
+    const meta = card.querySelector(".channel-meta");
+    meta.textContent = `last ${fmt(ch.last_value)} ${ch.unit} · ${forecastText(ch, chart)} · score ${fmt(ch.anomaly_score, 3)}${ch.is_warm ? "" : " (warming up)"}${health}`;
+    meta.classList.toggle("bad", ch.health.length > 0);
     const empty = card.querySelector(".empty");
-    empty.textContent = `waiting for the first sample from ${ch.source} (${sourceState || "unknown"})`;
-    empty.classList.toggle("bad", sourceState === "disconnected");
+    const hasData = chart.hasData();
+    if (!hasData) {
+      empty.textContent = ch.readings > 0 || ch.last_ts
+        ? `no data in the last ${fmtSeconds(state.range)}`
+        : `waiting for the first sample from ${ch.source} (${sourceState || "unknown"})`;
+      empty.classList.toggle("bad", sourceState === "disconnected");
+    }
     show(empty, !hasData);
-    if (!hasData) return;
-    if (!state.charts[ch.name]) state.charts[ch.name] = makeChart(ch, card);
-    else state.charts[ch.name].setData([series.ts, series.value, series.forecast, series.score]);
+    chart.draw();
   }
 
   function renderNoChannels(s) {
     const none = $("no-channels");
-    if (s.channels.some((c) => c.readings > 0)) { show(none, false); return; }
+    const loading = $("channels-loading");
+    if (loading) loading.remove();
+    const hasData = s.channels.some((c) => c.readings > 0 || state.charts[c.name]?.hasData());
+    if (hasData) { show(none, false); return; }
     if (!s.model) none.textContent = "No data: the agent is not running without a model.";
     else if (!s.sources.length) none.textContent = "No data yet: no sources are configured.";
     else none.textContent = `No data yet: waiting for the first reading from ${s.sources.map((x) => `${x.name} (${x.state})`).join(", ")}.`;
     show(none, true);
-  }
-
-  async function acknowledge(id, button) {
-    button.disabled = true;
-    const headers = { "Content-Type": "application/json" };
-    let r = await fetch(`alarms/${id}/ack`, { method: "POST", headers: withToken(headers), body: JSON.stringify({ by: "status page" }) });
-    if (r.status === 401) {
-      const given = window.prompt("This agent needs its HTTP token to acknowledge alarms:");
-      if (given) {
-        sessionStorage.setItem("edge-agent-token", given);
-        r = await fetch(`alarms/${id}/ack`, { method: "POST", headers: withToken(headers), body: JSON.stringify({ by: "status page" }) });
-      }
-    }
-    if (!r.ok) { button.disabled = false; setConnection(`acknowledge failed: HTTP ${r.status}`); return; }
-    await refreshAlarms();
   }
 
   function withToken(headers) {
@@ -177,27 +198,121 @@
     return t ? { ...headers, Authorization: `Bearer ${t}` } : headers;
   }
 
-  async function refreshAlarms() {
-    const alarms = await getJson("alarms?limit=50");
-    const body = $("alarms").querySelector("tbody");
-    body.replaceChildren();
-    for (const a of alarms) {
-      const tr = el("tr", { "data-alarm": a.id, class: a.state === "cleared" ? "" : "active" });
-      const sev = a.severity === "critical" ? "bad" : "warn";
-      tr.append(el("td", {}, a.id), el("td", {}, when(a.raised_at)), el("td", { class: sev }, a.severity),
-        el("td", {}, a.rule), el("td", {}, a.channel), el("td", {}, a.state), el("td", {}, a.message));
-      const ack = el("td", { class: "ack" });
-      if (a.acked_at) ack.textContent = `${when(a.acked_at)}${a.acked_by ? " by " + a.acked_by : ""}`;
-      else {
-        const b = el("button", { type: "button", "data-ack": a.id }, "Acknowledge");
-        b.addEventListener("click", () => acknowledge(a.id, b).catch((e) => setConnection(String(e))));
-        ack.append(b);
+  // The request the agent's CSRF protection accepts from its own page: a JSON POST
+  // (a cross-site form cannot send Content-Type: application/json without a preflight).
+  function postAck(id) {
+    return fetch(`alarms/${id}/ack`, { method: "POST", headers: withToken({ "Content-Type": "application/json" }), body: "{}" });
+  }
+
+  async function acknowledge(ids, button) {
+    button.disabled = true;
+    for (const id of ids) {
+      let r = await postAck(id);
+      if (r.status === 401) {
+        const given = window.prompt("This agent needs its HTTP token to acknowledge alarms:");
+        if (given) {
+          sessionStorage.setItem("edge-agent-token", given);
+          r = await postAck(id);
+        }
       }
-      tr.append(ack);
-      body.append(tr);
+      if (!r.ok) { button.disabled = false; setConnection(`acknowledge failed: HTTP ${r.status}`); return; }
     }
-    show($("alarms"), alarms.length > 0);
-    show($("no-alarms"), alarms.length === 0);
+    await refreshAlarms();
+  }
+
+  // One group per (rule, channel), its alarms newest first; groups with an active alarm
+  // first (critical before warning), then by their newest raise.
+  function groupAlarms(alarms) {
+    const groups = new Map();
+    for (const a of alarms) {
+      const key = `${a.rule}\u0000${a.channel}`;
+      if (!groups.has(key)) groups.set(key, { key, rule: a.rule, channel: a.channel, alarms: [] });
+      groups.get(key).alarms.push(a);
+    }
+    const list = [...groups.values()];
+    for (const g of list) {
+      g.alarms.sort((x, y) => y.raised_at - x.raised_at || y.id - x.id);
+      g.latest = g.alarms[0];
+      g.active = g.alarms.filter(isActive);
+    }
+    const rank = (g) => (g.active.length ? (g.active.some((a) => a.severity === "critical") ? 0 : 1) : 2);
+    list.sort((x, y) => rank(x) - rank(y) || y.latest.raised_at - x.latest.raised_at);
+    return list;
+  }
+
+  function ackCell(alarm, unacked) {
+    const td = el("td", { class: "ack" });
+    if (alarm.acked_at) td.textContent = `${when(alarm.acked_at)}${alarm.acked_by ? " by " + alarm.acked_by : ""}`;
+    if (unacked.length) {
+      const b = el("button", { type: "button", "data-ack": unacked[0].id }, unacked.length > 1 ? `Acknowledge ${unacked.length}` : "Acknowledge");
+      b.addEventListener("click", () => acknowledge(unacked.map((a) => a.id), b).catch((e) => setConnection(String(e))));
+      td.replaceChildren(b);
+    }
+    return td;
+  }
+
+  function groupBody(g) {
+    const body = el("tbody", { "data-group": `${g.rule}/${g.channel}` });
+    const a = g.active.length ? g.active[0] : g.latest;
+    const sev = a.severity === "critical" ? "bad" : "warn";
+    const tr = el("tr", { "data-alarm": a.id, class: g.active.length ? `active ${a.severity}` : "" });
+    const count = el("td", { class: "count" });
+    if (g.alarms.length > 1) {
+      const open = state.expanded.has(g.key);
+      const toggle = el("button", { type: "button", class: "link", "aria-expanded": String(open) }, `${g.alarms.length} ${open ? "▾" : "▸"}`);
+      toggle.addEventListener("click", () => { open ? state.expanded.delete(g.key) : state.expanded.add(g.key); refreshAlarms().catch((e) => setConnection(String(e))); });
+      count.append(toggle);
+    } else count.textContent = "1";
+    const unacked = g.active.filter((x) => !x.acked_at);
+    tr.append(el("td", { class: isActive(a) ? sev : "muted" }, a.state.replace("_", ", ")), el("td", { class: sev }, a.severity),
+      el("td", {}, g.rule), el("td", {}, g.channel), count, el("td", {}, when(g.latest.raised_at)),
+      el("td", {}, a.message), ackCell(a, unacked));
+    body.append(tr);
+    if (state.expanded.has(g.key)) {
+      const rest = g.alarms.filter((x) => x !== a);
+      for (const x of rest.slice(0, DETAIL_MAX)) {
+        const row = el("tr", { class: "detail", "data-alarm": x.id });
+        const cleared = x.cleared_at ? `cleared ${when(x.cleared_at)}` : x.state.replace("_", ", ");
+        row.append(el("td", { colspan: 5 }, `#${x.id} · ${cleared}`), el("td", {}, when(x.raised_at)), el("td", {}, x.message),
+          ackCell(x, isActive(x) && !x.acked_at ? [x] : []));
+        body.append(row);
+      }
+      if (rest.length > DETAIL_MAX) {
+        const more = el("tr", { class: "detail" });
+        more.append(el("td", { colspan: 8 }, `… ${rest.length - DETAIL_MAX} earlier (GET /alarms has them all)`));
+        body.append(more);
+      }
+    }
+    return body;
+  }
+
+  function renderChannelFilter(alarms) {
+    const select = $("alarm-channel");
+    const known = new Set([...select.options].map((o) => o.value));
+    const names = [...new Set([...Object.keys(state.charts), ...alarms.map((a) => a.channel)])].sort();
+    for (const name of names) if (!known.has(name)) select.append(el("option", { value: name }, name));
+  }
+
+  async function refreshAlarms() {
+    const [active, recent] = await Promise.all([getJson("alarms?active=true&limit=1000"), getJson(`alarms?limit=${ALARM_LIMIT}`)]);
+    const byId = new Map(recent.map((a) => [a.id, a]));
+    for (const a of active) byId.set(a.id, a); // active ones even when older than the newest 500
+    let alarms = [...byId.values()];
+    renderChannelFilter(alarms);
+    const channel = $("alarm-channel").value;
+    const onlyActive = $("alarm-filter").value === "active";
+    if (channel) alarms = alarms.filter((a) => a.channel === channel);
+    const nActive = alarms.filter(isActive).length;
+    if (onlyActive) alarms = alarms.filter(isActive);
+    const groups = groupAlarms(alarms);
+    const table = $("alarms");
+    for (const old of table.querySelectorAll("tbody")) old.remove();
+    for (const g of groups) table.append(groupBody(g));
+    show(table, groups.length > 0);
+    const none = $("no-alarms");
+    none.textContent = onlyActive ? "No active alarms." : "No alarms.";
+    show(none, groups.length === 0);
+    $("alarm-summary").textContent = `${nActive} active${recent.length >= ALARM_LIMIT ? ` · the newest ${ALARM_LIMIT} alarms` : ""}`;
   }
 
   function setConnection(message) {
@@ -206,12 +321,22 @@
     show(banner, Boolean(message));
   }
 
+  let timer = null, busy = false, again = false;
   async function tick() {
+    clearTimeout(timer);
+    if (busy) { again = true; return; } // a range change during a poll: poll again after it
+    busy = true;
     try {
       const s = await getJson("status");
-      renderHeader(s); renderModel(s); renderSources(s); renderSync(s); renderStore(s); renderNoChannels(s);
+      for (const ch of s.channels) channelCard(ch);
+      // Data first, paint after: no "waiting" flash when the store has data.
+      await Promise.all(s.channels.map((ch) => state.charts[ch.name].load(ch, state.range)));
+      renderHeader(s); renderModel(s); renderSources(s); renderActions(s); renderSync(s); renderStore(s);
       const sourceStates = Object.fromEntries(s.sources.map((x) => [x.name, x.state]));
-      for (const ch of s.channels) await updateChannel(ch, sourceStates[ch.source]);
+      for (const ch of s.channels) renderChannel(ch, sourceStates[ch.source], s.alarm_levels || []);
+      renderNoChannels(s);
+      const modes = new Set(s.channels.map((c) => state.charts[c.name].mode));
+      $("range-note").textContent = modes.has("summaries") ? "per-interval summaries: mean, min–max band; raw since the last interval" : "";
       await refreshAlarms();
       state.updates += 1;
       state.lastError = null;
@@ -221,9 +346,22 @@
       state.lastError = String(e);
       setConnection(`Cannot reach the agent (${e.message || e}); retrying every ${POLL_MS / 1000} s.`);
     } finally {
-      setTimeout(tick, POLL_MS);
+      busy = false;
+      timer = setTimeout(tick, again ? 0 : POLL_MS);
+      again = false;
     }
   }
 
+  const range = $("range");
+  if (![...range.options].some((o) => Number(o.value) === state.range)) state.range = 300;
+  range.value = String(state.range);
+  range.addEventListener("change", () => {
+    state.range = Number(range.value);
+    localStorage.setItem("edge-range", range.value);
+    tick();
+  });
+  for (const id of ["alarm-filter", "alarm-channel"]) {
+    $(id).addEventListener("change", () => refreshAlarms().catch((e) => setConnection(String(e))));
+  }
   tick();
 })();

@@ -32,6 +32,8 @@ class Receiver:
     retry_after: str | None = None
     hold: threading.Event = field(default_factory=threading.Event)
     """While clear, every request waits (a hung receiver). Set: answer at once."""
+    hang_alarm: int | None = None
+    """With hold clear: only the requests about this alarm wait (None: all)."""
     requests: int = 0
     bodies: list[dict[str, Any]] = field(default_factory=list)
     keys: list[str] = field(default_factory=list)
@@ -54,12 +56,15 @@ class Server:
     async def _hook(self, request: Request) -> Response:
         r = self.receiver
         r.requests += 1
-        while not r.hold.is_set():
+        seen = r.requests
+        body = await request.json()
+        hangs = r.hang_alarm is None or body["alarm"]["id"] == r.hang_alarm
+        while hangs and not r.hold.is_set():
             await asyncio.sleep(0.01)
-        if r.requests <= r.fail_first:
+        if seen <= r.fail_first:
             headers = {"Retry-After": r.retry_after} if r.retry_after is not None else None
             return Response(status_code=r.fail_status, headers=headers)
-        r.bodies.append(await request.json())
+        r.bodies.append(body)
         r.keys.append(request.headers["idempotency-key"])
         return JSONResponse({"ok": True})
 
@@ -195,7 +200,7 @@ def test_connection_errors_are_retried_then_counted_as_failed() -> None:
 
 
 def test_a_full_queue_drops_the_oldest_and_counts_it(server: Server, receiver: Receiver) -> None:
-    action = hook(server.url, queue_max=3)
+    action = hook(server.url, queue_max=3, concurrency=1)
 
     async def main() -> None:
         for alarm_id in range(1, 6):
@@ -212,7 +217,7 @@ def test_a_full_queue_drops_the_oldest_and_counts_it(server: Server, receiver: R
 
 def test_notify_never_waits_for_a_hung_receiver(server: Server, receiver: Receiver) -> None:
     receiver.hold.clear()
-    action = hook(server.url, queue_max=4)
+    action = hook(server.url, queue_max=4, concurrency=1)
 
     async def main() -> None:
         await action.start()
@@ -235,7 +240,7 @@ def test_notify_never_waits_for_a_hung_receiver(server: Server, receiver: Receiv
 
 
 def test_stop_drains_the_queue(server: Server, receiver: Receiver) -> None:
-    action = hook(server.url)
+    action = hook(server.url, concurrency=1)
 
     async def main() -> None:
         await action.start()
@@ -258,9 +263,59 @@ def test_stop_gives_up_after_its_timeout_and_counts_what_is_left(
         await action.start()
         for alarm_id in (1, 2, 3):
             action.notify(event(alarm_id))
-        await wait_until_async(lambda: receiver.requests == 1)
+        await wait_until_async(lambda: receiver.requests == 3)  # all three in flight, hanging
         await action.stop(timeout_s=0.1)
 
     asyncio.run(main())
     assert action.counters == {"queued": 3, "sent": 0, "retried": 0, "failed": 0, "dropped": 3}
     assert action.pending == 0
+
+
+def test_one_alarms_retries_do_not_hold_back_the_others(server: Server, receiver: Receiver) -> None:
+    """A receiver stuck on alarm 1 (as a dead one is during 17 s of retries per alarm):
+    alarms 2 and 3 are delivered meanwhile; alarm 1's clear waits behind its raise."""
+    receiver.hold.clear()
+    receiver.hang_alarm = 1
+    action = hook(server.url)
+
+    async def main() -> None:
+        await action.start()
+        action.notify(event(1))
+        action.notify(event(1, AlarmEventKind.CLEARED))
+        action.notify(event(2))
+        action.notify(event(3))
+        await wait_until_async(lambda: action.counters["sent"] == 2)
+        assert action.pending == 2  # alarm 1: raised in flight, cleared queued behind it
+        assert action.health.last_success is not None
+        receiver.hold.set()
+        await wait_until_async(lambda: action.counters["sent"] == 4)
+        await action.stop()
+
+    asyncio.run(main())
+    assert receiver.keys[:2] == ["2-raised", "3-raised"]
+    assert receiver.keys[2:] == ["1-raised", "1-cleared"]
+
+
+def test_health_keeps_the_last_error_and_the_last_success(
+    server: Server, receiver: Receiver
+) -> None:
+    receiver.fail_first = 100
+    receiver.fail_status = 400
+    action = hook(server.url)
+
+    async def main() -> None:
+        await action.start()
+        action.notify(event(1))
+        await wait_until_async(lambda: action.counters["failed"] == 1)
+        assert action.health.is_failing and action.health.last_success is None
+        assert action.health.last_error == "alarm 1 raised: DeliveryRejected: HTTP 400"
+        receiver.fail_first = 0
+        action.notify(event(2))
+        await wait_until_async(lambda: action.counters["sent"] == 1)
+        await action.stop()
+
+    asyncio.run(main())
+    health = action.health
+    assert not health.is_failing
+    assert health.last_error_at is not None and health.last_success is not None
+    assert health.last_success >= health.last_error_at

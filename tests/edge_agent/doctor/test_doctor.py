@@ -160,7 +160,7 @@ channel = "temp"
 """
     loaded = _loaded(tmp_path, body)
     checks = [f.check for f in diagnose(loaded.path, NOBODY)]
-    assert checks == ["config", "serial", "model", "store", "clock", "disk", "cloud"]
+    assert checks == ["config", "serial", "model", "store", "clock", "disk", "cloud", "actions"]
     done = run_cli(["doctor", "--config", str(loaded.path), "--user", NOBODY], tmp_path)
     assert done.returncode == 1  # nobody may not use the pty
     assert "FAIL  serial" in done.stdout and "fix: sudo usermod -aG" in done.stdout

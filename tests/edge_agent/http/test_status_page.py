@@ -51,11 +51,13 @@ def test_live_charts_and_acknowledge(replaying_agent: Agent, web: BrowserPage) -
     page = web.page
     page.goto(url + "/?poll_ms=250")
     page.wait_for_selector(".channel[data-channel='temp'] canvas")
-    page.wait_for_function("() => (window.edgeStatus.charts.temp?.data[0].length ?? 0) > 100")
+    page.wait_for_function("() => (window.edgeStatus.charts.temp?.plot?.data[0].length ?? 0) > 100")
     points = page.evaluate(
-        "() => { const d = window.edgeStatus.charts.temp.data;"
-        " return {n: d[0].length, forecasts: d[2].filter(v => v !== null).length,"
-        " scores: d[3].filter(v => v !== null).length}; }"
+        "() => { const u = window.edgeStatus.charts.temp.plot;"
+        " const col = (label) => u.data[u.series.findIndex(s => s.label === label)];"
+        " return {n: col('value (°C)').filter(v => v !== null).length,"
+        " forecasts: col('forecast').filter(v => v !== null).length,"
+        " scores: col('score').filter(v => v !== null).length}; }"
     )
     assert points["n"] >= ROWS - 10
     assert points["forecasts"] > 0 and points["scores"] > 0
@@ -66,11 +68,12 @@ def test_live_charts_and_acknowledge(replaying_agent: Agent, web: BrowserPage) -
     alarm_id = int(button.get_attribute("data-ack") or "0")
     assert alarm_id > 0
     button.click()
-    row = page.locator(f"#alarms tr[data-alarm='{alarm_id}'] td.ack")
-    row.filter(has_text="by status page").wait_for()
+    cell = page.locator(f"#alarms tr[data-alarm='{alarm_id}'] td.ack")
+    cell.filter(has_not=page.locator("button")).wait_for()
+    assert cell.inner_text().strip()  # the time it was acknowledged
     alarms = httpx.get(f"{url}/alarms", timeout=10).json()
     acked = next(a for a in alarms if a["id"] == alarm_id)
-    assert acked["acked_by"] == "status page" and acked["acked_at"] is not None
+    assert acked["acked_at"] is not None and acked["state"] == "active_acknowledged"
     web.screenshot("status-page-live")
     assert web.errors == []
 
@@ -145,6 +148,8 @@ def test_agent_without_a_model_says_why(tmp_path: Path, web: BrowserPage) -> Non
         wait_until(lambda: _answers(agent.url), "the no-model agent's HTTP API")
         assert agent.get("/status")["model"] is None
         assert httpx.get(agent.url + "/ready", timeout=5).status_code == 503
+        summaries = httpx.get(agent.url + "/summaries?channel=temp", timeout=5)
+        assert summaries.status_code == 503 and "without a model" in summaries.json()["detail"]
         page = web.page
         page.goto(agent.url + "/?poll_ms=250")
         page.wait_for_function("() => window.edgeStatus.updates > 0")
