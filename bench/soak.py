@@ -66,9 +66,7 @@ def proc_sample(pid: int) -> ProcSample:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         key, _, value = line.partition(":")
         status[key] = value
-    io = dict(
-        line.split(": ") for line in Path(f"/proc/{pid}/io").read_text().splitlines() if line
-    )
+    io = dict(line.split(": ") for line in Path(f"/proc/{pid}/io").read_text().splitlines() if line)
     stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     ticks = os.sysconf("SC_CLK_TCK")
     return ProcSample(
@@ -306,9 +304,7 @@ def run(soak: Soak) -> None:
     try:
         with (
             child(sim_argv, tmp / "simulator.log") as sim,
-            child(
-                _cli("edge_agent", "run", "--config", str(config)), tmp / "agent.log"
-            ) as agent,
+            child(_cli("edge_agent", "run", "--config", str(config)), tmp / "agent.log") as agent,
         ):
             wait_until(lambda: _answers(port), "agent /ready", timeout_s=GUARD_S)
             schedule(soak, cloud, agent, sim, port)

@@ -138,6 +138,46 @@ def _build(root: Path, done: Path) -> None:
     _say(f"root ready in {time.monotonic() - started:.0f} s: {root}")
 
 
+def requirements(repo: Path) -> list[str]:
+    """What the device and the cloud need from PyPI (pyproject.toml): the base
+    dependencies and the cloud extra without TensorFlow (the export extra: retraining,
+    which these tests do not run)."""
+    import tomllib
+
+    project = tomllib.loads((repo / "pyproject.toml").read_text())["project"]
+    cloud = [r for r in project["optional-dependencies"]["cloud"] if "[export]" not in r]
+    return sorted({*project["dependencies"], *cloud})
+
+
+def wheelhouse(repo: Path) -> Path:
+    """A folder of wheels for ``requirements(repo)``, built on the host with ``pip wheel``
+    (PyPI is reachable here; inside the container TLS to it fails) and cached by a hash
+    of the requirements and this interpreter. Raises subprocess.CalledProcessError."""
+    reqs = requirements(repo)
+    text = "\n".join([sys.version, platform.machine(), *reqs])
+    key = hashlib.sha256(text.encode()).hexdigest()[:16]
+    folder = CACHE_DIR / "wheelhouse" / key
+    done = folder / ".complete"
+    if done.exists():
+        return folder
+    import fcntl
+
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder.parent / f"{key}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not done.exists():
+            _say(f"building the wheelhouse for the container (once): {folder}")
+            started = time.monotonic()
+            subprocess.run(
+                [sys.executable, "-m", "pip", "wheel", "--quiet", "--wheel-dir", str(folder)]
+                + reqs,
+                check=True,
+            )
+            done.write_text("\n".join(reqs) + "\n")
+            _say(f"wheelhouse ready in {time.monotonic() - started:.0f} s")
+    return folder
+
+
 @dataclass
 class Container:
     """A booted container. ``run`` executes a command inside it (as root, in its mount,
@@ -170,7 +210,7 @@ class Container:
             "--uts",
             "--ipc",
             "--root",
-            "--wd=/",
+            "--wdns=/",
             "env",
             "-i",
             *envs,
