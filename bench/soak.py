@@ -133,8 +133,18 @@ class Cloud:
         log = self.workdir / f"cloud-{self.starts}.log"
         with log.open("wb") as sink:
             self.proc = subprocess.Popen(
-                _cli("cloud_sync", "serve", "--config", str(self.config), "--port", str(self.port))
-                + ["--log-level", "warning"],
+                [
+                    *_cli(
+                        "cloud_sync",
+                        "serve",
+                        "--config",
+                        str(self.config),
+                        "--port",
+                        str(self.port),
+                    ),
+                    "--log-level",
+                    "warning",
+                ],
                 cwd=self.workdir,
                 stdout=sink,
                 stderr=subprocess.STDOUT,

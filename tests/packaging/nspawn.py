@@ -169,8 +169,16 @@ def wheelhouse(repo: Path) -> Path:
             _say(f"building the wheelhouse for the container (once): {folder}")
             started = time.monotonic()
             subprocess.run(
-                [sys.executable, "-m", "pip", "wheel", "--quiet", "--wheel-dir", str(folder)]
-                + reqs,
+                [
+                    sys.executable,
+                    "-m",
+                    "pip",
+                    "wheel",
+                    "--quiet",
+                    "--wheel-dir",
+                    str(folder),
+                    *reqs,
+                ],
                 check=True,
             )
             done.write_text("\n".join(reqs) + "\n")

@@ -15,6 +15,7 @@ about a minute or more and prints its progress). Timeouts are guards, never asse
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -91,10 +92,9 @@ class PumpLine:
                     continue
                 i += 1
                 line = f"{55 + (i % 40) / 10:.2f},{1.8 + (i % 7) / 100:.3f},17.{i % 9},22.0\n"
-                try:
+                # Nobody reads while the agent is stopped: the pty buffer fills up.
+                with contextlib.suppress(BlockingIOError):
                     os.write(fd, line.encode())
-                except BlockingIOError:
-                    pass  # nobody reads (agent stopped): the pty buffer is full
         finally:
             os.close(fd)
 
@@ -372,8 +372,15 @@ def cloud(box: Container, wheel: Path) -> Container:
     box.run(["python3", "-m", "venv", "/opt/edgetwin"])
     reqs = requirements(REPO)
     box.run(
-        ["/opt/edgetwin/bin/pip", "install", "--quiet", "--no-index", "--find-links=/wheels"]
-        + [f"/wheels/{wheel.name}", *reqs],
+        [
+            "/opt/edgetwin/bin/pip",
+            "install",
+            "--quiet",
+            "--no-index",
+            "--find-links=/wheels",
+            f"/wheels/{wheel.name}",
+            *reqs,
+        ],
         timeout=600,
     )
     etc = box.path("/etc/cloud-sync")
