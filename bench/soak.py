@@ -194,12 +194,14 @@ timestamp_field = "ts"
 backoff = {{ initial_s = 0.2, max_s = 1.0 }}
 {fields}
 
+# The alarms of the install template (edge_agent/install/data/agent.toml).
 [[alarms]]
 name = "anomaly"
 channel = "*"
 type = "score_above"
 set = 3.0
 clear = 1.0
+off_delay_s = 60.0
 
 [[alarms]]
 name = "sensor-health"
@@ -424,6 +426,8 @@ def main() -> None:
     parser.add_argument("--keep", type=Path, help="work in this folder and keep it")
     args = parser.parse_args()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    # A SIGTERM unwinds like Ctrl-C: the child processes are stopped on the way out.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     if args.keep:
         args.keep.mkdir(parents=True, exist_ok=True)
         run(Soak(args.hours, args.speed, args.keep))
