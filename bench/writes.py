@@ -25,7 +25,9 @@ from edgetwin_common.testing import free_port, wait_until
 TARGET_MB_PER_DAY = 200.0
 
 
-def measure(tmp: Path, minutes: float, warmup_s: float, sync: bool) -> float:
+def measure(
+    tmp: Path, minutes: float, warmup_s: float, sync: bool, flush_s: float | None = None
+) -> float:
     cloud = Cloud(tmp)
     token = cloud.setup()
     if sync:
@@ -35,6 +37,8 @@ def measure(tmp: Path, minutes: float, warmup_s: float, sync: bool) -> float:
     text = agent_toml(tmp, link, port, cloud, token, tmp / "keys" / "release.pub")
     if not sync:
         text = text.replace("[sync]\nenabled = true", "[sync]\nenabled = false")
+    if flush_s is not None:
+        text = text.replace("[store]\n", f"[store]\nflush_interval_s = {flush_s:g}\n")
     config.write_text(text)
     hours = (minutes * 60 + warmup_s + 60) / 3600
     try:
@@ -55,8 +59,10 @@ def measure(tmp: Path, minutes: float, warmup_s: float, sync: bool) -> float:
     written = last.write_bytes - first.write_bytes
     per_day = written / elapsed * 86400
     samples_s = (n1 - n0) / elapsed
+    flush = "" if flush_s is None else f", flush_interval_s {flush_s:g}"
     print(
-        f"sync {'on ' if sync else 'off'}: {written / 1e6:.2f} MB written in {elapsed:.0f} s "
+        f"sync {'on ' if sync else 'off'}{flush}: {written / 1e6:.2f} MB written in "
+        f"{elapsed:.0f} s "
         f"at {samples_s:.1f} samples/s: {per_day / 1e6:.0f} MB/day "
         f"({written / max(n1 - n0, 1):.0f} bytes per sample; target <= "
         f"{TARGET_MB_PER_DAY:.0f} MB/day); CPU {(last.cpu_s - first.cpu_s) / elapsed:.1%}"
@@ -73,13 +79,14 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=3.0)
     parser.add_argument("--warmup", type=float, default=30.0, help="seconds before measuring")
     parser.add_argument("--no-sync", action="store_true", help="only sync off")
+    parser.add_argument("--flush-interval", type=float, help="[store] flush_interval_s")
     args = parser.parse_args()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     # A SIGTERM unwinds like Ctrl-C: the child processes are stopped on the way out.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     for sync in (False,) if args.no_sync else (False, True):
         with tempfile.TemporaryDirectory(prefix="bench-writes-") as tmp:
-            measure(Path(tmp), args.minutes, args.warmup, sync)
+            measure(Path(tmp), args.minutes, args.warmup, sync, args.flush_interval)
 
 
 if __name__ == "__main__":
