@@ -14,6 +14,9 @@ DEBIAN_PACKAGES += socat
 # Headless Chromium for the status/fleet page tests (Playwright drives it), with a font
 # so screenshots show text; systemd for systemd-analyze, systemd-sysusers, systemctl.
 DEBIAN_PACKAGES += chromium fonts-liberation systemd
+# The units under a real systemd (tests/packaging/test_systemd.py): a cached Debian root
+# booted with systemd-nspawn.
+DEBIAN_PACKAGES += systemd-container debootstrap
 
 .PHONY: demo test lint typecheck pytest bench default-model clean debian-packages arm64-smoke
 

@@ -22,6 +22,7 @@ plus a sorted copy kept up to date with ``bisect`` (O(spike_window) per reading,
 from __future__ import annotations
 
 import math
+import time
 from bisect import bisect_left, insort
 from enum import StrEnum
 
@@ -54,6 +55,14 @@ class RejectReason(StrEnum):
     STUCK = "stuck"
     RATE = "rate"
     SPIKE = "spike"
+    TIME_IMPLAUSIBLE = "time_implausible"
+
+
+MAX_FUTURE_S = 86_400.0
+"""A reading stamped more than this (seconds) ahead of this machine's clock is rejected
+("time_implausible"): a corrupted device clock (1.8e14 is year 5.7 million) would
+otherwise become the store's data time, and retention, which counts the age limit back
+from the newest reading, would delete everything else."""
 
 
 class ChannelCleaner:
@@ -85,6 +94,7 @@ class ChannelCleaner:
         "_stale_after",
         "_start_ts",
         "_stuck_after",
+        "_ts_ceiling",
         "_window",
         "accepted",
         "config",
@@ -124,6 +134,7 @@ class ChannelCleaner:
         self._filled = 0
         self._scale = 0.0  # running noise scale, channel units
         self._scale_count = 0
+        self._ts_ceiling = -math.inf  # set by the first reading (_is_future)
 
     @property
     def rejected_total(self) -> int:
@@ -138,6 +149,8 @@ class ChannelCleaner:
         # x - x is 0.0 for a finite x and NaN otherwise: no call on the per-reading path.
         if not (value - value == 0.0 and ts - ts == 0.0):
             return self._reject(RejectReason.NOT_FINITE)
+        if ts > self._ts_ceiling and self._is_future(ts):
+            return self._reject(RejectReason.TIME_IMPLAUSIBLE)
         last_ts = self.last_accepted_ts
         if last_ts is not None:
             if ts < last_ts:
@@ -195,6 +208,13 @@ class ChannelCleaner:
             "is_stuck": self.is_stuck,
             "is_stale": self.is_stale(now),
         }
+
+    def _is_future(self, ts: float) -> bool:
+        """Whether ``ts`` is more than MAX_FUTURE_S ahead of the wall clock. The clock is
+        read only when a reading passes the last ceiling (about once per MAX_FUTURE_S
+        of data time), so the per-reading cost is one comparison."""
+        self._ts_ceiling = time.time() + MAX_FUTURE_S
+        return ts > self._ts_ceiling
 
     def _reject(self, reason: RejectReason) -> RejectReason:
         self.rejected[reason] += 1

@@ -287,6 +287,8 @@ class Agent:
         A failing store (a full or vanished card) is reported and retried at the next
         tick; the buffered rows stay in memory meanwhile (bounded by the store)."""
         next_limits = self._clock() + LIMITS_EVERY_S
+        flush_every = self.store.config.flush_interval_s
+        next_flush = time.monotonic() + flush_every
         store_ok = True
         while not stop.is_set():
             with contextlib.suppress(TimeoutError):
@@ -294,6 +296,13 @@ class Agent:
             now = self._clock()
             self.pipeline.check_health(now, self._source_states())
             self.store.close_open(self._data_time(now))
+            # One transaction per flush_interval_s (or once flush_max_rows are buffered):
+            # each commit rewrites whole pages of the table, its index and the WAL, so
+            # on an SD card the write rate is set by how often we commit, not by how
+            # much (docs/store.md#write-rate). Monotonic: a clock step must not stall it.
+            if not self.store.is_flush_due and time.monotonic() < next_flush:
+                continue
+            next_flush = time.monotonic() + flush_every
             try:
                 # Off the loop: a slow SD-card sync must not stall the pipeline.
                 await asyncio.to_thread(self.store.flush)

@@ -26,8 +26,11 @@ class StoreConfig(Strict):
     """Cap on the database files (main + WAL), bytes; the oldest readings go first."""
     summary_interval_s: Annotated[float, Field(gt=0)] = 60.0
     """Length of a summary interval, seconds; intervals are aligned to multiples of it."""
-    flush_interval_s: Annotated[float, Field(gt=0, le=60)] = 1.0
-    """Buffered readings are written at least this often (one transaction per flush)."""
+    flush_interval_s: Annotated[float, Field(gt=0, le=60)] = 10.0
+    """Buffered readings are written this often (one transaction per flush; alarm events
+    are written at once). Each commit costs whole pages on the card, so this sets the
+    write rate (docs/store.md#write-rate); a crash or power cut loses at most this much
+    of the readings not yet written."""
     flush_max_rows: Annotated[int, Field(ge=1)] = 5000
     """Flush early once this many readings are buffered (``Store.is_flush_due``)."""
     buffer_max_rows: Annotated[int, Field(ge=1)] = 200_000

@@ -88,7 +88,18 @@ def _v2(conn: sqlite3.Connection) -> None:
     conn.execute("CREATE TABLE meta_text (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
 
 
-MIGRATIONS: tuple[Migration, ...] = (_v1, _v2)
+def _v3(conn: sqlite3.Connection) -> None:
+    # SD-card wear (docs/store.md#write-rate). An index on (channel_id, ts) takes each
+    # flush's rows at one place per channel inside the tree: every commit rewrites one
+    # leaf per channel, and the leaves split in half (SQLite packs pages full only for
+    # appends at the right edge of a tree), so the index wrote more than the readings.
+    # An index on ts alone is appended at its right edge. Per-channel queries walk it
+    # and skip the other channels' rows (a handful of channels on a device).
+    conn.execute("DROP INDEX IF EXISTS readings_channel_ts")
+    conn.execute("CREATE INDEX readings_ts ON readings (ts)")
+
+
+MIGRATIONS: tuple[Migration, ...] = (_v1, _v2, _v3)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

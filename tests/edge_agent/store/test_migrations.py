@@ -32,7 +32,7 @@ def test_new_file_is_at_the_current_version(tmp_path: Path, clock: FakeClock) ->
     Store(tmp_path / "s.db", StoreConfig(), clock).close()
     conn = connect(tmp_path / "s.db")
     try:
-        assert schema_version(conn) == SCHEMA_VERSION == len(MIGRATIONS) == 2
+        assert schema_version(conn) == SCHEMA_VERSION == len(MIGRATIONS) == 3
     finally:
         conn.close()
 
@@ -56,9 +56,28 @@ def test_v1_to_v2_adds_the_sync_tables_and_keeps_the_data(tmp_path: Path) -> Non
         assert migrate(conn, MIGRATIONS[:1]) == 1
         conn.execute("INSERT INTO outbox (kind, created_at, payload) VALUES ('summary', 1, '{}')")
         conn.execute("INSERT INTO meta (key, value) VALUES ('max_alarm_id', 7)")
-        assert migrate(conn) == 2
+        assert migrate(conn, MIGRATIONS[:2]) == 2
         assert conn.execute("SELECT count(*) FROM outbox").fetchone() == (1,)
         assert conn.execute("SELECT count(*) FROM sync_inflight").fetchone() == (0,)
+    finally:
+        conn.close()
+
+
+def test_v3_indexes_readings_by_time_alone_and_keeps_them(tmp_path: Path) -> None:
+    conn = connect(tmp_path / "s.db")
+    try:
+        assert migrate(conn, MIGRATIONS[:2]) == 2
+        conn.execute("INSERT INTO channels (id, name) VALUES (1, 'temp')")
+        conn.execute("INSERT INTO readings (ts, channel_id, value) VALUES (5.0, 1, 20.5)")
+        assert migrate(conn) == 3
+        indexes = {r[1] for r in conn.execute("PRAGMA index_list(readings)")}
+        assert indexes == {"readings_ts"}
+        assert conn.execute("SELECT ts, value FROM readings").fetchall() == [(5.0, 20.5)]
+        plan = conn.execute(
+            "EXPLAIN QUERY PLAN SELECT ts FROM readings WHERE channel_id = 1 AND ts >= 0"
+            " ORDER BY ts DESC LIMIT 5"
+        ).fetchall()
+        assert "readings_ts" in str(plan)
     finally:
         conn.close()
 
