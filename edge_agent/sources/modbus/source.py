@@ -355,11 +355,15 @@ class ModbusSource(ThreadedSource):
 
     def _flush_stale(self, client: Any) -> None:
         """Discard whatever waits on the serial line before a request: nothing the device
-        sends before it has the request can be the answer to it."""
+        sends before it has the request can be the answer to it. Raises
+        ConnectionException when the port is gone."""
         port = getattr(client, "socket", None)
-        if port is not None and port.in_waiting:
-            port.reset_input_buffer()
-            self.health.counters[STALE_FLUSHED] += 1
+        try:
+            if port is not None and port.in_waiting:
+                port.reset_input_buffer()
+                self.health.counters[STALE_FLUSHED] += 1
+        except OSError as exc:  # serial.SerialException too: the adapter was pulled
+            raise ConnectionException(f"{_where(self.config)}: {exc}") from exc
 
     def _answered(self, device: _Device) -> None:
         if device.is_gone and device.has_answered:
