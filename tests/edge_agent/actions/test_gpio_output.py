@@ -144,6 +144,10 @@ def test_a_pin_that_cannot_be_claimed_never_raises() -> None:
 
     asyncio.run(main())
     assert second.counters["open_failures"] == 1
+    # /status reports it: the lamp or horn is not showing the alarms.
+    assert second.health.is_failing and second.health.last_success is None
+    assert (second.health.last_error or "").startswith("cannot claim pin 22")
+    assert first.health.last_success is not None and not first.health.is_failing
 
 
 @pytest.mark.parametrize(

@@ -292,7 +292,7 @@ def test_one_alarms_retries_do_not_hold_back_the_others(server: Server, receiver
         await action.stop()
 
     asyncio.run(main())
-    assert receiver.keys[:2] == ["2-raised", "3-raised"]
+    assert sorted(receiver.keys[:2]) == ["2-raised", "3-raised"]  # sent side by side
     assert receiver.keys[2:] == ["1-raised", "1-cleared"]
 
 
