@@ -14,6 +14,8 @@ DEBIAN_PACKAGES += socat
 # Headless Chromium for the status/fleet page tests (Playwright drives it), with a font
 # so screenshots show text; systemd for systemd-analyze, systemd-sysusers, systemctl.
 DEBIAN_PACKAGES += chromium fonts-liberation systemd
+# A real broker (and mosquitto_passwd) for the MQTT tests and bench (docs/mqtt.md).
+DEBIAN_PACKAGES += mosquitto
 
 .PHONY: demo test lint typecheck pytest bench default-model clean debian-packages arm64-smoke
 
