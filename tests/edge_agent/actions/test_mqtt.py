@@ -20,6 +20,7 @@ from edge_agent.actions.mqtt import MqttAction, MqttActionConfig
 from edge_agent.alarms.model import Alarm, AlarmEvent, AlarmEventKind, AlarmState, Severity
 from edgetwin_common.mosquitto import Mosquitto
 from edgetwin_common.testing import free_port, wait_until, wait_until_async
+from tests.edge_agent.agent_harness import config_for, replay_temp_toml, running_agent
 from tests.mqtt_broker import Subscriber, broker, require_mosquitto, write_passwords
 
 __all__ = ["broker"]
@@ -346,3 +347,37 @@ def test_home_assistant_discovery_follows_the_documented_schema(broker: Mosquitt
     for payload in configs.values():
         if payload["state_topic"].endswith(("/reading", "/state")):
             assert payload["state_topic"] in published, payload["state_topic"]
+
+
+def test_a_running_agent_publishes_its_channels_and_alarms(
+    broker: Mosquitto, tmp_path: Path
+) -> None:
+    csv = tmp_path / "temp.csv"
+    rows = [
+        f"{1_700_000_000 + i},{70 + (15 if 60 <= i < 80 else 0) + 0.1 * (i % 3)}"
+        for i in range(120)
+    ]
+    csv.write_text("timestamp,temp\n" + "\n".join(rows) + "\n")
+    sub = Subscriber(broker, ["edgetwin/#"])
+    body = (
+        replay_temp_toml(csv)
+        + f"""actions = ["plant-broker"]
+
+[http]
+enabled = false
+
+[[actions]]
+type = "mqtt"
+name = "plant-broker"
+interval_s = 0.1
+broker = {{ port = {broker.port} }}
+"""
+    )
+    with running_agent(config_for(tmp_path, body)):
+        wait_until(lambda: sub.on("edgetwin/test-agent/alarms/temp-high/event"))
+        wait_until(lambda: sub.on("edgetwin/test-agent/temp/reading"))
+    sub.close()
+    raised = json.loads(sub.on("edgetwin/test-agent/alarms/temp-high/event")[0].payload)
+    assert raised["kind"] == "raised" and raised["alarm"]["channel"] == "temp"
+    reading = json.loads(sub.on("edgetwin/test-agent/temp/reading")[-1].payload)
+    assert reading["unit"] == "°C" and 70 <= reading["value"] <= 86
