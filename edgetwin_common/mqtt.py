@@ -25,7 +25,7 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersi
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_serializer, model_validator
 
 from edgetwin_common.config import Strict
 from edgetwin_common.retry import Backoff, BackoffConfig, Jitter
@@ -63,6 +63,11 @@ class BrokerConfig(Strict):
     its will) after 1.5× this without a packet."""
     backoff: BackoffConfig = BackoffConfig(initial_s=0.5, max_s=30.0)
     """Waits between reconnection attempts (plus jitter: many devices share a broker)."""
+
+    @field_serializer("password", when_used="json")
+    def _password_json(self, password: SecretStr | None) -> str | None:
+        # A config written back as JSON must still log in; repr and logs stay masked.
+        return password.get_secret_value() if password is not None else None
 
     @model_validator(mode="after")
     def _certificate_pair(self) -> BrokerConfig:
