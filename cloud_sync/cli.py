@@ -237,13 +237,18 @@ def _serve(
     config_path: Path | None = None,
 ) -> int:
     from cloud_sync.http.app import create_app
-    from cloud_sync.jobs import serve_jobs
+    from cloud_sync.jobs import ServiceJob, serve_jobs
 
     logs.configure(log_level, log_format)
     engine = _migrated_engine(config)
     if config.auth.admin_sha256() is None:
         log.warning("no [auth] admin token: devices can sync, fleet routes answer 401")
-    app = create_app(config, engine, jobs=serve_jobs(config, engine, config_path))
+    jobs: list[ServiceJob] = [*serve_jobs(config, engine, config_path)]
+    if config.mqtt.enabled:
+        from cloud_sync.mqtt.bridge import MqttBridge
+
+        jobs.append(MqttBridge(config.mqtt, engine, config.ingest.max_future_skew_s))
+    app = create_app(config, engine, jobs=jobs)
     server = _GracefulServer(
         uvicorn.Config(
             app,

@@ -30,11 +30,18 @@ from pydantic import Field, SecretStr, field_serializer, model_validator
 from edgetwin_common.config import Strict
 from edgetwin_common.retry import Backoff, BackoffConfig, Jitter
 
-__all__ = ["BrokerConfig", "Connection", "Will"]
+__all__ = ["BrokerConfig", "Connection", "Will", "correlation_of"]
 
 log = logging.getLogger(__name__)
 
 Message = paho.MQTTMessage
+
+
+def correlation_of(message: Message) -> bytes | None:
+    """The MQTT 5 correlation data of a received message, if it has some."""
+    properties = getattr(message, "properties", None)
+    data = getattr(properties, "CorrelationData", None) if properties is not None else None
+    return bytes(data) if data is not None else None
 
 
 class BrokerConfig(Strict):
@@ -184,11 +191,20 @@ class Connection:
         self._connected.clear()
 
     def publish(
-        self, topic: str, payload: bytes | str, qos: int = 1, retain: bool = False
+        self,
+        topic: str,
+        payload: bytes | str,
+        qos: int = 1,
+        retain: bool = False,
+        correlation: bytes | None = None,
     ) -> paho.MQTTMessageInfo:
-        """Queue one message (sent at once when connected). Raises ValueError for a bad
-        topic or QoS."""
-        return self.client.publish(topic, payload, qos, retain)
+        """Queue one message (sent at once when connected). ``correlation``: MQTT 5
+        correlation data, which a reply repeats. Raises ValueError for a bad topic or QoS."""
+        properties: Properties | None = None
+        if correlation is not None and self._mqtt5:
+            properties = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+            properties.CorrelationData = correlation
+        return self.client.publish(topic, payload, qos, retain, properties)
 
     def subscribe(self, topic: str, qos: int = 1) -> None:
         self.client.subscribe(topic, qos)

@@ -34,12 +34,12 @@ from cloud_sync.http.health import health_router
 from cloud_sync.http.ingest import ingest_router
 from cloud_sync.http.releases import releases_router
 from cloud_sync.http.twins import twins_router
-from cloud_sync.jobs import PeriodicJob
+from cloud_sync.jobs import ServiceJob
 from cloud_sync.registry import Authenticator
 from edgetwin_contracts.batch import Batch
 
 
-def create_app(config: CloudConfig, engine: Engine, *, jobs: Sequence[PeriodicJob] = ()) -> FastAPI:
+def create_app(config: CloudConfig, engine: Engine, *, jobs: Sequence[ServiceJob] = ()) -> FastAPI:
     """The app for ``config`` on ``engine`` (migrated: ``cloud_sync.db.session.upgrade``).
 
     ``jobs`` run while the app serves: started by its lifespan's startup, stopped (and
