@@ -219,6 +219,10 @@ def _devices(config: CloudConfig, command: str, name: str | None) -> int:
         token = add_device(engine, name) if command == "add" else rotate_token(engine, name)
         # The token alone on stdout (scriptable); the advice on stderr.
         print(token)
+        if config.mqtt.password_file is not None and config.mqtt.acl_file is not None:
+            from cloud_sync.mqtt.credentials import broker_credentials
+
+            print(broker_credentials(config.mqtt, name, token), file=sys.stderr)
         print(
             f"device {name!r}: store this token on the device now; it is not shown again.",
             file=sys.stderr,

@@ -149,7 +149,9 @@ def test_a_desired_change_is_applied_without_waiting_for_the_sync_interval(
 ) -> None:
     require_mosquitto()
     with Mosquitto(tmp_path / "broker") as broker:
-        cloud_toml = mqtt_cloud_toml(tmp_path / "cloud.toml", f"sqlite:///{tmp_path / 'c.db'}", broker)
+        cloud_toml = mqtt_cloud_toml(
+            tmp_path / "cloud.toml", f"sqlite:///{tmp_path / 'c.db'}", broker
+        )
         register_device(cloud_toml, DEVICE)
         csv = tmp_path / "pump.csv"
         write_channels_csv(csv, 200)
