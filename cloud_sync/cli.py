@@ -248,11 +248,14 @@ def _serve(
     if config.auth.admin_sha256() is None:
         log.warning("no [auth] admin token: devices can sync, fleet routes answer 401")
     jobs: list[ServiceJob] = [*serve_jobs(config, engine, config_path)]
+    presence = None
     if config.mqtt.enabled:
         from cloud_sync.mqtt.bridge import MqttBridge
 
-        jobs.append(MqttBridge(config.mqtt, engine, config.ingest.max_future_skew_s))
-    app = create_app(config, engine, jobs=jobs)
+        bridge = MqttBridge(config.mqtt, engine, config.ingest.max_future_skew_s)
+        jobs.append(bridge)
+        presence = bridge.presence.is_online
+    app = create_app(config, engine, jobs=jobs, presence=presence)
     server = _GracefulServer(
         uvicorn.Config(
             app,

@@ -99,6 +99,11 @@ class Presence:
         with self._lock:
             return self._states.get(device)
 
+    def is_online(self, device: str) -> bool | None:
+        """Online, offline, or None when the device never said."""
+        state = self.get(device)
+        return None if state is None else state.is_online
+
 
 class MqttBridge:
     """Runs the cloud's MQTT side on ``engine`` (see the module docstring). ``start`` /

@@ -5,7 +5,8 @@ the cloud must hold exactly the store's summaries (with the same merged counts) 
 each alarm event once, as over HTTP (tests/e2e/test_exactly_once.py explains the
 counts). Outbox rows go only on the cloud's acknowledgement: a batch the broker took
 (PUBACK) but the cloud never stored is resent. And a desired change reaches a device
-whose sync interval is an hour, without waiting for it."""
+whose sync interval is an hour, without waiting for it; the device killed is shown
+offline on the fleet page within the keep-alive."""
 
 from __future__ import annotations
 
@@ -41,6 +42,12 @@ SEED = env_int("E2E_SEED", random.randrange(1 << 30))
 ROWS = 1500
 DEVICE = "pump-mqtt"
 FAST = "backoff = { initial_s = 0.1, max_s = 0.5 }"
+
+
+def presence(cloud_url: str) -> bool | None:
+    rows = httpx.get(f"{cloud_url}/v1/devices", headers=ADMIN, timeout=10).json()
+    found: bool | None = next(r["is_online"] for r in rows if r["name"] == DEVICE)
+    return found
 
 
 def mqtt_cloud_toml(path: Path, db_url: str, broker: Mosquitto) -> Path:
@@ -184,5 +191,11 @@ def test_a_desired_change_is_applied_without_waiting_for_the_sync_interval(
                     "the desired state applied (the next sync is an hour away)",
                 )
                 assert agent.status()["sync"]["interval_s"] == 1800
+                assert presence(cloud.url) is True
+                # Killed: no DISCONNECT, so the broker sends the will (after 1.5 keep-alives).
+                assert agent.signal(signal.SIGKILL) == -signal.SIGKILL
+                wait_until(lambda: presence(cloud.url) is False, "the device shown offline")
+                page = httpx.get(f"{cloud.url}/", headers=ADMIN, timeout=10).text
+                assert '<span class="presence health-stale">offline</span>' in page
         finally:
             cloud.kill_if_running()
