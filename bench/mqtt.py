@@ -37,10 +37,7 @@ from typing import Any
 
 import httpx
 import numpy as np
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from cloud_ingest import (  # noqa: E402
+from cloud_ingest import (
     BATCHES_PER_DAY,
     DeviceBatches,
     database,
@@ -50,13 +47,13 @@ from cloud_ingest import (  # noqa: E402
     register,
 )
 
-from edge_agent.sync.client import CloudClient  # noqa: E402
-from edge_agent.sync.config import MqttSyncConfig  # noqa: E402
-from edge_agent.sync.mqtt_transport import MqttTransport  # noqa: E402
-from edgetwin_common import mosquitto  # noqa: E402
-from edgetwin_common.mosquitto import Mosquitto  # noqa: E402
-from edgetwin_common.testing import free_port, wait_until  # noqa: E402
-from edgetwin_contracts.batch import DesiredState  # noqa: E402
+from edge_agent.sync.client import CloudClient
+from edge_agent.sync.config import MqttSyncConfig
+from edge_agent.sync.mqtt_transport import MqttTransport
+from edgetwin_common import mosquitto
+from edgetwin_common.mosquitto import Mosquitto
+from edgetwin_common.testing import free_port, wait_until
+from edgetwin_contracts.batch import DesiredState
 
 ADMIN_TOKEN = "bench-mqtt-admin-token-0123456789"
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
@@ -311,6 +308,54 @@ def pct(values: list[float], q: float) -> float:
     return float(np.percentile(np.asarray(values), q))
 
 
+def measure(
+    args: argparse.Namespace,
+    url: str,
+    cloud: str,
+    port: int,
+    broker: Mosquitto,
+    devices: list[DeviceBatches],
+    extra: list[DeviceBatches],
+) -> bool:
+    """Run and print the four measurements; whether the counts held."""
+    n = args.devices
+    before = db_counts(url)
+    http_s = asyncio.run(ingest_http(cloud, devices[:n]))
+    http_ok, http_text = verify(url, devices[:n], before)
+    before = db_counts(url)
+    mqtt_s = asyncio.run(ingest_mqtt(broker.port, devices[n:]))
+    mqtt_ok, mqtt_text = verify(url, devices[n:], before)
+    sent = n * args.batches
+    http_rate, mqtt_rate = sent / http_s, sent / mqtt_s
+    print("\n== ingest into PostgreSQL, same cloud process, same batches ==")
+    print(f"HTTP : {http_rate:8.1f} batches/s ({sent} in {http_s:.2f} s); {http_text}")
+    print(f"MQTT : {mqtt_rate:8.1f} batches/s ({sent} in {mqtt_s:.2f} s); {mqtt_text}")
+    print(f"MQTT / HTTP = {mqtt_rate / http_rate:.2f}x (target >= 3x)")
+    verdict = {True: "OK", False: "MISMATCH"}
+    print(f"counts: HTTP {verdict[http_ok]}, MQTT {verdict[mqtt_ok]}")
+
+    trials = args.desired_trials
+    lat = asyncio.run(desired_latencies(cloud, broker.port, "bench-desired", trials))
+    ms = [x * 1000 for x in lat]
+    print("\n== desired state: PATCH sent -> arrival at the device's transport ==")
+    print(
+        f"MQTT : p50 {pct(ms, 50):.1f} ms, p99 {pct(ms, 99):.1f} ms, "
+        f"max {max(ms):.1f} ms ({len(ms)} changes; target p99 <= 200 ms)"
+    )
+    print("HTTP : at the next sync, uniform over the 10 s interval: p50 5 s, p99 9.9 s")
+
+    print(f"\n== offline on /v1/devices after SIGKILL (keep-alive {KEEPALIVE_S} s) ==")
+    for _ in range(args.offline_trials):
+        seconds = offline_seconds(cloud, broker.port, "bench-offline")
+        print(f"offline after {seconds:.2f} s (the broker's limit: {1.5 * KEEPALIVE_S:.1f} s)")
+
+    per_http, per_mqtt = asyncio.run(bytes_per_batch(port, broker.port, extra[0], extra[1]))
+    print("\n== bytes per device per day (application bytes both ways, 10 s sync) ==")
+    for label, per in (("HTTP", per_http), ("MQTT", per_mqtt)):
+        print(f"{label} : {per:,.0f} B/batch -> {per * BATCHES_PER_DAY / 1e6:.2f} MB/day")
+    return http_ok and mqtt_ok
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--devices", type=int, default=100)
@@ -350,57 +395,11 @@ def main() -> int:
                 cloud_toml(tmp / "cloud.toml", url, broker, args.pool_size), port, tmp / "cloud.log"
             )
             try:
-                before = db_counts(url)
-                http_s = asyncio.run(ingest_http(cloud, devices[:n]))
-                http_ok, http_text = verify(url, devices[:n], before)
-                before = db_counts(url)
-                mqtt_s = asyncio.run(ingest_mqtt(broker.port, devices[n:]))
-                mqtt_ok, mqtt_text = verify(url, devices[n:], before)
-                sent = n * args.batches
-                http_rate, mqtt_rate = sent / http_s, sent / mqtt_s
-                print("\n== ingest into PostgreSQL, same cloud process, same batches ==")
-                print(f"HTTP : {http_rate:8.1f} batches/s ({sent} in {http_s:.2f} s); {http_text}")
-                print(f"MQTT : {mqtt_rate:8.1f} batches/s ({sent} in {mqtt_s:.2f} s); {mqtt_text}")
-                print(f"MQTT / HTTP = {mqtt_rate / http_rate:.2f}x (target >= 3x)")
-                print(
-                    f"counts: HTTP {'OK' if http_ok else 'MISMATCH'}, MQTT {'OK' if mqtt_ok else 'MISMATCH'}"
-                )
-
-                lat = asyncio.run(
-                    desired_latencies(cloud, broker.port, "bench-desired", args.desired_trials)
-                )
-                ms = [x * 1000 for x in lat]
-                print("\n== desired state: PATCH sent -> arrival at the device's transport ==")
-                print(
-                    f"MQTT : p50 {pct(ms, 50):.1f} ms, p99 {pct(ms, 99):.1f} ms, max {max(ms):.1f} ms "
-                    f"({len(ms)} changes; target p99 <= 200 ms)"
-                )
-                print("HTTP : at the next sync, uniform over the 10 s interval: p50 5 s, p99 9.9 s")
-
-                print(
-                    f"\n== offline shown on /v1/devices after SIGKILL (keep-alive {KEEPALIVE_S} s) =="
-                )
-                for _ in range(args.offline_trials):
-                    seconds = offline_seconds(cloud, broker.port, "bench-offline")
-                    print(
-                        f"offline after {seconds:.2f} s (the broker's limit: 1.5 x keep-alive = "
-                        f"{1.5 * KEEPALIVE_S:.1f} s)"
-                    )
-
-                per_http, per_mqtt = asyncio.run(
-                    bytes_per_batch(port, broker.port, extra[0], extra[1])
-                )
-                print("\n== bytes per device per day (application bytes both ways, 10 s sync) ==")
-                print(
-                    f"HTTP : {per_http:,.0f} B/batch -> {per_http * BATCHES_PER_DAY / 1e6:.2f} MB/day"
-                )
-                print(
-                    f"MQTT : {per_mqtt:,.0f} B/batch -> {per_mqtt * BATCHES_PER_DAY / 1e6:.2f} MB/day"
-                )
+                ok = measure(args, url, cloud, port, broker, devices, extra)
             finally:
                 proc.send_signal(signal.SIGTERM)
                 proc.wait(60)
-    return 0 if (http_ok and mqtt_ok) else 1
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":
