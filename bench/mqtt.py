@@ -40,6 +40,7 @@ import numpy as np
 from cloud_ingest import (
     BATCHES_PER_DAY,
     DeviceBatches,
+    cpu_seconds,
     database,
     db_counts,
     device_batches,
@@ -313,17 +314,24 @@ def measure(
     url: str,
     cloud: str,
     port: int,
+    pid: int,
     broker: Mosquitto,
     devices: list[DeviceBatches],
     extra: list[DeviceBatches],
 ) -> bool:
     """Run and print the four measurements; whether the counts held."""
     n = args.devices
+    broker_pid = broker.pid or 0
     before = db_counts(url)
+    cpu = cpu_seconds(pid)
     http_s = asyncio.run(ingest_http(cloud, devices[:n]))
+    http_cpu = cpu_seconds(pid) - cpu
     http_ok, http_text = verify(url, devices[:n], before)
     before = db_counts(url)
+    cpu, broker_cpu = cpu_seconds(pid), cpu_seconds(broker_pid)
     mqtt_s = asyncio.run(ingest_mqtt(broker.port, devices[n:]))
+    mqtt_cpu = cpu_seconds(pid) - cpu
+    broker_cpu = cpu_seconds(broker_pid) - broker_cpu
     mqtt_ok, mqtt_text = verify(url, devices[n:], before)
     sent = n * args.batches
     http_rate, mqtt_rate = sent / http_s, sent / mqtt_s
@@ -331,6 +339,12 @@ def measure(
     print(f"HTTP : {http_rate:8.1f} batches/s ({sent} in {http_s:.2f} s); {http_text}")
     print(f"MQTT : {mqtt_rate:8.1f} batches/s ({sent} in {mqtt_s:.2f} s); {mqtt_text}")
     print(f"MQTT / HTTP = {mqtt_rate / http_rate:.2f}x (target >= 3x)")
+    print(
+        f"cloud CPU per batch: HTTP {1000 * http_cpu / sent:.2f} ms, MQTT "
+        f"{1000 * mqtt_cpu / sent:.2f} ms (+ mosquitto {1000 * broker_cpu / sent:.2f} ms); "
+        f"ratio {http_cpu / max(mqtt_cpu + broker_cpu, 1e-9):.2f}x. The drivers (this "
+        "process: the agent's own clients) share the machine's cores with the servers."
+    )
     verdict = {True: "OK", False: "MISMATCH"}
     print(f"counts: HTTP {verdict[http_ok]}, MQTT {verdict[mqtt_ok]}")
 
@@ -395,7 +409,7 @@ def main() -> int:
                 cloud_toml(tmp / "cloud.toml", url, broker, args.pool_size), port, tmp / "cloud.log"
             )
             try:
-                ok = measure(args, url, cloud, port, broker, devices, extra)
+                ok = measure(args, url, cloud, port, proc.pid, broker, devices, extra)
             finally:
                 proc.send_signal(signal.SIGTERM)
                 proc.wait(60)

@@ -98,6 +98,10 @@ class Mosquitto:
         return "\n".join(lines) + "\n"
 
     @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process is not None else None
+
+    @property
     def is_running(self) -> bool:
         return self._process is not None and self._process.poll() is None
 
