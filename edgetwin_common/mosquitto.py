@@ -14,12 +14,13 @@ import signal
 import socket
 import subprocess
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
 from edgetwin_common.testing import DEFAULT_GUARD_S, free_port
 
-__all__ = ["Mosquitto", "binary"]
+__all__ = ["Mosquitto", "MosquittoTls", "binary"]
 
 _CANDIDATES = ("/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto")
 
@@ -35,13 +36,32 @@ def binary() -> str | None:
     return shutil.which("mosquitto")
 
 
+@dataclass(frozen=True, slots=True)
+class MosquittoTls:
+    """The listener's TLS: its certificate and key, the CA that clients' certificates
+    must chain to, and whether a client certificate is required."""
+
+    ca_file: Path
+    cert_file: Path
+    key_file: Path
+    require_certificate: bool = False
+
+    def config_lines(self) -> list[str]:
+        return [
+            f"cafile {self.ca_file}",
+            f"certfile {self.cert_file}",
+            f"keyfile {self.key_file}",
+            f"require_certificate {'true' if self.require_certificate else 'false'}",
+        ]
+
+
 class Mosquitto:
     """One broker listening on 127.0.0.1:``port`` (a free one by default), its config,
     persistence and log under ``directory``.
 
     ``password_file`` / ``acl_file``: Mosquitto's own formats (``allow_anonymous`` is
     then false unless asked). ``message_size_limit``: bytes, 0 for the broker's default.
-    Persistence is on, so a ``restart`` keeps retained messages and QoS 1 sessions, as a
+    ``tls``: the listener speaks TLS only. Persistence is on, so a ``restart`` keeps retained messages and QoS 1 sessions, as a
     production broker does. Use as a context manager or ``start`` / ``stop``.
     """
 
@@ -54,6 +74,7 @@ class Mosquitto:
         acl_file: Path | None = None,
         allow_anonymous: bool | None = None,
         message_size_limit: int = 0,
+        tls: MosquittoTls | None = None,
         executable: str | None = None,
     ) -> None:
         self.directory = directory
@@ -63,6 +84,7 @@ class Mosquitto:
         self.acl_file = acl_file
         self.allow_anonymous = password_file is None if allow_anonymous is None else allow_anonymous
         self.message_size_limit = message_size_limit
+        self.tls = tls
         found = executable or binary()
         if found is None:
             raise FileNotFoundError("mosquitto not found (Debian: apt install mosquitto)")
@@ -75,6 +97,7 @@ class Mosquitto:
         """The generated mosquitto.conf."""
         lines = [
             f"listener {self.port} {self.host}",
+            *(self.tls.config_lines() if self.tls is not None else []),
             f"allow_anonymous {'true' if self.allow_anonymous else 'false'}",
             "persistence true",
             f"persistence_location {self.directory}/",

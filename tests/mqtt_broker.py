@@ -104,3 +104,66 @@ class Subscriber:
     def close(self) -> None:
         self.client.loop_stop()
         self.client.disconnect()
+
+
+def write_pki(directory: Path) -> dict[str, Path]:
+    """A CA, a server certificate for 127.0.0.1/localhost and a client certificate
+    signed by it, and a second CA that signed nothing here (PEM files)."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    directory.mkdir(parents=True, exist_ok=True)
+    now = datetime.datetime.now(datetime.UTC)
+    paths: dict[str, Path] = {}
+
+    def name(common: str) -> x509.Name:
+        return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common)])
+
+    def save(stem: str, key: ec.EllipticCurvePrivateKey, cert: x509.Certificate) -> None:
+        paths[f"{stem}_key"] = directory / f"{stem}.key"
+        paths[f"{stem}_key"].write_bytes(
+            key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
+        )
+        paths[stem] = directory / f"{stem}.pem"
+        paths[stem].write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+
+    def issue(
+        common: str,
+        issuer: tuple[x509.Name, ec.EllipticCurvePrivateKey] | None,
+        sans: list[x509.GeneralName] | None = None,
+    ) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
+        key = ec.generate_private_key(ec.SECP256R1())
+        issuer_name, issuer_key = issuer if issuer is not None else (name(common), key)
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(name(common))
+            .issuer_name(issuer_name)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.BasicConstraints(ca=issuer is None, path_length=None), True)
+        )
+        if sans:
+            builder = builder.add_extension(x509.SubjectAlternativeName(sans), False)
+        return key, builder.sign(issuer_key, hashes.SHA256())
+
+    ca_key, ca = issue("edgetwin test CA", None)
+    save("ca", ca_key, ca)
+    sans: list[x509.GeneralName] = [
+        x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+        x509.DNSName("localhost"),
+    ]
+    save("server", *issue("127.0.0.1", (ca.subject, ca_key), sans))
+    save("client", *issue("pump-7", (ca.subject, ca_key)))
+    save("other_ca", *issue("another CA", None))
+    return paths
