@@ -62,7 +62,8 @@ class Mosquitto:
     ``password_file`` / ``acl_file``: Mosquitto's own formats (``allow_anonymous`` is
     then false unless asked). ``message_size_limit``: bytes, 0 for the broker's default.
     ``tls``: the listener speaks TLS only. Persistence is on, so a ``restart`` keeps
-    retained messages and QoS 1 sessions, as a production broker does. Use as a context manager or ``start`` / ``stop``.
+    retained messages and QoS 1 sessions, as a production broker does. Use as a context
+    manager or ``start`` / ``stop``.
     """
 
     def __init__(
