@@ -3,8 +3,10 @@
 - Batches arrive through the MQTT 5 shared subscription ``$share/cloud/edgetwin/+/batch``
   (replicas split them) and go through the same steps as ``POST /v1/batches``
   (``cloud_sync.ingest``: decode with its caps, parse, store once by (device,
-  sequence)) on ingest threads; each one gets an ``MqttAck`` on the device's ack topic
-  with the status HTTP would have answered. The device is the topic's, which the
+  sequence)) on ingest threads, each committing what queued meanwhile (up to
+  MAX_GROUP batches of as many devices) in one transaction, acknowledged after it.
+  Each gets an ``MqttAck`` on the device's ack topic with the status HTTP would have
+  answered. The device is the topic's, which the
   broker's ACL ties to the device's credential; a name the database does not know is
   answered 401 and nothing is stored.
 - Twin requests (``twin/get``) are answered on ``twin``, as GET /v1/twin.
@@ -21,6 +23,7 @@ out_of_order, unavailable, twins, desired_published.
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 import time
 import uuid
@@ -40,8 +43,9 @@ from cloud_sync.errors import (
     SequenceOutOfOrder,
     TokenRejected,
 )
-from cloud_sync.ingest import body_digest, decode_body, parse_batch, store_batch
+from cloud_sync.ingest import body_digest, decode_body, parse_batch
 from cloud_sync.mqtt.config import MqttSection
+from cloud_sync.mqtt.group import Pending, store_batches
 from cloud_sync.registry import device_id
 from cloud_sync.twin import get_twin
 from edgetwin_common.mqtt import Connection, Message, correlation_of
@@ -62,6 +66,8 @@ __all__ = ["MqttBridge", "Presence"]
 
 log = logging.getLogger(__name__)
 
+MAX_GROUP = 64
+"""Batches stored in one transaction at most (what is queued when a writer is free)."""
 _COUNTERS = (
     "received",
     "stored",
@@ -129,6 +135,8 @@ class MqttBridge:
         threads = 1 if engine.dialect.name == "sqlite" else config.ingest_threads
         self._threads = threads
         self._executor: ThreadPoolExecutor | None = None
+        self._queue: queue.Queue[tuple[str, bytes, int | None] | None] = queue.Queue()
+        self._writers: list[threading.Thread] = []
         self._stop = threading.Event()
         self._desired_thread: threading.Thread | None = None
         self.connection = Connection(
@@ -140,7 +148,13 @@ class MqttBridge:
 
     def start(self) -> None:
         self._stop.clear()
-        self._executor = ThreadPoolExecutor(self._threads, thread_name_prefix="cloud-sync-mqtt")
+        self._executor = ThreadPoolExecutor(2, thread_name_prefix="cloud-sync-mqtt-twin")
+        self._writers = [
+            threading.Thread(target=self._writer, name=f"cloud-sync-mqtt-ingest-{i}", daemon=True)
+            for i in range(self._threads)
+        ]
+        for writer in self._writers:
+            writer.start()
         self._published_desired.clear()
         self.connection.start()
         self._desired_thread = threading.Thread(
@@ -153,6 +167,11 @@ class MqttBridge:
         if self._desired_thread is not None:
             self._desired_thread.join(10.0)
         self.connection.stop()
+        for _ in self._writers:
+            self._queue.put(None)
+        for writer in self._writers:
+            writer.join(30.0)
+        self._writers = []
         if self._executor is not None:
             self._executor.shutdown(wait=True)
             self._executor = None
@@ -184,45 +203,93 @@ class MqttBridge:
             return
         if leaf == "batch":
             self._count("received")
-            executor.submit(self._ingest_logged, device, payload, _sequence_of(message))
+            self._queue.put((device, payload, _sequence_of(message)))
         elif leaf == "twin/get":
             executor.submit(self._twin, device, payload)
 
-    def _ingest_logged(self, device: str, payload: bytes, sequence: int | None) -> None:
-        try:
-            reply = self.ingest(device, payload, sequence)
-        except Exception:  # the ingest thread's boundary: one bad batch, not the bridge
-            log.exception("mqtt ingest of a batch of %r failed", device)
-            self._count("unavailable")
-            return
-        self.connection.publish(topic(device, "ack"), reply.model_dump_json(), 1, False)
+    def _writer(self) -> None:
+        """Take what is queued (up to MAX_GROUP batches) and store it in one commit."""
+        while True:
+            first = self._queue.get()
+            if first is None:
+                return
+            group = [first]
+            stop = False
+            while len(group) < MAX_GROUP:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is None:
+                    stop = True
+                    break
+                group.append(item)
+            try:
+                replies = self.ingest_group(group)
+            except Exception:  # the writer's boundary: this group, not the bridge
+                log.exception("mqtt ingest of %d batch(es) failed", len(group))
+                replies = [
+                    MqttAck(sequence=s, status=503, detail="internal error") for _, _, s in group
+                ]
+            for (device, _, _), reply in zip(group, replies, strict=True):
+                self.connection.publish(topic(device, "ack"), reply.model_dump_json(), 1, False)
+            if stop:
+                return
 
     def ingest(self, device: str, payload: bytes, sequence: int | None = None) -> MqttAck:
-        """Decode, validate and store one batch of ``device``; the acknowledgement to
-        publish. ``sequence``: as the device's correlation data says, for the answer to
-        a body too broken to read one. Never raises for a bad batch or an unknown
+        """One batch of ``device``: the acknowledgement to publish (``ingest_group``)."""
+        return self.ingest_group([(device, payload, sequence)])[0]
+
+    def ingest_group(self, group: list[tuple[str, bytes, int | None]]) -> list[MqttAck]:
+        """Decode and validate each (device, payload, sequence from the correlation
+        data) as POST /v1/batches does, store the valid ones in one transaction, and
+        return each one's acknowledgement. Never raises for a bad batch or an unknown
         device (counted)."""
-        try:
-            if len(payload) > MAX_BATCH_BYTES:
-                raise BodyTooLarge(
-                    f"body of {len(payload)} bytes exceeds the cap of {MAX_BATCH_BYTES} bytes"
-                )
-            ident = self._device_id(device)
-            data = decode_body(payload, "gzip")
-            now = time.time()
-            batch = parse_batch(data, now, self._max_future_skew_s)
-            sequence = batch.sequence
-            result = store_batch(self._engine, ident, batch, body_digest(data), now)
-        except RequestRejected as exc:
-            self._count(_rejection_counter(exc))
-            detail = exc.detail if isinstance(exc.detail, str) else repr(exc.detail)[:2000]
-            return MqttAck(sequence=sequence, status=exc.status, detail=detail)
-        except SQLAlchemyError as exc:
-            self._count("unavailable")
-            log.warning("mqtt ingest: database unavailable: %s", exc)
-            return MqttAck(sequence=sequence, status=503, detail="database unavailable")
-        self._count("duplicates" if result.ack.duplicate else "stored")
-        return MqttAck(sequence=sequence, status=200, ack=result.ack)
+        now = time.time()
+        replies: list[MqttAck | None] = [None] * len(group)
+        pending: list[Pending] = []
+        where: list[int] = []
+        for i, (device, payload, sequence) in enumerate(group):
+            try:
+                pending.append(self._prepare(device, payload, now))
+                where.append(i)
+            except RequestRejected as exc:
+                replies[i] = self._rejected(exc, sequence)
+        if pending:
+            try:
+                results = store_batches(self._engine, pending, now)
+            except SQLAlchemyError as exc:
+                log.warning("mqtt ingest: database unavailable: %s", exc)
+                for i, item in zip(where, pending, strict=True):
+                    self._count("unavailable")
+                    replies[i] = MqttAck(
+                        sequence=item.batch.sequence, status=503, detail="database unavailable"
+                    )
+            else:
+                for i, item, result in zip(where, pending, results, strict=True):
+                    if isinstance(result, RequestRejected):
+                        replies[i] = self._rejected(result, item.batch.sequence)
+                    else:
+                        self._count("duplicates" if result.ack.duplicate else "stored")
+                        replies[i] = MqttAck(
+                            sequence=item.batch.sequence, status=200, ack=result.ack
+                        )
+        return [r for r in replies if r is not None]
+
+    def _prepare(self, device: str, payload: bytes, now: float) -> Pending:
+        if len(payload) > MAX_BATCH_BYTES:
+            raise BodyTooLarge(
+                f"body of {len(payload)} bytes exceeds the cap of {MAX_BATCH_BYTES} bytes"
+            )
+        ident = self._device_id(device)
+        data = decode_body(payload, "gzip")
+        batch = parse_batch(data, now, self._max_future_skew_s)
+        return Pending(ident, batch, body_digest(data))
+
+    def _rejected(self, exc: RequestRejected, sequence: int | None) -> MqttAck:
+        self._count(_rejection_counter(exc))
+        detail = exc.detail if isinstance(exc.detail, str) else repr(exc.detail)[:2000]
+        return MqttAck(sequence=sequence, status=exc.status, detail=detail)
 
     def _device_id(self, device: str) -> int:
         found = self._device_ids.get(device)

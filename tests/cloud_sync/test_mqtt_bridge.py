@@ -159,3 +159,25 @@ def test_presence_follows_birth_and_will(broker: Mosquitto, bridge: MqttBridge) 
         await wait_until_async(lambda: not bridge.presence.get("pump-2").is_online)  # type: ignore[union-attr]
 
     asyncio.run(main())
+
+
+def test_a_group_is_one_commit_and_a_refused_batch_leaves_the_others(
+    bridge: MqttBridge, engine: Engine
+) -> None:
+    assert bridge.ingest("pump-2", gz(batch(5))).status == 200
+    replies = bridge.ingest_group(
+        [
+            ("pump-1", gz(batch(1)), 1),
+            ("pump-2", gz(batch(3)), 3),  # below pump-2's highest, never stored: 409
+            ("pump-1", gz(batch(1)), 1),  # a resend in the same group: duplicate
+            ("nobody", gz(batch(1)), 1),  # unknown device: 401
+            ("pump-2", b"garbage", 6),  # unreadable: 400, answered with its correlation
+            ("pump-2", gz(batch(6)), 6),
+        ]
+    )
+    assert [(r.sequence, r.status) for r in replies] == [
+        (1, 200), (3, 409), (1, 200), (1, 401), (6, 400), (6, 200),
+    ]  # fmt: skip
+    assert replies[0].ack is not None and not replies[0].ack.duplicate
+    assert replies[2].ack is not None and replies[2].ack.duplicate
+    assert stored(engine) == (3, 6)  # pump-2 5 and 6, pump-1 1: two summaries each
