@@ -281,7 +281,7 @@ def cloud_toml(path: Path, url: str, broker: Mosquitto, threads: int) -> Path:
     path.write_text(
         f'[database]\nurl = "{url}"\npool_size = {threads}\n\n[auth]\n'
         f'admin_token = "{ADMIN_TOKEN}"\n\n[mqtt]\nenabled = true\ningest_threads = {2 * threads}\n'
-        f"desired_poll_s = 0.05\nbroker = {{ port = {broker.port}, keepalive_s = 30 }}\n"
+        f"desired_poll_s = 0.02\nbroker = {{ port = {broker.port}, keepalive_s = 30 }}\n"
     )
     return path
 

@@ -19,7 +19,7 @@ class MqttSection(Strict):
     """The broker, with the cloud's own username/password (full access to edgetwin/#)."""
     ingest_threads: Annotated[int, Field(ge=1, le=256)] = 4
     """Threads that decode, validate and store batches (SQLite uses one: one writer)."""
-    desired_poll_s: Annotated[float, Field(gt=0, le=60)] = 0.05
+    desired_poll_s: Annotated[float, Field(gt=0, le=60)] = 0.02
     """How often the database is read for desired states changed by any replica (each
     change is then published, retained, on the device's desired topic)."""
     password_file: Path | None = None
