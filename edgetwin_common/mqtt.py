@@ -35,6 +35,7 @@ __all__ = ["BrokerConfig", "Connection", "Will", "correlation_of"]
 log = logging.getLogger(__name__)
 
 Message = paho.MQTTMessage
+_LOOP_S = 0.5
 
 
 def correlation_of(message: Message) -> bytes | None:
@@ -220,7 +221,9 @@ class Connection:
                 self._failed(f"connect to {self.config.where()}: {exc}")
                 continue
             while not self._stop.is_set():
-                rc = client.loop(timeout=0.05)
+                # Publishes from other threads wake the select (paho's socket pair), so
+                # the timeout only bounds how long ``stop`` waits: no busy polling.
+                rc = client.loop(timeout=_LOOP_S)
                 if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
                     break
             if self._stop.is_set():
