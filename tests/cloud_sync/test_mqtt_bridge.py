@@ -1,7 +1,8 @@
 """The cloud's MQTT side on a real Mosquitto, against the device's own transport
 (``MqttTransport``): batches stored once through the HTTP ingest code and acknowledged;
 malformed, oversized and unauthenticated payloads counted with nothing stored; desired
-changes pushed (retained) and applied without a sync; presence from birth and will."""
+changes pushed (retained) and applied without a sync; presence from birth and will;
+group commits; replicas splitting the batches through the shared subscription."""
 
 from __future__ import annotations
 
@@ -181,3 +182,33 @@ def test_a_group_is_one_commit_and_a_refused_batch_leaves_the_others(
     assert replies[0].ack is not None and not replies[0].ack.duplicate
     assert replies[2].ack is not None and replies[2].ack.duplicate
     assert stored(engine) == (3, 6)  # pump-2 5 and 6, pump-1 1: two summaries each
+
+
+def test_replicas_split_the_batches_through_the_shared_subscription(
+    broker: Mosquitto, bridge: MqttBridge, engine: Engine
+) -> None:
+    config = MqttSection(enabled=True, broker={"port": broker.port, **FAST})
+    second = MqttBridge(config, engine, max_future_skew_s=86_400)
+    second.start()
+    assert second.connection.wait_connected(30)
+    desired: list[DesiredState] = []
+    links = [transport(broker, name, desired) for name in ("pump-1", "pump-2")]
+
+    async def main() -> None:
+        async def send(link: MqttTransport) -> None:
+            for sequence in range(1, 21):
+                ack = await link.post_batch(sequence, gz(batch(sequence, summaries=[])))
+                assert (ack.sequence, ack.duplicate) == (sequence, False)
+
+        await asyncio.gather(*(send(link) for link in links))
+        for link in links:
+            await link.aclose()
+
+    try:
+        asyncio.run(main())
+    finally:
+        second.stop()
+    counts = (bridge.counters["stored"], second.counters["stored"])
+    # Each batch went to one replica only, and both took a share.
+    assert sum(counts) == 40 and min(counts) > 0, counts
+    assert stored(engine) == (40, 0)
