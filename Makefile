@@ -17,6 +17,8 @@ DEBIAN_PACKAGES += chromium fonts-liberation systemd
 # The units under a real systemd (tests/packaging/test_systemd.py): a cached Debian root
 # booted with systemd-nspawn.
 DEBIAN_PACKAGES += systemd-container debootstrap
+# A real broker (and mosquitto_passwd) for the MQTT tests and bench (docs/mqtt.md).
+DEBIAN_PACKAGES += mosquitto
 
 .PHONY: demo test lint typecheck pytest bench default-model clean debian-packages arm64-smoke
 

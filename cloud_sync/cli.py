@@ -219,6 +219,10 @@ def _devices(config: CloudConfig, command: str, name: str | None) -> int:
         token = add_device(engine, name) if command == "add" else rotate_token(engine, name)
         # The token alone on stdout (scriptable); the advice on stderr.
         print(token)
+        if config.mqtt.password_file is not None and config.mqtt.acl_file is not None:
+            from cloud_sync.mqtt.credentials import broker_credentials
+
+            print(broker_credentials(config.mqtt, name, token), file=sys.stderr)
         print(
             f"device {name!r}: store this token on the device now; it is not shown again.",
             file=sys.stderr,
@@ -237,13 +241,21 @@ def _serve(
     config_path: Path | None = None,
 ) -> int:
     from cloud_sync.http.app import create_app
-    from cloud_sync.jobs import serve_jobs
+    from cloud_sync.jobs import ServiceJob, serve_jobs
 
     logs.configure(log_level, log_format)
     engine = _migrated_engine(config)
     if config.auth.admin_sha256() is None:
         log.warning("no [auth] admin token: devices can sync, fleet routes answer 401")
-    app = create_app(config, engine, jobs=serve_jobs(config, engine, config_path))
+    jobs: list[ServiceJob] = [*serve_jobs(config, engine, config_path)]
+    presence = None
+    if config.mqtt.enabled:
+        from cloud_sync.mqtt.bridge import MqttBridge
+
+        bridge = MqttBridge(config.mqtt, engine, config.ingest.max_future_skew_s)
+        jobs.append(bridge)
+        presence = bridge.presence.is_online
+    app = create_app(config, engine, jobs=jobs, presence=presence)
     server = _GracefulServer(
         uvicorn.Config(
             app,

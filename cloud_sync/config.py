@@ -16,6 +16,7 @@ from typing import Annotated, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
+from cloud_sync.mqtt.config import MqttSection
 from edgetwin_common.config import problems_from, read_toml, validate_toml
 from edgetwin_common.errors import ConfigInvalid
 from edgetwin_common.retry import BackoffConfig
@@ -204,6 +205,8 @@ class CloudConfig(Strict):
     releases: ReleasesSection = ReleasesSection()
     training: TrainingSection = TrainingSection()
     notifications: NotificationsSection = NotificationsSection()
+    mqtt: MqttSection = MqttSection()
+    """Devices syncing through an MQTT broker (docs/mqtt.md)."""
 
     def with_database_url(self, url: str | None) -> CloudConfig:
         """A copy with [database] url replaced (validated); None: unchanged."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -58,6 +59,13 @@ class DeviceOverview(BaseModel):
     desired_version: int
     is_desired_applied: bool
     last_sequence: int
+    is_online: bool | None = None
+    """Over MQTT: connected to the broker (birth) or gone (its will); None when the
+    device's presence is unknown (it syncs over HTTP, or [mqtt] is off)."""
+
+
+PresenceLookup = Callable[[str], bool | None]
+"""A device name -> online, offline, or None for unknown (``cloud_sync.mqtt``)."""
 
 
 def health_of(
@@ -77,7 +85,12 @@ def health_of(
     return Health.OK
 
 
-def overview(engine: Engine, fleet: FleetSection, now: float | None = None) -> list[DeviceOverview]:
+def overview(
+    engine: Engine,
+    fleet: FleetSection,
+    now: float | None = None,
+    presence: PresenceLookup | None = None,
+) -> list[DeviceOverview]:
     """Every device, by name."""
     now = time.time() if now is None else now
     with engine.connect() as conn:
@@ -104,6 +117,7 @@ def overview(engine: Engine, fleet: FleetSection, now: float | None = None) -> l
                 desired_version=d.desired_version,
                 is_desired_applied=reported is not None and applied >= d.desired_version,
                 last_sequence=d.last_sequence,
+                is_online=presence(d.name) if presence is not None else None,
             )
         )
     return rows
@@ -298,10 +312,16 @@ def make_environment() -> Environment:
     )
 
 
-def render_fleet_page(env: Environment, engine: Engine, fleet: FleetSection, version: str) -> str:
+def render_fleet_page(
+    env: Environment,
+    engine: Engine,
+    fleet: FleetSection,
+    version: str,
+    presence: PresenceLookup | None = None,
+) -> str:
     now = time.time()
     return env.get_template("fleet.html").render(
-        devices=overview(engine, fleet, now),
+        devices=overview(engine, fleet, now, presence),
         charts=charts(engine, fleet),
         desired_models=desired_models(engine),
         horizons=forecast_horizons(engine),

@@ -19,6 +19,7 @@ import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import Protocol
 
 from sqlalchemy import Engine
 
@@ -29,6 +30,14 @@ log = logging.getLogger(__name__)
 
 RETRAIN_GRACE_S = 30.0
 """How long a stopping service waits for a running retrain after SIGTERM, seconds."""
+
+
+class ServiceJob(Protocol):
+    """What ``serve`` runs beside the app: started at startup, stopped at shutdown."""
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
 
 
 class PeriodicJob:

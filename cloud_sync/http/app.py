@@ -26,6 +26,7 @@ from sqlalchemy import Engine
 
 from cloud_sync import __version__
 from cloud_sync.config import CloudConfig
+from cloud_sync.fleet import PresenceLookup
 from cloud_sync.http.devices import devices_router
 from cloud_sync.http.error_model import install_error_handlers
 from cloud_sync.http.fleet_page import fleet_page_router
@@ -37,13 +38,21 @@ from cloud_sync.http.releases import releases_router
 from cloud_sync.http.twins import twins_router
 from cloud_sync.jobs import PeriodicJob
 from cloud_sync.metrics import CloudMetrics
+from cloud_sync.jobs import ServiceJob
 from cloud_sync.registry import Authenticator
 from edgetwin_contracts.batch import Batch
 
 
-def create_app(config: CloudConfig, engine: Engine, *, jobs: Sequence[PeriodicJob] = ()) -> FastAPI:
+def create_app(
+    config: CloudConfig,
+    engine: Engine,
+    *,
+    jobs: Sequence[ServiceJob] = (),
+    presence: PresenceLookup | None = None,
+) -> FastAPI:
     """The app for ``config`` on ``engine`` (migrated: ``cloud_sync.db.session.upgrade``).
 
+    ``presence``: who is online over MQTT (``cloud_sync.mqtt``), for the fleet views.
     ``jobs`` run while the app serves: started by its lifespan's startup, stopped (and
     joined) at its shutdown (``cloud_sync.jobs.serve_jobs`` builds ``serve``'s).
     """
@@ -74,8 +83,8 @@ def create_app(config: CloudConfig, engine: Engine, *, jobs: Sequence[PeriodicJo
     app.include_router(metrics_router(metrics, guards))
     app.include_router(ingest_router(config, engine, guards, metrics))
     app.include_router(twins_router(engine, guards))
-    app.include_router(devices_router(config.fleet, engine, guards))
-    app.include_router(fleet_page_router(config.fleet, engine, auth))
+    app.include_router(devices_router(config.fleet, engine, guards, presence))
+    app.include_router(fleet_page_router(config.fleet, engine, auth, presence))
     app.include_router(releases_router(config, engine, guards))
     _publish_schema(app, Batch)
     return app

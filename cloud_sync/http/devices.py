@@ -10,7 +10,7 @@ from pydantic import BaseModel
 from sqlalchemy import Engine
 
 from cloud_sync.config import FleetSection
-from cloud_sync.fleet import DeviceOverview, overview
+from cloud_sync.fleet import DeviceOverview, PresenceLookup, overview
 from cloud_sync.http.error_model import error_responses
 from cloud_sync.http.guards import Guards
 from cloud_sync.registry import AdminPrincipal, DeviceName, add_device
@@ -29,7 +29,9 @@ class DeviceToken(BaseModel):
     token: str
 
 
-def devices_router(fleet: FleetSection, engine: Engine, guards: Guards) -> APIRouter:
+def devices_router(
+    fleet: FleetSection, engine: Engine, guards: Guards, presence: PresenceLookup | None = None
+) -> APIRouter:
     """The registry routes; ``fleet``: how the overview judges health."""
     router = APIRouter(tags=["devices"])
 
@@ -40,7 +42,7 @@ def devices_router(fleet: FleetSection, engine: Engine, guards: Guards) -> APIRo
         responses=error_responses(401, 403, 503),
     )
     def devices(_: Annotated[AdminPrincipal, Depends(guards.admin)]) -> list[DeviceOverview]:
-        return overview(engine, fleet)
+        return overview(engine, fleet, presence=presence)
 
     @router.post(
         "/v1/devices",

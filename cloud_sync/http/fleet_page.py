@@ -22,7 +22,13 @@ from sqlalchemy import Engine
 
 from cloud_sync import __version__
 from cloud_sync.config import FleetSection
-from cloud_sync.fleet import STATIC, make_environment, render_fleet_page, render_login_page
+from cloud_sync.fleet import (
+    STATIC,
+    PresenceLookup,
+    make_environment,
+    render_fleet_page,
+    render_login_page,
+)
 from cloud_sync.http.bodies import read_capped
 from cloud_sync.http.error_model import ErrorBody
 from cloud_sync.http.guards import Credentials
@@ -71,7 +77,12 @@ class FleetSession:
         return hmac.compare_digest(cookie, self.cookie(int(expires)))
 
 
-def fleet_page_router(fleet: FleetSection, engine: Engine, auth: Authenticator) -> APIRouter:
+def fleet_page_router(
+    fleet: FleetSection,
+    engine: Engine,
+    auth: Authenticator,
+    presence: PresenceLookup | None = None,
+) -> APIRouter:
     """The page, its login and logout, and ``/static``."""
     router = APIRouter(tags=["fleet page"])
     templates = make_environment()
@@ -92,7 +103,7 @@ def fleet_page_router(fleet: FleetSection, engine: Engine, auth: Authenticator) 
         )
         if not is_admin:
             return login_page(None, 401)
-        return HTMLResponse(render_fleet_page(templates, engine, fleet, __version__))
+        return HTMLResponse(render_fleet_page(templates, engine, fleet, __version__, presence))
 
     @router.post(
         "/login",

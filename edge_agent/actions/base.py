@@ -3,10 +3,15 @@ the base of their configs."""
 
 from __future__ import annotations
 
-from typing import Protocol
+from collections.abc import Callable, Collection, Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
 
 from edge_agent.alarms.model import AlarmEvent, Notifiable
 from edgetwin_common.config import Name, Strict
+
+if TYPE_CHECKING:
+    from edge_agent.pipeline.channel import ChannelPipeline
 
 
 class Action(Notifiable, Protocol):
@@ -42,3 +47,50 @@ class ActionConfigBase(Strict):
     name: Name
     """The name alarm rules list in ``actions`` (unique among actions; an action named
     "log", a log action at warning level, exists without being configured)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelSnapshot:
+    """A channel's last processed sample, as an output that publishes state reads it."""
+
+    channel: str
+    unit: str | None
+    ts: float
+    """UNIX seconds of the sample."""
+    value: float
+    """The processed value (channel units)."""
+    score: float | None
+    """Its anomaly score (None while the scorer warms up)."""
+    horizons: tuple[int, ...]
+    """Forecast horizons, in samples ahead."""
+    forecast: tuple[float, ...] | None
+    """One forecast per horizon made after this sample (None before the window fills)."""
+
+
+@dataclass(frozen=True, slots=True)
+class AgentFeed:
+    """What the agent hands, before ``start``, to an action that also publishes its
+    state (readings, forecasts, scores), through the action's optional
+    ``attach(feed)``: the agent's name, the channels' last samples (read on the event
+    loop) and the alarm rules that name the action."""
+
+    agent: str
+    channels: Callable[[], list[ChannelSnapshot]]
+    rules: Collection[str]
+
+
+def snapshots(channels: Iterable[ChannelPipeline]) -> list[ChannelSnapshot]:
+    """The last sample of each channel that has processed one."""
+    return [
+        ChannelSnapshot(
+            ch.name,
+            ch.config.unit,
+            ch.last_ts,
+            ch.last_value,
+            ch.last_score,
+            tuple(ch.horizons),
+            tuple(ch.forecast.tolist()) if ch.has_forecast else None,
+        )
+        for ch in channels
+        if ch.last_ts is not None and ch.last_value is not None
+    ]

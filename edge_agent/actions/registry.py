@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, TypeAlias
 
-from edge_agent.actions import gpio_output, log, webhook
+from edge_agent.actions import gpio_output, log, mqtt, webhook
 from edge_agent.actions.base import Action, ActionConfigBase
 from edgetwin_common.plugins import PluginTable
 
@@ -23,6 +23,7 @@ ACTIONS: PluginTable[Action] = PluginTable(
         log.PLUGIN,
         webhook.PLUGIN,
         gpio_output.PLUGIN,
+        mqtt.PLUGIN,
     ],
 )
 """Every action plugin, in the order the configuration reference lists them."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from collections.abc import Callable, Iterator
@@ -19,7 +20,7 @@ import uvicorn
 from prometheus_client import CollectorRegistry
 
 from edge_agent import __version__
-from edge_agent.actions.base import Action
+from edge_agent.actions.base import Action, AgentFeed, snapshots
 from edge_agent.actions.registry import build_action
 from edge_agent.alarms.engine import AlarmEngine
 from edge_agent.alarms.model import Alarm, AlarmEvent
@@ -168,15 +169,7 @@ class Agent:
     ) -> None:
         """Run until ``stop`` is set; then stop sources, drain actions, flush and close."""
         self._loop = asyncio.get_running_loop()
-        open_alarms = self.engine.open_alarms()
-        for name, action in self.actions.items():
-            restore = getattr(action, "restore", None)
-            if restore is not None:
-                # An output that shows state (a lamp, a relay) must show the alarms still
-                # open from before a restart: the engine raises no new event for them.
-                rules = {rule.name for rule in self.config.alarms if name in rule.actions}
-                restore([alarm for alarm in open_alarms if alarm.rule in rules])
-            await action.start()
+        await self._start_actions()
         tasks = [
             asyncio.create_task(self._consume(src), name=f"source:{src.name}")
             for src in self.sources
@@ -240,6 +233,21 @@ class Agent:
             if notifier is not None:
                 notifier.close()
             log.info("agent stopped")
+
+    async def _start_actions(self) -> None:
+        open_alarms = self.engine.open_alarms()
+        for name, action in self.actions.items():
+            rules = {rule.name for rule in self.config.alarms if name in rule.actions}
+            restore = getattr(action, "restore", None)
+            if restore is not None:
+                # An output that shows state (a lamp, a relay) must show the alarms still
+                # open from before a restart: the engine raises no new event for them.
+                restore([alarm for alarm in open_alarms if alarm.rule in rules])
+            attach = getattr(action, "attach", None)
+            if attach is not None:  # an output that also publishes the channels (mqtt)
+                channels = functools.partial(snapshots, self.pipeline.channels.values())
+                attach(AgentFeed(self.config.agent.name, channels, rules))
+            await action.start()
 
     async def _start_http(self) -> uvicorn.Server:
         http = self.config.http

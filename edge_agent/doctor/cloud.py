@@ -18,6 +18,8 @@ def check(context: DoctorContext) -> list[Finding]:
     sync = context.loaded.config.sync
     if not sync.enabled:
         return [Finding(CHECK, Status.SKIP, "sync is disabled ([sync] enabled = false)")]
+    if not sync.url:  # transport = "mqtt" without an HTTP URL (docs/mqtt.md)
+        return [Finding(CHECK, Status.SKIP, "sync goes through the MQTT broker; no url to check")]
     base = sync.url.rstrip("/")
     url = base + "/health"
     try:

@@ -2,19 +2,49 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
 
-from edgetwin_common.config import Strict
+from edgetwin_common.config import Name, Strict
+from edgetwin_common.mqtt import BrokerConfig
 from edgetwin_common.retry import BackoffConfig, complete_backoff_table
 from edgetwin_contracts.batch import MAX_BATCH_DECOMPRESSED_BYTES
 
 
+class MqttSyncConfig(Strict):
+    """The broker the cloud listens on (docs/mqtt.md), for ``transport = "mqtt"``."""
+
+    broker: BrokerConfig = BrokerConfig()
+    """Host, port, this device's username/password (from ``cloud-sync devices add``),
+    TLS, client certificate, keep-alive, reconnect backoff."""
+    device: Name | None = None
+    """This device's name in the topics (edgetwin/<device>/...); default: the broker
+    username (the broker's ACL lets a device use only its own topics)."""
+
+    @model_validator(mode="after")
+    def _named(self) -> MqttSyncConfig:
+        if self.device is None and self.broker.username is None:
+            raise ValueError("device (or broker.username) is required")
+        return self
+
+    @property
+    def device_name(self) -> str:
+        name = self.device or self.broker.username
+        assert name is not None
+        return name
+
+
 class SyncConfig(Strict):
-    """Cloud sync (docs/sync.md). Off by default; when on, url and token are required."""
+    """Cloud sync (docs/sync.md). Off by default; when on, url and token are required
+    (over HTTP), or the [sync.mqtt] broker (over MQTT)."""
 
     enabled: bool = False
+    transport: Literal["http", "mqtt"] = "http"
+    """How batches travel: HTTPS to ``url``, or MQTT through ``[sync.mqtt]``'s broker
+    (docs/mqtt.md); the same batches, exactly once either way."""
+    mqtt: MqttSyncConfig | None = None
+    """The broker, for ``transport = "mqtt"``."""
     url: str = ""
     """The cloud's base URL, http:// or https:// (e.g. "https://cloud.example.com");
     batches go to {url}/v1/batches, the twin is read from {url}/v1/twin."""
@@ -50,10 +80,14 @@ class SyncConfig(Strict):
     @model_validator(mode="after")
     def _complete_when_enabled(self) -> SyncConfig:
         problems = []
-        if self.enabled and not self.url:
-            problems.append("url is required when sync is enabled")
-        if self.enabled and (self.token is None or not self.token.get_secret_value()):
-            problems.append("token is required when sync is enabled")
+        if self.enabled and self.transport == "mqtt":
+            if self.mqtt is None:
+                problems.append('[sync.mqtt] is required with transport = "mqtt"')
+        elif self.enabled:
+            if not self.url:
+                problems.append("url is required when sync is enabled")
+            if self.token is None or not self.token.get_secret_value():
+                problems.append("token is required when sync is enabled")
         if problems:
             raise ValueError("; ".join(problems))
         return self

@@ -29,7 +29,7 @@ from edge_agent.store.meta import (
 from edge_agent.store.sqlite import Store
 from edge_agent.store.sync_staging import InflightBatch
 from edge_agent.sync.batching import BuiltBatch, build_batch
-from edge_agent.sync.client import CloudClient, TwinView, check_sequence
+from edge_agent.sync.client import TwinView, check_sequence
 from edge_agent.sync.config import SyncConfig
 from edge_agent.sync.errors import (
     BatchOutOfOrder,
@@ -37,6 +37,7 @@ from edge_agent.sync.errors import (
     CloudSequenceOutOfRange,
     CloudUnauthorized,
 )
+from edge_agent.sync.transport import Transport, build_transport
 from edge_agent.sync.twin import Twin
 from edgetwin_common.retry import Backoff, Jitter
 from edgetwin_contracts.batch import MAX_BATCH_BYTES, BatchAck, DesiredState, ReportedState
@@ -76,8 +77,8 @@ class SyncWorker:
     config: the [sync] section (enabled, with url and token). store: the agent's store
     (outbox, in-flight batch, meta). twin: reported/desired state. clock: UNIX seconds,
     injectable with ``rng`` (the backoff jitter) so tests count attempts per simulated
-    minute, not per wall-clock one. client: the CloudClient to use (default: one for
-    config.url/token, created on the running loop).
+    minute, not per wall-clock one. client: the transport to use (default: the one
+    config.transport names, created on the running loop: sync/transport.py).
 
     Drive it with ``run(stop)`` (the agent) or ``tick()`` (tests). Use on one event loop.
     """
@@ -90,7 +91,7 @@ class SyncWorker:
         *,
         clock: Callable[[], float] = time.time,
         rng: random.Random | None = None,
-        client: CloudClient | None = None,
+        client: Transport | None = None,
     ) -> None:
         self.config = config
         self._store = store
@@ -187,10 +188,10 @@ class SyncWorker:
             await self._client.aclose()
             self._client = None
 
-    def _cloud(self) -> CloudClient:
+    def _cloud(self) -> Transport:
         if self._client is None:
-            token = self.config.token.get_secret_value() if self.config.token else ""
-            self._client = CloudClient(self.config.url, token, self.config.timeout_s)
+            # A transport that pushes the desired state (MQTT) applies it on arrival.
+            self._client = build_transport(self.config, self._receive)
         return self._client
 
     # -- one attempt ---------------------------------------------------------------

@@ -46,6 +46,7 @@ def test_device_list(client: httpx.Client, tokens: dict[str, str]) -> None:
         "desired_version": 0,
         "is_desired_applied": False,
         "last_sequence": 0,
+        "is_online": None,
     }
 
 
