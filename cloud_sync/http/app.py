@@ -36,9 +36,8 @@ from cloud_sync.http.ingest import ingest_router
 from cloud_sync.http.metrics import metrics_router
 from cloud_sync.http.releases import releases_router
 from cloud_sync.http.twins import twins_router
-from cloud_sync.jobs import PeriodicJob
-from cloud_sync.metrics import CloudMetrics
 from cloud_sync.jobs import ServiceJob
+from cloud_sync.metrics import CloudMetrics
 from cloud_sync.registry import Authenticator
 from edgetwin_contracts.batch import Batch
 
