@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable
-from dataclasses import replace
 from heapq import heappop, heappush
 
 from edge_agent.alarms.model import (
@@ -85,7 +84,7 @@ class AlarmLedger:
 
     def keep(self, alarm: Alarm, actions: tuple[Notifiable, ...]) -> Alarm:
         """Track an open alarm from before a restart (no event); returns the tracked copy."""
-        alarm = replace(alarm)
+        alarm = alarm.snapshot()
         self._open[alarm.id] = _Open(alarm, actions)
         if alarm.state is AlarmState.CLEARED:
             heappush(self._cleared_ids, alarm.id)
@@ -146,10 +145,10 @@ class AlarmLedger:
         for entry in self._open.values():
             a = entry.alarm
             if a.rule == name and a.channel == channel and a.state.is_active:
-                return replace(a)
+                return a.snapshot()
         alarm = self.open(name, channel, INTERNAL_KIND, severity, ts, None, message, ())
         self.emit(AlarmEventKind.RAISED, ts, alarm, ())
-        return replace(alarm)
+        return alarm.snapshot()
 
     def clear_internal(self, name: str, channel: str, ts: float) -> None:
         """Clear the active internal alarm (name, channel), if any."""
@@ -166,7 +165,7 @@ class AlarmLedger:
             raise AlarmNotFound(alarm_id)
         alarm = entry.alarm
         if alarm.acked_at is not None:
-            return replace(alarm)
+            return alarm.snapshot()
         alarm.acked_at = ts
         alarm.acked_by = by or None
         if alarm.state is AlarmState.CLEARED:
@@ -182,15 +181,15 @@ class AlarmLedger:
         entry = self._open.get(alarm_id)
         if entry is None:
             raise AlarmNotFound(alarm_id)
-        return replace(entry.alarm)
+        return entry.alarm.snapshot()
 
     def active(self) -> list[Alarm]:
         """Snapshots of the active alarms (acknowledged or not), oldest first."""
-        return [replace(e.alarm) for e in self._open.values() if e.alarm.state.is_active]
+        return [e.alarm.snapshot() for e in self._open.values() if e.alarm.state.is_active]
 
     def open_alarms(self) -> list[Alarm]:
         """Snapshots of every open alarm, oldest first."""
-        return [replace(e.alarm) for e in self._open.values()]
+        return [e.alarm.snapshot() for e in self._open.values()]
 
     def recent(self, limit: int = 50) -> list[AlarmEvent]:
         """The last ``limit`` events (at most ``recent_max``), newest first."""
@@ -205,7 +204,7 @@ class AlarmLedger:
         self, kind: AlarmEventKind, ts: float, alarm: Alarm, actions: tuple[Notifiable, ...]
     ) -> AlarmEvent:
         """Hand the event (with a snapshot of ``alarm``) to the sink, then to ``actions``."""
-        event = AlarmEvent(kind, ts, replace(alarm))  # a snapshot: later changes don't leak
+        event = AlarmEvent(kind, ts, alarm.snapshot())  # a snapshot: later changes don't leak
         self._recent.append(event)
         self._sink(event)
         for action in actions:

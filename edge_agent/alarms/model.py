@@ -65,6 +65,24 @@ class Alarm:
     acked_by: str | None = None
     cleared_at: float | None = None
 
+    def snapshot(self) -> Alarm:
+        """A copy (every field is immutable, so a shallow one is whole). Spelled out: it
+        is about seven times faster than ``dataclasses.replace`` and every event takes one."""
+        return Alarm(
+            self.id,
+            self.rule,
+            self.channel,
+            self.kind,
+            self.severity,
+            self.state,
+            self.raised_at,
+            self.value,
+            self.message,
+            self.acked_at,
+            self.acked_by,
+            self.cleared_at,
+        )
+
     def to_dict(self) -> dict[str, Any]:
         """The fields in order, enums as their values (JSON-ready). Spelled out rather than
         ``dataclasses.asdict``, which deep-copies every field: every alarm event written

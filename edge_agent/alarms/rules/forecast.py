@@ -72,8 +72,11 @@ class ForecastCheck(LevelCheck):
     ) -> float | None:
         if forecast is None:
             return None
-        selected = forecast[self._selection]
-        return float(selected.min() if self._sign < 0 else selected.max())
+        # Builtin max/min over a few Python floats: a numpy reduction costs ~3 µs of
+        # dispatch, on every sample of the channel. Forecasts are finite (the forecaster
+        # refuses non-finite windows), so NaN propagation cannot differ.
+        selected: list[float] = forecast[self._selection].tolist()
+        return min(selected) if self._sign < 0 else max(selected)
 
     def describe(self, channel: str) -> str:
         if self._step_s is not None:

@@ -204,8 +204,8 @@ class Forecaster:
         self._step = np.zeros(())
         self._offset = np.zeros(())
         self._forecast = np.zeros(len(self.horizons), dtype=np.float64)
-        # What forecast() reads on every call, in one tuple: one attribute lookup
-        # instead of fifteen.
+        # What forecast() reads on every call, in one tuple unpacked at its start: one
+        # attribute lookup instead of one per name.
         self._hot = (
             n,
             self._centring,

@@ -374,3 +374,19 @@ def test_an_alarm_as_a_dict_holds_every_field_in_order_with_enum_values() -> Non
     expected = {**asdict(alarm), "severity": "critical", "state": "cleared"}
     assert list(alarm.to_dict()) == [f.name for f in fields(Alarm)]
     assert alarm.to_dict() == expected
+
+
+def test_an_alarm_snapshot_is_an_equal_copy() -> None:
+    from dataclasses import fields
+
+    from edge_agent.alarms.model import Alarm, AlarmState, Severity
+
+    alarm = Alarm(
+        3, "r", "c", "health", Severity.INFO, AlarmState.ACTIVE_ACKNOWLEDGED, 1.0, None, ""
+    )
+    alarm.acked_at, alarm.acked_by, alarm.cleared_at = 2.0, "op", 4.0
+    copy = alarm.snapshot()
+    assert copy == alarm and copy is not alarm
+    assert [getattr(copy, f.name) for f in fields(Alarm)] == [
+        getattr(alarm, f.name) for f in fields(Alarm)
+    ]

@@ -100,3 +100,18 @@ def test_contract_suite_passes_on_tflite_runtime() -> None:
     print(done.stdout[-3000:])
     assert done.returncode == 0, done.stdout[-5000:] + done.stderr[-2000:]
     assert " passed" in done.stdout
+
+
+def test_an_interpreter_without_the_raw_binding_is_refused_by_name() -> None:
+    """The forecaster keeps views of the tensors and calls the binding's Invoke; an
+    interpreter wrapper without it is refused at load, naming the bundle."""
+    from typing import Any, cast
+
+    from edge_agent.model.inference.backend import raw_invoke
+    from edgetwin_contracts.errors import ModelUnloadable
+
+    class Wrapper:
+        _interpreter = object()
+
+    with pytest.raises(ModelUnloadable, match=r"bundle-x.*no raw Invoke"):
+        raw_invoke(cast(Any, Wrapper()), "bundle-x")
