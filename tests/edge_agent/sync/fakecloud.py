@@ -123,6 +123,15 @@ class FakeCloud:
             self._fault_path = path
             self.delay_s = delay_s
 
+    def store_unchecked(self, sequence: int) -> None:
+        """Hold ``sequence`` as stored, bypassing the contract's bounds: what a cloud from
+        before the bound (docs/sync.md, "Sequences out of range") kept when anyone holding
+        the device's token posted it."""
+        batch = Batch.model_construct(sequence=sequence, created_at=time.time(), summaries=[])
+        with self._lock:
+            self.stored[sequence] = batch
+            self.bodies[sequence] = b""
+
     def hold(self, sequence: int, after_store: bool) -> None:
         """Hold the answer to the first request carrying ``sequence`` until ``release``;
         ``held`` is set when it arrives (after storing it, if after_store)."""
