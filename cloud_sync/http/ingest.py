@@ -19,7 +19,7 @@ from cloud_sync.config import CloudConfig
 from cloud_sync.errors import RequestRejected
 from cloud_sync.http.bodies import read_capped
 from cloud_sync.http.error_model import error_name, error_responses
-from cloud_sync.http.guards import Guards
+from cloud_sync.http.guards import Credentials, Guards
 from cloud_sync.ingest import (
     body_digest,
     check_content_length,
@@ -62,12 +62,23 @@ def ingest_router(
         )
         return result.ack
 
+    def count_reject(exc: RequestRejected) -> None:
+        if metrics is not None:
+            metrics.count_reject(error_name(type(exc)))
+
+    async def batch_device(credentials: Credentials) -> DevicePrincipal:
+        # The guard, with its refusals (no or unknown token, the admin's) counted.
+        try:
+            return await guards.batch_device(credentials)
+        except RequestRejected as exc:
+            count_reject(exc)
+            raise
+
     def counted(raw: bytes, content_encoding: str | None, who: DevicePrincipal) -> BatchAck:
         try:
             ack = ingest(raw, content_encoding, who)
         except RequestRejected as exc:
-            if metrics is not None:
-                metrics.count_reject(error_name(type(exc)))
+            count_reject(exc)
             raise
         if metrics is not None:
             metrics.count_batch(ack.duplicate)
@@ -91,14 +102,13 @@ def ingest_router(
         },
     )
     async def post_batch(
-        request: Request, who: Annotated[DevicePrincipal, Depends(guards.batch_device)]
+        request: Request, who: Annotated[DevicePrincipal, Depends(batch_device)]
     ) -> Response:
         try:
             check_content_length(request.headers.get("content-length"))
             raw = await read_capped(request, MAX_BATCH_BYTES)
         except RequestRejected as exc:
-            if metrics is not None:
-                metrics.count_reject(error_name(type(exc)))
+            count_reject(exc)
             raise
         # Decode, validate and store in one trip to the ingest threads.
         ack = await asyncio.get_running_loop().run_in_executor(
