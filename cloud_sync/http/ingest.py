@@ -7,8 +7,10 @@ The route reads the body itself (size caps before anything is buffered, gzip dec
 # No `from __future__ import annotations`: FastAPI resolves the Depends() closures.
 
 import asyncio
+import contextlib
 import logging
 import time
+from collections.abc import Awaitable, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Annotated
 
@@ -19,7 +21,7 @@ from cloud_sync.config import CloudConfig
 from cloud_sync.errors import RequestRejected
 from cloud_sync.http.bodies import read_capped
 from cloud_sync.http.error_model import error_name, error_responses
-from cloud_sync.http.guards import Guards
+from cloud_sync.http.guards import Credentials, Guards
 from cloud_sync.ingest import (
     body_digest,
     check_content_length,
@@ -35,7 +37,7 @@ log = logging.getLogger(__name__)
 
 
 def ingest_router(
-    config: CloudConfig, engine: Engine, guards: Guards, metrics: CloudMetrics | None = None
+    config: CloudConfig, engine: Engine, guards: Guards, metrics: CloudMetrics
 ) -> APIRouter:
     """``POST /v1/batches``; batches are decoded, validated and stored on threads of
     their own. SQLite: one, the single writer, so batches queue in arrival order instead
@@ -63,14 +65,9 @@ def ingest_router(
         return result.ack
 
     def counted(raw: bytes, content_encoding: str | None, who: DevicePrincipal) -> BatchAck:
-        try:
+        with _counting_rejects(metrics):
             ack = ingest(raw, content_encoding, who)
-        except RequestRejected as exc:
-            if metrics is not None:
-                metrics.count_reject(error_name(type(exc)))
-            raise
-        if metrics is not None:
-            metrics.count_batch(ack.duplicate)
+        metrics.count_batch(ack.duplicate)
         return ack
 
     @router.post(
@@ -91,15 +88,11 @@ def ingest_router(
         },
     )
     async def post_batch(
-        request: Request, who: Annotated[DevicePrincipal, Depends(guards.batch_device)]
+        request: Request, who: Annotated[DevicePrincipal, Depends(_counted_guard(guards, metrics))]
     ) -> Response:
-        try:
+        with _counting_rejects(metrics):
             check_content_length(request.headers.get("content-length"))
             raw = await read_capped(request, MAX_BATCH_BYTES)
-        except RequestRejected as exc:
-            if metrics is not None:
-                metrics.count_reject(error_name(type(exc)))
-            raise
         # Decode, validate and store in one trip to the ingest threads.
         ack = await asyncio.get_running_loop().run_in_executor(
             ingest_threads, counted, raw, request.headers.get("content-encoding"), who
@@ -109,3 +102,25 @@ def ingest_router(
         return Response(ack.model_dump_json(), media_type="application/json")
 
     return router
+
+
+@contextlib.contextmanager
+def _counting_rejects(metrics: CloudMetrics) -> Iterator[None]:
+    """Count a RequestRejected raised inside by its error name, and let it through."""
+    try:
+        yield
+    except RequestRejected as exc:
+        metrics.count_reject(error_name(type(exc)))
+        raise
+
+
+def _counted_guard(
+    guards: Guards, metrics: CloudMetrics
+) -> Callable[[Credentials], Awaitable[DevicePrincipal]]:
+    """The batch guard, with its refusals (no or unknown token, the admin's) counted."""
+
+    async def batch_device(credentials: Credentials) -> DevicePrincipal:
+        with _counting_rejects(metrics):
+            return await guards.batch_device(credentials)
+
+    return batch_device

@@ -52,6 +52,12 @@ def add_release_parsers(sub: argparse._SubParsersAction, with_db: WithDb) -> Non
     back.add_argument("device")
     back.add_argument("version")
     back.add_argument("--model", help="model name, if several models have that version")
+    with_db(
+        rel.add_parser(
+            "copy-to-database",
+            help='copy the folder\'s bundles into the database (before store = "database")',
+        )
+    )
     keygen = rel.add_parser("keygen", help="make the fleet's release key pair")
     keygen.add_argument("directory", type=Path)
     keygen.add_argument("--stem", default="release")
@@ -68,7 +74,7 @@ def add_group_parsers(dev_sub: argparse._SubParsersAction, with_db: WithDb) -> N
 
 
 def run_releases(args: argparse.Namespace, config: CloudConfig, engine: Engine) -> int:
-    from cloud_sync.releases.config import make_store, private_key
+    from cloud_sync.releases.config import make_store, private_key, read_only_store
     from cloud_sync.releases.offers import rollback
     from cloud_sync.releases.publish import publish_release
     from cloud_sync.releases.records import get_release, list_releases
@@ -95,6 +101,19 @@ def run_releases(args: argparse.Namespace, config: CloudConfig, engine: Engine) 
             print(f"release {info.id}: {info.model_name} {info.version} {info.sha256} {info.state}")
             offered = [a.device for a in info.assignments]
             print(f"offered to: {', '.join(offered) or 'no device yet'}", file=sys.stderr)
+        elif command == "copy-to-database":
+            from cloud_sync.releases.store import BundleStore
+
+            store = read_only_store(config, engine)
+            if store.engine is None:
+                # The folder may still be copied before the config switches over.
+                store = BundleStore(store.root, None, engine)
+            copied, refused = store.copy_folder_to_database()
+            print(f"copied {len(copied)} bundle(s) from {store.root} into the database")
+            for sha in refused:
+                print(f"refused {sha}: its bytes do not match its sha256", file=sys.stderr)
+            if refused:
+                return EXIT_REFUSED
         elif command == "list":
             for r in list_releases(engine):
                 target = r.target.get("device") or "fleet"

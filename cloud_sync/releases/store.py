@@ -132,6 +132,26 @@ class BundleStore:
         _write_atomically(path, data)
         return path
 
+    def copy_folder_to_database(self) -> tuple[list[str], list[str]]:
+        """Store every archive of the folder in the database (switching to store =
+        "database": releases published before then download from every replica).
+        Returns (copied, refused) sha256s; an archive whose bytes do not match its name
+        is refused. Raises ReleasesNotConfigured for a store without a database."""
+        if self.engine is None:
+            raise ReleasesNotConfigured('[releases] store is not "database"')
+        copied, refused = [], []
+        for path in sorted(self.root.glob("??/*.tar")):
+            sha = path.stem
+            if not is_sha256(sha) or path.is_symlink() or not path.is_file():
+                continue
+            data = path.read_bytes()
+            if hashlib.sha256(data).hexdigest() != sha:
+                refused.append(sha)
+                continue
+            save_archive(self.engine, sha, data)
+            copied.append(sha)
+        return copied, refused
+
     def get(self, sha256: str) -> StoredBundle:
         """The stored bundle with this sha256 (its manifest re-read from the archive).
         Raises BundleNotStored."""

@@ -181,3 +181,31 @@ def test_non_finite_numbers_in_admin_bodies_are_422_naming_the_field(
     assert any(loc[-1] == field for loc in _locs(response)), response.text
     desired = client.get("/v1/devices/pump-1/desired", headers=ADMIN).json()
     assert desired["version"] == 0
+
+
+@pytest.mark.parametrize("depth", [400, 100_000])
+@pytest.mark.parametrize(
+    ("method", "path", "template"),
+    [
+        ("POST", "/v1/devices", '{"name": %s}'),
+        ("PATCH", "/v1/devices/pump-1/desired", '{"version": 0, "alarm_overrides": {"r": %s}}'),
+        ("POST", "/v1/releases", '{"bundle_dir": "/x", "version": "1.0.0", "device": %s}'),
+    ],
+)
+def test_deep_json_in_admin_bodies_is_a_4xx(
+    client: httpx.Client,
+    tokens: dict[str, str],
+    method: str,
+    path: str,
+    template: str,
+    depth: int,
+) -> None:
+    nested = "[" * depth + "]" * depth
+    response = client.request(
+        method,
+        path,
+        content=(template % nested).encode(),
+        headers={**ADMIN, "Content-Type": "application/json"},
+    )
+    assert 400 <= response.status_code < 500, response.text
+    assert response.json()["error"] in {"request_invalid", "bad_request"}

@@ -42,6 +42,7 @@ def test_metrics_count_ingest_rejects_devices_and_rollouts(
     assert post_batch(api, token, b"{", compress=False).status_code == 400
     assert post_batch(api, token, batch(2 + 2**31)).status_code == 422
     assert post_batch(api, token, batch(3, alarms=[alarm_event(5)])).status_code == 200
+    assert post_batch(api, "not-a-device-token", batch(4)).status_code == 401
     assert post_batch(api, tokens["pump-2"], batch(1, reported=reported(1))).status_code == 200
     with engine.begin() as conn:  # pump-2 went quiet an hour ago
         conn.execute(
@@ -54,9 +55,10 @@ def test_metrics_count_ingest_rejects_devices_and_rollouts(
     samples = scrape(api)
     assert samples[("cloudsync_ingest_batches_total", (("outcome", "stored"),))] == 3
     assert samples[("cloudsync_ingest_batches_total", (("outcome", "duplicate"),))] == 1
-    assert samples[("cloudsync_ingest_batches_total", (("outcome", "rejected"),))] == 3
+    assert samples[("cloudsync_ingest_batches_total", (("outcome", "rejected"),))] == 4
     assert samples[("cloudsync_ingest_rejects_total", (("reason", "batch_invalid"),))] == 2
     assert samples[("cloudsync_ingest_rejects_total", (("reason", "body_malformed"),))] == 1
+    assert samples[("cloudsync_ingest_rejects_total", (("reason", "token_rejected"),))] == 1
     assert samples[("cloudsync_devices", (("health", "ok"),))] == 1
     assert samples[("cloudsync_devices", (("health", "stale"),))] == 1
     assert samples[("cloudsync_releases", (("state", "stopped"),))] == 1

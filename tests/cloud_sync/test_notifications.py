@@ -9,13 +9,10 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
-from fastapi import FastAPI, Request, Response
 from pydantic import SecretStr
 from sqlalchemy import Engine
 
@@ -36,47 +33,14 @@ from edge_agent.model.shipped import DEFAULT_BUNDLE, default_public_key
 from edgetwin_common.retry import BackoffConfig
 from edgetwin_common.testing import wait_until
 from tests.cloud_sync.conftest import ADMIN_TOKEN, alarm_event, batch, live_server, post_batch
+from tests.cloud_sync.webhooks import Receiver, webhook_receiver
 
 STALE_S = 600.0
 
 
-@dataclass
-class Receiver:
-    """What the webhook receiver got; ``fail_next`` calls answer 503."""
-
-    url: str
-    calls: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
-    fail_next: int = 0
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def accepted(self) -> list[dict[str, Any]]:
-        """One payload per Idempotency-Key (what a receiver that drops duplicates keeps)."""
-        seen: dict[str, dict[str, Any]] = {}
-        for key, payload in self.calls:
-            seen.setdefault(key, payload)
-        return list(seen.values())
-
-    def events(self) -> list[tuple[str, str]]:
-        return [(p["event"], p["key"]) for p in self.accepted()]
-
-
 @pytest.fixture
 def receiver() -> Iterator[Receiver]:
-    app = FastAPI()
-    state = Receiver(url="")
-
-    @app.post("/hook")
-    async def hook(request: Request) -> Response:
-        payload = await request.json()
-        with state.lock:
-            if state.fail_next > 0:
-                state.fail_next -= 1
-                return Response(status_code=503)
-            state.calls.append((request.headers["idempotency-key"], payload))
-        return Response(status_code=204)
-
-    with live_server(app) as url:
-        state.url = f"{url}/hook"
+    with webhook_receiver() as state:
         yield state
 
 

@@ -2,21 +2,26 @@
 one PostgreSQL database with [releases] store = "database", each with a folder of its
 own. A release published through one downloads through the other (whole and by Range);
 a bundle folder holding a FIFO is refused at once and both replicas still shut down
-cleanly."""
+cleanly. Both replicas run the notification job on the same database: a fleet alarm
+and its clearing reach a real webhook receiver once each."""
 
 from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from edgetwin_common.testing import wait_until
 from edgetwin_contracts.manifest import MANIFEST_FILE
 from edgetwin_contracts.signing import public_key_pem
+from tests.cloud_sync.conftest import alarm_event, batch, post_batch
+from tests.cloud_sync.webhooks import Receiver, webhook_receiver
 from tests.e2e.helpers import (
     ADMIN,
     GUARD_S,
@@ -120,3 +125,47 @@ def test_a_release_published_through_one_replica_downloads_through_the_other(
         assert [r["version"] for r in via_b.get("/v1/releases", headers=ADMIN).json()] == ["1.1.0"]
         a.terminate()
         b.terminate()
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    with webhook_receiver() as state:
+        yield state
+
+
+def test_two_serving_replicas_tell_a_fleet_alarm_once_and_its_clearing_once(
+    pg_db_url: str, tmp_path: Path, receiver: Receiver
+) -> None:
+    configs = []
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        config = write_cloud_toml(tmp_path / name / "cloud.toml", pg_db_url)
+        with config.open("a") as toml:
+            toml.write(
+                f'\n[notifications]\nwebhooks = [{{ url = "{receiver.url}" }}]\n'
+                "check_interval_s = 0.05\n"
+            )
+        configs.append(config)
+    token = register_device(configs[0], "pump-1")
+    with (
+        cloud_server(configs[0], tmp_path, "replica-a") as a,
+        cloud_server(configs[1], tmp_path, "replica-b") as b,
+        httpx.Client(base_url=a.url, timeout=GUARD_S) as via_a,
+        httpx.Client(base_url=b.url, timeout=GUARD_S) as via_b,
+    ):
+        assert post_batch(via_a, token, batch(1, alarms=[alarm_event(4)])).status_code == 200
+        wait_until(lambda: receiver.events(), "the raised notification")
+        cleared = batch(2, alarms=[alarm_event(4, kind="cleared")])
+        assert post_batch(via_b, token, cleared).status_code == 200
+        wait_until(lambda: len(receiver.events()) == 2, "the cleared notification")
+        # Both replicas keep passing over the same conditions: nothing more is told.
+        for http in (via_a, via_b):
+            pending = http.get("/metrics", headers=ADMIN).text
+            assert "cloudsync_notifications_pending 0.0" in pending
+        a.terminate()
+        b.terminate()
+    assert receiver.events() == [
+        ("raised", "fleet_alarm:pump-1:4"),
+        ("cleared", "fleet_alarm:pump-1:4"),
+    ]
+    assert len(receiver.calls) == 2

@@ -53,3 +53,23 @@ def test_the_folder_store_stays_the_default(tmp_path: Path, engine: Engine) -> N
         assert conn.execute(select(func.count()).select_from(ReleaseBundle)).scalar_one() == 0
     with pytest.raises(BundleNotStored):
         BundleStore(tmp_path / "b", None, engine).local_path(stored.sha256)
+
+
+def test_copy_to_database_lets_every_replica_serve_older_releases(
+    tmp_path: Path, db_url: str, engine: Engine, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from cloud_sync.cli import main
+
+    folder = tmp_path / "bundles"
+    stored = BundleStore(folder, default_public_key()).put(DEFAULT_BUNDLE)
+    bogus = folder / "ab" / f"{'ab' * 32}.tar"
+    bogus.parent.mkdir()
+    bogus.write_bytes(b"not that archive")
+    config = tmp_path / "cloud.toml"
+    config.write_text(f'[database]\nurl = "{db_url}"\n\n[releases]\ndir = "{folder}"\n')
+
+    assert main(["releases", "copy-to-database", "--config", str(config)]) == 1
+    out, err = capsys.readouterr()
+    assert "copied 1 bundle(s)" in out and f"refused {'ab' * 32}" in err
+    replica = BundleStore(tmp_path / "other-replica", None, engine)
+    assert replica.local_path(stored.sha256).read_bytes() == stored.path.read_bytes()
