@@ -79,7 +79,7 @@ def test_demo_runs_and_tells_what_happened(tmp_path: Path) -> None:
     assert "one reading per 2 s of pump time, summaries every 10 s" in loop_text
     assert "model update: installed 1.0.1" in loop_text, loop_text
     guard = re.search(r"same (\d+) samples: new model MAE ([\d.]+), previous model", loop_text)
-    assert guard and int(guard.group(1)) == 200, loop_text
+    assert guard and int(guard.group(1)) == 400, loop_text
     # Both models replayed over the same readings after the update, channel by channel.
     table = loop[loop.index(next(x for x in loop if "forecast MAE on the same" in x)) + 2 :][:4]
     assert sorted(row.split()[0] for row in table) == sorted(
