@@ -56,6 +56,8 @@ SPEED = 1000.0
 """Simulated seconds per wall second: 500 readings a second."""
 HISTORY_S = 3 * 3600.0
 """Pump time synced before the retrain: 3 simulated hours."""
+GUARD_SAMPLES = 400
+"""Model steps (all four channels) the live guard compares both models on."""
 AFTER_PERIODS = 480
 """Model periods per channel on the new model before the summary."""
 PUMP = PumpParams(load_cycle_s=900.0, load_cycle_amplitude=0.2, load_wander=0.03)
@@ -146,7 +148,9 @@ def loop_config(
             "interval_s": 1.0,
             "backoff": {"initial_s": 0.5, "max_s": 5.0},
         },
-        "ota": {"release_public_key": str(cloud.public_key), "guard_samples": 200},
+        # The guard judges every horizon: 100 model steps per channel (about 17 min of
+        # pump time, a second of wall time) keep a long horizon's verdict off the noise.
+        "ota": {"release_public_key": str(cloud.public_key), "guard_samples": GUARD_SAMPLES},
     }
     return AgentConfig.model_validate(data)
 

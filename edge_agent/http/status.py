@@ -42,11 +42,11 @@ class Forecast(BaseModel):
     values: list[float]
     """Channel units."""
     horizon_s: list[float] | None = None
-    """Each horizon in seconds ahead (steps x model_period_s); None when the period is
-    unknown (a scale-free model on a channel without sample_period_s)."""
+    """Each horizon in seconds ahead: steps x model_period_s, or, when that is None (a
+    scale-free model on every reading), x the mean interval between readings so far."""
     model_period_s: float | None = None
     """Seconds between two model steps: the model's input.sample_period_s (the channel's
-    samples averaged over it), else the channel's sample_period_s."""
+    samples averaged over it), else the channel's sample_period_s; None: every reading."""
 
 
 class ChannelInfo(BaseModel):

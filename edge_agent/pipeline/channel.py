@@ -33,6 +33,9 @@ SampleObserver = Callable[[str, float, float, float | None, float | None, "Chann
 at each model step (per sample, or per model period with ts its start and value its mean)."""
 
 _DEFAULT_GAP_PERIODS = 10.0
+_STEP_REFRESH = 1023
+"""Without a period, the step's time (for forecast messages) is re-estimated after the
+2nd sample and every 1024 after."""
 
 
 class ChannelPipeline:
@@ -112,13 +115,21 @@ class ChannelPipeline:
         else:
             self._means = PeriodMean(model_period_s)
             self.model_period_s = model_period_s
-        self._engine.set_step_period(self.name, self.model_period_s)
+        self._engine.set_step_period(self.name, self.step_s)
+
+    @property
+    def step_s(self) -> float | None:
+        """Seconds between two model steps: ``model_period_s``, else (the model on every
+        reading of a channel without sample_period_s) the mean interval seen so far;
+        None before two samples."""
+        period = self.model_period_s
+        return period if period is not None else self.feed_period_s
 
     @property
     def horizon_s(self) -> list[float] | None:
-        """The horizons in seconds ahead (None when the step period is unknown)."""
-        period = self.model_period_s
-        return None if period is None else [h * period for h in self.horizons]
+        """The horizons in seconds ahead (None while the step period is unknown)."""
+        step = self.step_s
+        return None if step is None else [h * step for h in self.horizons]
 
     @property
     def feed_period_s(self) -> float | None:
@@ -200,6 +211,9 @@ class ChannelPipeline:
         self.last_ts = ts
         self.last_value = value
         self.processed += 1
+        if self.model_period_s is None and (self.processed & _STEP_REFRESH) == 2:
+            # Steps are readings here: their time is the interval seen so far.
+            self._engine.set_step_period(self.name, self.feed_period_s)
         self._engine.on_sample(
             self.name, ts, value, self.forecast if self.has_forecast else None, score, rate
         )
