@@ -8,6 +8,7 @@ device install; no TensorFlow.
 from __future__ import annotations
 
 import hashlib
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ import numpy as np
 
 from edge_agent.errors import BackendUnavailable
 from edge_agent.model.inference.backend import resolve
+from edgetwin_common.logs import native_stderr_to_log
 from edgetwin_contracts.bundle import MAX_MANIFEST_BYTES
 from edgetwin_contracts.errors import BundleIncomplete
 from edgetwin_contracts.manifest import (
@@ -25,6 +27,8 @@ from edgetwin_contracts.manifest import (
     QuantParams,
     parse_manifest,
 )
+
+log = logging.getLogger(__name__)
 
 
 def describe_bundle(path: Path, *, as_json: bool = False) -> str:
@@ -109,8 +113,9 @@ def _tensor_lines(model_bytes: bytes | None) -> list[str]:
     except BackendUnavailable as exc:
         return [f"            unavailable: {exc}"]
     try:
-        interpreter = factory(model_content=model_bytes, num_threads=1)
-        interpreter.allocate_tensors()
+        with native_stderr_to_log(log):
+            interpreter = factory(model_content=model_bytes, num_threads=1)
+            interpreter.allocate_tensors()
     except Exception as exc:  # the bindings raise ValueError/RuntimeError, by version
         return [f"            the interpreter refused the model: {type(exc).__name__}: {exc}"]
     lines = [f"            read with {backend.value}"]
