@@ -17,18 +17,19 @@ import socket
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import uvicorn
-from sqlalchemy import Engine
 
 from cloud_sync import __version__
 from cloud_sync.config import CloudConfig, load_config
 from cloud_sync.errors import DatabaseUnavailable, DeviceExists, DeviceNotFound
-from cloud_sync.releases.cli import add_group_parsers, add_release_parsers
 from cloud_sync.service import ServiceNotifier
-from cloud_sync.training.cli import add_retrain_parser, run_retrain
-from edgetwin_common import logs
+from edgetwin_common import extras, logs
 from edgetwin_common.errors import ConfigInvalid
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +42,10 @@ EXIT_DATABASE = 3
 
 
 def _parser() -> argparse.ArgumentParser:
+    # Here, not at the top: they need the cloud extra, which main() names when missing.
+    from cloud_sync.releases.cli import add_group_parsers, add_release_parsers
+    from cloud_sync.training.cli import add_retrain_parser
+
     parser = argparse.ArgumentParser(
         prog="cloud-sync", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -55,7 +60,12 @@ def _parser() -> argparse.ArgumentParser:
     serve = with_db(sub.add_parser("serve", help="run the HTTP service (migrates first)"))
     serve.add_argument("--host", help="override [server] host")
     serve.add_argument("--port", type=int, help="override [server] port")
-    serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    serve.add_argument(
+        "--log-level",
+        default="info",
+        choices=["debug", "info", "warning", "error"],
+        help="debug also shows one line per HTTP request",
+    )
     serve.add_argument(
         "--log-format",
         default="json",
@@ -87,6 +97,14 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; returns the exit status (the console script exits with it)."""
+    try:
+        return _main(argv)
+    except ModuleNotFoundError as exc:
+        return extras.report(exc, "cloud-sync", "cloud")
+
+
+def _main(argv: Sequence[str] | None) -> int:
     args = _parser().parse_args(argv)
     try:
         if args.command == "check-config":
@@ -103,6 +121,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 config, args.host, args.port, args.log_level, args.log_format, args.config
             )
         if args.command == "retrain":
+            from cloud_sync.training.cli import run_retrain
+
             return run_retrain(args, config, _migrated_engine(config))
         if args.command == "db":
             return _db(config, args.db_command)
