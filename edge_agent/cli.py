@@ -277,13 +277,14 @@ def _print_report(report: BacktestReport) -> None:
     if report.rejected:
         rejected = ", ".join(f"{k} {v}" for k, v in sorted(report.rejected.items()))
         print(f"rejected by cleaning: {rejected}")
-    print(f"alarms raised: {len(report.raised)}")
-    for event in report.raised[:20]:
+    print(f"alarms raised: {report.raised_total}")
+    for event in report.raised:
         a = event.alarm
         at = datetime.fromtimestamp(a.raised_at, UTC).isoformat()
         print(f"  {at} {a.severity.value:8s} {a.rule} on {a.channel}: {a.message}")
-    if len(report.raised) > 20:
-        print(f"  ... and {len(report.raised) - 20} more (see the results CSV)")
+    if report.raised_total > len(report.raised):
+        more = report.raised_total - len(report.raised)
+        print(f"  ... and {more} more (see the results CSV)")
     if report.model_update is not None:
         print(f"model update: {report.model_update}")
 

@@ -49,6 +49,9 @@ HEALTH_EVERY_S = 1.0
 
 NAB_HEADER = ("timestamp", "value", "anomaly_score")
 
+KEEP_RAISED = 20
+"""Raised alarms the report keeps as events (the CLI prints them)."""
+
 
 @dataclass(frozen=True, slots=True)
 class ModelUpdate:
@@ -69,6 +72,9 @@ class BacktestReport:
     skipped: Counter[str] = field(default_factory=Counter)
     """CSV rows the source could not use, by reason (text, missing value, time going back)."""
     raised: list[AlarmEvent] = field(default_factory=list)
+    """The first ``KEEP_RAISED`` alarms raised (all of them are in the results CSV and
+    counted in ``raised_total``): a long replay's memory stays flat however many."""
+    raised_total: int = 0
     elapsed_s: float = 0.0
     model_update: str | None = None
     """What became of the ModelUpdate (swapped in, kept or rolled back, and why)."""
@@ -163,7 +169,9 @@ def _alarm_engine(
     def on_event(event: AlarmEvent) -> None:
         store.add_alarm_event(event)
         if event.kind is AlarmEventKind.RAISED:
-            report.raised.append(event)
+            report.raised_total += 1
+            if len(report.raised) < KEEP_RAISED:
+                report.raised.append(event)
 
     actions = {name: RecordingAction(name) for name in config.action_names()}
     return AlarmEngine(config.alarms, model.forecaster.horizons, sink=on_event, actions=actions)
