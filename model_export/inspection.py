@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 from pathlib import Path
 from typing import Any
 
@@ -93,7 +94,8 @@ def _manifest_lines(m: Manifest, model_bytes: bytes | None, has_signature: bool)
     ]
     if t.dataset_sha256:
         lines.append(f"            dataset sha256 {t.dataset_sha256}")
-    lines += [f"            {key}: {value}" for key, value in sorted(t.notes.items())]
+    notes = sorted(t.notes.items(), key=lambda item: _natural(item[0]))
+    lines += [f"            {key}: {value}" for key, value in notes]
     lines += [
         f"metrics     {v.windows} held-out windows ({v.holdout}), errors in {v.units} units",
         f"            float32 MAE {v.float32.mae:.5f} RMSE {v.float32.rmse:.5f}",
@@ -103,6 +105,13 @@ def _manifest_lines(m: Manifest, model_bytes: bytes | None, has_signature: bool)
         f"tolerance {m.golden.tolerance_lsb} int8 step",
     ]
     return lines
+
+
+def _natural(key: str) -> tuple[tuple[int, str | int], ...]:
+    """Sort key reading digit runs as numbers: heldout_mae_h2 before heldout_mae_h16."""
+    return tuple(
+        (1, int(part)) if part.isdigit() else (0, part) for part in re.split(r"(\d+)", key)
+    )
 
 
 def _tensor_lines(model_bytes: bytes | None) -> list[str]:
