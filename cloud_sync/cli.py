@@ -74,7 +74,12 @@ def _parser() -> argparse.ArgumentParser:
     )
 
     check = sub.add_parser("check-config", help="validate a config file; exit 2 on problems")
-    check.add_argument("config", type=Path)
+    check.add_argument("config", type=Path, help="cloud.toml (`cloud-sync init-config` writes one)")
+    init = sub.add_parser("init-config", help="write a commented cloud.toml to start from")
+    init.add_argument(
+        "path", type=Path, nargs="?", default=Path("cloud.toml"), help="default: ./cloud.toml"
+    )
+    init.add_argument("--force", action="store_true", help="overwrite an existing file")
 
     db = sub.add_parser("db", help="database schema")
     db_sub = db.add_subparsers(dest="db_command", required=True)
@@ -109,6 +114,8 @@ def _main(argv: Sequence[str] | None) -> int:
     try:
         if args.command == "check-config":
             return _check_config(args.config)
+        if args.command == "init-config":
+            return _init_config(args.path, args.force)
         if args.command == "new-admin-token":
             return _new_admin_token()
         if args.command == "releases" and args.releases_command == "keygen":
@@ -149,6 +156,18 @@ def _check_config(path: Path) -> int:
         f"OK {path}: database {_safe_url(config.database.url)}, "
         f"listen {config.server.host}:{config.server.port}, {admin}"
     )
+    return EXIT_OK
+
+
+def _init_config(path: Path, force: bool) -> int:
+    from importlib import resources
+
+    if path.exists() and not force:
+        print(f"cloud-sync init-config: {path} exists (--force overwrites it)", file=sys.stderr)
+        return EXIT_USAGE
+    example = resources.files("cloud_sync").joinpath("examples", "cloud.toml")
+    path.write_text(example.read_text("utf-8"), encoding="utf-8")
+    print(f"wrote {path}: edit it, then `cloud-sync check-config {path}`")
     return EXIT_OK
 
 
@@ -221,9 +240,14 @@ def _devices(config: CloudConfig, command: str, name: str | None) -> int:
     try:
         if command == "list":
             for row in overview(engine, config.fleet):
+                reported = (
+                    "nothing reported yet"
+                    if row.reported_version is None
+                    else f"reported v{row.reported_version}"
+                )
                 print(
                     f"{row.name}\t{row.health.value}\tseq {row.last_sequence}\t"
-                    f"reported v{row.reported_version}\tdesired v{row.desired_version}"
+                    f"{reported}\tdesired v{row.desired_version}"
                 )
             return EXIT_OK
         assert name is not None
