@@ -173,7 +173,8 @@ def _alarm_engine(
             if len(report.raised) < KEEP_RAISED:
                 report.raised.append(event)
 
-    actions = {name: RecordingAction(name) for name in config.action_names()}
+    # Counted, not kept: a long replay raising thousands of alarms stays in flat memory.
+    actions = {name: RecordingAction(name, max_events=0) for name in config.action_names()}
     return AlarmEngine(config.alarms, model.forecaster.horizons, sink=on_event, actions=actions)
 
 
