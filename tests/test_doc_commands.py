@@ -71,10 +71,10 @@ def _commands() -> Iterator[tuple[str, int, str, list[str]]]:
         for span in INLINE.finditer(text):
             if any(a <= span.start() < b for a, b in fenced):
                 continue
-            match = PROGRAM.match(span.group(1))
-            if match is not None:
+            found = PROGRAM.match(span.group(1))
+            if found is not None:
                 line = text.count("\n", 0, span.start()) + 1
-                yield doc.name, line, match.group(1), _words(span.group(1), match)
+                yield doc.name, line, found.group(1), _words(span.group(1), found)
 
 
 COMMANDS = list(_commands())
