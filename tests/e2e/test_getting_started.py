@@ -1,4 +1,4 @@
-"""docs/getting-started.md, run as written: its ```sh blocks in order, in one bash, on a
+"""docs/getting-started.md, run as written: its ```sh blocks in order, in one bash (-e: a failing command stops it), on a
 fresh clone of this repository, on the simulator; only the port numbers are changed
 (to free ones) and the setup block is left out (this test runs in the venv `make`
 made). A command that fails, or a wait that never ends, fails the test with the
@@ -70,7 +70,7 @@ def test_getting_started_on_a_fresh_clone(tmp_path: Path) -> None:
         "PYTHONPATH": str(clone),
     }
     proc = subprocess.Popen(
-        ["bash", "-euo", "pipefail", "-c", "trap 'kill $(jobs -p) 2>/dev/null' EXIT\n" + script],
+        ["bash", "-eu", "-c", "trap 'kill $(jobs -p) 2>/dev/null' EXIT\n" + script],
         cwd=clone,
         env=env,
         stdout=subprocess.PIPE,
