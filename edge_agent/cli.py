@@ -77,32 +77,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     init.add_argument("--force", action="store_true", help="overwrite an existing file")
 
-    replay = sub.add_parser("replay", help="backtest: run the pipeline over a CSV")
-    _add_config(replay)
-    replay.add_argument(
-        "--csv",
-        type=Path,
-        help="timestamp + value column(s); default: the path of the config's replay source",
-    )
-    replay.add_argument("--out", type=Path, help="per-sample results CSV")
-    replay.add_argument(
-        "--nab-out", type=Path, help="NAB result file (timestamp,value,anomaly_score per row)"
-    )
-    replay.add_argument(
-        "--plot",
-        type=Path,
-        help="draw values, forecasts, scores and alarms to this PNG (needs matplotlib)",
-    )
-    replay.add_argument(
-        "--update-bundle", type=Path, help="a model release to take during the replay"
-    )
-    replay.add_argument("--update-key", type=Path, help="its release public key (PEM)")
-    replay.add_argument(
-        "--update-at", help="data time of the update (ISO 8601 or UNIX s); default: the start"
-    )
-    replay.add_argument(
-        "--sample", action="store_true", help="the shipped sample and its config (smoke test)"
-    )
+    _add_replay(sub.add_parser("replay", help="backtest: run the pipeline over a CSV"))
 
     from edge_agent.install.cli import add_install_arguments, add_uninstall_arguments
 
@@ -133,7 +108,39 @@ def _parser() -> argparse.ArgumentParser:
         help="only the live part (skip the fast-forwarded retrain and model update)",
     )
 
-    model = sub.add_parser("model", help="model bundles on this device")
+    _add_model(sub.add_parser("model", help="model bundles on this device"))
+    return parser
+
+
+def _add_replay(replay: argparse.ArgumentParser) -> None:
+    _add_config(replay)
+    replay.add_argument(
+        "--csv",
+        type=Path,
+        help="timestamp + value column(s); default: the path of the config's replay source",
+    )
+    replay.add_argument("--out", type=Path, help="per-sample results CSV")
+    replay.add_argument(
+        "--nab-out", type=Path, help="NAB result file (timestamp,value,anomaly_score per row)"
+    )
+    replay.add_argument(
+        "--plot",
+        type=Path,
+        help="draw values, forecasts, scores and alarms to this PNG (needs matplotlib)",
+    )
+    replay.add_argument(
+        "--update-bundle", type=Path, help="a model release to take during the replay"
+    )
+    replay.add_argument("--update-key", type=Path, help="its release public key (PEM)")
+    replay.add_argument(
+        "--update-at", help="data time of the update (ISO 8601 or UNIX s); default: the start"
+    )
+    replay.add_argument(
+        "--sample", action="store_true", help="the shipped sample and its config (smoke test)"
+    )
+
+
+def _add_model(model: argparse.ArgumentParser) -> None:
     model_sub = model.add_subparsers(dest="model_command", required=True)
     verify = model_sub.add_parser(
         "verify", help="verify a bundle (signature, hash, tensors, golden vectors)"
@@ -155,7 +162,6 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--public-key", type=Path, default=None, help=_KEY_HELP)
     bench.add_argument("--samples", type=int, default=5000, help="forecasts to time (>= 100)")
     bench.add_argument("--backend", default="auto", help=_BACKEND_HELP)
-    return parser
 
 
 def _verify(bundle: Path, public_key_path: Path, backend: str) -> int:
