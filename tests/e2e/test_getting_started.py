@@ -6,6 +6,7 @@ transcript and the logs of the background processes."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -83,6 +84,10 @@ def test_getting_started_on_a_fresh_clone(tmp_path: Path) -> None:
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
         out, _ = proc.communicate()
+    finally:
+        # The doc's background processes share bash's process group: none outlives it.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
     logs = "".join(
         f"\n--- {log.name} (last 40 lines)\n" + "\n".join(log.read_text().splitlines()[-40:])
         for log in sorted((clone / "run").glob("*.log"))
