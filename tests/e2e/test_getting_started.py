@@ -1,5 +1,6 @@
-"""docs/getting-started.md, run as written: its ```sh blocks in order, in one bash (-e: a failing command stops it), on a
-fresh clone of this repository, on the simulator; only the port numbers are changed
+"""docs/getting-started.md, run as written: its ```sh blocks in order, in one bash (-e: a
+failing command stops it), on a fresh clone of this repository, on the simulator; only
+the port numbers are changed
 (to free ones) and the setup block is left out (this test runs in the venv `make`
 made). A command that fails, or a wait that never ends, fails the test with the
 transcript and the logs of the background processes."""
@@ -14,8 +15,6 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
-
-import pytest
 
 from edgetwin_common.testing import free_port
 from tests.conftest import REPO, require
