@@ -36,9 +36,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         return extras.report(exc, "model-export", "export")
 
 
+_NEEDS_TENSORFLOW = frozenset({"build", "convert", "default-model", "demo"})
+
+
 def _main(argv: Sequence[str] | None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
+    if args.command in _NEEDS_TENSORFLOW:
+        # Said before any work: on a device install these would fail half-way through.
+        needs = extras.require("export", f"model-export {args.command}")
+        if needs is not None:
+            return needs
     try:
         status: int = args.run(args)
     except BundleRejected as exc:
