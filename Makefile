@@ -20,7 +20,7 @@ DEBIAN_PACKAGES += systemd-container debootstrap
 # A real broker (and mosquitto_passwd) for the MQTT tests and bench (docs/mqtt.md).
 DEBIAN_PACKAGES += mosquitto
 
-.PHONY: demo test lint typecheck pytest bench default-model clean debian-packages arm64-smoke
+.PHONY: demo test lint typecheck pytest bench default-model clean debian-packages arm64-smoke wheel
 
 $(BIN)/.installed: pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "edgetwin needs Python >= 3.11, found " + sys.version.split()[0])'
@@ -43,6 +43,12 @@ $(TFLITE_VENV)/.installed: pyproject.toml
 demo: $(BIN)/.installed
 	$(BIN)/edge-agent demo --duration $(DEMO_SECONDS) --workdir $(OUT)/demo-agent
 	$(BIN)/model-export demo --workdir $(OUT)/demo-export
+
+# The package as a wheel, for a device or a cloud host: edgetwin is not on the package
+# index; `pip install dist/edgetwin-*.whl` (plus '[cloud]' on the cloud side) installs it.
+wheel: $(BIN)/.installed
+	$(BIN)/python -m pip wheel --quiet --no-deps --wheel-dir dist .
+	@ls dist/edgetwin-*.whl
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check .
@@ -81,4 +87,4 @@ default-model: $(BIN)/.installed
 	$(BIN)/model-export default-model --out edge_agent/model/shipped/default --key-dir $(OUT)/keys
 
 clean:
-	rm -rf $(VENV) $(TFLITE_VENV) $(OUT) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(TFLITE_VENV) $(OUT) dist .pytest_cache .mypy_cache .ruff_cache

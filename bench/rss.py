@@ -5,12 +5,17 @@
    and again later. Target <= 120 MB.
 2. The replay pipeline over 1,000,000 samples in a fresh interpreter: RSS after the
    first 100,000 samples and at the end. Target growth < 5 MB.
+3. `edge-agent replay CONFIG --csv FILE --out FILE` of 1,000,000 samples as its own
+   process: its peak RSS (the kernel's ru_maxrss of that child), next to the peak of
+   `edge-agent model verify` (the same imports and model, no data) measured in the same
+   run. Target peak <= 150 MB.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -150,16 +155,77 @@ def replay_growth(tmp: Path, samples: int) -> None:
     )
 
 
+def _child_peak_mb(argv: list[str], cwd: Path) -> tuple[float, str]:
+    """Run ``argv``; its peak RSS in MB (wait4's rusage: that child alone) and stdout."""
+    proc = subprocess.Popen(
+        argv, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
+    )
+    assert proc.stdout is not None
+    out = proc.stdout.read()
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        raise SystemExit(f"{' '.join(argv)} exited {proc.returncode}")
+    return usage.ru_maxrss / 1024, out
+
+
+def replay_peak(tmp: Path, samples: int) -> None:
+    data = tmp / "pump.csv"
+    subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from pathlib import Path; from pipeline import pump_csv; "
+            f"pump_csv(Path({str(data)!r}), {samples // 4})",
+        ],
+        cwd=REPO / "bench",
+        check=True,
+    )
+    from pipeline import RULES
+
+    config = tmp / "replay.toml"
+    config.write_text(f'[agent]\ndata_dir = "{tmp}"\nlog_format = "text"\n{RULES}')
+    example = tmp / "example.toml"
+    # The example config as shipped but for its data folder (likelihood scores, every rule).
+    example.write_text(
+        (REPO / "examples" / "agent.toml")
+        .read_text()
+        .replace('data_dir = "/var/lib/edge-agent"', f'data_dir = "{tmp}"')
+    )
+    agent = [sys.executable, "-m", "edge_agent"]
+    reference, _ = _child_peak_mb([*agent, "model", "verify"], tmp)
+    for label, path in (("bench rules", config), ("examples/agent.toml", example)):
+        peak, out = _child_peak_mb(
+            [*agent, "replay", str(path), "--csv", str(data), "--out", str(tmp / "out.csv")], tmp
+        )
+        found = re.search(r"replayed (\d+) readings", out)
+        alarms = re.search(r"alarms raised: (\d+)", out)
+        print(
+            f"edge-agent replay, {label}, {found.group(1) if found else '?'} readings "
+            f"({alarms.group(1) if alarms else '?'} alarms, results CSV on): peak RSS "
+            f"{peak:.1f} MB, {peak / reference:.2f}x `edge-agent model verify` "
+            f"({reference:.1f} MB); target <= 150 MB"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=float, default=40.0)
     parser.add_argument("--samples", type=int, default=1_000_000)
+    parser.add_argument(
+        "--only", choices=["agent", "growth", "replay-peak"], help="one part of the three"
+    )
     args = parser.parse_args()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    with tempfile.TemporaryDirectory(prefix="bench-rss-") as tmp:
-        agent_rss(Path(tmp), args.seconds)
-    with tempfile.TemporaryDirectory(prefix="bench-growth-") as tmp:
-        replay_growth(Path(tmp), args.samples)
+    if args.only in (None, "agent"):
+        with tempfile.TemporaryDirectory(prefix="bench-rss-") as tmp:
+            agent_rss(Path(tmp), args.seconds)
+    if args.only in (None, "growth"):
+        with tempfile.TemporaryDirectory(prefix="bench-growth-") as tmp:
+            replay_growth(Path(tmp), args.samples)
+    if args.only in (None, "replay-peak"):
+        with tempfile.TemporaryDirectory(prefix="bench-peak-") as tmp:
+            replay_peak(Path(tmp), args.samples)
 
 
 if __name__ == "__main__":

@@ -17,18 +17,19 @@ import socket
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import uvicorn
-from sqlalchemy import Engine
 
 from cloud_sync import __version__
 from cloud_sync.config import CloudConfig, load_config
 from cloud_sync.errors import DatabaseUnavailable, DeviceExists, DeviceNotFound
-from cloud_sync.releases.cli import add_group_parsers, add_release_parsers
 from cloud_sync.service import ServiceNotifier
-from cloud_sync.training.cli import add_retrain_parser, run_retrain
-from edgetwin_common import logs
+from edgetwin_common import extras, logs
 from edgetwin_common.errors import ConfigInvalid
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +42,10 @@ EXIT_DATABASE = 3
 
 
 def _parser() -> argparse.ArgumentParser:
+    # Here, not at the top: they need the cloud extra, which main() names when missing.
+    from cloud_sync.releases.cli import add_group_parsers, add_release_parsers
+    from cloud_sync.training.cli import add_retrain_parser
+
     parser = argparse.ArgumentParser(
         prog="cloud-sync", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -55,7 +60,12 @@ def _parser() -> argparse.ArgumentParser:
     serve = with_db(sub.add_parser("serve", help="run the HTTP service (migrates first)"))
     serve.add_argument("--host", help="override [server] host")
     serve.add_argument("--port", type=int, help="override [server] port")
-    serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    serve.add_argument(
+        "--log-level",
+        default="info",
+        choices=["debug", "info", "warning", "error"],
+        help="debug also shows one line per HTTP request",
+    )
     serve.add_argument(
         "--log-format",
         default="json",
@@ -64,7 +74,12 @@ def _parser() -> argparse.ArgumentParser:
     )
 
     check = sub.add_parser("check-config", help="validate a config file; exit 2 on problems")
-    check.add_argument("config", type=Path)
+    check.add_argument("config", type=Path, help="cloud.toml (`cloud-sync init-config` writes one)")
+    init = sub.add_parser("init-config", help="write a commented cloud.toml to start from")
+    init.add_argument(
+        "path", type=Path, nargs="?", default=Path("cloud.toml"), help="default: ./cloud.toml"
+    )
+    init.add_argument("--force", action="store_true", help="overwrite an existing file")
 
     db = sub.add_parser("db", help="database schema")
     db_sub = db.add_subparsers(dest="db_command", required=True)
@@ -87,10 +102,20 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; returns the exit status (the console script exits with it)."""
+    try:
+        return _main(argv)
+    except ModuleNotFoundError as exc:
+        return extras.report(exc, "cloud-sync", "cloud")
+
+
+def _main(argv: Sequence[str] | None) -> int:
     args = _parser().parse_args(argv)
     try:
         if args.command == "check-config":
             return _check_config(args.config)
+        if args.command == "init-config":
+            return _init_config(args.path, args.force)
         if args.command == "new-admin-token":
             return _new_admin_token()
         if args.command == "releases" and args.releases_command == "keygen":
@@ -103,6 +128,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 config, args.host, args.port, args.log_level, args.log_format, args.config
             )
         if args.command == "retrain":
+            from cloud_sync.training.cli import run_retrain
+
             return run_retrain(args, config, _migrated_engine(config))
         if args.command == "db":
             return _db(config, args.db_command)
@@ -129,6 +156,18 @@ def _check_config(path: Path) -> int:
         f"OK {path}: database {_safe_url(config.database.url)}, "
         f"listen {config.server.host}:{config.server.port}, {admin}"
     )
+    return EXIT_OK
+
+
+def _init_config(path: Path, force: bool) -> int:
+    from importlib import resources
+
+    if path.exists() and not force:
+        print(f"cloud-sync init-config: {path} exists (--force overwrites it)", file=sys.stderr)
+        return EXIT_USAGE
+    example = resources.files("cloud_sync").joinpath("examples", "cloud.toml")
+    path.write_text(example.read_text("utf-8"), encoding="utf-8")
+    print(f"wrote {path}: edit it, then `cloud-sync check-config {path}`")
     return EXIT_OK
 
 
@@ -201,9 +240,14 @@ def _devices(config: CloudConfig, command: str, name: str | None) -> int:
     try:
         if command == "list":
             for row in overview(engine, config.fleet):
+                reported = (
+                    "nothing reported yet"
+                    if row.reported_version is None
+                    else f"reported v{row.reported_version}"
+                )
                 print(
                     f"{row.name}\t{row.health.value}\tseq {row.last_sequence}\t"
-                    f"reported v{row.reported_version}\tdesired v{row.desired_version}"
+                    f"{reported}\tdesired v{row.desired_version}"
                 )
             return EXIT_OK
         assert name is not None

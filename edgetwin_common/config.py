@@ -12,8 +12,10 @@ line per note, after validation (validating does no I/O).
 
 from __future__ import annotations
 
+import json
 import logging
 import tomllib
+from datetime import date, datetime, time
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -27,6 +29,9 @@ M = TypeVar("M", bound=BaseModel)
 
 DEPRECATED = "deprecated"
 """Key of the validation context's list of deprecation notes."""
+MORE_PROBLEMS = "more_problems"
+"""Key of the validation context's list of problems a model found beside pydantic's own
+errors (``note_problem``): a config is reported whole, in one pass."""
 
 NAME_PATTERN = r"^[A-Za-z0-9_.-]+$"
 Name = Annotated[str, Field(min_length=1, max_length=64, pattern=NAME_PATTERN)]
@@ -78,17 +83,44 @@ def note_deprecated(info: ValidationInfo, note: str) -> None:
         info.context.setdefault(DEPRECATED, []).append(note)
 
 
+def note_problem(info: ValidationInfo, path: str, message: str) -> None:
+    """For a model whose fields failed (so its ``mode="after"`` checks never ran): record
+    a problem it can still see in the raw data (an unknown action, say), reported with
+    pydantic's own errors by ``validate_data``."""
+    if isinstance(info.context, dict):
+        info.context.setdefault(MORE_PROBLEMS, []).append(ConfigProblem(path, None, message))
+
+
 def validate_data(data: Any, model: type[M], source: str, prefix: str = "") -> M:
-    """Validate already parsed data. Raises ConfigInvalid listing every problem.
-    Logs one warning per deprecated spelling found (``source: note``), valid or not."""
-    context: dict[str, list[str]] = {DEPRECATED: []}
+    """Validate already parsed data with strict types (TOML's own: a string where a
+    number belongs is an error, not converted). Raises ConfigInvalid listing every
+    problem. Logs one warning per deprecated spelling found (``source: note``)."""
+    context: dict[str, list[Any]] = {DEPRECATED: [], MORE_PROBLEMS: []}
     try:
-        return model.model_validate(data, context=context)
+        # JSON mode + strict: strings stay strings, numbers numbers, booleans booleans,
+        # while a path or an enum still comes from its string (as TOML writes them).
+        text = json.dumps(data, default=_toml_scalar, allow_nan=True)
+        return model.model_validate_json(text, strict=True, context=context)
     except ValidationError as exc:
-        raise ConfigInvalid(source, problems_from(exc, data, prefix)) from None
+        problems = problems_from(exc, data, prefix)
+        seen = {(p.path, p.message) for p in problems}
+        for extra in context[MORE_PROBLEMS]:
+            path = ".".join(p for p in (prefix, extra.path) if p)
+            if (path, extra.message) not in seen:
+                problems.append(ConfigProblem(path, extra.value, extra.message))
+        raise ConfigInvalid(source, problems) from None
     finally:
         for note in dict.fromkeys(context[DEPRECATED]):
             log.warning("%s: %s", source, note)
+
+
+def _toml_scalar(value: Any) -> Any:
+    """TOML's date and time values (and a Path given by code) as JSON strings."""
+    if isinstance(value, datetime | date | time):
+        return value.isoformat()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"{type(value).__name__} is not a TOML value")
 
 
 def read_toml(path: Path, model: type[M]) -> M:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, TypeAlias
 
 from edge_agent.errors import BackendUnavailable
+from edgetwin_common import extras
 from edgetwin_contracts.errors import BundleRejected, KeyInvalid
 from model_export.convert import DEFAULT_MAX_INT8_INCREASE, DEFAULT_REPRESENTATIVE_WINDOWS
 from model_export.dataset import WindowSpec
@@ -29,8 +30,23 @@ EXIT_USAGE = 2
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit status (the console script exits with it)."""
+    try:
+        return _main(argv)
+    except ModuleNotFoundError as exc:
+        return extras.report(exc, "model-export", "export")
+
+
+_NEEDS_TENSORFLOW = frozenset({"build", "convert", "default-model", "demo"})
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
+    if args.command in _NEEDS_TENSORFLOW:
+        # Said before any work: on a device install these would fail half-way through.
+        needs = extras.require("export", f"model-export {args.command}")
+        if needs is not None:
+            return needs
     try:
         status: int = args.run(args)
     except BundleRejected as exc:
@@ -85,7 +101,9 @@ def _parser() -> argparse.ArgumentParser:
     _add_bundle_commands(sub)
     _add_default_model(sub)
     p = sub.add_parser("demo", help="a one-minute end-to-end tour on a synthetic CSV")
-    p.add_argument("--workdir", type=Path, required=True)
+    p.add_argument(
+        "--workdir", type=Path, required=True, help="folder for the data, model and bundle"
+    )
     p.set_defaults(run=_cmd_demo)
     return parser
 
@@ -105,12 +123,14 @@ def _add_build(sub: Subparsers) -> None:
     p.add_argument(
         "--holdout", type=_fraction, default=0.2, help="held-out end of each series (0.2)"
     )
-    p.add_argument("--epochs", type=_positive, default=40)
-    p.add_argument("--batch-size", type=_positive, default=256)
-    p.add_argument("--learning-rate", type=float, default=1e-3)
+    p.add_argument("--epochs", type=_positive, default=40, help="the most epochs to train (40)")
+    p.add_argument("--batch-size", type=_positive, default=256, help="windows per step (256)")
+    p.add_argument("--learning-rate", type=float, default=1e-3, help="Adam's (0.001)")
     p.add_argument("--patience", type=_positive, default=4, help="early-stopping patience")
-    p.add_argument("--loss", choices=("huber", "mse"), default="huber")
-    p.add_argument("--seed", type=int, default=7)
+    p.add_argument(
+        "--loss", choices=("huber", "mse"), default="huber", help="training loss (huber)"
+    )
+    p.add_argument("--seed", type=int, default=7, help="weights and shuffling (7)")
     p.set_defaults(run=_cmd_build)
 
 
@@ -124,7 +144,7 @@ def _add_convert(sub: Subparsers) -> None:
     p.add_argument("--key", type=Path, required=True, help="Ed25519 private key (PEM)")
     p.add_argument("--name", default=None, help="model name (default: the model file's stem)")
     p.add_argument("--version", default="0.1.0", help="release version (0.1.0)")
-    p.add_argument("--description", default="")
+    p.add_argument("--description", default="", help="free text for the manifest")
     p.add_argument(
         "--max-int8-increase",
         type=float,
@@ -137,7 +157,7 @@ def _add_convert(sub: Subparsers) -> None:
         default=DEFAULT_REPRESENTATIVE_WINDOWS,
         help=f"calibration windows ({DEFAULT_REPRESENTATIVE_WINDOWS})",
     )
-    p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--seed", type=int, default=7, help="representative-window sampling (7)")
     p.add_argument("--force", action="store_true", help="replace an existing bundle folder")
     p.set_defaults(run=_cmd_convert)
 
@@ -157,7 +177,7 @@ def _add_bundle_commands(sub: Subparsers) -> None:
     p.set_defaults(run=_cmd_verify)
 
     p = sub.add_parser("keygen", help="create an Ed25519 release key pair")
-    p.add_argument("--out-dir", type=Path, required=True)
+    p.add_argument("--out-dir", type=Path, required=True, help="folder for the key pair")
     p.add_argument("--name", default="release", help="file stem: <name>.key, <name>.pub")
     p.set_defaults(run=_cmd_keygen)
 
@@ -174,10 +194,10 @@ def _add_default_model(sub: Subparsers) -> None:
         default=None,
         help="where the public key goes (default: <out>/../default_release.pub)",
     )
-    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--seed", type=int, default=None, help="default: the shipped model's")
     p.add_argument("--series", type=_positive, default=None, help="synthetic series (3000)")
-    p.add_argument("--epochs", type=_positive, default=None)
-    p.add_argument("--version", default=None)
+    p.add_argument("--epochs", type=_positive, default=None, help="default: the shipped's")
+    p.add_argument("--version", default=None, help="default: the shipped model's version")
     p.set_defaults(run=_cmd_default_model)
 
 

@@ -8,6 +8,8 @@ device install; no TensorFlow.
 from __future__ import annotations
 
 import hashlib
+import logging
+import re
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +17,7 @@ import numpy as np
 
 from edge_agent.errors import BackendUnavailable
 from edge_agent.model.inference.backend import resolve
+from edgetwin_common.logs import native_stderr_to_log
 from edgetwin_contracts.bundle import MAX_MANIFEST_BYTES, MAX_MODEL_BYTES, read_bundle_file
 from edgetwin_contracts.errors import BundleIncomplete
 from edgetwin_contracts.manifest import (
@@ -25,6 +28,8 @@ from edgetwin_contracts.manifest import (
     QuantParams,
     parse_manifest,
 )
+
+log = logging.getLogger(__name__)
 
 
 def describe_bundle(path: Path, *, as_json: bool = False) -> str:
@@ -89,7 +94,8 @@ def _manifest_lines(m: Manifest, model_bytes: bytes | None, has_signature: bool)
     ]
     if t.dataset_sha256:
         lines.append(f"            dataset sha256 {t.dataset_sha256}")
-    lines += [f"            {key}: {value}" for key, value in sorted(t.notes.items())]
+    notes = sorted(t.notes.items(), key=lambda item: _natural(item[0]))
+    lines += [f"            {key}: {value}" for key, value in notes]
     lines += [
         f"metrics     {v.windows} held-out windows ({v.holdout}), errors in {v.units} units",
         f"            float32 MAE {v.float32.mae:.5f} RMSE {v.float32.rmse:.5f}",
@@ -101,6 +107,13 @@ def _manifest_lines(m: Manifest, model_bytes: bytes | None, has_signature: bool)
     return lines
 
 
+def _natural(key: str) -> tuple[tuple[int, str | int], ...]:
+    """Sort key reading digit runs as numbers: heldout_mae_h2 before heldout_mae_h16."""
+    return tuple(
+        (1, int(part)) if part.isdigit() else (0, part) for part in re.split(r"(\d+)", key)
+    )
+
+
 def _tensor_lines(model_bytes: bytes | None) -> list[str]:
     if model_bytes is None:
         return ["            (no model file)"]
@@ -109,8 +122,9 @@ def _tensor_lines(model_bytes: bytes | None) -> list[str]:
     except BackendUnavailable as exc:
         return [f"            unavailable: {exc}"]
     try:
-        interpreter = factory(model_content=model_bytes, num_threads=1)
-        interpreter.allocate_tensors()
+        with native_stderr_to_log(log):
+            interpreter = factory(model_content=model_bytes, num_threads=1)
+            interpreter.allocate_tensors()
     except Exception as exc:  # the bindings raise ValueError/RuntimeError, by version
         return [f"            the interpreter refused the model: {type(exc).__name__}: {exc}"]
     lines = [f"            read with {backend.value}"]

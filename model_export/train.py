@@ -66,6 +66,9 @@ class TrainResult:
     epochs_run: int
     train_loss: float
     val_loss: float | None
+    still_improving: bool = False
+    """Training ran into its epoch cap while the loss (validation loss when there is a
+    validation split) was still going down: more epochs would likely help."""
 
 
 def quiet_tensorflow() -> None:
@@ -168,7 +171,23 @@ def train(
             "or lower --learning-rate"
         )
     val = [float(v) for v in history.history.get("val_loss", [])]
-    return TrainResult(model, len(losses), losses[-1], min(val) if val else None)
+    return TrainResult(
+        model,
+        len(losses),
+        losses[-1],
+        min(val) if val else None,
+        still_improving=_still_improving(val or losses, settings),
+    )
+
+
+def _still_improving(losses: list[float], settings: TrainSettings) -> bool:
+    """At the epoch cap, early stopping had not ended it: the best epoch is within the
+    last ``patience`` epochs (early stopping's own test), or, with a single epoch,
+    there is nothing to compare and the cap is what stopped it."""
+    if len(losses) < settings.epochs:
+        return False
+    best = min(range(len(losses)), key=losses.__getitem__)
+    return best >= len(losses) - max(settings.patience, 1)
 
 
 def save_model(model: Any, path: Path, sidecar: dict[str, Any]) -> Path:

@@ -75,6 +75,11 @@ def build_from_csv(
     }
     side = save_model(result.model, out, sidecar)
     say(f"trained {result.epochs_run} epochs (loss {result.train_loss:.5f}); wrote {out}, {side}")
+    if result.still_improving:
+        say(
+            f"stopped at the epoch cap ({settings.epochs}) while the loss was still "
+            f"improving: --epochs {settings.epochs * 2} may give a better model"
+        )
     return result
 
 

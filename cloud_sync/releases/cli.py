@@ -35,7 +35,7 @@ def add_release_parsers(sub: argparse._SubParsersAction, with_db: WithDb) -> Non
     target.add_argument("--device", help="release to this one device")
     target.add_argument("--canary-group", help="first to this device group, then the fleet")
     publish.add_argument(
-        "--canary-percent", type=int, help="first to this % of the fleet, then all"
+        "--canary-percent", type=int, help="first to this %% of the fleet, then all"
     )
     publish.add_argument("--report", type=Path, help="training report folder to keep with it")
     publish.add_argument(
@@ -47,7 +47,9 @@ def add_release_parsers(sub: argparse._SubParsersAction, with_db: WithDb) -> Non
     with_db(rel.add_parser("evaluate", help="evaluate rollouts once (for cron)"))
     stop = with_db(rel.add_parser("stop", help="stop a release"))
     stop.add_argument("id", type=int)
-    stop.add_argument("--reason", default="stopped by an admin")
+    stop.add_argument(
+        "--reason", default="stopped by an admin", help="recorded with the release's state"
+    )
     back = with_db(rel.add_parser("rollback", help="send a device back to an older release"))
     back.add_argument("device")
     back.add_argument("version")
@@ -60,7 +62,7 @@ def add_release_parsers(sub: argparse._SubParsersAction, with_db: WithDb) -> Non
     )
     keygen = rel.add_parser("keygen", help="make the fleet's release key pair")
     keygen.add_argument("directory", type=Path)
-    keygen.add_argument("--stem", default="release")
+    keygen.add_argument("--stem", default="release", help="file stem: <stem>.key, <stem>.pub")
 
 
 def add_group_parsers(dev_sub: argparse._SubParsersAction, with_db: WithDb) -> None:  # type: ignore[type-arg]

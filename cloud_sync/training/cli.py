@@ -53,8 +53,9 @@ def run_retrain(args: argparse.Namespace, config: CloudConfig, engine: Engine) -
     finally:
         engine.dispose()
     for d in outcome.decisions:
-        where = f"\t{d.report_dir}" if d.report_dir is not None else ""
-        print(f"{d.device}\t{d.verdict.value}\t{d.version or '-'}{where}\t{d.reason}")
+        # Always five columns ("-" where a skipped device has no version or report).
+        where = d.report_dir if d.report_dir is not None else "-"
+        print(f"{d.device}\t{d.verdict.value}\t{d.version or '-'}\t{where}\t{d.reason}")
     counts = Counter(d.verdict for d in outcome.decisions)
     print(
         f"retrain: {len(outcome.decisions)} device(s) in {outcome.seconds:.0f} s: "

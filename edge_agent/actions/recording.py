@@ -10,16 +10,19 @@ from edge_agent.alarms.model import AlarmEvent
 
 
 class RecordingAction:
-    """Keeps every event it is notified of, in order (unbounded: not for production)."""
+    """Keeps every event it is notified of, in order (unbounded: not for production),
+    or the first ``max_events`` of them (all counted in ``counters["recorded"]``)."""
 
-    def __init__(self, name: str = "recording") -> None:
+    def __init__(self, name: str = "recording", max_events: int | None = None) -> None:
         self.name = name
+        self.max_events = max_events
         self.events: list[AlarmEvent] = []
         self.counters: dict[str, int] = {"recorded": 0}
         self.is_running = False
 
     def notify(self, event: AlarmEvent) -> None:
-        self.events.append(event)
+        if self.max_events is None or len(self.events) < self.max_events:
+            self.events.append(event)
         self.counters["recorded"] += 1
 
     async def start(self) -> None:

@@ -7,11 +7,19 @@ path, the offending value and a message (``ConfigInvalid.problems``).
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import Field, model_validator
+from pydantic import (
+    Field,
+    ModelWrapValidatorHandler,
+    TypeAdapter,
+    ValidationError,
+    ValidationInfo,
+    model_validator,
+)
 
 from edge_agent.actions.log import LogActionConfig
 from edge_agent.actions.registry import ActionConfig
@@ -24,7 +32,9 @@ from edge_agent.model.ota.config import OtaConfig
 from edge_agent.sources.registry import SourceConfig
 from edge_agent.store.config import StoreConfig
 from edge_agent.sync.config import SyncConfig
-from edgetwin_common.config import Name, Strict, read_toml, validate_toml
+from edgetwin_common.config import Name, Strict, note_problem, read_toml, validate_toml
+
+T = TypeVar("T")
 
 
 class AgentSection(Strict):
@@ -92,28 +102,99 @@ class AgentConfig(Strict):
 
     @model_validator(mode="after")
     def _cross_references(self) -> AgentConfig:
-        problems: list[str] = []
-        _unique("sources", [s.name for s in self.sources], problems)
-        _unique("actions", [a.name for a in self.actions], problems)
-        for problem in rule_list_problems(self.alarms, self.action_names()):
-            problems.append(f"{problem.path}: {problem.message}")
-        produced = {channel for s in self.sources for channel in s.channel_names()}
-        known_channels = produced | set(self.channels)
-        for i, rule in enumerate(self.alarms):
-            if rule.channel != "*" and known_channels and rule.channel not in known_channels:
-                problems.append(
-                    f"alarms.{i}.channel: unknown channel {rule.channel!r} "
-                    f"(known: {', '.join(sorted(known_channels))})"
-                )
+        problems = _reference_problems(
+            list(enumerate(self.sources)),
+            list(enumerate(self.actions)),
+            list(enumerate(self.alarms)),
+            set(self.channels),
+        )
         if problems:
             raise ValueError("; ".join(problems))
         return self
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _every_problem(
+        cls, data: Any, handler: ModelWrapValidatorHandler[AgentConfig], info: ValidationInfo
+    ) -> AgentConfig:
+        """When some fields fail, the checks across tables above never run: run them on
+        the tables that do validate, so one pass names every problem."""
+        try:
+            return handler(data)
+        except ValidationError as exc:
+            if isinstance(data, dict) and not any(not e["loc"] for e in exc.errors()):
+                for problem in _salvaged_reference_problems(data):
+                    path, _, message = problem.partition(": ")
+                    note_problem(info, path, message)
+            raise
 
     def actions_by_name(self) -> dict[str, ActionConfig]:
         """Configured actions plus the implicit "log" action (warning level)."""
         found: dict[str, ActionConfig] = {"log": LogActionConfig(type="log", name="log")}
         found.update({a.name: a for a in self.actions})
         return found
+
+
+def _reference_problems(
+    sources: list[tuple[int, SourceConfig]],
+    actions: list[tuple[int, ActionConfig]],
+    alarms: list[tuple[int, AlarmRule]],
+    channels: set[str],
+    *,
+    check_channels: bool = True,
+) -> list[str]:
+    """Names used twice, alarms naming an unknown action or channel ("path: message");
+    each item with its index in the file (a salvaged list may have gaps)."""
+    problems: list[str] = []
+    _unique("sources", [s.name for _, s in sources], problems)
+    _unique("actions", [a.name for _, a in actions], problems)
+    index = [i for i, _ in alarms]
+    action_names = {a.name for _, a in actions} | {"log"}
+    for problem in rule_list_problems([rule for _, rule in alarms], action_names):
+        # rule_list_problems counts from 0 in the list it is given: the file's index back.
+        n, _, rest = problem.path.removeprefix("alarms.").partition(".")
+        problems.append(f"alarms.{index[int(n)]}.{rest}: {problem.message}")
+    known_channels = {c for _, s in sources for c in s.channel_names()} | channels
+    for i, rule in alarms if check_channels else []:
+        if rule.channel != "*" and known_channels and rule.channel not in known_channels:
+            problems.append(
+                f"alarms.{i}.channel: unknown channel {rule.channel!r} "
+                f"(known: {', '.join(sorted(known_channels))})"
+            )
+    return problems
+
+
+def _salvaged_reference_problems(data: dict[str, Any]) -> list[str]:
+    """``_reference_problems`` over the items of each list that validate on their own.
+    An unknown channel is only reported when every source validated (an invalid source
+    may be the one that produces it)."""
+
+    def valid(key: str, adapter: TypeAdapter[T]) -> list[tuple[int, T]]:
+        items = data.get(key)
+        found: list[tuple[int, T]] = []
+        for i, item in enumerate(items if isinstance(items, list) else []):
+            try:
+                found.append((i, adapter.validate_json(json.dumps(item, default=str))))
+            except (ValidationError, TypeError, ValueError):
+                continue
+        return found
+
+    sources = valid("sources", _SOURCE)
+    all_sources = len(sources) == len(data.get("sources") or [])
+    channels = data.get("channels")
+    named = set(channels) if isinstance(channels, dict) else set()
+    return _reference_problems(
+        sources,
+        valid("actions", _ACTION),
+        valid("alarms", _RULE),
+        named,
+        check_channels=all_sources,
+    )
+
+
+_SOURCE: TypeAdapter[SourceConfig] = TypeAdapter(SourceConfig)
+_ACTION: TypeAdapter[ActionConfig] = TypeAdapter(ActionConfig)
+_RULE: TypeAdapter[AlarmRule] = TypeAdapter(AlarmRule)
 
 
 def _unique(section: str, names: list[str], problems: list[str]) -> None:

@@ -19,9 +19,14 @@ from edge_agent.config import AgentConfig
 HEADER = """# Configuration reference
 
 One TOML file, validated at start by `edge-agent check-config FILE` (and by `run`):
-unknown keys are errors, every problem is listed with its key path, and the exit code is
-2. A commented example: `examples/agent.toml`. This page is generated from the config
-models (`python -m edge_agent.config.doc > docs/configuration.md`); a test keeps it in sync.
+unknown keys are errors, types are strict (TOML's own: `port = "8080"` is an error, not a
+port; an integer is fine where a float belongs), every problem is listed with its key
+path in one pass (names used twice and references to unknown actions or channels
+included, even beside other errors), and the exit code is 2. To start from a commented
+config: `edge-agent init-config agent.toml` (the file `edge-agent install` writes); a
+fuller example is `examples/agent.toml` in the source. This page is generated from the
+config models (`python -m edge_agent.config.doc > docs/configuration.md`); a test keeps
+it in sync.
 
 Renamed keys still load, with one warning line each naming the new key (printed by
 `check-config`, logged at start): every section that retries has one `backoff` table,

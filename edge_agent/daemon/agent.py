@@ -471,7 +471,7 @@ class Agent:
             counters={f"alarms_{k}": v for k, v in self.engine.counters.items()},
         )
 
-    def readings(self, channel: str, since: float | None, limit: int) -> list[ReadingInfo]:
+    def readings(self, channel: str | None, since: float | None, limit: int) -> list[ReadingInfo]:
         self.store.flush()
         return [
             ReadingInfo(

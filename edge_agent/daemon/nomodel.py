@@ -81,7 +81,7 @@ class NoModelAgent:
             store=StoreInfo(path=str(self._store_path), details={}),
         )
 
-    def readings(self, channel: str, since: float | None, limit: int) -> list[ReadingInfo]:
+    def readings(self, channel: str | None, since: float | None, limit: int) -> list[ReadingInfo]:
         return []
 
     def alarms(self, active_only: bool, limit: int) -> list[AlarmInfo]:

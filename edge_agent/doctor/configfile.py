@@ -9,6 +9,15 @@ CHECK = "config"
 
 def check(context: DoctorContext) -> list[Finding]:
     path = context.config_path
+    if not path.exists():
+        return [
+            Finding(
+                CHECK,
+                Status.FAIL,
+                # The fix is in the message: the one line a user reads first.
+                f"no config at {path}: write one with `edge-agent init-config {path}`",
+            )
+        ]
     if context.config_problem is not None:
         return [
             Finding(

@@ -33,7 +33,9 @@ class AgentView(Protocol):
 
     def status(self) -> AgentStatus: ...
     def is_ready(self) -> bool: ...
-    def readings(self, channel: str, since: float | None, limit: int) -> list[ReadingInfo]: ...
+    def readings(
+        self, channel: str | None, since: float | None, limit: int
+    ) -> list[ReadingInfo]: ...
     def alarms(self, active_only: bool, limit: int) -> list[AlarmInfo]: ...
     def acknowledge(self, alarm_id: int, by: str) -> AlarmInfo: ...
 
@@ -85,9 +87,13 @@ def create_app(view: AgentView, config: HttpConfig) -> FastAPI:
     async def status() -> AgentStatus:
         return view.status()
 
-    @app.get("/readings", response_model=list[ReadingInfo], summary="Recent samples of a channel")
+    @app.get(
+        "/readings", response_model=list[ReadingInfo], summary="Recent samples of a channel or all"
+    )
     async def readings(
-        channel: Annotated[str, Query(min_length=1, max_length=64)],
+        channel: Annotated[
+            str | None, Query(min_length=1, max_length=64, description="default: every channel")
+        ] = None,
         since: Annotated[
             float | None, Query(description="UNIX seconds", allow_inf_nan=False)
         ] = None,

@@ -31,7 +31,9 @@ def add_install_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def add_uninstall_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--root", type=Path, default=Path("/"))
+    parser.add_argument(
+        "--root", type=Path, default=Path("/"), help="the folder it was installed under"
+    )
     parser.add_argument(
         "--purge", action="store_true", help="also remove config, data and the user"
     )

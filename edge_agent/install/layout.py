@@ -59,3 +59,18 @@ class Layout:
 def packaged(name: str) -> str:
     """A file shipped in edge_agent/install/data (the unit, the config template, ...)."""
     return resources.files("edge_agent.install").joinpath("data", name).read_text("utf-8")
+
+
+DATA_DIR = "/var/lib/edge-agent"
+"""The service's data folder (systemd's StateDirectory=edge-agent)."""
+
+
+def config_template(name: str, serial_port: str, data_dir: str = DATA_DIR) -> str:
+    """The commented agent.toml that ``edge-agent install`` and ``edge-agent init-config``
+    write: one serial source, the shipped model, anomaly and sensor-health alarms."""
+    return (
+        packaged("agent.toml")
+        .replace("{name}", name)
+        .replace("{serial_port}", serial_port)
+        .replace("{data_dir}", data_dir)
+    )

@@ -14,7 +14,7 @@ from enum import StrEnum
 from pathlib import Path
 
 from edge_agent.errors import InstallFailed
-from edge_agent.install.layout import UNIT_NAME, USER, Layout, packaged
+from edge_agent.install.layout import UNIT_NAME, USER, Layout, config_template, packaged
 
 
 class Outcome(StrEnum):
@@ -93,18 +93,25 @@ def venv(layout: Layout, opts: Options, run: Runner) -> StepResult:
     if not layout.venv_python.exists():
         run([opts.python, "-m", "venv", str(layout.venv)])
         created = True
-    run(
-        [
-            str(layout.venv_python),
-            "-m",
-            "pip",
-            "install",
-            "--disable-pip-version-check",
-            "--quiet",
-            *opts.pip_options,
-            opts.package,
-        ]
-    )
+    try:
+        run(
+            [
+                str(layout.venv_python),
+                "-m",
+                "pip",
+                "install",
+                "--disable-pip-version-check",
+                "--quiet",
+                *opts.pip_options,
+                opts.package,
+            ]
+        )
+    except InstallFailed as exc:
+        # edgetwin is not on the package index: the usual cause is the default package.
+        raise InstallFailed(
+            f"{exc}: pip could not install {opts.package!r}; pass --package with a wheel "
+            "(`make wheel` writes dist/edgetwin-*.whl) or a checkout folder"
+        ) from None
     if not layout.agent_bin.exists():
         raise InstallFailed(f"{layout.agent_bin} missing after pip install {opts.package}")
     return StepResult(
@@ -117,11 +124,7 @@ def config(layout: Layout, opts: Options, run: Runner) -> StepResult:
     operator's edits survive every re-install. Checked by the installed agent."""
     outcome = Outcome.UNCHANGED
     if not layout.config.exists():
-        text = (
-            packaged("agent.toml")
-            .replace("{name}", opts.device_name)
-            .replace("{serial_port}", opts.serial_port)
-        )
+        text = config_template(opts.device_name, opts.serial_port)
         layout.config_dir.mkdir(parents=True, exist_ok=True)
         _write_if_changed(layout.config, text, 0o640)
         outcome = Outcome.DONE

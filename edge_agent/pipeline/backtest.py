@@ -49,6 +49,9 @@ HEALTH_EVERY_S = 1.0
 
 NAB_HEADER = ("timestamp", "value", "anomaly_score")
 
+KEEP_RAISED = 20
+"""Raised alarms the report keeps as events (the CLI prints them)."""
+
 
 @dataclass(frozen=True, slots=True)
 class ModelUpdate:
@@ -69,9 +72,14 @@ class BacktestReport:
     skipped: Counter[str] = field(default_factory=Counter)
     """CSV rows the source could not use, by reason (text, missing value, time going back)."""
     raised: list[AlarmEvent] = field(default_factory=list)
+    """The first ``KEEP_RAISED`` alarms raised (all of them are in the results CSV and
+    counted in ``raised_total``): a long replay's memory stays flat however many."""
+    raised_total: int = 0
     elapsed_s: float = 0.0
     model_update: str | None = None
     """What became of the ModelUpdate (swapped in, kept or rolled back, and why)."""
+    model: str = ""
+    """The model the replay started with: name, version and bundle folder."""
 
     @property
     def samples_per_s(self) -> float:
@@ -80,14 +88,15 @@ class BacktestReport:
 
 def run_backtest(
     loaded: LoadedConfig,
-    data: Path,
+    data: Path | None,
     out: Path | None,
     *,
     progress: Callable[[BacktestReport], None] | None = None,
     nab_out: Path | None = None,
     update: ModelUpdate | None = None,
 ) -> BacktestReport:
-    """Replay ``data`` (a CSV as ReplaySourceConfig reads it) through the pipeline.
+    """Replay ``data`` (a CSV as ReplaySourceConfig reads it, with the config's replay
+    source settings; None: that source's own path) through the pipeline.
 
     ``nab_out``: also write a NAB result file (the CSV must have one value column).
     ``update``: take that model release at its data time.
@@ -98,10 +107,13 @@ def run_backtest(
     """
     config = loaded.config
     model = load_model(config.model)
-    report = BacktestReport()
-    source = ReplaySource(ReplaySourceConfig(type="replay", name="backtest", path=data, speed=0))
+    m = model.manifest.model
+    report = BacktestReport(model=f"{m.name} {m.version} ({model.path})")
+    source = ReplaySource(replay_source_config(config, data))
     if nab_out is not None and len(source.channels()) != 1:
-        raise ValueError(f"a NAB result file needs one value column; {data} has several")
+        raise ValueError(
+            f"a NAB result file needs one value column; {source.config.path} has several"
+        )
     feeds = {name: config.channel(name).sample_period_s for name in source.channels()}
     release = _load_update(config, update, model, feeds) if update is not None else None
     with (
@@ -138,6 +150,24 @@ def run_backtest(
     return report
 
 
+def replay_source_config(config: AgentConfig, data: Path | None) -> ReplaySourceConfig:
+    """How to read the CSV: the config's ``[[sources]] type = "replay"`` settings
+    (timestamp column, column -> channel mapping with scale and offset) when it has one,
+    read once and as fast as it goes; ``data`` (when given) replaces its path.
+
+    Raises ValueError when there is neither ``data`` nor a replay source to take it from.
+    """
+    configured = next((s for s in config.sources if isinstance(s, ReplaySourceConfig)), None)
+    if configured is None:
+        if data is None:
+            raise ValueError('no CSV: give --csv, or a [[sources]] type = "replay" path')
+        return ReplaySourceConfig(type="replay", name="backtest", path=data, speed=0)
+    update: dict[str, object] = {"speed": 0.0, "loop": False}
+    if data is not None:
+        update["path"] = data
+    return configured.model_copy(update=update)
+
+
 def _alarm_engine(
     config: AgentConfig, model: LoadedModel, store: Store, report: BacktestReport
 ) -> AlarmEngine:
@@ -147,9 +177,12 @@ def _alarm_engine(
     def on_event(event: AlarmEvent) -> None:
         store.add_alarm_event(event)
         if event.kind is AlarmEventKind.RAISED:
-            report.raised.append(event)
+            report.raised_total += 1
+            if len(report.raised) < KEEP_RAISED:
+                report.raised.append(event)
 
-    actions = {name: RecordingAction(name) for name in config.action_names()}
+    # Counted, not kept: a long replay raising thousands of alarms stays in flat memory.
+    actions = {name: RecordingAction(name, max_events=0) for name in config.action_names()}
     return AlarmEngine(config.alarms, model.forecaster.horizons, sink=on_event, actions=actions)
 
 

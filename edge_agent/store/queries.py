@@ -31,16 +31,29 @@ class Queries:
     def __init__(self, db: Database) -> None:
         self._db = db
 
-    def readings(self, channel: str, since: float | None, limit: int) -> list[ReadingRow]:
+    def readings(self, channel: str | None, since: float | None, limit: int) -> list[ReadingRow]:
         check_limit(limit)
+        lower = -math.inf if since is None else since
+        rows: list[ReadingRow] = []
         with self._db.locked() as conn:
-            cur = conn.execute(
-                "SELECT ts, value, forecast, score FROM readings"
-                " WHERE channel_id = (SELECT id FROM channels WHERE name = ?) AND ts >= ?"
-                " ORDER BY ts DESC LIMIT ?",
-                (channel, -math.inf if since is None else since, limit),
+            names = (
+                [channel]
+                if channel is not None
+                else [name for (name,) in conn.execute("SELECT name FROM channels")]
             )
-            rows = [ReadingRow(ts, channel, v, f, s) for ts, v, f, s in cur]
+            # One indexed (channel_id, ts) scan per channel, newest first: all channels
+            # cost a few of these, never a sort of the whole table.
+            for name in names:
+                cur = conn.execute(
+                    "SELECT ts, value, forecast, score FROM readings"
+                    " WHERE channel_id = (SELECT id FROM channels WHERE name = ?) AND ts >= ?"
+                    " ORDER BY ts DESC LIMIT ?",
+                    (name, lower, limit),
+                )
+                rows += [ReadingRow(ts, name, v, f, s) for ts, v, f, s in cur]
+        if channel is None:
+            rows.sort(key=lambda r: (r.ts, r.channel), reverse=True)
+            del rows[limit:]
         rows.reverse()
         return rows
 

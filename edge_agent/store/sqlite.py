@@ -236,10 +236,11 @@ class Store:
     # -- queries (queries.py) ------------------------------------------------------
 
     def readings(
-        self, channel: str, since: float | None = None, limit: int = 1000
+        self, channel: str | None, since: float | None = None, limit: int = 1000
     ) -> list[ReadingRow]:
-        """The newest ``limit`` (>= 1) flushed readings of ``channel`` with ts >= since
-        (UNIX seconds; None: no bound), oldest first. Unknown channel: []."""
+        """The newest ``limit`` (>= 1) flushed readings of ``channel`` (None: of every
+        channel) with ts >= since (UNIX seconds; None: no bound), oldest first (by ts,
+        then channel). Unknown channel: []."""
         return self._queries.readings(channel, since, limit)
 
     def summaries(

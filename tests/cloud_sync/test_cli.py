@@ -45,8 +45,24 @@ def test_devices_add_prints_a_token_that_works(
     assert "exists" in capsys.readouterr().err
     assert main(["devices", "add", "bad name", "--database-url", db_url]) == 2
     assert main(["devices", "rotate-token", "ghost", "--database-url", db_url]) == 1
+    assert main(["devices", "add", "new-pump", "--database-url", db_url]) == 0
+    capsys.readouterr()
     assert main(["devices", "list", "--database-url", db_url]) == 0
-    assert "field-pump" in capsys.readouterr().out
+    listed = capsys.readouterr().out
+    assert "field-pump" in listed
+    assert "new-pump\tunknown\tseq 0\tnothing reported yet\tdesired v" in listed
+    assert "vNone" not in listed
+
+
+def test_init_config_writes_the_commented_example(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "cloud.toml"
+    assert main(["init-config", str(path)]) == 0
+    assert path.read_text() == EXAMPLE.read_text()
+    assert main(["check-config", str(path)]) == 0
+    assert main(["init-config", str(path)]) == 2
+    assert "--force" in capsys.readouterr().err
 
 
 def test_check_config_on_the_example(capsys: pytest.CaptureFixture[str]) -> None:

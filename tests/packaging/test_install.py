@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 from edge_agent.config import load_config
@@ -111,3 +112,21 @@ def test_install_twice_verify_then_uninstall(tmp_path: Path, wheel: Path) -> Non
     assert purged.returncode == 0, purged.stdout + purged.stderr
     assert not config.exists()
     assert "edge-agent:" not in (root / "etc/passwd").read_text()
+
+
+def test_install_says_to_pass_package_when_pip_cannot_fetch_it(tmp_path: Path) -> None:
+    """edgetwin is not on the package index: a package pip cannot fetch stops the install
+    at the venv step with the way out, not only pip's exit status."""
+    missing = tmp_path / "edgetwin-9.9.9-py3-none-any.whl"
+    done = run_installer(
+        tmp_path / "root",
+        "install",
+        "--package",
+        str(missing),
+        "--pip-option=--no-index",
+        "--python",
+        sys._base_executable,  # type: ignore[attr-defined]
+    )
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "pass --package with a wheel" in done.stderr
+    assert "make wheel" in done.stderr

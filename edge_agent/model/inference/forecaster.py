@@ -11,6 +11,7 @@ on arrays this short.
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Sequence
 
@@ -20,8 +21,11 @@ import numpy.typing as npt
 from edge_agent.errors import WindowInvalid
 from edge_agent.model.inference.backend import Backend, Interpreter, raw_invoke, resolve
 from edge_agent.model.inference.quantization import INT8_MAX, INT8_MIN, QuantParams
+from edgetwin_common.logs import native_stderr_to_log
 from edgetwin_contracts.errors import ModelUnloadable, TensorSpecMismatch
 from edgetwin_contracts.manifest import Normalization
+
+log = logging.getLogger(__name__)
 
 FloatArray = npt.NDArray[np.float64]
 _FLOAT64 = np.dtype(np.float64)
@@ -73,8 +77,10 @@ class Forecaster:
         self._min_std_abs = float(norm.min_std_abs)
         self._min_std_rel = float(norm.min_std_rel)
         try:
-            interpreter = factory(model_content=model_bytes, num_threads=num_threads)
-            interpreter.allocate_tensors()
+            # The runtime prints an INFO line per load on stderr: logged at debug instead.
+            with native_stderr_to_log(log):
+                interpreter = factory(model_content=model_bytes, num_threads=num_threads)
+                interpreter.allocate_tensors()
         except Exception as exc:  # the bindings raise ValueError/RuntimeError, by version
             raise ModelUnloadable(source, f"{type(exc).__name__}: {exc}") from None
         self._interpreter: Interpreter = interpreter

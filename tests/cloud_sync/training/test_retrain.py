@@ -116,7 +116,9 @@ def test_cli_fleet_and_device(
 
     assert main(["retrain", "--fleet", "--no-progress", *base]) == 0
     out = capsys.readouterr().out
-    assert "pump-1\t" in out and "pump-2\tskipped\t-\t" in out
+    assert "pump-1\t" in out and "pump-2\tskipped\t-\t-\t" in out
+    # Five columns on every line, as docs/training.md says.
+    assert all(len(line.split("\t")) == 5 for line in out.strip().splitlines())
 
     assert main(["retrain", "--device", "pump-1", "--no-progress", *base]) == 0
     line = capsys.readouterr().out.strip()

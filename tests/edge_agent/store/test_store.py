@@ -63,6 +63,22 @@ def test_readings_since_and_limit_return_the_newest_oldest_first(
         store.readings("temp", limit=0)
 
 
+def test_readings_of_every_channel_newest_limit_oldest_first(make_store: StoreFactory) -> None:
+    store = make_store()
+    for i in range(6):
+        store.add_sample(1000.0 + i, "temp", float(i), None, None)
+        store.add_sample(1000.0 + i, "current", 10.0 + i, None, None)
+    store.flush()
+    rows = store.readings(None, limit=4)
+    assert [(r.ts, r.channel) for r in rows] == [
+        (1004.0, "current"),
+        (1004.0, "temp"),
+        (1005.0, "current"),
+        (1005.0, "temp"),
+    ]
+    assert len(store.readings(None, since=1003.0)) == 6
+
+
 def test_non_finite_samples_are_rejected_and_counted(make_store: StoreFactory) -> None:
     store = make_store()
     store.add_sample(1.0, "temp", math.nan, None, None)
