@@ -32,14 +32,17 @@ from edge_agent.http.status import (
     AgentInfo,
     AgentStatus,
     AlarmInfo,
-    ChannelInfo,
-    Forecast,
     ModelInfo,
     ReadingInfo,
     StoreInfo,
     SyncInfo,
 )
-from edge_agent.http.status_parts import action_health, alarm_levels, source_infos
+from edge_agent.http.status_parts import (
+    action_health,
+    alarm_levels,
+    channel_infos,
+    source_infos,
+)
 from edge_agent.model.bundle import LoadedModel
 from edge_agent.model.ota.download import Downloader
 from edge_agent.model.ota.layout import ModelsDir
@@ -368,38 +371,7 @@ class Agent:
     def status(self) -> AgentStatus:
         now = self._clock()
         m = self.model.manifest
-        states = self._source_states()
-        channels = []
-        for ch in self.pipeline.channels.values():
-            forecast = None
-            if ch.has_forecast:
-                forecast = Forecast(
-                    horizons=list(ch.horizons),
-                    values=ch.forecast.tolist(),
-                    horizon_s=ch.horizon_s,
-                    model_period_s=ch.model_period_s,
-                )
-            health = sorted(c.value for c in self.pipeline.health(ch, now, states))
-            channels.append(
-                ChannelInfo(
-                    name=ch.name,
-                    unit=ch.config.unit,
-                    source=ch.source,
-                    last_ts=ch.last_ts,
-                    last_value=ch.last_value,
-                    forecast=forecast,
-                    anomaly_score=ch.last_score,
-                    is_warm=ch.scorer.is_warm,
-                    readings=ch.readings,
-                    processed=ch.processed,
-                    rejected={str(k): v for k, v in ch.cleaner.rejected.items() if v},
-                    window_restarts=ch.window_restarts,
-                    health=health,
-                    mean_inference_us=(
-                        ch.inference_ns / ch.processed / 1000 if ch.processed else None
-                    ),
-                )
-            )
+        channels = channel_infos(self.pipeline, now, self._source_states())
         stats = self.store.stats()
         return AgentStatus(
             agent=AgentInfo(

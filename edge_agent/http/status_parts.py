@@ -1,6 +1,6 @@
-"""Parts of /status built from the agent's objects: the sources, each action's health
-and the alarm levels in effect per channel. Read from memory only: /status runs on the
-event loop."""
+"""Parts of /status built from the agent's objects: the channels, the sources, each
+action's health and the alarm levels in effect per channel. Read from memory only:
+/status runs on the event loop."""
 
 from __future__ import annotations
 
@@ -9,8 +9,9 @@ from collections.abc import Callable, Iterable, Mapping
 from edge_agent.actions.base import Action
 from edge_agent.actions.health import DeliveryHealth
 from edge_agent.alarms.rules.base import ALL_CHANNELS, LevelRule, RuleConfig
-from edge_agent.http.status import ActionInfo, AlarmLevel, SourceInfo
-from edge_agent.sources.base import Source
+from edge_agent.http.status import ActionInfo, AlarmLevel, ChannelInfo, Forecast, SourceInfo
+from edge_agent.pipeline.pipeline import Pipeline
+from edge_agent.sources.base import Source, SourceState
 
 LEVEL_TYPES = frozenset(
     {"value_above", "value_below", "forecast_above", "forecast_below", "score_above"}
@@ -87,3 +88,39 @@ def alarm_levels(
                 )
             )
     return levels
+
+
+def channel_infos(
+    pipeline: Pipeline, now: float, states: Mapping[str, SourceState]
+) -> list[ChannelInfo]:
+    """Each channel's last value, forecast (with its horizons in time), score and health."""
+    channels = []
+    for ch in pipeline.channels.values():
+        forecast = None
+        if ch.has_forecast:
+            forecast = Forecast(
+                horizons=list(ch.horizons),
+                values=ch.forecast.tolist(),
+                horizon_s=ch.horizon_s,
+                model_period_s=ch.model_period_s,
+            )
+        health = sorted(c.value for c in pipeline.health(ch, now, states))
+        channels.append(
+            ChannelInfo(
+                name=ch.name,
+                unit=ch.config.unit,
+                source=ch.source,
+                last_ts=ch.last_ts,
+                last_value=ch.last_value,
+                forecast=forecast,
+                anomaly_score=ch.last_score,
+                is_warm=ch.scorer.is_warm,
+                readings=ch.readings,
+                processed=ch.processed,
+                rejected={str(k): v for k, v in ch.cleaner.rejected.items() if v},
+                window_restarts=ch.window_restarts,
+                health=health,
+                mean_inference_us=(ch.inference_ns / ch.processed / 1000 if ch.processed else None),
+            )
+        )
+    return channels
