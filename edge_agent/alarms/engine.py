@@ -125,7 +125,7 @@ class AlarmEngine:
             self._add_channel(channel, ts)
             slots = self._sample_slots[channel]
         for slot in slots:
-            condition = slot.on_sample(value, forecast, score, rate)
+            condition = slot.on_sample(ts, value, forecast, score, rate)
             # The hot path: most samples neither meet the awaited condition nor stop a
             # running delay, and then the step would change nothing.
             if condition is slot.awaiting or slot.since is not None:

@@ -110,7 +110,8 @@ class LikelihoodScoreConfig(ResidualStageConfig):
     """Weight of each sample in the long-run surprise statistics (0.001: a ~1,000-sample
     memory)."""
     likelihood_warmup: Annotated[int, Field(ge=1)] = 200
-    """Samples learned (score 0.0) before the first score."""
+    """Surprises learned (no score: None) before the first score, after the residual
+    stage's `warmup`."""
     range_weight: Annotated[float, Field(ge=0)] = 4.0
     """Score per percent of the range's width by which a reading lies beyond the lowest
     or highest reading ever seen (0: off)."""
@@ -125,9 +126,10 @@ class LikelihoodScoreConfig(ResidualStageConfig):
 
 
 class AnomalyDetector:
-    """One channel's detector. ``score`` returns None while the residual scorer warms up
-    (``warmup`` samples), then 0.0 while the likelihood learns (``likelihood_warmup``
-    samples), then scores. Not thread-safe."""
+    """One channel's detector. ``score`` returns None while it warms up: ``warmup``
+    residuals for the residual scorer, then ``likelihood_warmup`` for the likelihood's
+    long-run statistics (the range novelty learns the range all along); then it scores.
+    Not thread-safe."""
 
     __slots__ = ("_held", "_likelihood", "_range", "_residual", "_settings")
 
@@ -148,22 +150,31 @@ class AnomalyDetector:
 
     @property
     def is_warm(self) -> bool:
-        """Scores are no longer None (the residual stage has warmed up; the likelihood
-        stage may still be learning, and reports 0.0 until it has)."""
-        return self._residual.is_warm
+        """Scores are no longer None: the residual stage has seen ``warmup`` residuals
+        and the likelihood stage ``likelihood_warmup`` surprises after them
+        (``warmup_steps``)."""
+        return self._likelihood.is_warm
+
+    @property
+    def warmup_steps(self) -> int:
+        """Model steps with a forecast (residuals) before the first score: warmup +
+        likelihood_warmup."""
+        return self._settings.warmup + self._settings.likelihood_warmup
 
     def score(self, actual: float, forecast: float) -> float | None:
         """Score ``actual`` against the one-step ``forecast`` made for it, then learn
-        from it. Raises ValueError for a non-finite reading or forecast."""
+        from it: None until ``is_warm`` (every stage only learns: no alarm rule can see
+        a score from statistics that are not ready), then >= 0. Raises ValueError for a
+        non-finite reading or forecast."""
         was_warm = self._residual.is_warm
         surprise = self._residual.score(actual, forecast)
         if not was_warm:
+            self._range.score(actual)
             return None
         was_warm = self._likelihood.is_warm
         result = max(self._likelihood.score(math.log1p(surprise)), self._range.score(actual))
         if not was_warm:
-            # The long-run statistics are still learning: no evidence of anything yet.
-            return 0.0
+            return None
         if self._held > 0:
             self._held -= 1
             return 0.0

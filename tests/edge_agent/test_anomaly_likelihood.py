@@ -38,11 +38,18 @@ def test_tail_score_is_minus_log10_of_the_normal_tail() -> None:
     assert tail_score(60.0) == 300.0  # capped, never an error
 
 
-def test_warm_up_none_then_zero_then_scores() -> None:
+def test_no_score_until_every_stage_is_warm() -> None:
     values, f1 = noisy(400, 1)
-    scores = run(values, f1)
-    assert scores[:16] == [None] * 16  # the residual scorer's warm-up
-    assert scores[16 : 16 + 100] == [0.0] * 100  # the likelihood's
+    values[40] += 50.0  # a huge miss while warming up: still no score
+    detector = AnomalyDetector(SETTINGS)
+    assert detector.warmup_steps == 16 + 100
+    scores, warm = [], []
+    for v, f in zip(values, f1, strict=True):
+        scores.append(detector.score(float(v), float(f)))
+        warm.append(detector.is_warm)
+    # The residual scorer's 16 residuals, then the likelihood's 100 surprises.
+    assert scores[:116] == [None] * 116
+    assert warm.index(True) == 115  # warm once the 116th residual has been learned
     assert all(s is not None and s >= 0.0 for s in scores[116:])
 
 

@@ -74,7 +74,12 @@ class Check(ABC):
         self.value: float | None = None
 
     def on_sample(
-        self, value: float, forecast: Forecast | None, score: float | None, rate: float | None
+        self,
+        ts: float,
+        value: float,
+        forecast: Forecast | None,
+        score: float | None,
+        rate: float | None,
     ) -> Condition | None:
         """One processed sample (see ``AlarmEngine.on_sample`` for units); called when
         ``watches`` has SAMPLES."""
@@ -190,7 +195,12 @@ class LevelCheck(Check):
         """m for this sample; None when the sample has none (the rule keeps its state)."""
 
     def on_sample(
-        self, value: float, forecast: Forecast | None, score: float | None, rate: float | None
+        self,
+        ts: float,
+        value: float,
+        forecast: Forecast | None,
+        score: float | None,
+        rate: float | None,
     ) -> Condition | None:
         m = self.measure(value, forecast, score, rate)
         if m is None:
