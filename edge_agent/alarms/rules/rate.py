@@ -56,7 +56,7 @@ class RateCheck(LevelCheck):
     least ``span_s`` older, found by a pointer that only moves forward (amortized O(1),
     nothing allocated per sample beyond a float)."""
 
-    __slots__ = ("_count", "_head", "_max_gap", "_ref", "_span", "_spacing", "_ts", "_values")
+    __slots__ = ("_count", "_head", "_max_gap", "_ref", "_spacing", "_span", "_ts", "_values")
     label = " |rate|"
 
     def __init__(self, rule: RateRule) -> None:
