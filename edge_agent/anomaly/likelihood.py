@@ -12,7 +12,9 @@ Per sample, with x the reading and f the one-step forecast made for it:
 4. The score is the larger of 2 and 3. Rising edge: once it reaches ``hold_level`` it
    is reported on that sample and the next ``hold_samples`` samples report 0.0, so one
    event makes one detection (and an alarm rule at ``hold_level`` raises once per
-   event, not once per noisy sample of it).
+   event, not once per noisy sample of it). A score above the one that started the
+   hold breaks through it (reported, and the hold starts again from it): a bigger
+   event right after a small one is not swallowed.
 
 Units: -log10 of a probability (3 = a 1-in-1,000 surprise), >= 0; the range novelty
 is put on that scale by its weight. Causal: every stage uses only the past and the
@@ -119,7 +121,8 @@ class LikelihoodScoreConfig(ResidualStageConfig):
     """A score at or above this starts a hold (one event, one detection); give the
     channel's score_above rule the same `set`."""
     hold_samples: Annotated[int, Field(ge=0)] = 200
-    """Samples that report 0.0 after a score reached hold_level."""
+    """Samples that report 0.0 after a score reached hold_level (unless a higher score
+    breaks through)."""
 
     def build(self) -> AnomalyDetector:
         return AnomalyDetector(self)
@@ -131,7 +134,7 @@ class AnomalyDetector:
     long-run statistics (the range novelty learns the range all along); then it scores.
     Not thread-safe."""
 
-    __slots__ = ("_held", "_likelihood", "_range", "_residual", "_settings")
+    __slots__ = ("_held", "_held_peak", "_likelihood", "_range", "_residual", "_settings")
 
     def __init__(self, settings: LikelihoodScoreConfig | None = None) -> None:
         s = settings or LikelihoodScoreConfig()
@@ -142,6 +145,7 @@ class AnomalyDetector:
         )
         self._range = RangeNovelty(s.range_weight)
         self._held = 0
+        self._held_peak = 0.0
 
     @property
     def residual(self) -> ResidualScorer:
@@ -175,9 +179,12 @@ class AnomalyDetector:
         result = max(self._likelihood.score(math.log1p(surprise)), self._range.score(actual))
         if not was_warm:
             return None
-        if self._held > 0:
+        if self._held > 0 and result <= self._held_peak:
             self._held -= 1
             return 0.0
+        # Not holding, or a bigger event than the one that started the hold: a spike
+        # right after a small detection must not vanish into the hold.
         if result >= self._settings.hold_level:
             self._held = self._settings.hold_samples
+            self._held_peak = result
         return result
