@@ -32,7 +32,7 @@ _LOW, _HIGH, _SETTING = 0, 1, 2
 
 class ScoreRule(LevelRule):
     """m is the channel's anomaly score, one per model step; the rule keeps its state
-    while the scorer is not warm (no score). Set: a score >= set. Clear: the last
+    while the scorer is not warm (no score) and for ``warmup_s`` after its first score. Set: a score >= set. Clear: the last
     ``clear_steps`` scores hold none >= set and at most ``clear_share`` of them >= clear
     (then off_delay_s, in seconds, still applies)."""
 
@@ -42,6 +42,10 @@ class ScoreRule(LevelRule):
     """Scores (model steps) the clear condition looks back over; 1: the last score only."""
     clear_share: Annotated[float, Field(ge=0, lt=1)] = 0.0
     """Share of those scores allowed at or above `clear` (0.05: 5 %)."""
+    warmup_s: Annotated[float, Field(ge=0)] = 0.0
+    """Seconds (on the samples' timestamps) after the channel's first score during which
+    the rule ignores its scores: the detector is warm in steps (its own warm-up) but has
+    not yet seen the channel's normal range (a process cycle, a day)."""
 
     def check(self, horizons: Sequence[int]) -> ScoreCheck:
         return ScoreCheck(self)
@@ -51,7 +55,17 @@ class ScoreCheck(LevelCheck):
     """The last ``clear_steps`` scores as a ring of bytes (_LOW/_HIGH/_SETTING) with a
     running count of each kind: nothing allocated per score."""
 
-    __slots__ = ("_allowed", "_highs", "_pos", "_ring", "_seen", "_sets", "_steps")
+    __slots__ = (
+        "_allowed",
+        "_highs",
+        "_pos",
+        "_ring",
+        "_seen",
+        "_sets",
+        "_steps",
+        "_warm_from",
+        "_warmup_s",
+    )
     label = " score"
 
     def __init__(self, rule: ScoreRule) -> None:
@@ -63,6 +77,9 @@ class ScoreCheck(LevelCheck):
         self._seen = 0
         self._highs = 0
         self._sets = 0
+        self._warmup_s = rule.warmup_s
+        self._warm_from: float | None = None
+        """Timestamp of the channel's first score + warmup_s."""
 
     def measure(
         self, value: float, forecast: Forecast | None, score: float | None, rate: float | None
@@ -78,6 +95,11 @@ class ScoreCheck(LevelCheck):
         rate: float | None,
     ) -> Condition | None:
         if score is None:
+            return None
+        warm_from = self._warm_from
+        if warm_from is None:
+            self._warm_from = warm_from = ts + self._warmup_s
+        if ts < warm_from:
             return None
         self.value = score
         signed = self._sign * score
