@@ -32,9 +32,9 @@ _LOW, _HIGH, _SETTING = 0, 1, 2
 
 class ScoreRule(LevelRule):
     """m is the channel's anomaly score, one per model step; the rule keeps its state
-    while the scorer is not warm (no score) and for ``warmup_s`` after its first score. Set: a score >= set. Clear: the last
-    ``clear_steps`` scores hold none >= set and at most ``clear_share`` of them >= clear
-    (then off_delay_s, in seconds, still applies)."""
+    while the scorer is not warm (no score) and for ``warmup_s`` after its first score.
+    Set: a score >= set. Clear: the last ``clear_steps`` scores hold none >= set and at
+    most ``clear_share`` of them >= clear (then off_delay_s, in seconds, still applies)."""
 
     type: Literal["score_above"]
     """The rule type (formerly `kind`)."""

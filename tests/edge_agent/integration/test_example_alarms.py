@@ -37,7 +37,9 @@ def raised_on_simulated_pump(tmp_path: Path, minutes: float, *faults: str) -> li
         writer = csv.writer(handle)
         writer.writerow(["timestamp", *CHANNELS])
         for frame in generate_series(settings, minutes * 60.0):
-            writer.writerow([f"{T0 + frame.t:.1f}", *frame.line.decode().strip().split(",")])
+            if frame.line is not None:  # None: nothing printed (dropout, vanished)
+                cells = frame.line.decode().strip().split(",")
+                writer.writerow([f"{T0 + frame.t:.1f}", *cells])
     return run_backtest(example_config(tmp_path), data, None).raised
 
 
