@@ -71,6 +71,17 @@ def test_one_event_is_one_detection() -> None:
     assert scores[high[0] + 1 : high[0] + 1 + SETTINGS.hold_samples] == [0.0] * 20
 
 
+def test_a_bigger_event_breaks_through_the_hold() -> None:
+    values, f1 = noisy(1000, 3)
+    values[600] += 8.0  # a detection, which starts a hold...
+    values[605] += 60.0  # ...and a much bigger glitch inside it
+    values[610] += 8.0  # a smaller one inside the new hold: swallowed
+    scores = run(values, f1)
+    assert scores[600] is not None and scores[600] >= SETTINGS.hold_level
+    assert scores[605] is not None and scores[605] > scores[600]
+    assert scores[606:626] == [0.0] * 20
+
+
 def test_range_novelty_scores_readings_beyond_every_level_seen() -> None:
     novelty = RangeNovelty(weight=4.0)
     assert novelty.score(20.0) == 0.0  # no range yet
