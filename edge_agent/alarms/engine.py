@@ -197,6 +197,7 @@ class AlarmEngine:
                 if slot.rule.name == rule.name:
                     check = rule.check(self._horizons)
                     check.use_step_period(self._step_periods.get(slot.channel))
+                    check.carry_from(slot.check)
                     slot.use(rule, check)
 
     # -- operator side -------------------------------------------------------------------

@@ -99,6 +99,12 @@ class Check(ABC):
         that state horizons in time; the others ignore it."""
         return None
 
+    def carry_from(self, previous: Check) -> None:
+        """Take over what ``previous`` (the check this one replaces, same rule type, on
+        the same channel) learned of the channel, when a rule's levels are overridden:
+        history and warm-up are the channel's, not the levels'. Default: nothing."""
+        return None
+
 
 class RuleConfig(Strict, ABC):
     """Keys every rule has. A rule type derives from this (or from ``LevelRule``) with

@@ -19,6 +19,7 @@ from edge_agent.alarms.rules.base import (
     _BETWEEN,
     _CLEAR,
     _SET,
+    Check,
     Condition,
     Forecast,
     LevelCheck,
@@ -72,6 +73,13 @@ class RateCheck(LevelCheck):
         """Anchors kept (0 to _ANCHORS)."""
         self._ref = 0
         """Index of the oldest anchor still a candidate reference."""
+
+    def carry_from(self, previous: Check) -> None:
+        # Same span: the anchors stay valid, so the rate goes on without a gap.
+        if isinstance(previous, RateCheck) and previous._span == self._span:
+            self._ts[:] = previous._ts
+            self._values[:] = previous._values
+            self._head, self._count, self._ref = previous._head, previous._count, previous._ref
 
     def measure(
         self, value: float, forecast: Forecast | None, score: float | None, rate: float | None

@@ -20,6 +20,7 @@ from edge_agent.alarms.rules.base import (
     _BETWEEN,
     _CLEAR,
     _SET,
+    Check,
     Condition,
     Forecast,
     LevelCheck,
@@ -80,6 +81,12 @@ class ScoreCheck(LevelCheck):
         self._warmup_s = rule.warmup_s
         self._warm_from: float | None = None
         """Timestamp of the channel's first score + warmup_s."""
+
+    def carry_from(self, previous: Check) -> None:
+        # The channel's warm-up has run (or is running) already; the window restarts,
+        # since its kinds were judged against the previous levels.
+        if isinstance(previous, ScoreCheck) and previous._warm_from is not None:
+            self._warm_from = previous._warm_from
 
     def measure(
         self, value: float, forecast: Forecast | None, score: float | None, rate: float | None

@@ -96,3 +96,13 @@ def test_default_clear_is_the_last_score_as_before() -> None:
     for ts, score in enumerate([9.0, 5.0, 2.9]):
         rig.engine.on_sample("c", float(ts), 20.0, score=score)
     assert [(e.kind, e.ts) for e in rig.events] == [(RAISED, 0.0), (CLEARED, 2.0)]
+
+
+def test_an_override_keeps_the_channels_warm_up_and_rate_history() -> None:
+    rate = {"name": "fast", "channel": "c", "type": "rate_above", "set": 5.0, "span_s": 1.0}
+    rig = build([{**RULE, "set": 8.0, "warmup_s": 10.0}, rate])
+    for ts in range(21):
+        rig.engine.on_sample("c", float(ts), 50.0, score=0.5)
+    assert rig.engine.override_rules({"anomaly": {"set": 4.0}, "fast": {"set": 3.0}}) == {}
+    rig.engine.on_sample("c", 21.0, 54.0, score=5.0)  # no new warm-up; a rate at once
+    assert sorted((e.alarm.rule, e.ts) for e in rig.events) == [("anomaly", 21.0), ("fast", 21.0)]
