@@ -114,18 +114,22 @@ class AlarmEngine:
     ) -> None:
         """Evaluate the channel's rules on one processed sample.
 
-        ts: UNIX seconds (drives on/off delays). value: the reading, channel units.
+        ts: UNIX seconds (drives on/off delays and the rate rules' time span).
+        value: the reading, channel units.
         forecast: one value per horizon (the engine's ``horizons``), channel units; None
-            while the window is filling. score: the anomaly score (None during warm-up).
+            while the window is filling. score: the anomaly score, one per model step
+            (None while the scorer is not warm, and between model steps).
         rate: Δvalue/Δt between the last two processed samples, units per second (None
-            for the first sample of a window). A rule whose input is None keeps its state.
+            for the first sample). No built-in rule uses it any more: rate rules measure
+            over their own ``span_s`` from ts and value, immune to read bursts. A rule
+            whose input is None keeps its state.
         """
         slots = self._sample_slots.get(channel)
         if slots is None:
             self._add_channel(channel, ts)
             slots = self._sample_slots[channel]
         for slot in slots:
-            condition = slot.on_sample(value, forecast, score, rate)
+            condition = slot.on_sample(ts, value, forecast, score, rate)
             # The hot path: most samples neither meet the awaited condition nor stop a
             # running delay, and then the step would change nothing.
             if condition is slot.awaiting or slot.since is not None:
@@ -193,6 +197,7 @@ class AlarmEngine:
                 if slot.rule.name == rule.name:
                     check = rule.check(self._horizons)
                     check.use_step_period(self._step_periods.get(slot.channel))
+                    check.carry_from(slot.check)
                     slot.use(rule, check)
 
     # -- operator side -------------------------------------------------------------------

@@ -12,7 +12,9 @@ Per sample, with x the reading and f the one-step forecast made for it:
 4. The score is the larger of 2 and 3. Rising edge: once it reaches ``hold_level`` it
    is reported on that sample and the next ``hold_samples`` samples report 0.0, so one
    event makes one detection (and an alarm rule at ``hold_level`` raises once per
-   event, not once per noisy sample of it).
+   event, not once per noisy sample of it). A score above the one that started the
+   hold breaks through it (reported, and the hold starts again from it): a bigger
+   event right after a small one is not swallowed.
 
 Units: -log10 of a probability (3 = a 1-in-1,000 surprise), >= 0; the range novelty
 is put on that scale by its weight. Causal: every stage uses only the past and the
@@ -110,7 +112,8 @@ class LikelihoodScoreConfig(ResidualStageConfig):
     """Weight of each sample in the long-run surprise statistics (0.001: a ~1,000-sample
     memory)."""
     likelihood_warmup: Annotated[int, Field(ge=1)] = 200
-    """Samples learned (score 0.0) before the first score."""
+    """Surprises learned (no score: None) before the first score, after the residual
+    stage's `warmup`."""
     range_weight: Annotated[float, Field(ge=0)] = 4.0
     """Score per percent of the range's width by which a reading lies beyond the lowest
     or highest reading ever seen (0: off)."""
@@ -118,18 +121,20 @@ class LikelihoodScoreConfig(ResidualStageConfig):
     """A score at or above this starts a hold (one event, one detection); give the
     channel's score_above rule the same `set`."""
     hold_samples: Annotated[int, Field(ge=0)] = 200
-    """Samples that report 0.0 after a score reached hold_level."""
+    """Samples that report 0.0 after a score reached hold_level (unless a higher score
+    breaks through)."""
 
     def build(self) -> AnomalyDetector:
         return AnomalyDetector(self)
 
 
 class AnomalyDetector:
-    """One channel's detector. ``score`` returns None while the residual scorer warms up
-    (``warmup`` samples), then 0.0 while the likelihood learns (``likelihood_warmup``
-    samples), then scores. Not thread-safe."""
+    """One channel's detector. ``score`` returns None while it warms up: ``warmup``
+    residuals for the residual scorer, then ``likelihood_warmup`` for the likelihood's
+    long-run statistics (the range novelty learns the range all along); then it scores.
+    Not thread-safe."""
 
-    __slots__ = ("_held", "_likelihood", "_range", "_residual", "_settings")
+    __slots__ = ("_held", "_held_peak", "_likelihood", "_range", "_residual", "_settings")
 
     def __init__(self, settings: LikelihoodScoreConfig | None = None) -> None:
         s = settings or LikelihoodScoreConfig()
@@ -140,6 +145,7 @@ class AnomalyDetector:
         )
         self._range = RangeNovelty(s.range_weight)
         self._held = 0
+        self._held_peak = 0.0
 
     @property
     def residual(self) -> ResidualScorer:
@@ -148,25 +154,37 @@ class AnomalyDetector:
 
     @property
     def is_warm(self) -> bool:
-        """Scores are no longer None (the residual stage has warmed up; the likelihood
-        stage may still be learning, and reports 0.0 until it has)."""
-        return self._residual.is_warm
+        """Scores are no longer None: the residual stage has seen ``warmup`` residuals
+        and the likelihood stage ``likelihood_warmup`` surprises after them
+        (``warmup_steps``)."""
+        return self._likelihood.is_warm
+
+    @property
+    def warmup_steps(self) -> int:
+        """Model steps with a forecast (residuals) before the first score: warmup +
+        likelihood_warmup."""
+        return self._settings.warmup + self._settings.likelihood_warmup
 
     def score(self, actual: float, forecast: float) -> float | None:
         """Score ``actual`` against the one-step ``forecast`` made for it, then learn
-        from it. Raises ValueError for a non-finite reading or forecast."""
+        from it: None until ``is_warm`` (every stage only learns: no alarm rule can see
+        a score from statistics that are not ready), then >= 0. Raises ValueError for a
+        non-finite reading or forecast."""
         was_warm = self._residual.is_warm
         surprise = self._residual.score(actual, forecast)
         if not was_warm:
+            self._range.score(actual)
             return None
         was_warm = self._likelihood.is_warm
         result = max(self._likelihood.score(math.log1p(surprise)), self._range.score(actual))
         if not was_warm:
-            # The long-run statistics are still learning: no evidence of anything yet.
-            return 0.0
-        if self._held > 0:
+            return None
+        if self._held > 0 and result <= self._held_peak:
             self._held -= 1
             return 0.0
+        # Not holding, or a bigger event than the one that started the hold: a spike
+        # right after a small detection must not vanish into the hold.
         if result >= self._settings.hold_level:
             self._held = self._settings.hold_samples
+            self._held_peak = result
         return result

@@ -38,11 +38,18 @@ def test_tail_score_is_minus_log10_of_the_normal_tail() -> None:
     assert tail_score(60.0) == 300.0  # capped, never an error
 
 
-def test_warm_up_none_then_zero_then_scores() -> None:
+def test_no_score_until_every_stage_is_warm() -> None:
     values, f1 = noisy(400, 1)
-    scores = run(values, f1)
-    assert scores[:16] == [None] * 16  # the residual scorer's warm-up
-    assert scores[16 : 16 + 100] == [0.0] * 100  # the likelihood's
+    values[40] += 50.0  # a huge miss while warming up: still no score
+    detector = AnomalyDetector(SETTINGS)
+    assert detector.warmup_steps == 16 + 100
+    scores, warm = [], []
+    for v, f in zip(values, f1, strict=True):
+        scores.append(detector.score(float(v), float(f)))
+        warm.append(detector.is_warm)
+    # The residual scorer's 16 residuals, then the likelihood's 100 surprises.
+    assert scores[:116] == [None] * 116
+    assert warm.index(True) == 115  # warm once the 116th residual has been learned
     assert all(s is not None and s >= 0.0 for s in scores[116:])
 
 
@@ -62,6 +69,17 @@ def test_one_event_is_one_detection() -> None:
     # after hold_samples quiet samples.
     assert all(i > high[0] + SETTINGS.hold_samples for i in high[1:])
     assert scores[high[0] + 1 : high[0] + 1 + SETTINGS.hold_samples] == [0.0] * 20
+
+
+def test_a_bigger_event_breaks_through_the_hold() -> None:
+    values, f1 = noisy(1000, 3)
+    values[600] += 8.0  # a detection, which starts a hold...
+    values[605] += 60.0  # ...and a much bigger glitch inside it
+    values[610] += 8.0  # a smaller one inside the new hold: swallowed
+    scores = run(values, f1)
+    assert scores[600] is not None and scores[600] >= SETTINGS.hold_level
+    assert scores[605] is not None and scores[605] > scores[600]
+    assert scores[606:626] == [0.0] * 20
 
 
 def test_range_novelty_scores_readings_beyond_every_level_seen() -> None:

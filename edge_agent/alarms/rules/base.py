@@ -74,7 +74,12 @@ class Check(ABC):
         self.value: float | None = None
 
     def on_sample(
-        self, value: float, forecast: Forecast | None, score: float | None, rate: float | None
+        self,
+        ts: float,
+        value: float,
+        forecast: Forecast | None,
+        score: float | None,
+        rate: float | None,
     ) -> Condition | None:
         """One processed sample (see ``AlarmEngine.on_sample`` for units); called when
         ``watches`` has SAMPLES."""
@@ -92,6 +97,12 @@ class Check(ABC):
     def use_step_period(self, step_s: float | None) -> None:
         """Seconds between two model steps on the channel (None: unknown), for checks
         that state horizons in time; the others ignore it."""
+        return None
+
+    def carry_from(self, previous: Check) -> None:
+        """Take over what ``previous`` (the check this one replaces, same rule type, on
+        the same channel) learned of the channel, when a rule's levels are overridden:
+        history and warm-up are the channel's, not the levels'. Default: nothing."""
         return None
 
 
@@ -190,7 +201,12 @@ class LevelCheck(Check):
         """m for this sample; None when the sample has none (the rule keeps its state)."""
 
     def on_sample(
-        self, value: float, forecast: Forecast | None, score: float | None, rate: float | None
+        self,
+        ts: float,
+        value: float,
+        forecast: Forecast | None,
+        score: float | None,
+        rate: float | None,
     ) -> Condition | None:
         m = self.measure(value, forecast, score, rate)
         if m is None:

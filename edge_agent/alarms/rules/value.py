@@ -35,7 +35,12 @@ class ValueCheck(LevelCheck):
         return value
 
     def on_sample(
-        self, value: float, forecast: Forecast | None, score: float | None, rate: float | None
+        self,
+        ts: float,
+        value: float,
+        forecast: Forecast | None,
+        score: float | None,
+        rate: float | None,
     ) -> Condition | None:
         # LevelCheck.on_sample without the measure() call: this runs on every sample.
         m = value

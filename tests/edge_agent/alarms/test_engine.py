@@ -57,12 +57,12 @@ def test_value_below_is_mirrored() -> None:
 def test_rate_above_uses_the_magnitude_and_holds_without_a_rate() -> None:
     rule = {"name": "fast", "channel": "t", "type": "rate_above", "set": 5.0, "clear": 2.0}
     rig = build([rule])
-    rig.engine.on_sample("t", 0.0, 1.0, rate=None)
-    rig.engine.on_sample("t", 1.0, 1.0, rate=-6.0)
-    rig.engine.on_sample("t", 2.0, 1.0, rate=None)  # first sample after a window restart
-    rig.engine.on_sample("t", 3.0, 1.0, rate=3.0)
-    rig.engine.on_sample("t", 4.0, 1.0, rate=-1.0)
-    assert [(e.kind, e.ts) for e in rig.events] == [(RAISED, 1.0), (CLEARED, 4.0)]
+    rig.engine.on_sample("t", 0.0, 1.0)  # no history yet: no rate
+    rig.engine.on_sample("t", 1.0, -5.0)
+    rig.engine.on_sample("t", 0.5, 100.0)  # time went back: the history restarts
+    rig.engine.on_sample("t", 1.5, 103.0)  # 3/s: between the levels
+    rig.engine.on_sample("t", 2.5, 102.0)
+    assert [(e.kind, e.ts) for e in rig.events] == [(RAISED, 1.0), (CLEARED, 2.5)]
     assert rig.events[0].alarm.value == 6.0
     assert rig.events[0].alarm.message == "t |rate| 6 >= 5"
 

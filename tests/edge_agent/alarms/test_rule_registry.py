@@ -64,7 +64,7 @@ SCENARIOS = {
     "value_above": Scenario({"set": 85.0, "clear": 80.0}, (Sample(90.0),), (Sample(79.0),), 90.0),
     "value_below": Scenario({"set": 1.0, "clear": 1.5}, (Sample(0.5),), (Sample(1.6),), 0.5),
     "rate_above": Scenario(
-        {"set": 5.0, "clear": 2.0}, (Sample(rate=-6.0),), (Sample(rate=1.0),), 6.0
+        {"set": 5.0, "clear": 2.0}, (Sample(50.0), Sample(44.0)), (Sample(43.0),), 6.0
     ),
     "score_above": Scenario({"set": 8.0}, (Sample(score=9.0),), (Sample(score=1.0),), 9.0),
     "forecast_above": Scenario(
