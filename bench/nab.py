@@ -66,6 +66,8 @@ from edgetwin_common.timestamps import parse_timestamp
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLE_CONFIG = REPO / "examples" / "agent.toml"
 ANOMALY_RULE = "anomaly"
+FORECASTS = "forecasts"
+"""Under --out: the replays' per-sample results, in the same <category>/<file>.csv layout."""
 
 
 def shipped_score_toml() -> str:
@@ -242,7 +244,11 @@ def replay(devices: list[Device], tmp: Path, out: Path, models: Path, extra: str
         result = out / d.key
         result.parent.mkdir(parents=True, exist_ok=True)
         command = [PY, "-m", "edge_agent", "replay", "--config", str(config)]
-        command += ["--csv", str(d.path), "--nab-out", str(result)]
+        # The per-sample results (value and the forecast made for it) too: any other
+        # detector setting re-scores them offline (bench/nab_grid.py), no new replay.
+        forecasts = out / FORECASTS / d.key
+        forecasts.parent.mkdir(parents=True, exist_ok=True)
+        command += ["--csv", str(d.path), "--nab-out", str(result), "--out", str(forecasts)]
         if d.bundle is not None:
             command += ["--update-bundle", str(d.bundle), "--update-at", d.update_at]
             command += ["--update-key", str(models / "keys" / "release.pub")]

@@ -1,0 +1,108 @@
+"""Leave-one-category-out (LOCO): the NAB figure that predicts a machine never seen.
+
+NAB's corpus-optimized score chooses the threshold on the very files it scores; a
+device never sees a label. LOCO chooses everything on some categories and scores
+another one, for each category in turn:
+
+1. Hold one category out.
+2. On the other categories together, for every candidate detector setting (the same
+   series scored with that setting), take NAB's optimized threshold and its normalized
+   score; the best (setting, threshold) wins. Ties go to the setting declared first (the
+   shipped one leads the grid), then to the higher threshold (NAB's optimizer).
+3. Score the held-out category alone at that setting and threshold, normalized against
+   its own null and perfect detectors.
+
+The LOCO figure is the mean of the held-out scores, one per category (each category
+weighs the same, however many files it has).
+
+Pure Python on top of nab_scoring: the tests import it, the bench runs it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from nab_scoring import LabelledSeries, Profile, score_corpus
+
+Corpus = Sequence[tuple[LabelledSeries, Sequence[float]]]
+
+
+def category(series: LabelledSeries) -> str:
+    """The category of a series named ``<category>/<file>.csv``."""
+    head, slash, _ = series.name.partition("/")
+    if not slash:
+        raise ValueError(f"{series.name}: not named <category>/<file>.csv")
+    return head
+
+
+def categories(corpus: Corpus) -> list[str]:
+    """The corpus's categories, sorted."""
+    return sorted({category(series) for series, _ in corpus})
+
+
+def of_categories(corpus: Corpus, wanted: set[str]) -> list[tuple[LabelledSeries, Sequence[float]]]:
+    return [(series, scores) for series, scores in corpus if category(series) in wanted]
+
+
+@dataclass(frozen=True, slots=True)
+class Fold:
+    """One held-out category: what the others chose, and how it scored there."""
+
+    held_out: str
+    setting: str
+    threshold: float
+    chosen_on: float
+    """The winner's normalized score on the other categories (its own optimum)."""
+    score: float
+    """The held-out category's normalized score at that setting and threshold."""
+
+
+@dataclass(frozen=True, slots=True)
+class Loco:
+    profile: Profile
+    folds: tuple[Fold, ...]
+
+    @property
+    def mean(self) -> float:
+        return sum(f.score for f in self.folds) / len(self.folds)
+
+
+def leave_one_category_out(runs: Mapping[str, Corpus], profile: Profile) -> Loco:
+    """LOCO over ``runs`` (setting name -> the whole corpus scored with that setting,
+    in declaration order; every run holds the same series in the same order).
+
+    Raises ValueError with no run, runs over different series, or fewer than two
+    categories (nothing to hold out against).
+    """
+    if not runs:
+        raise ValueError("no detector setting to choose from")
+    names = [[s.name for s, _ in corpus] for corpus in runs.values()]
+    if any(n != names[0] for n in names):
+        raise ValueError("every setting must score the same series in the same order")
+    first = next(iter(runs.values()))
+    held_outs = categories(first)
+    if len(held_outs) < 2:
+        raise ValueError(f"leave-one-category-out needs two categories or more, not {held_outs}")
+    folds = []
+    for held in held_outs:
+        others = set(held_outs) - {held}
+        best: tuple[str, float, float] | None = None  # setting, threshold, score
+        for setting, corpus in runs.items():
+            chosen = score_corpus(of_categories(corpus, others), profile)
+            if best is None or chosen.score > best[2]:
+                best = (setting, chosen.threshold, chosen.score)
+        assert best is not None  # runs is not empty
+        setting, threshold, chosen_on = best
+        held_scored = score_corpus(of_categories(runs[setting], {held}), profile, threshold)
+        folds.append(Fold(held, setting, threshold, chosen_on, held_scored.score))
+    return Loco(profile, tuple(folds))
+
+
+def per_category(corpus: Corpus, profile: Profile, threshold: float | None) -> dict[str, float]:
+    """Each category's normalized score alone: at ``threshold``, or at its own
+    optimized threshold when None."""
+    return {
+        name: score_corpus(of_categories(corpus, {name}), profile, threshold).score
+        for name in categories(corpus)
+    }
