@@ -120,10 +120,10 @@ def rescore(replayed: Replayed, score: Mapping[str, Any]) -> list[float]:
             result = scorer.score(value, forecast)
             if result is not None:
                 at[ts] = result
-    scores = []
+    scores: list[float] = []
     for row in replayed.nab_rows:
-        ts = parse_timestamp(row[0])
-        scores.append(at.get(ts, 0.0) if ts is not None else 0.0)
+        stamp = parse_timestamp(row[0])
+        scores.append(at.get(stamp, 0.0) if stamp is not None else 0.0)
     return scores
 
 
