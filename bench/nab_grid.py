@@ -112,18 +112,24 @@ def rescore(replayed: Replayed, score: Mapping[str, Any]) -> list[float]:
     a new scorer; a result row gets the score of the step at its time, 0 without one (a
     reading cleaning rejected, a warming detector), as the replay writes it."""
     scorer = build(score)
-    at: dict[float, float] = {}
+    steps: list[tuple[float, float]] = []  # (time, score) of each scored model step
     for ts, value, forecast in zip(
         replayed.times, replayed.values, replayed.forecasts, strict=True
     ):
         if forecast is not None:
             result = scorer.score(value, forecast)
             if result is not None:
-                at[ts] = result
+                steps.append((ts, result))
+    # In order, not by time: a row repeating an earlier time (rejected as a duplicate)
+    # must not take the score of the row it repeats.
     scores: list[float] = []
+    k = 0
     for row in replayed.nab_rows:
-        stamp = parse_timestamp(row[0])
-        scores.append(at.get(stamp, 0.0) if stamp is not None else 0.0)
+        if k < len(steps) and parse_timestamp(row[0]) == steps[k][0]:
+            scores.append(steps[k][1])
+            k += 1
+        else:
+            scores.append(0.0)
     return scores
 
 
