@@ -19,10 +19,16 @@ The causal protocol, per series (``<category>/<file>.csv`` under --data):
    ``<out>/<category>/<file>.csv`` (``timestamp,value,anomaly_score``).
 4. The result files are scored (bench/nab_scoring.py) under NAB's three profiles, with
    NAB's corpus-optimized threshold and with the fixed threshold of the anomaly alarm
-   rule in the shipped example config (examples/agent.toml).
+   rule in the shipped example config (examples/agent.toml), over all files and per
+   category.
+5. Leave-one-category-out (bench/nab_loco.py): the threshold, then the threshold and a
+   detector setting of a small declared grid (bench/nab_grid.py, re-scored offline from
+   the replays' kept forecasts, ``<out>/settings/<setting>/``), chosen on all categories
+   but one and scored on that one, for each in turn: the figure for unseen machines.
 
 ``--score-only`` scores existing result files; ``--models DIR`` keeps the fine-tuned
-bundles there and reuses them on the next run (steps 1-2 skipped for those devices).
+bundles there and reuses them on the next run (steps 1-2 skipped for those devices);
+``--no-grid`` skips the settings grid (leave-one-category-out over the threshold only).
 """
 
 from __future__ import annotations
