@@ -60,7 +60,7 @@ from closed_loop import (
     write_cloud_toml,
 )
 from nab_grid import SHIPPED, write_settings
-from nab_loco import Corpus, leave_one_category_out, per_category
+from nab_loco import Corpus, best_setting, leave_one_category_out, per_category
 from nab_scoring import (
     PROFILES,
     LabelledSeries,
@@ -378,12 +378,9 @@ def report_loco(runs: dict[str, Corpus]) -> None:
     if len(runs) > 1:
         print("\nbest single setting, threshold and setting both optimized on all files:")
         for profile in PROFILES:
-            best = max(
-                ((name, score_corpus(c, profile)) for name, c in runs.items()),
-                key=lambda x: x[1].score,
-            )
+            best = best_setting(runs, profile)
             print(
-                f"  {profile.name:20s} {best[1].score:5.1f} ({best[0]} at {best[1].threshold:.4g})"
+                f"  {profile.name:20s} {best.score:5.1f} ({best.setting} at {best.threshold:.4g})"
             )
 
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from nab_scoring import LabelledSeries, Profile, score_corpus
+from nab_scoring import LabelledSeries, Profile, normalized, optimize_threshold, score_corpus
 
 Corpus = Sequence[tuple[LabelledSeries, Sequence[float]]]
 
@@ -68,6 +68,34 @@ class Loco:
         return sum(f.score for f in self.folds) / len(self.folds)
 
 
+@dataclass(frozen=True, slots=True)
+class Choice:
+    setting: str
+    threshold: float
+    score: float
+    """Normalized, on the corpus it was chosen on."""
+
+
+def best_setting(runs: Mapping[str, Corpus], profile: Profile) -> Choice:
+    """The (setting, NAB-optimized threshold) with the best normalized score on the
+    corpus ``runs`` all score (ties: the setting declared first). Raises ValueError with
+    no run."""
+    if not runs:
+        raise ValueError("no detector setting to choose from")
+    first = next(iter(runs.values()))
+    # The bounds depend on the labels only: once for every setting.
+    null = optimize_threshold([(s, [0.5] * s.rows) for s, _ in first], profile).score
+    perfect = profile.a_tp * sum(len(s.windows) for s, _ in first)
+    best: Choice | None = None
+    for setting, corpus in runs.items():
+        sweep = optimize_threshold(corpus, profile)
+        score = normalized(sweep.score, null, perfect)
+        if best is None or score > best.score:
+            best = Choice(setting, sweep.threshold, score)
+    assert best is not None  # runs is not empty
+    return best
+
+
 def leave_one_category_out(runs: Mapping[str, Corpus], profile: Profile) -> Loco:
     """LOCO over ``runs`` (setting name -> the whole corpus scored with that setting,
     in declaration order; every run holds the same series in the same order).
@@ -80,22 +108,19 @@ def leave_one_category_out(runs: Mapping[str, Corpus], profile: Profile) -> Loco
     names = [[s.name for s, _ in corpus] for corpus in runs.values()]
     if any(n != names[0] for n in names):
         raise ValueError("every setting must score the same series in the same order")
-    first = next(iter(runs.values()))
-    held_outs = categories(first)
+    held_outs = categories(next(iter(runs.values())))
     if len(held_outs) < 2:
         raise ValueError(f"leave-one-category-out needs two categories or more, not {held_outs}")
     folds = []
     for held in held_outs:
         others = set(held_outs) - {held}
-        best: tuple[str, float, float] | None = None  # setting, threshold, score
-        for setting, corpus in runs.items():
-            chosen = score_corpus(of_categories(corpus, others), profile)
-            if best is None or chosen.score > best[2]:
-                best = (setting, chosen.threshold, chosen.score)
-        assert best is not None  # runs is not empty
-        setting, threshold, chosen_on = best
-        held_scored = score_corpus(of_categories(runs[setting], {held}), profile, threshold)
-        folds.append(Fold(held, setting, threshold, chosen_on, held_scored.score))
+        chosen = best_setting(
+            {name: of_categories(corpus, others) for name, corpus in runs.items()}, profile
+        )
+        held_scored = score_corpus(
+            of_categories(runs[chosen.setting], {held}), profile, chosen.threshold
+        )
+        folds.append(Fold(held, chosen.setting, chosen.threshold, chosen.score, held_scored.score))
     return Loco(profile, tuple(folds))
 
 

@@ -9,7 +9,7 @@ the window's start, 0 for a miss (the null detector misses it too).
 from __future__ import annotations
 
 import pytest
-from nab_loco import categories, category, leave_one_category_out, per_category
+from nab_loco import best_setting, categories, category, leave_one_category_out, per_category
 from nab_scoring import PROFILES, LabelledSeries, label_series
 
 STANDARD = PROFILES[0]
@@ -117,3 +117,10 @@ def test_bad_corpora_are_refused_by_name() -> None:
     with pytest.raises(ValueError, match="not named <category>/<file>"):
         category(series("f.csv"))
     assert categories(SHIPPED) == ["a", "b", "c"]
+
+
+def test_the_best_setting_on_a_whole_corpus() -> None:
+    chosen = best_setting({"shipped": SHIPPED, "other": OTHER}, STANDARD)
+    # shipped at 0.3: 1 + 1 + 1 - 0.11 of 3 windows; other at best 1 + 1 - 1.
+    assert (chosen.setting, chosen.threshold) == ("shipped", 0.3)
+    assert chosen.score == pytest.approx(100 * (2.89 + 3) / 6)
