@@ -431,8 +431,12 @@ def main() -> None:
     runs: dict[str, Corpus] = {SHIPPED: corpus}
     if not args.no_grid and (args.out / FORECASTS).is_dir():
         keys = [f"{path.parent.name}/{path.name}" for path in series]
+        update_rows = {
+            key: probation_rows(len(path.read_text().splitlines()) - 1)
+            for key, path in zip(keys, series, strict=True)
+        }
         grid, agreement = write_settings(
-            keys, args.out, args.out / FORECASTS, shipped_score(), fixed
+            keys, args.out, args.out / FORECASTS, shipped_score(), fixed, update_rows
         )
         print(
             f"\ngrid re-scored offline from the replays' forecasts: {len(grid)} settings; "

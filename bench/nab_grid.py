@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import csv
 import itertools
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -107,30 +108,74 @@ def read_replay(forecasts: Path, nab_result: Path) -> Replayed:
     return Replayed(times, values, made, nab_rows)
 
 
-def rescore(replayed: Replayed, score: Mapping[str, Any]) -> list[float]:
-    """The NAB result scores under another [score] table: each model step's pair through
-    a new scorer; a result row gets the score of the step at its time, 0 without one (a
-    reading cleaning rejected, a warming detector), as the replay writes it."""
+def step_scores(replayed: Replayed, score: Mapping[str, Any]) -> list[float]:
+    """Each model step's score under a [score] table (0.0 while warming up)."""
     scorer = build(score)
-    steps: list[tuple[float, float]] = []  # (time, score) of each scored model step
-    for ts, value, forecast in zip(
-        replayed.times, replayed.values, replayed.forecasts, strict=True
-    ):
-        if forecast is not None:
-            result = scorer.score(value, forecast)
-            if result is not None:
-                steps.append((ts, result))
-    # In order, not by time: a row repeating an earlier time (rejected as a duplicate)
-    # must not take the score of the row it repeats.
-    scores: list[float] = []
-    k = 0
-    for row in replayed.nab_rows:
-        if k < len(steps) and parse_timestamp(row[0]) == steps[k][0]:
-            scores.append(steps[k][1])
-            k += 1
-        else:
-            scores.append(0.0)
+    scores = []
+    for value, forecast in zip(replayed.values, replayed.forecasts, strict=True):
+        result = scorer.score(value, forecast) if forecast is not None else None
+        scores.append(0.0 if result is None else result)
     return scores
+
+
+def triggers(replayed: Replayed, update_row: int | None) -> list[int | None]:
+    """Per model step, the result row of the reading that ran it (None: none did).
+
+    While the model runs on every reading, a step runs at the reading of its time. After
+    the OTA swap at ``update_row`` (None: no swap) the model runs on its own period P
+    (PeriodMean, periods aligned to multiples of P): the step of the period starting at
+    T runs at the first reading at or after T + P."""
+    times = [parse_timestamp(row[0]) for row in replayed.nab_rows]
+    rows = [(t if t is not None else -math.inf) for t in times]
+    steps = replayed.times
+    swap_at = rows[update_row] if update_row is not None and update_row < len(rows) else math.inf
+    later = [t for t in steps if t >= swap_at]
+    gaps = sorted(b - a for a, b in itertools.pairwise(later))
+    period = gaps[len(gaps) // 2] if gaps else 0.0
+    found: list[int | None] = []
+    j = 0
+    for ts in steps:
+        lagged = ts > swap_at - period
+        target = ts + period if lagged else ts
+        while j < len(rows) and rows[j] < target:
+            j += 1
+        if j < len(rows) and (lagged or rows[j] == target):
+            found.append(j)
+        else:
+            found.append(None)
+    return found
+
+
+def place(
+    replayed: Replayed, scores: list[float], runs_at: list[int | None], update_row: int | None
+) -> list[float]:
+    """The result rows' scores: a row that ran steps gets the last one's score; after the
+    swap a row that ran none carries the previous score (the agent writes its channel's
+    last score); before it, such a row is a reading cleaning rejected: 0."""
+    ran: dict[int, float] = {}
+    for row, value in zip(runs_at, scores, strict=True):
+        if row is not None:
+            ran[row] = value
+    out: list[float] = []
+    last = 0.0
+    for i in range(len(replayed.nab_rows)):
+        if i in ran:
+            last = ran[i]
+            out.append(last)
+        elif update_row is not None and i >= update_row:
+            out.append(last)
+        else:
+            out.append(0.0)
+    return out
+
+
+def rescore(
+    replayed: Replayed, score: Mapping[str, Any], update_row: int | None = None
+) -> list[float]:
+    """The NAB result scores under another [score] table, placed on the rows the replay
+    writes them on (``triggers``, ``place``)."""
+    runs_at = triggers(replayed, update_row)
+    return place(replayed, step_scores(replayed, score), runs_at, update_row)
 
 
 def write_result(path: Path, replayed: Replayed, scores: list[float]) -> None:
@@ -153,21 +198,45 @@ class Agreement:
 
 
 def write_settings(
-    keys: list[str], out: Path, forecasts: Path, shipped: Mapping[str, Any], fixed: float
+    keys: list[str],
+    out: Path,
+    forecasts: Path,
+    shipped: Mapping[str, Any],
+    fixed: float,
+    update_rows: Mapping[str, int],
 ) -> tuple[list[Setting], Agreement]:
-    """Result files for every setting under ``out/settings/<name>/`` (the shipped one
-    re-scored too, to check the offline pass against the replay's own scores)."""
+    """Result files for every setting under ``out/settings/<name>/``.
+
+    Whether a device took its release at ``update_rows[key]`` (the first row after its
+    probation) is read off the replay itself: the placement (with or without the swap)
+    that reproduces the replay's own scores under the shipped setting is kept for every
+    setting (which reading runs which model step does not depend on the detector). The
+    agreement reports how closely the kept placement reproduces them."""
     grid = settings(shipped)
     agreement = Agreement()
     for key in keys:
         replayed = read_replay(forecasts / key, out / key)
+        own = [float(row[2]) for row in replayed.nab_rows]
+        shipped_steps = step_scores(replayed, shipped)
+        best: tuple[float, int | None, list[int | None], list[float]] | None = None
+        for update_row in (None, update_rows.get(key)):
+            runs_at = triggers(replayed, update_row)
+            placed = place(replayed, shipped_steps, runs_at, update_row)
+            worst = max((abs(a - b) for a, b in zip(own, placed, strict=True)), default=0.0)
+            if best is None or worst < best[0]:
+                best = (worst, update_row, runs_at, placed)
+        assert best is not None
+        worst, update_row, runs_at, placed = best
+        agreement.rows += len(own)
+        agreement.max_difference = max(agreement.max_difference, worst)
+        agreement.flipped += sum(
+            (a >= fixed) != (b >= fixed) for a, b in zip(own, placed, strict=True)
+        )
         for setting in grid:
-            scores = rescore(replayed, setting.score)
-            if setting.name == SHIPPED:
-                for row, score in zip(replayed.nab_rows, scores, strict=True):
-                    own = float(row[2])
-                    agreement.rows += 1
-                    agreement.max_difference = max(agreement.max_difference, abs(own - score))
-                    agreement.flipped += (own >= fixed) != (score >= fixed)
+            scores = (
+                placed
+                if setting.name == SHIPPED
+                else place(replayed, step_scores(replayed, setting.score), runs_at, update_row)
+            )
             write_result(out / "settings" / setting.name / key, replayed, scores)
     return grid, agreement
