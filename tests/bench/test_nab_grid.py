@@ -8,7 +8,17 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from nab_grid import GRIDS, SHIPPED, Replayed, build, read_replay, rescore, settings
+from nab_grid import (
+    GRIDS,
+    SHIPPED,
+    Replayed,
+    build,
+    place,
+    read_replay,
+    rescore,
+    settings,
+    triggers,
+)
 
 SHIPPED_TABLE = {"method": "likelihood", "hold_level": 3.0, "hold_samples": 200}
 
@@ -70,3 +80,26 @@ def test_rescoring_reproduces_the_scorer_row_by_row(tmp_path: Path) -> None:
     assert scores == expected
     assert scores[500] >= 3.0  # the jump is caught
     assert isinstance(replayed, Replayed) and len(replayed.nab_rows) == n
+
+
+def test_after_the_swap_a_period_step_is_written_on_the_next_reading() -> None:
+    # Readings every 300 s at 120 s past the period; the release swapped in at row 2 runs
+    # on 300 s periods aligned to multiples of 300: the period starting at 600 holds the
+    # reading at 720 and is closed (run) by the reading at 1020.
+    times = [120.0 + 300 * i for i in range(6)]
+    rows = [[datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%d %H:%M:%S"), "1", "0"] for t in times]
+    steps = [120.0, 420.0, 600.0, 900.0, 1200.0]
+    replayed = Replayed(steps, [1.0] * 5, [1.0] * 5, rows)
+
+    runs_at = triggers(replayed, update_row=2)
+
+    assert runs_at == [0, 1, 3, 4, 5]
+    placed = place(replayed, [1.0, 2.0, 3.0, 4.0, 5.0], runs_at, update_row=2)
+    # Row 2 runs no step: the agent writes its channel's last score again.
+    assert placed == [1.0, 2.0, 2.0, 3.0, 4.0, 5.0]
+    # Without a swap each step runs at the reading of its own time; a reading without
+    # one was rejected by cleaning and scores 0.
+    direct = Replayed([120.0, 420.0, 1020.0], [1.0] * 3, [1.0] * 3, rows)
+    runs_at = triggers(direct, update_row=None)
+    assert runs_at == [0, 1, 3]
+    assert place(direct, [1.0, 2.0, 3.0], runs_at, None) == [1.0, 2.0, 0.0, 3.0, 0.0, 0.0]
