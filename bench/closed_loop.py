@@ -87,6 +87,9 @@ speed = 0
 
 [store]
 summary_interval_s = {period}
+# Rows reach the sync outbox at a store flush (every 10 s by default): flush faster than
+# sync_into_cloud's drained check, or the agent is stopped with its outbox still full.
+flush_interval_s = 0.5
 
 [http]
 port = {free_port()}

@@ -19,10 +19,16 @@ The causal protocol, per series (``<category>/<file>.csv`` under --data):
    ``<out>/<category>/<file>.csv`` (``timestamp,value,anomaly_score``).
 4. The result files are scored (bench/nab_scoring.py) under NAB's three profiles, with
    NAB's corpus-optimized threshold and with the fixed threshold of the anomaly alarm
-   rule in the shipped example config (examples/agent.toml).
+   rule in the shipped example config (examples/agent.toml), over all files and per
+   category.
+5. Leave-one-category-out (bench/nab_loco.py): the threshold, then the threshold and a
+   detector setting of a small declared grid (bench/nab_grid.py, re-scored offline from
+   the replays' kept forecasts, ``<out>/settings/<setting>/``), chosen on all categories
+   but one and scored on that one, for each in turn: the figure for unseen machines.
 
 ``--score-only`` scores existing result files; ``--models DIR`` keeps the fine-tuned
-bundles there and reuses them on the next run (steps 1-2 skipped for those devices).
+bundles there and reuses them on the next run (steps 1-2 skipped for those devices);
+``--no-grid`` skips the settings grid (leave-one-category-out over the threshold only).
 """
 
 from __future__ import annotations
@@ -41,6 +47,7 @@ import time
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from _common import KERAS_REFERENCE
 from closed_loop import (
@@ -52,6 +59,8 @@ from closed_loop import (
     wait_http,
     write_cloud_toml,
 )
+from nab_grid import SHIPPED, write_settings
+from nab_loco import Corpus, best_setting, leave_one_category_out, per_category
 from nab_scoring import (
     PROFILES,
     LabelledSeries,
@@ -66,13 +75,20 @@ from edgetwin_common.timestamps import parse_timestamp
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLE_CONFIG = REPO / "examples" / "agent.toml"
 ANOMALY_RULE = "anomaly"
+FORECASTS = "forecasts"
+"""Under --out: the replays' per-sample results, in the same <category>/<file>.csv layout."""
+
+
+def shipped_score() -> dict[str, Any]:
+    """The shipped example config's [channel_defaults.score]: the detector's settings."""
+    score: dict[str, Any] = tomllib.loads(EXAMPLE_CONFIG.read_text())["channel_defaults"]["score"]
+    return score
 
 
 def shipped_score_toml() -> str:
-    """The shipped example config's [channel_defaults.score] (the detector's settings), as
-    TOML for the replays' agent config: NAB's "value" channel is not named there."""
-    score = tomllib.loads(EXAMPLE_CONFIG.read_text())["channel_defaults"]["score"]
-    lines = [f"{k} = {json.dumps(v)}" for k, v in score.items()]
+    """The shipped [channel_defaults.score] as TOML for the replays' agent config: NAB's
+    "value" channel is not named there."""
+    lines = [f"{k} = {json.dumps(v)}" for k, v in shipped_score().items()]
     return "\n[channel_defaults.score]\n" + "\n".join(lines) + "\n"
 
 
@@ -248,7 +264,11 @@ def replay(devices: list[Device], tmp: Path, out: Path, models: Path, extra: str
         result = out / d.key
         result.parent.mkdir(parents=True, exist_ok=True)
         command = [PY, "-m", "edge_agent", "replay", "--config", str(config)]
-        command += ["--csv", str(d.path), "--nab-out", str(result)]
+        # The per-sample results (value and the forecast made for it) too: any other
+        # detector setting re-scores them offline (bench/nab_grid.py), no new replay.
+        forecasts = out / FORECASTS / d.key
+        forecasts.parent.mkdir(parents=True, exist_ok=True)
+        command += ["--csv", str(d.path), "--nab-out", str(result), "--out", str(forecasts)]
         if d.bundle is not None:
             command += ["--update-bundle", str(d.bundle), "--update-at", d.update_at]
             command += ["--update-key", str(models / "keys" / "release.pub")]
@@ -331,6 +351,45 @@ def report(
         )
 
 
+def report_categories(corpus: Corpus, fixed: float) -> None:
+    """Each category alone, per profile: at its own optimized threshold and at the fixed
+    one."""
+    print(f"\nper category: {'optimized on itself':>20s} / at the fixed threshold {fixed:g}")
+    rows = {
+        p.name: (per_category(corpus, p, None), per_category(corpus, p, fixed)) for p in PROFILES
+    }
+    names = list(next(iter(rows.values()))[0])
+    print(f"{'profile':22s} " + " ".join(f"{n:>24s}" for n in names))
+    for profile, (best, at_fixed) in rows.items():
+        cells = " ".join(f"{best[n]:11.1f} / {at_fixed[n]:10.1f}" for n in names)
+        print(f"{profile:22s} {cells}")
+
+
+def report_loco(runs: dict[str, Corpus]) -> None:
+    """Leave-one-category-out per profile: the threshold alone (shipped setting), then
+    the settings of the grid and the threshold (when the grid was re-scored)."""
+    choices = [("threshold only", {SHIPPED: runs[SHIPPED]})]
+    if len(runs) > 1:
+        choices.append((f"grid of {len(runs)} settings + threshold", runs))
+    for label, candidates in choices:
+        print(f"\nleave-one-category-out, {label}:")
+        for profile in PROFILES:
+            loco = leave_one_category_out(candidates, profile)
+            folds = "; ".join(
+                f"{f.held_out} {f.score:.1f} ({f.setting} at {f.threshold:.4g}, "
+                f"{f.chosen_on:.1f} on the rest)"
+                for f in loco.folds
+            )
+            print(f"  {profile.name:20s} mean {loco.mean:5.1f}: {folds}")
+    if len(runs) > 1:
+        print("\nbest single setting, threshold and setting both optimized on all files:")
+        for profile in PROFILES:
+            best = best_setting(runs, profile)
+            print(
+                f"  {profile.name:20s} {best.score:5.1f} ({best.setting} at {best.threshold:.4g})"
+            )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
@@ -341,6 +400,11 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=REPO / "out" / "nab")
     parser.add_argument("--models", type=Path, help="keep/reuse the fine-tuned bundles here")
     parser.add_argument("--score-only", action="store_true", help="score existing results")
+    parser.add_argument(
+        "--no-grid",
+        action="store_true",
+        help="leave-one-category-out over the threshold only (no detector settings grid)",
+    )
     parser.add_argument("--workers", type=int, default=1, help="Dask workers of the retrain")
     parser.add_argument(
         "--agent", default="", help='extra agent TOML for the replays, lines split by ";"'
@@ -366,7 +430,31 @@ def main() -> None:
             print(f"{d.name:42s} {d.rows:6d} {d.probation:9d}  {update}")
     series = sorted(args.data.glob("*/*.csv"))
     periods = [period_s(path) for path in series]
-    report(load_results(args.data, args.labels, args.out), periods, shipped_threshold())
+    fixed = shipped_threshold()
+    corpus = load_results(args.data, args.labels, args.out)
+    report(corpus, periods, fixed)
+    report_categories(corpus, fixed)
+    runs: dict[str, Corpus] = {SHIPPED: corpus}
+    if not args.no_grid and (args.out / FORECASTS).is_dir():
+        keys = [f"{path.parent.name}/{path.name}" for path in series]
+        update_rows = {
+            key: probation_rows(len(path.read_text().splitlines()) - 1)
+            for key, path in zip(keys, series, strict=True)
+        }
+        grid, agreement = write_settings(
+            keys, args.out, args.out / FORECASTS, shipped_score(), fixed, update_rows
+        )
+        print(
+            f"\ngrid re-scored offline from the replays' forecasts: {len(grid)} settings; "
+            f"the shipped one reproduces the replays' scores within "
+            f"{agreement.max_difference:.2g} ({agreement.flipped} of {agreement.rows} rows "
+            f"on the other side of {fixed:g})"
+        )
+        for setting in grid[1:]:
+            runs[setting.name] = load_results(
+                args.data, args.labels, args.out / "settings" / setting.name
+            )
+    report_loco(runs)
 
 
 if __name__ == "__main__":
