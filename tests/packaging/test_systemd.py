@@ -107,6 +107,8 @@ class PumpLine:
 
 @pytest.fixture(scope="module")
 def pump(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PumpLine]:
+    why = missing_prerequisites()
+    require(not why, "; ".join(why))
     line = PumpLine(tmp_path_factory.mktemp("pty"))
     yield line
     line.close()
@@ -117,8 +119,6 @@ def box(
     tmp_path_factory: pytest.TempPathFactory, wheel: Path, pump: PumpLine
 ) -> Iterator[Container]:
     """The booted container with the wheelhouse and the project wheel at /wheels."""
-    why = missing_prerequisites()
-    require(not why, "; ".join(why))
     root = cached_root()
     house = wheelhouse(REPO)
     work = tmp_path_factory.mktemp("nspawn")
