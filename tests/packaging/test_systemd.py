@@ -116,7 +116,7 @@ def pump(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PumpLine]:
 
 @pytest.fixture(scope="module")
 def box(
-    tmp_path_factory: pytest.TempPathFactory, wheel: Path, pump: PumpLine
+    tmp_path_factory: pytest.TempPathFactory, pump: PumpLine, wheel: Path
 ) -> Iterator[Container]:
     """The booted container with the wheelhouse and the project wheel at /wheels."""
     root = cached_root()
