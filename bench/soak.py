@@ -292,6 +292,7 @@ class Soak:
     speed: float
     tmp: Path
     samples: list[tuple[float, ProcSample]] = field(default_factory=list)
+    tick_s: float = 5.0
     events: list[str] = field(default_factory=list)
 
     @property
@@ -344,7 +345,7 @@ def schedule(
     """Sample the agent every ``tick`` s; at fixed fractions of the run: the OTA release
     (0.25), a cloud outage (0.40 to 0.50), a cloud kill -9 and restart (0.70)."""
     t0 = time.monotonic()
-    tick = min(60.0, max(5.0, soak.wall_s / 60))
+    tick = soak.tick_s = min(60.0, max(5.0, soak.wall_s / 60))
     todo = [(0.25, "release"), (0.40, "outage"), (0.50, "back"), (0.70, "kill")]
     while sim.poll() is None:
         if agent.poll() is not None:
@@ -397,7 +398,7 @@ def report(soak: Soak, final: dict[str, Any], twin: dict[str, Any]) -> None:
     )
     if soak.speed == 1:
         series = " ".join(f"{s.rss_mb:.1f}" for _, s in soak.samples)
-        print(f"RSS series (MB, one a minute): {series}")
+        print(f"RSS series (MB, one every {soak.tick_s:.0f} s): {series}")
     print(f"open fds after warm-up {warm.fds}, at the end {end.fds} (target: flat)")
     print(
         f"store {details['file_bytes'] / 1e6:.1f} MB of max_bytes {(64 << 20) / 1e6:.1f} MB, "

@@ -37,6 +37,8 @@ def measure(
     text = agent_toml(tmp, link, port, cloud, token, tmp / "keys" / "release.pub")
     if not sync:
         text = text.replace("[sync]\nenabled = true", "[sync]\nenabled = false")
+    # The sync at its default interval (10 s), as on a device; the soak syncs every 2 s.
+    text = text.replace("interval_s = 2\n", "")
     if flush_s is not None:
         text = text.replace("[store]\n", f"[store]\nflush_interval_s = {flush_s:g}\n")
     config.write_text(text)

@@ -4,6 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+MAX_FUTURE_S = 86_400.0
+"""A reading stamped more than this (seconds) ahead of this machine's clock is not data
+but a corrupted device clock (1.8e14 is the year 5.7 million): the line sources refuse
+it (``timestamps_invalid``) before it becomes their reference for "backwards", and
+cleaning rejects it (``time_implausible``) before it becomes the store's data time, from
+which retention counts the age limit back."""
+
 
 # Not frozen: a frozen dataclass's __init__ sets each field through object.__setattr__,
 # which costs about twice the whole construction of a plain slotted one, once per reading

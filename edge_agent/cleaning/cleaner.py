@@ -28,6 +28,7 @@ from enum import StrEnum
 
 from edge_agent.alarms.model import HealthCondition
 from edge_agent.cleaning.config import CleaningConfig
+from edge_agent.reading import MAX_FUTURE_S
 
 _MAD_TO_SIGMA = 1.4826
 """MAD × this estimates the standard deviation of Gaussian noise."""
@@ -56,13 +57,6 @@ class RejectReason(StrEnum):
     RATE = "rate"
     SPIKE = "spike"
     TIME_IMPLAUSIBLE = "time_implausible"
-
-
-MAX_FUTURE_S = 86_400.0
-"""A reading stamped more than this (seconds) ahead of this machine's clock is rejected
-("time_implausible"): a corrupted device clock (1.8e14 is year 5.7 million) would
-otherwise become the store's data time, and retention, which counts the age limit back
-from the newest reading, would delete everything else."""
 
 
 class ChannelCleaner:

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING
 
-from edge_agent.reading import Reading
+from edge_agent.reading import MAX_FUTURE_S, Reading
 
 if TYPE_CHECKING:
     # Only for annotations: linesource.py (the line sources' base) imports this module.
@@ -335,6 +335,7 @@ class LineDecoder:
         "_last_ts",
         "_mapping",
         "_parser",
+        "_ts_ceiling",
         "_ts_field",
         "last_rejection",
     )
@@ -353,7 +354,15 @@ class LineDecoder:
             field: (m.channel, m.scale, m.offset) for field, m in config.fields.items()
         }
         self._last_ts = -math.inf
+        self._ts_ceiling = -math.inf
         self.last_rejection: ParseError | None = None
+
+    def _is_future(self, ts: float) -> bool:
+        # A corrupted device clock must not become the reference every later line is
+        # "backwards" of. The wall clock, not the receive clock (which tests replace):
+        # read only when a timestamp passes the last ceiling, about once a day of data.
+        self._ts_ceiling = time.time() + MAX_FUTURE_S
+        return ts > self._ts_ceiling
 
     def decode(self, line: bytes) -> list[Reading]:
         """The readings of one line (possibly none); every outcome counted."""
@@ -370,6 +379,14 @@ class LineDecoder:
                     ParseError(LineOutcome.TIMESTAMP_INVALID, f"{self._ts_field} missing or bad")
                 )
             ts = found[0]
+            if ts > self._ts_ceiling and self._is_future(ts):
+                return self._reject(
+                    ParseError(
+                        LineOutcome.TIMESTAMP_INVALID,
+                        f"{self._ts_field} {ts:.6f}: more than {MAX_FUTURE_S:.0f} s ahead"
+                        " of the clock",
+                    )
+                )
         if ts < self._last_ts:
             return self._reject(
                 ParseError(

@@ -107,6 +107,8 @@ class PumpLine:
 
 @pytest.fixture(scope="module")
 def pump(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PumpLine]:
+    why = missing_prerequisites()
+    require(not why, "; ".join(why))
     line = PumpLine(tmp_path_factory.mktemp("pty"))
     yield line
     line.close()
@@ -114,13 +116,17 @@ def pump(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PumpLine]:
 
 @pytest.fixture(scope="module")
 def box(
-    tmp_path_factory: pytest.TempPathFactory, wheel: Path, pump: PumpLine
+    tmp_path_factory: pytest.TempPathFactory,
+    pump: PumpLine,
+    wheel: Path,
+    pytestconfig: pytest.Config,
 ) -> Iterator[Container]:
     """The booted container with the wheelhouse and the project wheel at /wheels."""
-    why = missing_prerequisites()
-    require(not why, "; ".join(why))
-    root = cached_root()
-    house = wheelhouse(REPO)
+    capture = pytestconfig.pluginmanager.getplugin("capturemanager")
+    # The first build takes a minute or more: its progress shows live, not captured.
+    with capture.global_and_fixture_disabled() if capture else contextlib.nullcontext():
+        root = cached_root()
+        house = wheelhouse(REPO)
     work = tmp_path_factory.mktemp("nspawn")
     wheels = work / "wheels"
     shutil.copytree(house, wheels)

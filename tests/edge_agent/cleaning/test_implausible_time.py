@@ -7,8 +7,9 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from edge_agent.cleaning.cleaner import MAX_FUTURE_S, ChannelCleaner, RejectReason
+from edge_agent.cleaning.cleaner import ChannelCleaner, RejectReason
 from edge_agent.cleaning.config import CleaningConfig
+from edge_agent.reading import MAX_FUTURE_S
 from edge_agent.store import Store
 from edge_agent.store.config import StoreConfig
 

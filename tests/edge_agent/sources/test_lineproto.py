@@ -187,6 +187,19 @@ def test_device_timestamps_going_backwards_are_dropped() -> None:
     assert counters["timestamps_backwards"] == 1
 
 
+def test_a_device_timestamp_far_in_the_future_is_refused_not_adopted() -> None:
+    """A corrupted device clock (1.8e14): refused as invalid, and not the reference that
+    every later line would be "backwards" of."""
+    config = config_of(
+        format="csv", csv_fields=["ts", "a"], fields={"a": {"channel": "a"}}, timestamp_field="ts"
+    )
+    lines = b"10,1\n180000000000000.5,2\n11,3\n12,4\n"
+    readings, counters = decode_stream(config, [lines])
+    assert [(r.ts, r.value) for r in readings] == [(10, 1), (11, 3), (12, 4)]
+    assert counters["timestamps_invalid"] == 1
+    assert counters["timestamps_backwards"] == 0
+
+
 def test_receive_timestamps_going_backwards_are_dropped() -> None:
     times = iter([100.0, 99.0, 101.0])
     config = config_of(format="kv", fields={"a": {"channel": "a"}})
