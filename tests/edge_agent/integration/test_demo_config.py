@@ -30,7 +30,9 @@ def _diff(a: Any, b: Any, at: str = "") -> set[str]:
         keys = a.keys() | b.keys()
         return set().union(*(_diff(a.get(k), b.get(k), f"{at}{k}.") for k in keys))
     if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
-        return set().union(*(_diff(x, y, f"{at}{i}.") for i, (x, y) in enumerate(zip(a, b))))
+        return set().union(
+            *(_diff(x, y, f"{at}{i}.") for i, (x, y) in enumerate(zip(a, b, strict=True)))
+        )
     return set() if a == b else {at.rstrip(".")}
 
 
