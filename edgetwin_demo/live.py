@@ -1,8 +1,8 @@
 """The demo's first part: the simulated pump live on a pty, the agent on it, then what
 happened.
 
-The agent runs examples/agent.toml as shipped (a copy ships in this package as
-data/agent.toml, held byte-identical by a test) with only its paths, ports, serial port,
+The agent runs examples/agent.toml as shipped (data/agent.toml here is a symlink to it,
+which the wheel stores as the file itself) with only its paths, ports, serial port,
 webhook URL and cloud sync changed: the example's own rules must fire. The simulator
 writes CSV lines to a real pseudo-terminal (read through pyserial like a USB device) and
 faults are scheduled at fixed fractions of the run: bearing wear that lifts vibration
