@@ -1,8 +1,9 @@
 """`edge-agent demo`: the product end to end on embedded defaults, in two parts.
 
-1. ``live``: the simulated pump on a pty in real time, the agent on the shipped model,
-   faults (vibration spike, bearing overheating, device unplugged), the alarms they
-   raised with lead times, and the twin the cloud keeps of the device.
+1. ``live``: the simulated pump on a pty in real time, the agent on the shipped model
+   with examples/agent.toml as shipped (paths, ports and URLs changed), faults (bearing
+   wear, bearing overheating, device unplugged), the example's alarms they raised with
+   lead times, and the twin the cloud keeps of the device.
 2. ``loop``: the closed loop, fast-forwarded: a second pump whose bearing sensor drifts,
    synced to the cloud; `cloud-sync retrain` trains a model for it from the synced
    summaries and publishes a signed release; the agent downloads, verifies, self-tests

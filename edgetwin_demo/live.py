@@ -1,12 +1,17 @@
 """The demo's first part: the simulated pump live on a pty, the agent on it, then what
 happened.
 
-Everything runs on embedded defaults: the simulator writes CSV lines to a real
-pseudo-terminal (read through pyserial like a USB device), the agent runs the shipped
-model with a config built here, and faults are scheduled at fixed fractions of the run:
-a vibration spike, then a bearing overheating, then the device vanishing for 4 s. The
-pump's thermal time constant is shortened to 20 s so a one-minute demo shows a whole
-overheating. The summary lists each fault and the alarms it raised, with lead times.
+The agent runs examples/agent.toml as shipped (data/agent.toml here is a symlink to it,
+which the wheel stores as the file itself) with only its paths, ports, serial port,
+webhook URL and cloud sync changed: the example's own rules must fire. The simulator
+writes CSV lines to a real pseudo-terminal (read through pyserial like a USB device) and
+faults are scheduled at fixed fractions of the run: bearing wear that lifts vibration
+above the example's vibration-high level, a bearing overheating whose rate is chosen from
+the simulator's ground truth so the bearing crosses the example's bearing-hot level at
+four fifths of the run (after the model's first full window, so bearing-hot-predicted can
+come first), then the device vanishing for 3 s. The pump's thermal time constant is
+shortened to 10 s so a one-minute demo shows a whole overheating. The summary lists each
+fault and the alarms it raised, with lead times.
 """
 
 from __future__ import annotations
@@ -16,8 +21,10 @@ import contextlib
 import signal
 import threading
 import time
+import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -30,124 +37,106 @@ from edge_agent.simulator import (
     generate_series,
     parse_fault,
     run_simulator,
-    serial_config_for,
 )
 from edgetwin_common.testing import free_port
 from edgetwin_demo.cloud import DemoCloud
 
 DEVICE = "demo-pump"
 PROGRESS_EVERY_S = 5.0
-LIMIT_ABOVE_ONSET_C = 5.0
-"""The bearing limit sits this far above its temperature when the fault begins."""
+WEAR_MM_S = 3.5
+"""Vibration added by the wear fault: from ~1.8 mm/s to above the example's 4.5."""
+WEAR_FOR_S = 3.5
+CROSS_AT = 0.8
+"""The bearing crosses its limit at this fraction of the run."""
+
+
+def example_text() -> str:
+    """examples/agent.toml, as this package ships it."""
+    return resources.files("edgetwin_demo").joinpath("data/agent.toml").read_text("utf-8")
+
+
+def example_data() -> dict[str, Any]:
+    return tomllib.loads(example_text())
+
+
+def _rule(data: dict[str, Any], name: str) -> dict[str, Any]:
+    rules: list[dict[str, Any]] = data["alarms"]
+    return next(r for r in rules if r["name"] == name)
 
 
 @dataclass(frozen=True, slots=True)
 class DemoPlan:
     settings: SimulatorSettings
     limit_c: float
-    spike_s: float
+    wear_s: float
     overheat_s: float
+    overheat_rate: float
     vanish_s: float
     vanish_for_s: float
 
 
-def plan(duration_s: float, rate_hz: float, link: Path) -> DemoPlan:
-    # The spike waits until the vibration score is warm (window + warm-up, ~2.5 s at 20 Hz);
-    # the device comes back before the end, so the reconnect shows in short runs too.
-    spike_s = max(5.0, duration_s / 6)
-    overheat_s = max(duration_s / 3, spike_s + 2.0)
-    vanish_s, vanish_for_s = duration_s * 0.8, min(4.0, duration_s / 10)
-    settings = SimulatorSettings(
+def _crossing(settings: SimulatorSettings, limit: float, until_s: float) -> float | None:
+    frames = generate_series(settings, until_s)
+    return next((f.t for f in frames if f.truth.bearing_temp >= limit), None)
+
+
+def _settings(link: Path, rate_hz: float, faults: list[str]) -> SimulatorSettings:
+    return SimulatorSettings(
         rate_hz=rate_hz,
         seed=7,
         link=link,
-        params=PumpParams(bearing_tau_s=20.0),
-        faults=(
-            parse_fault(f"spike@{spike_s:g}s,channel=vibration"),
-            parse_fault(f"overheat@{overheat_s:g}s,rate=30"),
-            parse_fault(f"vanish@{vanish_s:g}s:{vanish_for_s:g}s"),
-        ),
+        params=PumpParams(bearing_tau_s=10.0),
+        faults=tuple(parse_fault(f) for f in faults),
     )
-    # The limit comes from the ground truth, so any seed or rate gives a crossing.
-    frames = generate_series(settings, overheat_s + 1.0)
-    onset = next(f for f in frames if f.t >= overheat_s)
-    limit = round(onset.truth.bearing_temp + LIMIT_ABOVE_ONSET_C, 1)
-    return DemoPlan(settings, limit, spike_s, overheat_s, vanish_s, vanish_for_s)
+
+
+def plan(duration_s: float, rate_hz: float, link: Path) -> DemoPlan:
+    limit = float(_rule(example_data(), "bearing-hot")["set"])
+    wear_s = max(3.0, duration_s * 0.12)
+    overheat_s = max(duration_s * 0.2, wear_s + 2.0)
+    vanish_s, vanish_for_s = duration_s * 0.87, 3.0
+    cross_s = duration_s * CROSS_AT
+    base = [
+        f"wear@{wear_s:g}s:{WEAR_FOR_S:g}s,rate={WEAR_MM_S / WEAR_FOR_S * 60:g}",
+        f"vanish@{vanish_s:g}s:{vanish_for_s:g}s",
+    ]
+    # The overheating rate (°C/min) comes from the ground truth, by bisection, so any
+    # seed, rate or duration crosses the example's limit at CROSS_AT of the run.
+    low, high = 1.0, 6000.0
+    for _ in range(30):
+        rate = (low + high) / 2
+        settings = _settings(link, rate_hz, [*base, f"overheat@{overheat_s:g}s,rate={rate:.3f}"])
+        t = _crossing(settings, limit, cross_s + 1.0)
+        if t is None or t > cross_s:
+            low = rate
+        else:
+            high = rate
+    rate = round(high, 1)
+    settings = _settings(link, rate_hz, [*base, f"overheat@{overheat_s:g}s,rate={rate:g}"])
+    return DemoPlan(settings, limit, wear_s, overheat_s, rate, vanish_s, vanish_for_s)
 
 
 def demo_config(
-    p: DemoPlan,
     port_path: str,
     workdir: Path,
     http_port: int,
+    webhook_port: int,
     cloud: DemoCloud | None = None,
     token: str = "",
-) -> AgentConfig:
-    source = serial_config_for(
-        p.settings, port_path, name="pump0", backoff={"initial_s": 0.1, "max_s": 0.5}
-    )
-    data: dict[str, Any] = {
-        "agent": {"name": DEVICE, "data_dir": str(workdir), "log_format": "text"},
-        "sources": [source.model_dump(mode="json")],
-        "channel_defaults": {"cleaning": {"stale_after_s": 2.0}},
-        "channels": {
-            # Bearing heat is slow: 2 samples/s stretch the model's 16-step horizon to 8 s.
-            "bearing_temp": {
-                "unit": "°C",
-                "sample_period_s": 0.5,
-                "cleaning": {"stale_after_s": 2.0, "min": -40, "max": 150},
-            },
-            "vibration": {"unit": "mm/s", "cleaning": {"stale_after_s": 2.0}},
-            "current": {"unit": "A", "cleaning": {"stale_after_s": 2.0}},
-            "ambient": {"unit": "°C", "cleaning": {"stale_after_s": 2.0}},
-        },
-        "alarms": [
-            {
-                "name": "bearing-hot-predicted",
-                "channel": "bearing_temp",
-                "type": "forecast_above",
-                "set": p.limit_c,
-                "clear": p.limit_c - 1.0,
-                "severity": "warning",
-                "message": "bearing temperature forecast to cross the limit",
-            },
-            {
-                "name": "bearing-hot",
-                "channel": "bearing_temp",
-                "type": "value_above",
-                "set": p.limit_c,
-                "clear": p.limit_c - 1.0,
-                "severity": "critical",
-            },
-            {
-                "name": "vibration-anomaly",
-                "channel": "vibration",
-                "type": "score_above",
-                "set": 10.0,
-                "clear": 3.0,
-                "off_delay_s": 2.0,
-            },
-            {
-                "name": "sensor-health",
-                "channel": "*",
-                "type": "health",
-                "conditions": ["disconnected", "stale"],
-                "severity": "critical",
-            },
-        ],
-        "http": {"port": http_port},
-        # Short intervals so a one-minute demo shows summaries reaching the cloud.
-        "store": {"summary_interval_s": 10.0},
-    }
+) -> dict[str, Any]:
+    """The example config with only what a demo run must change: the device's name, its
+    paths, its ports, the serial port (the simulator's pty link), the webhook URL (a closed
+    port on this machine: the alarm outputs show it failing) and the sync to the demo's
+    cloud."""
+    data = example_data()
+    data["agent"]["name"] = DEVICE
+    data["agent"]["data_dir"] = str(workdir)
+    data["sources"][0]["port"] = port_path
+    data["actions"][0]["url"] = f"http://127.0.0.1:{webhook_port}/alarms"
+    data["http"]["port"] = http_port
     if cloud is not None:
-        data["sync"] = {
-            "enabled": True,
-            "url": cloud.url,
-            "token": token,
-            "interval_s": 2.0,
-            "backoff": {"initial_s": 0.5, "max_s": 5.0},
-        }
-    return AgentConfig.model_validate(data)
+        data["sync"].update(enabled=True, url=cloud.url, token=token)
+    return data
 
 
 def run_live(
@@ -161,9 +150,10 @@ def run_live(
     workdir.mkdir(parents=True, exist_ok=True)
     p = plan(duration_s, rate_hz, workdir / "pump0")
     echo(
-        f"simulated pump: {rate_hz:g} lines/s for {duration_s:g} s; faults: vibration spike "
-        f"at {p.spike_s:g} s, bearing overheating from {p.overheat_s:g} s (limit "
-        f"{p.limit_c} °C), device gone at {p.vanish_s:g} s for {p.vanish_for_s:g} s"
+        f"simulated pump: {rate_hz:g} lines/s for {duration_s:g} s; faults: bearing wear "
+        f"(vibration +{WEAR_MM_S:g} mm/s) at {p.wear_s:g} s, bearing overheating "
+        f"({p.overheat_rate:g} °C/min) from {p.overheat_s:g} s, device gone at "
+        f"{p.vanish_s:g} s for {p.vanish_for_s:g} s"
     )
     token = ""
     if cloud is not None:
@@ -183,8 +173,14 @@ def run_live(
     if not device_ready.wait(10):
         echo("the simulator did not open its pseudo-terminal")
         return 3
-    config = demo_config(p, str(p.settings.link), workdir, free_port(http_port), cloud, token)
-    agent = Agent(LoadedConfig(workdir / "demo.toml", config))
+    data = demo_config(
+        str(p.settings.link), workdir, free_port(http_port), free_port(), cloud, token
+    )
+    echo(
+        "agent config: examples/agent.toml as shipped, with its name, data_dir, serial port, "
+        "webhook URL (a closed port), HTTP port and sync changed"
+    )
+    agent = Agent(LoadedConfig(workdir / "agent.toml", AgentConfig.model_validate(data)))
     events: list[AlarmEvent] = []
 
     async def run() -> None:
@@ -256,7 +252,7 @@ def summarize(
     raised = [e for e in events if e.kind is AlarmEventKind.RAISED]
     echo("what happened (seconds from the start):")
     timeline: list[tuple[float, str]] = [
-        (p.spike_s, "FAULT  vibration spike injected"),
+        (p.wear_s, f"FAULT  bearing wear: vibration up {WEAR_MM_S:g} mm/s"),
         (p.overheat_s, "FAULT  bearing overheating begins"),
         (p.vanish_s, f"FAULT  device unplugged for {p.vanish_for_s:g} s"),
     ]
@@ -275,13 +271,19 @@ def summarize(
     if predicted is not None and crossed is not None:
         echo(
             f"the overheating was predicted {crossed - predicted:.1f} s before the bearing "
-            f"crossed {p.limit_c} °C ({predicted - p.overheat_s:.1f} s after it began)"
+            f"crossed {p.limit_c:g} °C ({predicted - p.overheat_s:.1f} s after it began)"
         )
     elif predicted is not None:
         echo("the overheating was predicted; the limit was not reached before the end")
-    if "vibration-anomaly" in first:
-        delay = first["vibration-anomaly"] - p.spike_s
-        echo(f"the vibration spike scored as an anomaly {delay:.2f} s after it happened")
+    for rule in ("vibration-rising-fast", "vibration-high"):
+        if rule in first:
+            echo(f"the bearing wear raised {rule} {first[rule] - p.wear_s:.1f} s after it began")
+    anomaly = _rule(example_data(), "anomaly")
+    if "anomaly" not in first:
+        echo(
+            f"the anomaly rule stayed quiet: it learns each channel's range for "
+            f"{anomaly['warmup_s']:g} s (warmup_s) before it alarms"
+        )
     reconnects = sum(s.health.counters.get("reconnects", 0) for s in agent.sources)
     echo(f"the serial source reconnected {reconnects} time(s) by itself")
     echo(f"alarm history kept in {agent.store.path}")
