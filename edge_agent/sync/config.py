@@ -53,6 +53,10 @@ class SyncConfig(Strict):
     interval_s: Annotated[float, Field(ge=1, le=86_400)] = 10.0
     """Seconds between sends while the outbox is drained; a backlog is sent batch after
     batch without waiting. The cloud's desired sync_interval_s overrides it."""
+    reported_live_s: Annotated[float, Field(ge=1, le=86_400)] = 300.0
+    """Seconds between reported states sent only because live values moved (last
+    reading and time per channel, source counters, rejected counts); a change of
+    model, config, health, warm-up, alarms or the desired outcome goes at once."""
     timeout_s: Annotated[float, Field(gt=0, le=600)] = 30.0
     """Per request: connect, send and wait for the answer."""
     max_batch_bytes: Annotated[int, Field(ge=4096, le=MAX_BATCH_DECOMPRESSED_BYTES)] = 1024 * 1024

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import random
 import time
 from collections.abc import Callable
@@ -119,6 +120,10 @@ class SyncWorker:
         self._acked_reported_hash: str | None = None
         self._staged_reported_hash: str | None = None
         self._acked_reported_version = 0
+        self._acked_material_hash: str | None = None
+        self._staged_material_hash: str | None = None
+        self._acked_reported_at = -math.inf
+        """Clock time the last reported state was acknowledged (live values refresh)."""
         self._more = False
         """The last build left rows in the outbox: send the next batch without waiting."""
         self._row_limit: int | None = None
@@ -237,7 +242,12 @@ class SyncWorker:
         counters = await asyncio.to_thread(self._counters)
         reported: ReportedState | None = self._twin.reported(counters)
         digest = self._twin.reported_hash
-        if not (self._send_full or probe or digest != self._acked_reported_hash):
+        material = self._twin.material_hash
+        live_due = self._clock() - self._acked_reported_at >= self.config.reported_live_s
+        changed = material != self._acked_material_hash or (
+            live_due and digest != self._acked_reported_hash
+        )
+        if not (self._send_full or probe or changed):
             reported = None
         self._more = False
         if not rows and reported is None:
@@ -263,6 +273,7 @@ class SyncWorker:
         if built.rows == 0 and reported is None:
             return None
         self._staged_reported_hash = digest if reported is not None else None
+        self._staged_material_hash = material if reported is not None else None
         await asyncio.to_thread(store.sync_stage, built.batch, self._staged_reported_hash)
         return built.batch
 
@@ -292,6 +303,8 @@ class SyncWorker:
         if inflight.reported_version is not None:
             if inflight.reported_version == self._twin.reported_version:
                 self._acked_reported_hash = self._staged_reported_hash
+                self._acked_material_hash = self._staged_material_hash
+                self._acked_reported_at = self._clock()
             self._acked_reported_version = inflight.reported_version
             self._send_full = False
         if self._suspect is not None and not inflight.row_ids:
