@@ -51,10 +51,10 @@ def measure(
             wait_until(lambda: _answers(port), "agent /ready", timeout_s=120)
             time.sleep(warmup_s)
             first = proc_sample(agent.pid)
-            n0 = _readings(port)
+            n0, b0 = _readings(port), _batches(port)
             time.sleep(minutes * 60)
             last = proc_sample(agent.pid)
-            n1 = _readings(port)
+            n1, b1 = _readings(port), _batches(port)
     finally:
         cloud.stop()
     elapsed = last.at - first.at
@@ -68,12 +68,17 @@ def measure(
         f"at {samples_s:.1f} samples/s: {per_day / 1e6:.0f} MB/day "
         f"({written / max(n1 - n0, 1):.0f} bytes per sample; target <= "
         f"{TARGET_MB_PER_DAY:.0f} MB/day); CPU {(last.cpu_s - first.cpu_s) / elapsed:.1%}"
+        + (f"; {(b1 - b0) / elapsed * 60:.1f} batches/min" if sync else "")
     )
     return per_day
 
 
 def _readings(port: int) -> int:
     return sum(int(ch["processed"]) for ch in status(port)["channels"])
+
+
+def _batches(port: int) -> int:
+    return int(status(port)["sync"]["batches_sent"])
 
 
 def main() -> None:

@@ -246,8 +246,9 @@ class Twin:
 
 LIVE_SOURCE_KEYS = frozenset({"last_reading_ts", "counters"})
 """Per-source values that move with every reading."""
-LIVE_CHANNEL_KEYS = frozenset({"last_ts", "last_value", "rejected", "feed_period_s"})
-"""Per-channel values that move with every reading (feed_period_s is a running mean)."""
+LIVE_CHANNEL_KEYS = frozenset({"last_ts", "last_value", "rejected", "feed_period_s", "horizon_s"})
+"""Per-channel values that move with every reading (feed_period_s is a running mean of
+the intervals seen, and a model without a period forecasts at horizons in its steps)."""
 
 
 def material_hash(state: ReportedState) -> str:
