@@ -11,11 +11,12 @@ docs/alarms.md, "Why an alarm was raised".
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from edgetwin_contracts.batch import MAX_REASON_PARTS
+from edgetwin_contracts.batch import MAX_REASON_NAME, MAX_REASON_PARTS
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,12 +122,13 @@ class ReasonSource(Protocol):
 
 
 def bounded_parts(parts: Mapping[str, float]) -> dict[str, float]:
-    """The finite parts, at most MAX_REASON_PARTS (a detector may report more)."""
+    """The parts the batch contract takes: finite, named in 1 to MAX_REASON_NAME
+    characters, at most MAX_REASON_PARTS of them (a detector may report more)."""
     out: dict[str, float] = {}
     for name, value in parts.items():
         if len(out) == MAX_REASON_PARTS:
             break
         v = float(value)
-        if v == v and v not in (float("inf"), float("-inf")):
+        if math.isfinite(v) and 0 < len(name) <= MAX_REASON_NAME:
             out[name] = v
     return out

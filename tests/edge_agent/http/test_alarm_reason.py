@@ -19,7 +19,7 @@ import pytest
 from edge_agent.daemon.agent import Agent
 from edgetwin_common.mosquitto import Mosquitto
 from edgetwin_common.testing import wait_until
-from edgetwin_contracts.batch import MAX_WINDOW_POINTS, AlarmReasonRecord
+from edgetwin_contracts.batch import MAX_WINDOW_POINTS, AlarmReasonRecord, Batch
 from tests.browser import BrowserPage
 from tests.edge_agent.actions.test_webhook import Receiver, Server
 from tests.edge_agent.agent_harness import config_for, running_agent
@@ -164,6 +164,14 @@ def test_alarms_api_carries_the_reason(agent: Agent) -> None:
     # The score rule's parts are the score it raised on.
     odd = by_rule["temp-odd"]["reason"]
     assert odd["parts"]["score"] == pytest.approx(odd["value"])
+
+
+def test_the_stored_events_make_a_batch_the_cloud_takes(agent: Agent) -> None:
+    """What the sync sends: the stored events' payloads, reasons and all."""
+    events = [e.to_dict() for e in agent.store.alarm_events(limit=1000)]
+    assert events and all(e["alarm"]["reason"] is not None for e in events)
+    batch = Batch.model_validate({"sequence": 1, "created_at": T0 + ROWS, "alarms": events})
+    assert all(e.alarm.reason is not None for e in batch.alarms)
 
 
 def test_webhook_and_mqtt_payloads_carry_the_reason(
