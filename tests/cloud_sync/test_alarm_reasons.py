@@ -145,3 +145,16 @@ def test_a_bad_reason_is_refused_naming_where(
     reason_at = ["body", "alarms", 0, "alarm", "reason"]
     assert any(loc[:5] == reason_at and where in loc[5:] for loc in locs), locs
     assert stored(engine) == before
+
+
+def test_a_window_from_before_2000_is_refused_as_a_clock_error(
+    api: httpx.Client, engine: Engine, tokens: dict[str, str]
+) -> None:
+    event = event_with_reason(1)
+    event["alarm"]["reason"]["window"]["ts"][0] = 3600.0  # a Pi without RTC, at boot
+    before = stored(engine)
+    response = post_batch(api, tokens["pump-1"], batch(1, alarms=[event]))
+    assert response.status_code == 422, response.text
+    (problem,) = response.json()["detail"]
+    assert problem["loc"][-3:] == ["window", "ts", 0] and problem["type"] == "timestamp_range"
+    assert stored(engine) == before
