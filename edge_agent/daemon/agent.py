@@ -437,9 +437,7 @@ class Agent:
                 }
                 for ch in self.pipeline.channels.values()
             },
-            open_alarms=[
-                AlarmRecord.model_validate(a.to_dict()) for a in self.engine.open_alarms()
-            ],
+            open_alarms=[_reported_alarm(a) for a in self.engine.open_alarms()],
             counters={f"alarms_{k}": v for k, v in self.engine.counters.items()},
         )
 
@@ -474,6 +472,13 @@ class _EmbeddedServer(uvicorn.Server):
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
         yield
+
+
+def _reported_alarm(alarm: Alarm) -> AlarmRecord:
+    """An open alarm for the reported state, without its reason: the reason travels once,
+    in the alarm's events (a report lists up to a thousand open alarms, every batch)."""
+    alarm.reason = None  # a snapshot: ours to change
+    return AlarmRecord.model_validate(alarm.to_dict())
 
 
 def _alarm_info(alarm: Alarm) -> AlarmInfo:

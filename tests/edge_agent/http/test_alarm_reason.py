@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
-from edge_agent.daemon.agent import Agent
+from edge_agent.daemon.agent import Agent, _reported_alarm
 from edgetwin_common.mosquitto import Mosquitto
 from edgetwin_common.testing import wait_until
 from edgetwin_contracts.batch import MAX_WINDOW_POINTS, AlarmReasonRecord, Batch
@@ -172,6 +172,10 @@ def test_the_stored_events_make_a_batch_the_cloud_takes(agent: Agent) -> None:
     assert events and all(e["alarm"]["reason"] is not None for e in events)
     batch = Batch.model_validate({"sequence": 1, "created_at": T0 + ROWS, "alarms": events})
     assert all(e.alarm.reason is not None for e in batch.alarms)
+    # The reported state lists the open alarms without it: the events carried it once.
+    reported = [_reported_alarm(a) for a in agent.engine.open_alarms()]
+    assert reported and all(a.reason is None for a in reported)
+    assert all(a.reason is not None for a in agent.engine.open_alarms())  # untouched
 
 
 def test_webhook_and_mqtt_payloads_carry_the_reason(
