@@ -2,7 +2,7 @@
 // the alarm's window snapshot (the channel's last model steps up to the moment), the
 // forecast made then (drawn ahead of it) and the rule's limit as a line, and lists what
 // tripped it, the score's parts and the channel that contributed most. The data is the
-// alarm's `reason` from /alarms (status.js keeps the alarms it drew in edgeStatus.alarms).
+// alarm's `reason` from GET alarms/{id}, fetched on the click (the table polls without).
 "use strict";
 (function () {
   const HEIGHT = 200;
@@ -93,15 +93,22 @@
     }
   }
 
-  function open(alarmId) {
-    const alarm = window.edgeStatus.alarms && window.edgeStatus.alarms.get(alarmId);
-    if (!alarm) return;
+  async function open(alarmId) {
     view.alarmId = alarmId;
+    mark();
+    const r = await fetch(`alarms/${alarmId}`, { cache: "no-store" });
+    if (view.alarmId !== alarmId) return; // another row was clicked meanwhile
     const panel = $("alarm-reason");
     panel.classList.remove("hidden");
+    if (!r.ok) {
+      $("reason-title").textContent = `#${alarmId}: HTTP ${r.status}`;
+      $("reason-parts").replaceChildren();
+      drawChart({});
+      return;
+    }
+    const alarm = await r.json();
     describe(alarm);
     drawChart(alarm.reason || {});
-    mark();
   }
 
   function close() {
@@ -121,7 +128,7 @@
   $("alarms").addEventListener("click", (e) => {
     if (e.target.closest("button")) return; // acknowledge, unfold
     const tr = e.target.closest("tr[data-alarm]");
-    if (tr) open(Number(tr.dataset.alarm));
+    if (tr) open(Number(tr.dataset.alarm)).catch((err) => { $("reason-title").textContent = String(err); });
   });
   $("alarm-reason").querySelector("button.close").addEventListener("click", close);
   new MutationObserver(mark).observe($("alarms"), { childList: true });

@@ -16,7 +16,8 @@ from typing import Any
 import httpx
 import pytest
 
-from edge_agent.daemon.agent import Agent, _reported_alarm
+from edge_agent.daemon.agent import Agent
+from edge_agent.daemon.alarm_views import reported_alarm
 from edgetwin_common.mosquitto import Mosquitto
 from edgetwin_common.testing import wait_until
 from edgetwin_contracts.batch import MAX_WINDOW_POINTS, AlarmReasonRecord, Batch
@@ -161,6 +162,14 @@ def test_alarms_api_carries_the_reason(agent: Agent) -> None:
         _check_reason(by_rule[rule], rule)
     active = httpx.get(f"{url}/alarms?active=true", timeout=10).json()
     assert all(a["reason"] is not None for a in active)  # from memory, not the store
+    # One alarm, open (the engine's) or closed (the store's), with its reason; the list
+    # without reasons for a page that polls it.
+    for a in (by_rule["temp-high"], by_rule["temp-odd"]):
+        one = httpx.get(f"{url}/alarms/{a['id']}", timeout=10).json()
+        assert one["reason"] == a["reason"]
+    assert httpx.get(f"{url}/alarms/99999", timeout=10).status_code == 404
+    light = httpx.get(f"{url}/alarms?reason=false", timeout=10).json()
+    assert len(light) == len(alarms) and all(a["reason"] is None for a in light)
     # The score rule's parts are the score it raised on.
     odd = by_rule["temp-odd"]["reason"]
     assert odd["parts"]["score"] == pytest.approx(odd["value"])
@@ -173,7 +182,7 @@ def test_the_stored_events_make_a_batch_the_cloud_takes(agent: Agent) -> None:
     batch = Batch.model_validate({"sequence": 1, "created_at": T0 + ROWS, "alarms": events})
     assert all(e.alarm.reason is not None for e in batch.alarms)
     # The reported state lists the open alarms without it: the events carried it once.
-    reported = [_reported_alarm(a) for a in agent.engine.open_alarms()]
+    reported = [reported_alarm(a) for a in agent.engine.open_alarms()]
     assert reported and all(a.reason is None for a in reported)
     assert all(a.reason is not None for a in agent.engine.open_alarms())  # untouched
 
