@@ -26,7 +26,7 @@ from edge_agent.alarms.model import (
     Notifiable,
     Severity,
 )
-from edge_agent.alarms.reason import AlarmReason, ReasonSource, bounded_parts
+from edge_agent.alarms.reason import AlarmReason, ReasonSource, bounded_parts, finite_or_none
 from edge_agent.alarms.rules.base import ALL_CHANNELS, Forecast, Input
 from edge_agent.alarms.rules.registry import AlarmRule, rule_list_problems
 from edge_agent.alarms.slot import Change, Slot
@@ -330,7 +330,7 @@ class AlarmEngine:
     def _reason(self, slot: Slot) -> AlarmReason:
         """Why ``slot``'s rule is raising now: built once per raise, never per sample."""
         check, rule = slot.check, slot.rule
-        limit = check.limit()
+        limit, value = finite_or_none(check.limit()), finite_or_none(check.value)
         direction = None
         if limit is not None:
             direction = "below" if rule.type.endswith("_below") else "above"
@@ -339,7 +339,7 @@ class AlarmEngine:
             rule=rule.name,
             trigger=rule.type.split("_", 1)[0],
             top_channel=slot.channel,
-            value=check.value,
+            value=value,
             limit=limit,
             direction=direction,
             parts={} if source is None else bounded_parts(source.score_parts()),

@@ -132,3 +132,9 @@ def bounded_parts(parts: Mapping[str, float]) -> dict[str, float]:
         if math.isfinite(v) and 0 < len(name) <= MAX_REASON_NAME:
             out[name] = v
     return out
+
+
+def finite_or_none(value: float | None) -> float | None:
+    """``value`` when finite, else None: a reason carries only numbers JSON and the batch
+    contract take (a rule's level may be written ``inf`` in TOML)."""
+    return value if value is not None and math.isfinite(value) else None

@@ -88,3 +88,11 @@ def test_the_store_keeps_the_reason_across_a_restart(rig_factory: Any, tmp_path:
         [{"type": "value_above", "name": "hot", "channel": "temp", "set": 80}], restored=[alarm]
     )
     assert again.engine.active()[0].reason == alarm.reason
+
+
+def test_a_level_written_inf_leaves_the_limit_out(rig_factory: Any) -> None:
+    rig = rig_factory([{"type": "value_below", "name": "any", "channel": "x", "set": math.inf}])
+    rig.feed("x", [1.0])
+    reason = rig.events[0].alarm.reason
+    assert reason is not None and reason.limit is None and reason.value == 1.0
+    AlarmReasonRecord.model_validate(reason.to_dict())
