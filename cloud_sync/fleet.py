@@ -22,6 +22,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from pydantic import BaseModel
 from sqlalchemy import Engine, func, select
 
+from cloud_sync.alarm_reasons import ReasonView, reason_view
 from cloud_sync.config import FleetSection
 from cloud_sync.db.models import Device, ReleaseAssignment, StoredAlarm, StoredSummary
 from cloud_sync.releases.model import ReleaseInfo
@@ -211,6 +212,8 @@ class OpenAlarm:
     channel: str
     message: str
     raised_at: float | None
+    reason: ReasonView | None
+    """Why it was raised (None: sent by a device from before reasons)."""
 
 
 def open_alarms(engine: Engine, limit: int = 100) -> list[OpenAlarm]:
@@ -239,6 +242,7 @@ def open_alarms(engine: Engine, limit: int = 100) -> list[OpenAlarm]:
             channel=str(body.get("channel", "")),
             message=str(body.get("message", "")),
             raised_at=body.get("raised_at"),
+            reason=reason_view(body.get("reason")),
         )
         for name, alarm_id, severity, state, body in rows
     ]

@@ -110,6 +110,13 @@ def _timestamps(batch: Batch) -> Iterator[tuple[tuple[str | int, ...], float]]:
             value = getattr(event.alarm, key)
             if value is not None:
                 yield ("alarms", i, "alarm", key), value
+        window = event.alarm.reason.window if event.alarm.reason is not None else None
+        if window is not None:  # ts ascend (the contract): the ends bound them all
+            at = ("alarms", i, "alarm", "reason", "window")
+            for j in {0, len(window.ts) - 1} if window.ts else ():
+                yield (*at, "ts", j), window.ts[j]
+            if window.forecast_ts is not None:
+                yield (*at, "forecast_ts"), window.forecast_ts
     for i, summary in enumerate(batch.summaries):
         yield ("summaries", i, "start"), summary.start
         yield ("summaries", i, "end"), summary.end

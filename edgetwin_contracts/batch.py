@@ -44,6 +44,14 @@ WireFloat = Annotated[float, Strict()]
 """A finite number on the wire (an integer is fine): "7" and true are refused."""
 WireBool = Annotated[bool, Strict()]
 
+MAX_WINDOW_POINTS = 64
+"""Most model steps an alarm's reason carries in its window snapshot (and most forecast
+values): enough to draw the moment, small enough for many alarms in one batch."""
+MAX_REASON_PARTS = 16
+"""Most score parts an alarm's reason carries."""
+MAX_REASON_NAME = 64
+"""Longest rule, channel, trigger or part name in a reason."""
+
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
@@ -82,6 +90,49 @@ class SummaryRecord(_Strict):
         return self
 
 
+ReasonName = Annotated[str, Field(min_length=1, max_length=MAX_REASON_NAME)]
+
+
+class WindowSnapshotRecord(_Strict):
+    """The device's ``WindowSnapshot.to_dict()``: the last model steps before an alarm
+    and the forecast made at the last of them. ts and values pair up (as do horizons_s
+    and forecast); times ascend; every number is finite."""
+
+    ts: Annotated[list[WireFloat], Field(max_length=MAX_WINDOW_POINTS)]
+    values: Annotated[list[WireFloat], Field(max_length=MAX_WINDOW_POINTS)]
+    forecast_ts: WireFloat | None = None
+    horizons_s: Annotated[list[WireFloat], Field(max_length=MAX_WINDOW_POINTS)] = []
+    forecast: Annotated[list[WireFloat], Field(max_length=MAX_WINDOW_POINTS)] = []
+
+    @model_validator(mode="after")
+    def _paired(self) -> WindowSnapshotRecord:
+        if len(self.ts) != len(self.values):
+            raise ValueError(f"ts has {len(self.ts)} points but values {len(self.values)}")
+        if len(self.horizons_s) != len(self.forecast):
+            raise ValueError(
+                f"horizons_s has {len(self.horizons_s)} points but forecast {len(self.forecast)}"
+            )
+        if any(b < a for a, b in zip(self.ts, self.ts[1:], strict=False)):
+            raise ValueError("ts must ascend")
+        if self.forecast and self.forecast_ts is None:
+            raise ValueError("a forecast needs its forecast_ts")
+        return self
+
+
+class AlarmReasonRecord(_Strict):
+    """The device's ``AlarmReason.to_dict()``: why an alarm was raised."""
+
+    rule: ReasonName
+    trigger: Literal["value", "forecast", "score", "rate", "health", "internal"]
+    top_channel: ReasonName
+    value: WireFloat | None = None
+    limit: WireFloat | None = None
+    direction: Literal["above", "below"] | None = None
+    parts: Annotated[dict[ReasonName, WireFloat], Field(max_length=MAX_REASON_PARTS)] = {}
+    conditions: Annotated[list[Literal["stale", "stuck", "disconnected"]], Field(max_length=3)] = []
+    window: WindowSnapshotRecord | None = None
+
+
 class AlarmRecord(_Strict):
     """The device's ``Alarm.to_dict()``."""
 
@@ -97,6 +148,9 @@ class AlarmRecord(_Strict):
     acked_at: WireFloat | None = None
     acked_by: str | None = None
     cleared_at: WireFloat | None = None
+    reason: AlarmReasonRecord | None = None
+    """Why it was raised (None from devices before reasons, and for alarms restored
+    from before them)."""
 
 
 class AlarmEventRecord(_Strict):

@@ -1,5 +1,6 @@
-"""The device registry and fleet data: ``GET`` / ``POST /v1/devices`` (admin) and a
-device's interval summaries, ``GET /v1/devices/{name}/summaries``."""
+"""The device registry and fleet data: ``GET`` / ``POST /v1/devices`` (admin), a
+device's interval summaries, ``GET /v1/devices/{name}/summaries``, and its alarm events
+with their reasons, ``GET /v1/devices/{name}/alarm-events``."""
 
 # No `from __future__ import annotations`: FastAPI resolves the Depends() closures.
 
@@ -9,13 +10,14 @@ from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel
 from sqlalchemy import Engine
 
+from cloud_sync.alarm_reasons import MAX_EVENTS, list_alarm_events
 from cloud_sync.config import FleetSection
 from cloud_sync.fleet import DeviceOverview, PresenceLookup, overview
 from cloud_sync.http.error_model import error_responses
 from cloud_sync.http.guards import Guards
 from cloud_sync.registry import AdminPrincipal, DeviceName, add_device
 from cloud_sync.twin import MAX_LIMIT, list_summaries
-from edgetwin_contracts.batch import SummaryRecord
+from edgetwin_contracts.batch import AlarmEventRecord, SummaryRecord
 
 
 class NewDevice(BaseModel):
@@ -75,5 +77,23 @@ def devices_router(
         limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 1000,
     ) -> list[SummaryRecord]:
         return list_summaries(engine, name, channel, since, limit)
+
+    @router.get(
+        "/v1/devices/{name}/alarm-events",
+        response_model=list[AlarmEventRecord],
+        summary="A device's alarm events, newest first, each alarm with its reason "
+        "(admin, or that device)",
+        description="Each event's `alarm.reason`: the rule, what tripped it (value or "
+        "forecast and the limit), the score's parts, the top channel and the window "
+        "before the alarm with the forecast made then; null for alarms from devices "
+        "before reasons. With `alarm_id`: that alarm's events only.",
+        responses=error_responses(401, 403, 404, 422, 503),
+    )
+    def alarm_events(
+        name: Annotated[str, Depends(guards.reader)],
+        alarm_id: Annotated[int | None, Query(ge=1, le=2**63 - 1)] = None,
+        limit: Annotated[int, Query(ge=1, le=MAX_EVENTS)] = 100,
+    ) -> list[AlarmEventRecord]:
+        return list_alarm_events(engine, name, alarm_id, limit)
 
     return router

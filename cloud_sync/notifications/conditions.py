@@ -2,7 +2,8 @@
 
 - ``device_stale:<device>``: a device that sent batches before has sent none for longer
   than [fleet] stale_after_s; clears with its next batch.
-- ``fleet_alarm:<device>:<alarm id>``: an alarm of a device, of a severity listed in
+- ``fleet_alarm:<device>:<alarm id>``: an alarm of a device (its detail: the alarm's
+  reason, as the device sent it), of a severity listed in
   [notifications] alarm_severities, not cleared; clears when the device reports it
   cleared.
 - ``rollout_stopped:<release id>``: a release stopped (a canary refused it, or an admin);
@@ -89,6 +90,7 @@ def _fleet_alarms(conn: Connection, severities: Collection[str]) -> list[Conditi
                 "rule": alarm.get("rule"),
                 "channel": alarm.get("channel"),
                 "raised_at": alarm.get("raised_at"),
+                "reason": alarm.get("reason"),
             },
         )
         for name, alarm_id, severity, alarm in rows

@@ -21,6 +21,9 @@
       const doc = new DOMParser().parseFromString(await r.text(), "text/html");
       const main = doc.getElementById("fleet-main");
       if (!main) throw new Error("unexpected page");
+      // An alarm's reason the reader unfolded stays unfolded.
+      const unfolded = new Set([...document.querySelectorAll("details[data-reason][open]")].map((d) => d.dataset.reason));
+      for (const d of main.querySelectorAll("details[data-reason]")) d.open = unfolded.has(d.dataset.reason);
       document.getElementById("fleet-main").replaceChildren(...main.childNodes);
       const stamp = document.getElementById("fleet-updated");
       if (stamp) stamp.textContent = new Date().toLocaleTimeString();

@@ -26,6 +26,7 @@ from edge_agent.alarms.model import (
     Notifiable,
     Severity,
 )
+from edge_agent.alarms.reason import AlarmReason, ReasonSource, bounded_parts, finite_or_none
 from edge_agent.alarms.rules.base import ALL_CHANNELS, Forecast, Input
 from edge_agent.alarms.rules.registry import AlarmRule, rule_list_problems
 from edge_agent.alarms.slot import Change, Slot
@@ -88,6 +89,7 @@ class AlarmEngine:
         self._health_slots: dict[str, list[Slot]] = {}
         self._channel_state: dict[str, str] = {}
         self._step_periods: dict[str, float | None] = {}
+        self._reason_sources: dict[str, ReasonSource] = {}
         self._restored_active: dict[tuple[str, str], Alarm] = {}
         self._orphans: dict[str, list[Alarm]] = {}
         self._ledger = AlarmLedger(
@@ -209,6 +211,11 @@ class AlarmEngine:
         for slot in self._slots.get(channel, ()):
             slot.check.use_step_period(step_s)
 
+    def set_reason_source(self, channel: str, source: ReasonSource) -> None:
+        """Where the reason of an alarm raised on ``channel`` gets the score's parts and
+        the recent window (the channel pipeline); asked once per raise."""
+        self._reason_sources[channel] = source
+
     def raise_internal(
         self, name: str, channel: str, ts: float, message: str, severity: Severity
     ) -> Alarm:
@@ -310,6 +317,7 @@ class AlarmEngine:
                 check.value,
                 message,
                 slot.actions,
+                self._reason(slot),
             )
             slot.hold(alarm)
             self._update_channel_state(slot.channel)
@@ -318,6 +326,26 @@ class AlarmEngine:
             alarm = slot.release()
             self._update_channel_state(slot.channel)
             self._ledger.close(alarm, ts, slot.actions)
+
+    def _reason(self, slot: Slot) -> AlarmReason:
+        """Why ``slot``'s rule is raising now: built once per raise, never per sample."""
+        check, rule = slot.check, slot.rule
+        limit, value = finite_or_none(check.limit()), finite_or_none(check.value)
+        direction = None
+        if limit is not None:
+            direction = "below" if rule.type.endswith("_below") else "above"
+        source = self._reason_sources.get(slot.channel)
+        return AlarmReason(
+            rule=rule.name,
+            trigger=rule.type.split("_", 1)[0],
+            top_channel=slot.channel,
+            value=value,
+            limit=limit,
+            direction=direction,
+            parts={} if source is None else bounded_parts(source.score_parts()),
+            conditions=check.holding(),
+            window=None if source is None else source.window_snapshot(),
+        )
 
     def _update_channel_state(self, channel: str) -> None:
         active = [s.alarm for s in self._slots.get(channel, []) if s.alarm is not None]

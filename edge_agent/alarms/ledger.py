@@ -20,6 +20,7 @@ from edge_agent.alarms.model import (
     Notifiable,
     Severity,
 )
+from edge_agent.alarms.reason import AlarmReason
 from edge_agent.errors import AlarmNotFound
 
 INTERNAL_KIND = "internal"
@@ -105,6 +106,7 @@ class AlarmLedger:
         value: float | None,
         message: str,
         actions: tuple[Notifiable, ...],
+        reason: AlarmReason | None = None,
     ) -> Alarm:
         """A new active alarm with the next id, tracked and counted; the caller then
         ``emit``s its RAISED event (once its own state shows the alarm)."""
@@ -118,6 +120,7 @@ class AlarmLedger:
             raised_at=ts,
             value=value,
             message=message,
+            reason=reason,
         )
         self._next_id += 1
         self._open[alarm.id] = _Open(alarm, actions)
@@ -146,7 +149,8 @@ class AlarmLedger:
             a = entry.alarm
             if a.rule == name and a.channel == channel and a.state.is_active:
                 return a.snapshot()
-        alarm = self.open(name, channel, INTERNAL_KIND, severity, ts, None, message, ())
+        reason = AlarmReason(rule=name, trigger=INTERNAL_KIND, top_channel=channel)
+        alarm = self.open(name, channel, INTERNAL_KIND, severity, ts, None, message, (), reason)
         self.emit(AlarmEventKind.RAISED, ts, alarm, ())
         return alarm.snapshot()
 

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Protocol
 
+from edge_agent.alarms.reason import AlarmReason
+
 
 class Severity(StrEnum):
     INFO = "info"
@@ -64,6 +66,8 @@ class Alarm:
     acked_at: float | None = None
     acked_by: str | None = None
     cleared_at: float | None = None
+    reason: AlarmReason | None = None
+    """Why it was raised (alarms/reason.py); None for alarms stored before reasons."""
 
     def snapshot(self) -> Alarm:
         """A copy (every field is immutable, so a shallow one is whole). Spelled out: it
@@ -81,6 +85,7 @@ class Alarm:
             self.acked_at,
             self.acked_by,
             self.cleared_at,
+            self.reason,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -100,6 +105,7 @@ class Alarm:
             "acked_at": self.acked_at,
             "acked_by": self.acked_by,
             "cleared_at": self.cleared_at,
+            "reason": None if self.reason is None else self.reason.to_dict(),
         }
 
 

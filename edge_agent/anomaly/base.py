@@ -9,6 +9,7 @@ deriving from ``ScoreMethodConfig``) and its scorer, listed once in ``registry.p
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from typing import Protocol
 
 from edgetwin_common.config import Strict
@@ -26,6 +27,13 @@ class AnomalyScorer(Protocol):
         """Score ``actual`` (channel units) against the one-step ``forecast`` made for it,
         then learn from it: >= 0, or None while warming up. Raises ValueError for a
         non-finite reading or forecast."""
+        ...
+
+    def parts(self) -> Mapping[str, float]:
+        """The last score's parts by name (e.g. "residual", "spread", "likelihood",
+        "novelty", "score"), for the reason of an alarm raised on it; empty before the
+        first score. Called once per alarm raised, never per sample: ``score`` keeps the
+        parts in preallocated fields and only this builds the mapping."""
         ...
 
 

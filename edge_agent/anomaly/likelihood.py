@@ -35,6 +35,7 @@ allocated beyond Python floats.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Annotated, Literal
 
 from pydantic import Field
@@ -134,7 +135,17 @@ class AnomalyDetector:
     long-run statistics (the range novelty learns the range all along); then it scores.
     Not thread-safe."""
 
-    __slots__ = ("_held", "_held_peak", "_likelihood", "_range", "_residual", "_settings")
+    __slots__ = (
+        "_held",
+        "_held_peak",
+        "_last",
+        "_last_likelihood",
+        "_last_novelty",
+        "_likelihood",
+        "_range",
+        "_residual",
+        "_settings",
+    )
 
     def __init__(self, settings: LikelihoodScoreConfig | None = None) -> None:
         s = settings or LikelihoodScoreConfig()
@@ -146,6 +157,10 @@ class AnomalyDetector:
         self._range = RangeNovelty(s.range_weight)
         self._held = 0
         self._held_peak = 0.0
+        # The last score's parts, kept as floats: parts() builds the mapping on demand.
+        self._last: float | None = None
+        self._last_likelihood = 0.0
+        self._last_novelty = 0.0
 
     @property
     def residual(self) -> ResidualScorer:
@@ -176,15 +191,34 @@ class AnomalyDetector:
             self._range.score(actual)
             return None
         was_warm = self._likelihood.is_warm
-        result = max(self._likelihood.score(math.log1p(surprise)), self._range.score(actual))
+        likelihood = self._likelihood.score(math.log1p(surprise))
+        novelty = self._range.score(actual)
+        result = likelihood if likelihood >= novelty else novelty
         if not was_warm:
             return None
+        self._last_likelihood = likelihood
+        self._last_novelty = novelty
         if self._held > 0 and result <= self._held_peak:
             self._held -= 1
+            self._last = 0.0
             return 0.0
         # Not holding, or a bigger event than the one that started the hold: a spike
         # right after a small detection must not vanish into the hold.
         if result >= self._settings.hold_level:
             self._held = self._settings.hold_samples
             self._held_peak = result
+        self._last = result
         return result
+
+    def parts(self) -> Mapping[str, float]:
+        last = self._last
+        if last is None:
+            return {}
+        r = self._residual
+        return {
+            "residual": r.last_residual,
+            "spread": r.last_scale,
+            "likelihood": self._last_likelihood,
+            "novelty": self._last_novelty,
+            "score": last,
+        }

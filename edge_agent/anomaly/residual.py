@@ -20,6 +20,7 @@ Units: the score is dimensionless, >= 0. See docs/anomaly-score.md.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Annotated, Literal
 
@@ -65,6 +66,8 @@ class ResidualScorer:
         "_settings",
         "_spread",
         "_warmup",
+        "last_residual",
+        "last_scale",
     )
 
     def __init__(self, settings: ScoreSettings | None = None) -> None:
@@ -77,6 +80,10 @@ class ResidualScorer:
         self._min_spread_rel = s.min_spread_rel
         self._count = 0
         self._spread = 0.0
+        self.last_residual = 0.0
+        """The last |actual - forecast|, channel units (the parts of an alarm's reason)."""
+        self.last_scale = 0.0
+        """The typical |residual| the last score was divided by (0.0 while warming)."""
 
     @property
     def is_warm(self) -> bool:
@@ -96,6 +103,7 @@ class ResidualScorer:
         residual = abs(actual - forecast)
         if not _isfinite(residual):
             raise ValueError(f"non-finite reading or forecast: {actual!r}, {forecast!r}")
+        self.last_residual = residual
         count = self._count + 1
         self._count = count
         if count <= self._warmup:
@@ -109,6 +117,7 @@ class ResidualScorer:
         spread = self._spread
         if spread < floor:
             spread = floor
+        self.last_scale = spread
         capped = self._clip * spread
         self._spread += self._alpha * ((residual if residual <= capped else capped) - self._spread)
         return residual / spread
@@ -143,10 +152,11 @@ class ResidualMethod:
     """The "residual" method as the pipeline drives it: a ResidualScorer's scores, None
     until it is warm. Not thread-safe."""
 
-    __slots__ = ("scorer",)
+    __slots__ = ("_last", "scorer")
 
     def __init__(self, settings: ScoreSettings) -> None:
         self.scorer = ResidualScorer(settings)
+        self._last: float | None = None
 
     @property
     def is_warm(self) -> bool:
@@ -155,4 +165,12 @@ class ResidualMethod:
     def score(self, actual: float, forecast: float) -> float | None:
         scorer = self.scorer
         result = scorer.score(actual, forecast)
-        return result if scorer._count >= scorer._warmup else None
+        self._last = out = result if scorer._count >= scorer._warmup else None
+        return out
+
+    def parts(self) -> Mapping[str, float]:
+        last = self._last
+        if last is None:
+            return {}
+        s = self.scorer
+        return {"residual": s.last_residual, "spread": s.last_scale, "score": last}

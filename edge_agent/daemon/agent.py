@@ -23,8 +23,9 @@ from edge_agent import __version__
 from edge_agent.actions.base import Action, AgentFeed, snapshots
 from edge_agent.actions.registry import build_action
 from edge_agent.alarms.engine import AlarmEngine
-from edge_agent.alarms.model import Alarm, AlarmEvent
+from edge_agent.alarms.model import AlarmEvent
 from edge_agent.config import LoadedConfig
+from edge_agent.daemon.alarm_views import alarm_by_id, alarm_info, alarm_list, reported_alarm
 from edge_agent.daemon.watchdog import ProgressMonitor, feed_watchdog
 from edge_agent.http.app import create_app
 from edge_agent.http.metrics import AgentCollector
@@ -57,7 +58,7 @@ from edge_agent.store.sqlite import Store
 from edge_agent.sync.twin import DeviceReport, Twin, config_hash
 from edge_agent.sync.worker import SyncWorker
 from edgetwin_common.notify import Notifier, watchdog_period_s
-from edgetwin_contracts.batch import AlarmRecord, ModelReport
+from edgetwin_contracts.batch import ModelReport
 from edgetwin_contracts.signing import load_public_key
 
 log = logging.getLogger(__name__)
@@ -392,7 +393,7 @@ class Agent:
             ),
             sources=source_infos(self.sources),
             channels=channels,
-            alarms=[_alarm_info(a) for a in self.engine.active()],
+            alarms=[alarm_info(a) for a in self.engine.active()],
             store=StoreInfo(path=str(self.store.path), details=stats.to_dict()),
             sync=(
                 self.sync.status()
@@ -437,9 +438,7 @@ class Agent:
                 }
                 for ch in self.pipeline.channels.values()
             },
-            open_alarms=[
-                AlarmRecord.model_validate(a.to_dict()) for a in self.engine.open_alarms()
-            ],
+            open_alarms=[reported_alarm(a) for a in self.engine.open_alarms()],
             counters={f"alarms_{k}": v for k, v in self.engine.counters.items()},
         )
 
@@ -456,15 +455,15 @@ class Agent:
             for r in self.store.readings(channel, since, limit)
         ]
 
-    def alarms(self, active_only: bool, limit: int) -> list[AlarmInfo]:
-        if active_only:
-            return [_alarm_info(a) for a in self.engine.active()][:limit]
-        self.store.flush()
-        return [_alarm_info(a) for a in self.store.alarms(active_only=False, limit=limit)]
+    def alarms(self, active_only: bool, limit: int, reasons: bool = True) -> list[AlarmInfo]:
+        return alarm_list(self.engine, self.store, active_only, limit, reasons)
+
+    def alarm(self, alarm_id: int) -> AlarmInfo:
+        return alarm_by_id(self.engine, self.store, alarm_id)
 
     def acknowledge(self, alarm_id: int, by: str) -> AlarmInfo:
         alarm = self.engine.acknowledge(alarm_id, self._clock(), by)
-        return _alarm_info(alarm)
+        return alarm_info(alarm)
 
 
 class _EmbeddedServer(uvicorn.Server):
@@ -474,7 +473,3 @@ class _EmbeddedServer(uvicorn.Server):
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
         yield
-
-
-def _alarm_info(alarm: Alarm) -> AlarmInfo:
-    return AlarmInfo(**alarm.to_dict())

@@ -84,8 +84,11 @@ class NoModelAgent:
     def readings(self, channel: str | None, since: float | None, limit: int) -> list[ReadingInfo]:
         return []
 
-    def alarms(self, active_only: bool, limit: int) -> list[AlarmInfo]:
+    def alarms(self, active_only: bool, limit: int, reasons: bool = True) -> list[AlarmInfo]:
         return []
+
+    def alarm(self, alarm_id: int) -> AlarmInfo:
+        raise AlarmNotFound(alarm_id)
 
     def acknowledge(self, alarm_id: int, by: str) -> AlarmInfo:
         raise AlarmNotFound(alarm_id)

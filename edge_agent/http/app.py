@@ -8,25 +8,23 @@ the pipeline, and read its state without locks.
 
 from __future__ import annotations
 
-import logging
 from typing import Annotated, Protocol
 
-from fastapi import FastAPI, HTTPException, Query, Request, Response
+from fastapi import FastAPI, Query, Response
 from fastapi.responses import PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel
 
 from edge_agent import __version__
-from edge_agent.errors import AlarmNotFound
-from edge_agent.http.body import parse_body, read_body
+from edge_agent.http.alarm_routes import AlarmView, add_alarm_routes
 from edge_agent.http.config import HttpConfig
 from edge_agent.http.guard import RequestGuard
 from edge_agent.http.page import add_status_page
-from edge_agent.http.status import AgentStatus, AlarmInfo, ReadingInfo
+from edge_agent.http.status import AgentStatus, ReadingInfo
 from edge_agent.http.summaries import add_summary_routes
 
 
-class AgentView(Protocol):
+class AgentView(AlarmView, Protocol):
     """What the HTTP API needs from the running agent."""
 
     registry: CollectorRegistry
@@ -36,27 +34,11 @@ class AgentView(Protocol):
     def readings(
         self, channel: str | None, since: float | None, limit: int
     ) -> list[ReadingInfo]: ...
-    def alarms(self, active_only: bool, limit: int) -> list[AlarmInfo]: ...
-    def acknowledge(self, alarm_id: int, by: str) -> AlarmInfo: ...
 
 
 class Health(BaseModel):
     status: str
     version: str
-
-
-log = logging.getLogger(__name__)
-
-
-class AckRequest(BaseModel):
-    """The body of POST /alarms/{id}/ack: a JSON object, every key optional."""
-
-    model_config = ConfigDict(extra="forbid", strict=True)
-
-    by: Annotated[str, Field(max_length=128)] = ""
-    """Who acknowledges (operator name), kept in the alarm history."""
-    note: Annotated[str, Field(max_length=500)] = ""
-    """Why, for the log."""
 
 
 def create_app(view: AgentView, config: HttpConfig) -> FastAPI:
@@ -101,36 +83,7 @@ def create_app(view: AgentView, config: HttpConfig) -> FastAPI:
     ) -> list[ReadingInfo]:
         return view.readings(channel, since, limit)
 
-    @app.get("/alarms", response_model=list[AlarmInfo], summary="Alarm list, newest first")
-    async def alarms(
-        active: Annotated[bool, Query(description="only active or unacknowledged")] = False,
-        limit: Annotated[int, Query(ge=1, le=10_000)] = 100,
-    ) -> list[AlarmInfo]:
-        return view.alarms(active, limit)
-
-    @app.post(
-        "/alarms/{alarm_id}/ack",
-        response_model=AlarmInfo,
-        summary="Acknowledge an alarm",
-        description="Body: an AckRequest JSON object (optional). Needs the bearer token"
-        " when one is configured; without one, Content-Type: application/json from the"
-        " agent's own origin.",
-        openapi_extra={
-            "requestBody": {
-                "required": False,
-                "content": {"application/json": {"schema": AckRequest.model_json_schema()}},
-            }
-        },
-    )
-    async def acknowledge(alarm_id: int, request: Request) -> AlarmInfo:
-        body = parse_body(await read_body(request), AckRequest, empty=AckRequest())
-        try:
-            info = view.acknowledge(alarm_id, body.by)
-        except AlarmNotFound:
-            raise HTTPException(status_code=404, detail=f"no alarm with id {alarm_id}") from None
-        if body.note:
-            log.info("alarm %d acknowledged by %r: %s", alarm_id, body.by, body.note)
-        return info
+    add_alarm_routes(app, view)
 
     @app.get("/metrics", response_class=PlainTextResponse, summary="Prometheus metrics")
     async def metrics() -> Response:

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
+from edgetwin_contracts.batch import AlarmReasonRecord
+
 
 class AgentInfo(BaseModel):
     name: str
@@ -83,6 +85,9 @@ class AlarmInfo(BaseModel):
     acked_at: float | None
     acked_by: str | None
     cleared_at: float | None
+    reason: AlarmReasonRecord | None = None
+    """Why it was raised: rule, what tripped it, the score's parts, the top channel and
+    the recent window with its forecast (docs/alarms.md); None for older alarms."""
 
 
 class StoreInfo(BaseModel):

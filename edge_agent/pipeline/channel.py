@@ -3,21 +3,24 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Protocol
 
 import numpy as np
 import numpy.typing as npt
 
 from edge_agent.alarms.engine import AlarmEngine
+from edge_agent.alarms.reason import WindowSnapshot
 from edge_agent.anomaly.base import AnomalyScorer
 from edge_agent.cleaning.cleaner import ChannelCleaner, RejectReason
 from edge_agent.cleaning.resample import Resampler
 from edge_agent.config import ChannelConfig
 from edge_agent.model.inference.forecaster import Forecaster
 from edge_agent.pipeline.aggregate import PeriodMean
+from edge_agent.pipeline.recent import RecentSteps
 from edge_agent.pipeline.shadow import ShadowGuard
 from edge_agent.pipeline.window import SampleWindow
+from edgetwin_contracts.batch import MAX_WINDOW_POINTS
 
 
 class SampleSink(Protocol):
@@ -76,6 +79,10 @@ class ChannelPipeline:
             max_gap = _DEFAULT_GAP_PERIODS * period
         self.resampler = Resampler(period, max_gap)
         self.window = SampleWindow(forecaster.window_length)
+        self.recent = RecentSteps(MAX_WINDOW_POINTS)
+        """The last model steps with their times, for the reasons of alarms."""
+        self._forecast_ts: float | None = None
+        """When ``forecast`` was made (the last model step with a forecast)."""
         self.scorer: AnomalyScorer = config.score.build()
         self.horizons = forecaster.horizons
         depth = max(self.horizons)
@@ -106,6 +113,25 @@ class ChannelPipeline:
         """Seconds between two model steps: the model's period, else the channel's
         sample_period_s; None when neither is set (the model runs on every reading)."""
         self._use_period(model_period_s)
+        engine.set_reason_source(name, self)
+
+    def score_parts(self) -> Mapping[str, float]:
+        """The last anomaly score's parts (``AnomalyScorer.parts``)."""
+        return self.scorer.parts()
+
+    def window_snapshot(self) -> WindowSnapshot | None:
+        """The last model steps and the forecast made at the last of them (None before
+        the first step); built when an alarm is raised."""
+        ts, values = self.recent.copy()
+        if not ts:
+            return None
+        horizons_s = self.horizon_s
+        if not self.has_forecast or horizons_s is None or self._forecast_ts is None:
+            return WindowSnapshot(ts, values)
+        forecast = tuple(float(v) for v in self.forecast[:MAX_WINDOW_POINTS])
+        return WindowSnapshot(
+            ts, values, self._forecast_ts, tuple(horizons_s[:MAX_WINDOW_POINTS]), forecast
+        )
 
     def _use_period(self, model_period_s: float | None) -> None:
         own = self.config.sample_period_s
@@ -237,6 +263,7 @@ class ChannelPipeline:
             self._record_guard(guard, value, pos)
         window = self.window
         window.push(value)
+        self.recent.push(ts, value)
         forecast: npt.NDArray[np.float64] | None = None
         if window.is_full:
             start = time.perf_counter_ns()
@@ -248,6 +275,7 @@ class ChannelPipeline:
         if forecast is not None:
             self.forecast[:] = forecast
             self.has_forecast = True
+            self._forecast_ts = ts
             self._made[pos] = forecast
         else:
             self._made[pos] = np.nan

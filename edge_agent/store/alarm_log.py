@@ -10,12 +10,13 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from edge_agent.alarms.model import Alarm, AlarmEvent, AlarmEventKind, AlarmState, Severity
+from edge_agent.alarms.reason import AlarmReason
 from edge_agent.store import meta
 from edge_agent.store.outbox import payload_text
 
 ALARM_COLUMNS = (
     "id, rule, channel, kind, severity, state, raised_at, value, message,"
-    " acked_at, acked_by, cleared_at"
+    " acked_at, acked_by, cleared_at, reason"
 )
 """The ``alarms`` columns that ``alarm_from_row`` reads, in its order."""
 
@@ -30,7 +31,7 @@ def record_alarm_events(conn: sqlite3.Connection, events: Iterable[AlarmEvent]) 
         alarm = event.alarm
         conn.execute(
             f"INSERT OR REPLACE INTO alarms ({ALARM_COLUMNS})"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             _alarm_row(alarm),
         )
         payload = payload_text(event.to_dict())
@@ -59,13 +60,14 @@ def _alarm_row(a: Alarm) -> tuple[Any, ...]:
         a.acked_at,
         a.acked_by,
         a.cleared_at,
+        None if a.reason is None else payload_text(a.reason.to_dict()),
     )
 
 
 def alarm_from_row(row: Sequence[Any]) -> Alarm:
     """The Alarm of a row selected as ``ALARM_COLUMNS``."""
     (aid, rule, channel, kind, severity, state, raised_at, value, message) = row[:9]
-    acked_at, acked_by, cleared_at = row[9:]
+    acked_at, acked_by, cleared_at, reason = row[9:]
     return Alarm(
         id=int(aid),
         rule=rule,
@@ -79,6 +81,7 @@ def alarm_from_row(row: Sequence[Any]) -> Alarm:
         acked_at=acked_at,
         acked_by=acked_by,
         cleared_at=cleared_at,
+        reason=None if reason is None else AlarmReason.from_dict(json.loads(reason)),
     )
 
 
@@ -88,4 +91,6 @@ def event_from_payload(payload: str) -> AlarmEvent:
     a = dict(data["alarm"])
     a["severity"] = Severity(a["severity"])
     a["state"] = AlarmState(a["state"])
+    reason = a.get("reason")
+    a["reason"] = None if reason is None else AlarmReason.from_dict(reason)
     return AlarmEvent(kind=AlarmEventKind(data["kind"]), ts=data["ts"], alarm=Alarm(**a))

@@ -99,7 +99,13 @@ def _v3(conn: sqlite3.Connection) -> None:
     conn.execute("CREATE INDEX readings_ts ON readings (ts)")
 
 
-MIGRATIONS: tuple[Migration, ...] = (_v1, _v2, _v3)
+def _v4(conn: sqlite3.Connection) -> None:
+    # Why each alarm was raised (AlarmReason.to_dict() as JSON; docs/alarms.md). NULL for
+    # alarms raised before: the event payloads of alarm_events carry it in their alarm.
+    conn.execute("ALTER TABLE alarms ADD COLUMN reason TEXT")
+
+
+MIGRATIONS: tuple[Migration, ...] = (_v1, _v2, _v3, _v4)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -33,6 +33,7 @@ from edge_agent.model.shipped import DEFAULT_BUNDLE, default_public_key
 from edgetwin_common.retry import BackoffConfig
 from edgetwin_common.testing import wait_until
 from tests.cloud_sync.conftest import ADMIN_TOKEN, alarm_event, batch, live_server, post_batch
+from tests.cloud_sync.test_alarm_reasons import event_with_reason
 from tests.cloud_sync.webhooks import Receiver, webhook_receiver
 
 STALE_S = 600.0
@@ -101,13 +102,15 @@ def test_a_fleet_alarm_is_told_when_raised_and_when_cleared(
     receiver: Receiver,
 ) -> None:
     token = tokens["pump-1"]
-    assert post_batch(api, token, batch(1, alarms=[alarm_event(7)])).status_code == 200
+    raised = event_with_reason(7)
+    assert post_batch(api, token, batch(1, alarms=[raised])).status_code == 200
     notifier = NotificationPass(engine, notify_config)
     notifier.run(time.time())
     notifier.run(time.time())
     assert receiver.events() == [("raised", "fleet_alarm:pump-1:7")]
     detail = receiver.accepted()[0]["detail"]
     assert (detail["severity"], detail["rule"]) == ("warning", "pressure_high")
+    assert detail["reason"] == raised["alarm"]["reason"]  # why, as the device said
 
     cleared = batch(2, alarms=[alarm_event(7, kind="cleared")])
     assert post_batch(api, token, cleared).status_code == 200

@@ -5,7 +5,8 @@ temp-high (set 95, clear 90, critical), sync_interval_s, and a model_version the
 cannot fetch (no release behind it). When the agent comes back, the acknowledgement of its first
 batch carries the change; the agent applies the override (new alarms are raised by the
 new level, with the new severity) and the interval, refuses the model version with its
-reason, and reports all that back; the cloud's twin shows it. A device's token cannot
+reason, and reports all that back; the cloud's twin shows it, and its alarm events carry
+each alarm's reason exactly as the agent's /alarms shows it. A device's token cannot
 read another device's twin.
 """
 
@@ -130,6 +131,9 @@ def test_offline_desired_change_is_applied_refused_and_reported(tmp_path: Path) 
                 assert agent.signal(signal.SIGTERM) == 0, agent.output()
             exchanges = proxy.exchanges[sent_before:]
         twin = cloud_twin(cloud.url, DEVICE).json()
+        events = httpx.get(
+            f"{cloud.url}/v1/devices/{DEVICE}/alarm-events?limit=1000", headers=ADMIN, timeout=10
+        ).json()
         own = cloud_twin(cloud.url, DEVICE, token)
         own_short = httpx.get(f"{cloud.url}/v1/twin", headers=bearer(token), timeout=10)
         foreign = cloud_twin(cloud.url, DEVICE, other)
@@ -171,6 +175,11 @@ def test_offline_desired_change_is_applied_refused_and_reported(tmp_path: Path) 
     # A version without a release behind it (desired.model) cannot be fetched: refused.
     assert "no release" in rep["refused"][0]["reason"], rep["refused"]
     assert rep["model"]["version"] == model_version != REFUSED_MODEL
+
+    # Each alarm's reason reached the cloud as the device gave it (docs/alarms.md).
+    in_cloud = {e["alarm"]["id"]: e["alarm"]["reason"] for e in events}
+    assert first["reason"] is not None and in_cloud[first["id"]] == first["reason"]
+    assert all(reason is not None for reason in in_cloud.values())
 
     # A device reads its own twin, never another's.
     assert own.status_code == 200 and own.json()["reported_version"] == twin["reported_version"]

@@ -94,6 +94,14 @@ class Check(ABC):
     def describe(self, channel: str) -> str:
         """The alarm's default message when this check raises it, e.g. "bearing 87.2 >= 85"."""
 
+    def limit(self) -> float | None:
+        """The level whose crossing raises the alarm (None: not a level rule)."""
+        return None
+
+    def holding(self) -> tuple[str, ...]:
+        """What held when the alarm was raised, for its reason (health conditions)."""
+        return ()
+
     def use_step_period(self, step_s: float | None) -> None:
         """Seconds between two model steps on the channel (None: unknown), for checks
         that state horizons in time; the others ignore it."""
@@ -218,6 +226,9 @@ class LevelCheck(Check):
         if signed < self._clear:
             return _CLEAR
         return _BETWEEN
+
+    def limit(self) -> float | None:
+        return self._shown_set
 
     def describe(self, channel: str) -> str:
         op = "<=" if self._sign < 0 else ">="

@@ -40,5 +40,8 @@ class HealthCheck(Check):
         self._holding = conditions
         return Condition.SET
 
+    def holding(self) -> tuple[str, ...]:
+        return tuple(sorted(self._watched & self._holding))
+
     def describe(self, channel: str) -> str:
         return f"{channel} health: {', '.join(sorted(self._watched & self._holding))}"

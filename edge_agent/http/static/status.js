@@ -294,7 +294,7 @@
   }
 
   async function refreshAlarms() {
-    const [active, recent] = await Promise.all([getJson("alarms?active=true&limit=1000"), getJson(`alarms?limit=${ALARM_LIMIT}`)]);
+    const [active, recent] = await Promise.all([getJson("alarms?active=true&limit=1000&reason=false"), getJson(`alarms?limit=${ALARM_LIMIT}&reason=false`)]);
     const byId = new Map(recent.map((a) => [a.id, a]));
     for (const a of active) byId.set(a.id, a); // active ones even when older than the newest 500
     let alarms = [...byId.values()];

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from edge_agent.store import Store, StoreConfig
+from edge_agent.store.alarm_log import ALARM_COLUMNS, alarm_from_row
 from edge_agent.store.errors import StoreSchemaTooNew, StoreUnreadable
 from edge_agent.store.schema import MIGRATIONS, SCHEMA_VERSION, migrate, schema_version
 from edgetwin_common.testing import FakeClock
@@ -32,7 +33,7 @@ def test_new_file_is_at_the_current_version(tmp_path: Path, clock: FakeClock) ->
     Store(tmp_path / "s.db", StoreConfig(), clock).close()
     conn = connect(tmp_path / "s.db")
     try:
-        assert schema_version(conn) == SCHEMA_VERSION == len(MIGRATIONS) == 3
+        assert schema_version(conn) == SCHEMA_VERSION == len(MIGRATIONS) == 4
     finally:
         conn.close()
 
@@ -69,7 +70,7 @@ def test_v3_indexes_readings_by_time_alone_and_keeps_them(tmp_path: Path) -> Non
         assert migrate(conn, MIGRATIONS[:2]) == 2
         conn.execute("INSERT INTO channels (id, name) VALUES (1, 'temp')")
         conn.execute("INSERT INTO readings (ts, channel_id, value) VALUES (5.0, 1, 20.5)")
-        assert migrate(conn) == 3
+        assert migrate(conn, MIGRATIONS[:3]) == 3
         indexes = {r[1] for r in conn.execute("PRAGMA index_list(readings)")}
         assert indexes == {"readings_ts"}
         assert conn.execute("SELECT ts, value FROM readings").fetchall() == [(5.0, 20.5)]
@@ -123,3 +124,20 @@ def test_a_file_that_is_not_a_database_is_refused(tmp_path: Path, clock: FakeClo
     (tmp_path / "s.db").write_bytes(b"this is not sqlite" * 100)
     with pytest.raises(StoreUnreadable):
         Store(tmp_path / "s.db", StoreConfig(), clock)
+
+
+def test_v4_adds_the_reason_and_old_alarms_read_without_one(tmp_path: Path) -> None:
+    conn = connect(tmp_path / "s.db")
+    try:
+        assert migrate(conn, MIGRATIONS[:3]) == 3
+        conn.execute(
+            "INSERT INTO alarms (id, rule, channel, kind, severity, state, raised_at, value,"
+            " message) VALUES (1, 'hot', 'temp', 'value_above', 'warning', 'cleared', 5.0,"
+            " 90.0, 'temp 90 >= 85')"
+        )
+        assert migrate(conn) == 4
+        row = conn.execute(f"SELECT {ALARM_COLUMNS} FROM alarms").fetchone()
+        alarm = alarm_from_row(row)
+        assert (alarm.rule, alarm.value, alarm.reason) == ("hot", 90.0, None)
+    finally:
+        conn.close()
