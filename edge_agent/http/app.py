@@ -24,6 +24,8 @@ from edge_agent.http.guard import RequestGuard
 from edge_agent.http.page import add_status_page
 from edge_agent.http.status import AgentStatus, AlarmInfo, ReadingInfo
 from edge_agent.http.summaries import add_summary_routes
+from edge_agent.http.twin import add_twin_routes
+from edge_agent.twin.service import TwinService
 
 
 class AgentView(Protocol):
@@ -59,7 +61,7 @@ class AckRequest(BaseModel):
     """Why, for the log."""
 
 
-def create_app(view: AgentView, config: HttpConfig) -> FastAPI:
+def create_app(view: AgentView, config: HttpConfig, twin: TwinService | None = None) -> FastAPI:
     app = FastAPI(
         title="edge-agent",
         version=__version__,
@@ -112,9 +114,8 @@ def create_app(view: AgentView, config: HttpConfig) -> FastAPI:
         "/alarms/{alarm_id}/ack",
         response_model=AlarmInfo,
         summary="Acknowledge an alarm",
-        description="Body: an AckRequest JSON object (optional). Needs the bearer token"
-        " when one is configured; without one, Content-Type: application/json from the"
-        " agent's own origin.",
+        description="Body: an AckRequest JSON object (optional). Needs the bearer token when"
+        " one is configured; else Content-Type: application/json from the agent's origin.",
         openapi_extra={
             "requestBody": {
                 "required": False,
@@ -137,5 +138,6 @@ def create_app(view: AgentView, config: HttpConfig) -> FastAPI:
         return Response(generate_latest(view.registry), media_type=CONTENT_TYPE_LATEST)
 
     add_summary_routes(app, view)
+    add_twin_routes(app, twin)
     add_status_page(app)
     return app

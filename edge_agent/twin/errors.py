@@ -28,3 +28,7 @@ class TwinStateIncomplete(TwinError):
 
 class NotATwinBundle(TwinError):
     """The bundle is a per-channel forecaster, not a twin (its manifest has no ``twin``)."""
+
+
+class TwinUnavailable(TwinError):
+    """The configured twin could not be loaded; the message says why."""

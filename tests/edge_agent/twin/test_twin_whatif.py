@@ -154,3 +154,25 @@ def test_a_tampered_twin_is_refused(tmp_path: Path) -> None:
     manifest.write_text(manifest.read_text().replace('"horizon_steps": 60', '"horizon_steps": 61'))
     with pytest.raises(SignatureInvalid):
         load_twin(copy, default_twin_public_key())
+
+
+def test_a_twin_that_does_not_load_leaves_a_reason(tmp_path: Path) -> None:
+    from edge_agent.store.config import StoreConfig
+    from edge_agent.store.sqlite import Store
+    from edge_agent.twin.config import TwinConfig
+    from edge_agent.twin.errors import TwinUnavailable
+    from edge_agent.twin.service import TwinService
+    from edge_agent.twin.shipped import DEFAULT_TWIN_PUBLIC_KEY
+
+    store = Store(tmp_path / "store.db", StoreConfig())
+    scenario = Scenario(controls={"load": [Segment(value=0.5, minutes=5)]})
+    cases = [
+        (TwinConfig(bundle=tmp_path / "nope", public_key=DEFAULT_TWIN_PUBLIC_KEY), "not loaded"),
+        (TwinConfig(controls=["speed"], bounds={}), "[twin] controls are ['speed']"),
+    ]
+    for config, reason in cases:
+        service = TwinService(config, lambda p: p, [], store, lambda: 0.0)
+        assert service.info() is None and reason in service.unavailable
+        with pytest.raises(TwinUnavailable, match="twin bundle"):
+            service.what_if(scenario)
+    store.close()
