@@ -84,7 +84,7 @@ def accuracy(seeds: list[int], minutes: int, starts: int) -> None:
     twin = load_twin(DEFAULT_TWIN_BUNDLE, default_twin_public_key())
     uni = load_bundle(DEFAULT_BUNDLE, default_public_key()).forecaster
     p = PumpParams()
-    errs = {"twin": [], "per-channel": [], "persistence": []}
+    errs: dict[str, list[np.ndarray]] = {"twin": [], "per-channel": [], "physics": []}
     w = max(twin.spec.window_steps, uni.window_length)
     for seed in seeds:
         means, bearing_end, ambient = simulate(seed, minutes)
@@ -99,7 +99,11 @@ def accuracy(seeds: list[int], minutes: int, starts: int) -> None:
             uni_path = np.stack([per_channel(uni, means[:t0, j], 60) for j in range(4)], axis=-1)
             errs["twin"].append(np.abs(got - truth))
             errs["per-channel"].append(np.abs(uni_path - truth))
-            errs["persistence"].append(np.abs(means[t0 - 1, :4] - truth))
+            # The exact physics with the true bearing state, but ambient held at its last
+            # minute mean: the floor for any model that cannot know the ambient's wander.
+            held = np.full(3600, means[t0 - 1, 3])
+            physics = truth_under(np.full(3600, level), bearing_end[t0 - 1], held, p)
+            errs["physics"].append(np.abs(physics - truth))
     noise = {
         "bearing_temp": p.noise_bearing_c,
         "vibration": p.noise_vibration_rel * float(np.mean(means[:, 1])),
@@ -112,7 +116,7 @@ def accuracy(seeds: list[int], minutes: int, starts: int) -> None:
         f"({len(seeds)} seeds); channel units"
     )
     print(
-        f"{'channel':<13}{'min':>4}{'twin':>9}{'per-chan':>10}{'persist':>9}"
+        f"{'channel':<13}{'min':>4}{'twin':>9}{'per-chan':>10}{'physics':>9}"
         f"{'twin/per-chan':>15}{'noise':>8}{'twin/noise':>12}"
     )
     for j, c in enumerate(SENSORS):
@@ -120,7 +124,7 @@ def accuracy(seeds: list[int], minutes: int, starts: int) -> None:
             t, u, n = (
                 mae["twin"][h - 1, j],
                 mae["per-channel"][h - 1, j],
-                mae["persistence"][h - 1, j],
+                mae["physics"][h - 1, j],
             )
             print(
                 f"{c:<13}{h:>4}{t:>9.3f}{u:>10.3f}{n:>9.3f}{t / u:>15.2f}"
