@@ -14,6 +14,7 @@ import pytest
 from edge_agent.daemon.agent import Agent
 from edge_agent.simulator.pump import SimulatorSettings, generate_series
 from edgetwin_common.testing import wait_until
+from tests.browser import BrowserPage
 from tests.edge_agent.agent_harness import config_for, running_agent
 
 MINUTES = 30
@@ -124,3 +125,32 @@ def test_bad_scenarios_are_422_naming_the_field(
     response = _post(agent, body)
     assert response.status_code == status, response.text
     assert response.json()["detail"][0]["loc"] == loc
+
+
+def test_the_status_page_runs_a_scenario(agent: Agent, web: BrowserPage) -> None:
+    assert agent.http_url is not None
+    page = web.page
+    page.goto(agent.http_url + "/")
+    page.wait_for_selector("#whatif:not(.hidden) input[data-control='load']")
+    page.fill("input[data-control='load']", "1.0 20, 0.5 40")
+    page.click("#whatif-form button")
+    page.wait_for_selector("#whatif-charts [data-whatif='current'] canvas")
+    drawn = page.evaluate(
+        "() => ({plots: window.edgeWhatIf.plots.length,"
+        " points: window.edgeWhatIf.plots[0].data[0].length,"
+        " load: window.edgeWhatIf.answer.controls.load.slice(18, 22)})"
+    )
+    assert drawn == {"plots": 4, "points": 60, "load": [1.0, 1.0, 0.5, 0.5]}
+    assert page.text_content("#whatif-crossing")
+    page.fill("input[data-control='load']", "1.7 20")
+    page.click("#whatif-form button")
+    page.wait_for_function("() => document.getElementById('whatif-error').textContent")
+    assert "controls.load.0.value" in (page.text_content("#whatif-error") or "")
+    page.fill("input[data-control='load']", "lots")
+    page.click("#whatif-form button")
+    page.wait_for_function(
+        "() => document.getElementById('whatif-error').textContent.includes('segment 1')"
+    )
+    web.screenshot("twin-whatif")
+    # the browser logs the refused scenario's 422 itself; nothing else may be logged
+    assert [e for e in web.errors if "status of 422" not in e] == []
