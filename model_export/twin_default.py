@@ -16,15 +16,34 @@ import argparse
 import shutil
 import sys
 from pathlib import Path
+from typing import Any
 
 from edgetwin_contracts.signing import public_key_pem
 from model_export.bundle import Release
+from model_export.errors import ModelInvalid
 from model_export.pipeline import release_key
+from model_export.train import quiet_tensorflow
 from model_export.twin_corpus import CHANNELS, CONTROLS, CorpusSettings, pump_corpus
 from model_export.twin_export import TwinRecipe, build_twin
 
 SHIPPED = Path(__file__).resolve().parent.parent / "edge_agent" / "twin" / "shipped"
+KERAS_TWIN_REFERENCE = Path(__file__).resolve().parent / "models" / "default_twin.keras"
+"""The float32 Keras model the shipped twin was converted from: the start point of the
+per-device fine-tune in the cloud (cloud_sync/training/twin.py)."""
 DEFAULT_TWIN_NAME = "edgetwin-pump-twin"
+
+
+def load_twin_reference() -> Any:
+    """The default twin's float32 Keras model (a fresh copy, to fine-tune).
+
+    Raises ModelInvalid when the file is missing or unreadable."""
+    quiet_tensorflow()
+    import keras
+
+    try:
+        return keras.models.load_model(KERAS_TWIN_REFERENCE)
+    except Exception as exc:  # keras raises ValueError, OSError, zipfile errors...
+        raise ModelInvalid(f"{KERAS_TWIN_REFERENCE}: cannot be loaded ({exc})") from None
 
 
 def build_default_twin(out: Path, key_dir: Path, public_key_out: Path) -> None:
@@ -33,7 +52,7 @@ def build_default_twin(out: Path, key_dir: Path, public_key_out: Path) -> None:
     series = pump_corpus(corpus)
     recipe = TwinRecipe(channels=CHANNELS, controls=CONTROLS, period_s=corpus.period_s)
     key = release_key(key_dir, stem="twin-release")
-    twin, _ = build_twin(
+    twin, keras_model = build_twin(
         series,
         recipe,
         Release(
@@ -50,6 +69,8 @@ def build_default_twin(out: Path, key_dir: Path, public_key_out: Path) -> None:
         dataset=f"pump-physics seed={corpus.seed} series={corpus.series} periods={corpus.periods}",
         force=True,
     )
+    KERAS_TWIN_REFERENCE.parent.mkdir(parents=True, exist_ok=True)
+    keras_model.save(KERAS_TWIN_REFERENCE)
     tmp = public_key_out.with_name(public_key_out.name + ".tmp")
     tmp.write_bytes(public_key_pem(key.public_key()))
     shutil.move(tmp, public_key_out)

@@ -127,10 +127,14 @@ def build_twin(
     *,
     dataset: str,
     initial_model: Any | None = None,
+    base: TwinSpec | None = None,
     force: bool = False,
 ) -> tuple[LoadedTwin, Any]:
     """Train (or fine-tune ``initial_model``), convert, measure and write the signed
     twin bundle ``dest``; returns it loaded back by the device loader, and the Keras model.
+
+    ``base``: the twin ``initial_model`` was trained as; its normalization is kept (the
+    weights are tied to it) and its channels must be the recipe's.
 
     Raises ExportError (too little data, conversion failure), BundleExists.
     """
@@ -143,7 +147,11 @@ def build_twin(
             f" periods; got {n_series} of {series.shape[1]}"
         )
     training, held_out = series[:-n_hold], series[-n_hold:]
-    chans = normalization(training, recipe)
+    chans = normalization(training, recipe) if base is None else list(base.channels)
+    if [c.name for c in chans] != list(recipe.channels):
+        raise ExportError(
+            f"the base twin's channels {[c.name for c in chans]} differ from {recipe.channels}"
+        )
     x, y = step_samples(training, chans, recipe)
     rng = np.random.default_rng(recipe.seed)
     order = rng.permutation(len(x))

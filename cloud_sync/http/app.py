@@ -84,7 +84,7 @@ def create_app(
     app.include_router(ingest_router(config, engine, guards, metrics))
     app.include_router(twins_router(engine, guards))
     app.include_router(devices_router(config.fleet, engine, guards, presence))
-    app.include_router(whatif_router(engine, guards))
+    app.include_router(whatif_router(config, engine, guards))
     app.include_router(fleet_page_router(config.fleet, engine, auth, presence))
     app.include_router(releases_router(config, engine, guards))
     _publish_schema(app, Batch)

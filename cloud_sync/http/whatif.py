@@ -8,14 +8,15 @@ from typing import Annotated
 from fastapi import APIRouter, Depends
 from sqlalchemy import Engine
 
+from cloud_sync.config import CloudConfig
 from cloud_sync.http.error_model import error_responses
 from cloud_sync.http.guards import Guards
 from cloud_sync.whatif import CloudScenario, CloudWhatIf, TwinCache, cloud_what_if
 
 
-def whatif_router(engine: Engine, guards: Guards) -> APIRouter:
+def whatif_router(config: CloudConfig, engine: Engine, guards: Guards) -> APIRouter:
     router = APIRouter(tags=["twin"])
-    cache = TwinCache()
+    cache = TwinCache(config.training.reports_dir, config.releases.public_key)
 
     @router.post(
         "/v1/devices/{name}/whatif",

@@ -1,8 +1,8 @@
 """The twin's routes: GET /twin (what it models) and POST /twin/whatif (a scenario in,
 each channel's predicted path with its band and the first limit crossing out).
 
-A malformed scenario is a 422 naming the field; a device without a [twin] section
-answers 404, a twin that did not load 503 with why, and a history the twin cannot start
+A malformed scenario is a 422 naming the field; on a device without a [twin] section
+POST answers 404, with a twin that did not load 503 with why, and a history the twin cannot start
 from (a channel missing or short) 409.
 """
 
@@ -28,13 +28,19 @@ def add_twin_routes(app: FastAPI, service: TwinService | None) -> None:
             raise HTTPException(404, detail="no twin on this device (no [twin] in the config)")
         return service
 
-    @app.get("/twin", summary="The twin model: channels, controls, period, horizon")
+    @app.get(
+        "/twin",
+        summary="The twin model: channels, controls, period, horizon",
+        description="Always 200: `available` false with `reason` when the device has no"
+        " twin, so the status page asks without an error in the browser's console.",
+    )
     async def twin_info() -> dict[str, Any]:
-        s = _service()
-        info = s.info()
+        if service is None:
+            return {"available": False, "reason": "no [twin] in the config"}
+        info = service.info()
         if info is None:
-            raise HTTPException(503, detail=s.unavailable)
-        return asdict(info)
+            return {"available": False, "reason": service.unavailable}
+        return {"available": True, "reason": "", **asdict(info)}
 
     @app.post(
         "/twin/whatif",

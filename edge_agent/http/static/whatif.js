@@ -99,8 +99,10 @@
 
   async function start() {
     const r = await fetch("twin", { cache: "no-store" });
-    if (!r.ok) return; // no twin here (404) or not loaded (503): the section stays hidden
-    ui.info = await r.json();
+    if (!r.ok) return;
+    const info = await r.json();
+    if (!info.available) return; // no twin here, or it did not load: the section stays hidden
+    ui.info = info;
     buildForm(ui.info);
     document.getElementById("whatif-form").addEventListener("submit", submit);
     document.getElementById("whatif").classList.remove("hidden");

@@ -68,7 +68,7 @@ def _post(agent: Agent, body: object) -> httpx.Response:
 def test_a_scenario_answers_paths_bands_and_the_first_crossing(agent: Agent) -> None:
     assert agent.http_url is not None
     info = httpx.get(agent.http_url + "/twin", timeout=10).json()
-    assert info["controls"] == ["load"] and info["period_s"] == 60.0
+    assert info["available"] is True and info["controls"] == ["load"] and info["period_s"] == 60.0
     body = {"controls": {"load": [{"value": 1.0, "minutes": 30}, {"value": 0.6, "minutes": 30}]}}
     answer = wait_until_answer(agent, body)
     assert answer["steps"] == 60 and answer["controls"]["load"][29:31] == [1.0, 0.6]
