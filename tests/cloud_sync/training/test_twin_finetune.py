@@ -74,3 +74,24 @@ def test_a_device_twin_answers_the_clouds_what_if(
     assert got.json()["twin_source"].startswith("device twin edgetwin-pump-twin-pump-7 1.0.1")
     current = next(c for c in got.json()["answer"]["channels"] if c["channel"] == "current")
     assert np.isfinite(current["values"]).all() and len(current["values"]) == 20
+
+
+def test_the_cli_names_what_is_missing(
+    db: Engine, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from cloud_sync.cli import main
+
+    add_device(db, "pump-7")
+    _sync_pump(db, "pump-7", 60)
+    url = f"sqlite:///{tmp_path / 'cloud.db'}"
+    assert main(["twin-finetune", "pump-7", "--version", "1.0.1", "--database-url", url]) == 1
+    assert "set [releases] private_key" in capsys.readouterr().err
+    save_keypair(generate_private_key(), tmp_path, "release")
+    config = tmp_path / "cloud.toml"
+    config.write_text(
+        f'[releases]\nprivate_key = "{tmp_path / "release.key"}"\n'
+        f'[training]\nreports_dir = "{tmp_path / "reports"}"\n'
+    )
+    args = ["twin-finetune", "pump-7", "--version", "1.0.1", "--config", str(config)]
+    assert main([*args, "--database-url", url]) == 1
+    assert "needs 2" in capsys.readouterr().err
