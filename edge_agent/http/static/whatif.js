@@ -73,7 +73,7 @@
   }
 
   function problemText(body) {
-    if (Array.isArray(body.detail)) return body.detail.map((d) => `${d.loc.slice(1).join(".")}: ${d.msg}`).join("; ");
+    if (Array.isArray(body.detail)) return body.detail.map((d) => (d.msg.startsWith(d.loc.slice(1).join(".")) ? d.msg : `${d.loc.slice(1).join(".")}: ${d.msg}`)).join("; ");
     return String(body.detail);
   }
 
