@@ -24,7 +24,7 @@ def whatif_router(config: CloudConfig, engine: Engine, guards: Guards) -> APIRou
         "/v1/devices/{name}/whatif",
         response_model=CloudWhatIf,
         summary="Roll a device's twin forward under a scenario (admin, or that device)",
-        responses=error_responses(401, 403, 404, 409, 422, 503),
+        responses=error_responses(400, 401, 403, 404, 409, 422, 503),
     )
     def whatif(name: Annotated[str, Depends(guards.reader)], body: CloudScenario) -> CloudWhatIf:
         return cloud_what_if(engine, name, body, cache)
@@ -35,7 +35,7 @@ def whatif_router(config: CloudConfig, engine: Engine, guards: Guards) -> APIRou
         "/fleet/devices/{name}/whatif",
         response_model=CloudWhatIf,
         summary="The fleet page's what-if (admin: bearer token or the page's session cookie)",
-        responses=error_responses(401, 403, 404, 409, 415, 422, 503),
+        responses=error_responses(400, 401, 403, 404, 409, 415, 422, 503),
     )
     def fleet_whatif(
         name: DeviceNamePath, body: CloudScenario, request: Request, credentials: Credentials

@@ -109,8 +109,16 @@ class TwinModel:
             )
         if not np.all(np.isfinite(h)):
             raise TwinStateIncomplete("the twin's history holds NaN or inf")
-        np.subtract(h, self._center, out=self._buf[: self._w])
-        np.divide(self._buf[: self._w], self._scale, out=self._buf[: self._w])
+        z = self._buf[: self._w]
+        with np.errstate(over="ignore", invalid="ignore"):
+            np.subtract(h, self._center, out=z)
+            np.divide(z, self._scale, out=z)
+        # int8 saturates at +-128 input steps: anything far beyond is not a state the
+        # twin was trained near, and its path would be made up
+        if not np.all(np.abs(z) < 1e6):
+            raise TwinStateIncomplete(
+                "the state is too far outside the twin's range to roll forward"
+            )
         self._end = self._w
 
     def step(self, controls_z: FloatArray) -> FloatArray:

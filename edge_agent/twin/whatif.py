@@ -100,6 +100,9 @@ def what_if(
     )
     model.load_state(history)
     path = model.roll(plan)
+    if not np.all(np.isfinite(path)):
+        # a state near the float range's edge: no path can be told, and none is made up
+        raise TwinStateIncomplete("the state is too far outside the twin's range to roll forward")
     steps = len(plan)
     after = [twin.period_s * (i + 1) for i in range(steps)]
     channels = []

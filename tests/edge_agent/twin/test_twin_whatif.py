@@ -176,3 +176,9 @@ def test_a_twin_that_does_not_load_leaves_a_reason(tmp_path: Path) -> None:
         with pytest.raises(TwinUnavailable, match="twin bundle"):
             service.what_if(scenario)
     store.close()
+
+
+def test_a_state_at_the_edge_of_the_float_range_is_refused(twin: LoadedTwin) -> None:
+    history = np.full((twin.spec.window_steps, 5), 1e308)
+    with pytest.raises(TwinStateIncomplete, match="too far outside"):
+        what_if(twin, history, Scenario(controls={"load": [Segment(value=0.5, minutes=5)]}))
