@@ -89,6 +89,17 @@ class TwinModel:
         self._flat = self._buf.reshape(-1)
         self._end = w  # rows [end - w, end) are the current window
         self._scratch = np.zeros(spec.input_width)
+        # Every view a step uses, made once: the window for each end position, and for
+        # each row written, the previous row's outputs and the new row's parts.
+        flat = self._flat
+        self._windows = [flat[(e - w) * n_ch : e * n_ch] for e in range(w, 2 * w + 1)]
+        b = self._buf
+        self._rows = [
+            (b[r - 1, :n_out], b[r, :n_out], b[r, n_out:], b[r]) for r in range(w - 1, 2 * w)
+        ]
+        self._body = self._scratch[: w * n_ch]
+        self._controls_q = self._scratch[w * n_ch :]
+        self._fold_to, self._fold_from = b[: w - 1], b[w + 1 :]
         self._delta = np.zeros(n_out)
         self._lo, self._hi = np.array(float(INT8_MIN)), np.array(float(INT8_MAX))
 
@@ -125,27 +136,26 @@ class TwinModel:
         """One period ahead: ``controls_z`` (the controls' z-scores for the next period)
         in, the new row of z-scores (outputs then controls) out, a view into the buffer
         valid until the next call."""
-        w, n_ch, n_out, end = self._w, self._n_ch, self._n_out, self._end
+        w, end = self._w, self._end
         scratch = self._scratch
-        window = self._flat[(end - w) * n_ch : end * n_ch]
-        body = scratch[: w * n_ch]
-        np.multiply(window, self._in_gain, out=body)
-        np.multiply(controls_z, self._in_gain, out=scratch[w * n_ch :])
+        np.multiply(self._windows[end - w], self._in_gain, out=self._body)
+        np.multiply(controls_z, self._in_gain, out=self._controls_q)
         np.rint(scratch, out=scratch)
         np.add(scratch, self._in_zp, out=scratch)
-        np.clip(scratch, self._lo, self._hi, out=scratch)
+        # minimum/maximum, not np.clip: clip's Python wrapper allocates on every call
+        np.minimum(scratch, self._hi, out=scratch)
+        np.maximum(scratch, self._lo, out=scratch)
         self._in_row[...] = scratch
         self._invoke()
         if end == 2 * w:  # fold: the last w - 1 rows to the front, once per w steps
-            self._buf[: w - 1] = self._buf[w + 1 :]
+            self._fold_to[...] = self._fold_from
             end = w - 1
-        last: FloatArray = self._buf[end - 1]
-        new: FloatArray = self._buf[end]
+        last_out, new_out, new_controls, new = self._rows[end - w + 1]
         delta = self._delta
         np.subtract(self._out_row, self._out_zp, out=delta)
         np.multiply(delta, self._out_gain, out=delta)
-        np.add(last[:n_out], delta, out=new[:n_out])
-        new[n_out:] = controls_z
+        np.add(last_out, delta, out=new_out)
+        new_controls[...] = controls_z
         self._end = end + 1
         return new
 

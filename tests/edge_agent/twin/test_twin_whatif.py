@@ -182,3 +182,25 @@ def test_a_state_at_the_edge_of_the_float_range_is_refused(twin: LoadedTwin) -> 
     history = np.full((twin.spec.window_steps, 5), 1e308)
     with pytest.raises(TwinStateIncomplete, match="too far outside"):
         what_if(twin, history, Scenario(controls={"load": [Segment(value=0.5, minutes=5)]}))
+
+
+def test_a_step_allocates_nothing(twin: LoadedTwin, run: tuple) -> None:
+    """No array per step: the peak traced memory over many steps stays where it was
+    (a numpy temporary of the input row alone would be 650 bytes)."""
+    import tracemalloc
+
+    model = twin.model
+    model.load_state(run[0][-twin.spec.window_steps :])
+    controls = np.array([0.3])
+    for _ in range(3 * twin.spec.window_steps):  # through a fold of the buffer, warm
+        model.step(controls)
+    tracemalloc.start()
+    try:
+        base, _ = tracemalloc.get_traced_memory()
+        tracemalloc.reset_peak()
+        for _ in range(5 * twin.spec.window_steps):
+            model.step(controls)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak - base < 256
