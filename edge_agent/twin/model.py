@@ -94,7 +94,7 @@ class TwinModel:
         flat = self._flat
         self._windows = [flat[(e - w) * n_ch : e * n_ch] for e in range(w, 2 * w + 1)]
         b = self._buf
-        self._rows = [
+        self._rows: list[tuple[FloatArray, FloatArray, FloatArray, FloatArray]] = [
             (b[r - 1, :n_out], b[r, :n_out], b[r, n_out:], b[r]) for r in range(w - 1, 2 * w)
         ]
         self._body = self._scratch[: w * n_ch]
