@@ -80,7 +80,7 @@ def per_channel(forecaster, history: np.ndarray, steps: int) -> np.ndarray:
     return np.asarray(series[w : w + steps])
 
 
-def accuracy(seeds: list[int], minutes: int, starts: int) -> None:
+def accuracy(seeds: list[int], minutes: int, starts: int, frozen_ambient: bool = False) -> None:
     twin = load_twin(DEFAULT_TWIN_BUNDLE, default_twin_public_key())
     uni = load_bundle(DEFAULT_BUNDLE, default_public_key()).forecaster
     p = PumpParams()
@@ -93,9 +93,10 @@ def accuracy(seeds: list[int], minutes: int, starts: int) -> None:
             scenario = Scenario(controls={"load": [Segment(value=level, minutes=60.0)]})
             answer = what_if(twin, means[t0 - twin.spec.window_steps : t0], scenario)
             got = np.array([answer.channels[twin.model.outputs.index(c)].values for c in SENSORS]).T
-            truth = truth_under(
-                np.full(3600, level), bearing_end[t0 - 1], ambient[t0 * 60 : t0 * 60 + 3600], p
-            )
+            future = ambient[t0 * 60 : t0 * 60 + 3600]
+            if frozen_ambient:  # the deterministic roll-forward: ambient as it is now
+                future = np.full(3600, ambient[t0 * 60 - 1])
+            truth = truth_under(np.full(3600, level), bearing_end[t0 - 1], future, p)
             uni_path = np.stack([per_channel(uni, means[:t0, j], 60) for j in range(4)], axis=-1)
             errs["twin"].append(np.abs(got - truth))
             errs["per-channel"].append(np.abs(uni_path - truth))
@@ -111,8 +112,9 @@ def accuracy(seeds: list[int], minutes: int, starts: int) -> None:
         "ambient": p.noise_ambient_c,
     }
     mae = {k: np.mean(np.stack(v), axis=0) for k, v in errs.items()}
+    kind = "frozen-ambient physics" if frozen_ambient else "the simulator's truth"
     print(
-        f"what-if MAE vs the simulator's truth, {len(errs['twin'])} load steps "
+        f"what-if MAE vs {kind}, {len(errs['twin'])} load steps "
         f"({len(seeds)} seeds); channel units"
     )
     print(
@@ -171,8 +173,14 @@ def main() -> None:
     parser.add_argument("--minutes", type=int, default=480)
     parser.add_argument("--starts", type=int, default=12)
     parser.add_argument("--steps", type=int, default=20000)
+    parser.add_argument(
+        "--frozen-ambient",
+        action="store_true",
+        help="truth with the ambient frozen at its value now (a deterministic roll-forward "
+        "of the physics, without the ambient's random wander)",
+    )
     args = parser.parse_args()
-    accuracy(list(range(1, args.seeds + 1)), args.minutes, args.starts)
+    accuracy(list(range(1, args.seeds + 1)), args.minutes, args.starts, args.frozen_ambient)
     cost(args.steps)
 
 
