@@ -22,7 +22,7 @@ from edgetwin_contracts.signing import public_key_pem
 from model_export.bundle import Release
 from model_export.errors import ModelInvalid
 from model_export.pipeline import release_key
-from model_export.train import quiet_tensorflow
+from model_export.train import TrainSettings, quiet_tensorflow
 from model_export.twin_corpus import CHANNELS, CONTROLS, CorpusSettings, pump_corpus
 from model_export.twin_export import TwinRecipe, build_twin
 
@@ -48,9 +48,16 @@ def load_twin_reference() -> Any:
 
 def build_default_twin(out: Path, key_dir: Path, public_key_out: Path) -> None:
     """Generate the corpus, train, convert and write the signed default twin."""
-    corpus = CorpusSettings()
+    corpus = CorpusSettings(series=480)
     series = pump_corpus(corpus)
-    recipe = TwinRecipe(channels=CHANNELS, controls=CONTROLS, period_s=corpus.period_s)
+    recipe = TwinRecipe(
+        channels=CHANNELS,
+        controls=CONTROLS,
+        period_s=corpus.period_s,
+        train=TrainSettings(
+            hidden=(64, 64), epochs=80, batch_size=512, patience=6, loss="mse", verbose=0
+        ),
+    )
     key = release_key(key_dir, stem="twin-release")
     twin, keras_model = build_twin(
         series,
