@@ -25,6 +25,7 @@ from model_export.pipeline import release_key
 from model_export.train import TrainSettings, quiet_tensorflow
 from model_export.twin_corpus import CHANNELS, CONTROLS, CorpusSettings, pump_corpus
 from model_export.twin_export import TwinRecipe, build_twin
+from model_export.twin_rollout import RolloutSettings
 
 SHIPPED = Path(__file__).resolve().parent.parent / "edge_agent" / "twin" / "shipped"
 KERAS_TWIN_REFERENCE = Path(__file__).resolve().parent / "models" / "default_twin.keras"
@@ -57,6 +58,7 @@ def build_default_twin(out: Path, key_dir: Path, public_key_out: Path) -> None:
         train=TrainSettings(
             hidden=(64, 64), epochs=80, batch_size=512, patience=6, loss="mse", verbose=0
         ),
+        rollout=RolloutSettings(),
     )
     key = release_key(key_dir, stem="twin-release")
     twin, keras_model = build_twin(

@@ -43,6 +43,7 @@ from model_export.bundle import Release, check_destination, write_signed
 from model_export.convert import convert_to_int8, relative_increase, representative_windows
 from model_export.errors import ExportError
 from model_export.train import TrainSettings, build_model, train
+from model_export.twin_rollout import RolloutSettings, fit_rollouts
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -61,6 +62,8 @@ class TwinRecipe:
             hidden=(64, 64), epochs=25, batch_size=512, patience=3, loss="mse", verbose=0
         )
     )
+    rollout: RolloutSettings | None = None
+    """After the one-step fit, fit on the model's own roll-outs (model_export/twin_rollout.py)."""
     seed: int = 7
 
 
@@ -161,6 +164,10 @@ def build_twin(
         linear = initial_model.get_layer("linear")
         linear.set_weights([np.zeros_like(v) for v in linear.get_weights()])
     result = train(x, y, recipe.train, initial_model=initial_model)
+    if recipe.rollout is not None:
+        fit_rollouts(
+            result.model, training, chans, recipe.window_steps, len(recipe.controls), recipe.rollout
+        )
     model_bytes = convert_to_int8(result.model, representative_windows(x, 2000, recipe.seed))
     spec = TwinSpec(
         channels=chans,

@@ -15,6 +15,7 @@ from model_export.errors import BundleExists, ExportError
 from model_export.train import TrainSettings
 from model_export.twin_corpus import CHANNELS, CONTROLS, CorpusSettings, pump_corpus
 from model_export.twin_export import TwinRecipe, build_twin
+from model_export.twin_rollout import RolloutSettings
 from tests.conftest import require
 
 RECIPE = TwinRecipe(
@@ -25,6 +26,7 @@ RECIPE = TwinRecipe(
     horizon_steps=10,
     holdout_fraction=0.25,
     train=TrainSettings(hidden=(16,), epochs=1, batch_size=64, loss="mse", verbose=0),
+    rollout=RolloutSettings(steps=3, epochs=1, samples_per_series=8),
 )
 
 
