@@ -159,15 +159,7 @@ def build_twin(
     rng = np.random.default_rng(recipe.seed)
     order = rng.permutation(len(x))
     x, y = x[order], y[order]
-    if initial_model is None:
-        initial_model = build_model(x.shape[1], y.shape[1], recipe.train.hidden, recipe.seed)
-        linear = initial_model.get_layer("linear")
-        linear.set_weights([np.zeros_like(v) for v in linear.get_weights()])
-    result = train(x, y, recipe.train, initial_model=initial_model)
-    if recipe.rollout is not None:
-        fit_rollouts(
-            result.model, training, chans, recipe.window_steps, len(recipe.controls), recipe.rollout
-        )
+    result = _fit(x, y, training, chans, recipe, initial_model)
     model_bytes = convert_to_int8(result.model, representative_windows(x, 2000, recipe.seed))
     spec = TwinSpec(
         channels=chans,
@@ -202,6 +194,28 @@ def build_twin(
     )
     write_signed(dest, model_bytes, manifest, private_key, force=True)
     return load_twin(dest, private_key.public_key()), result.model
+
+
+def _fit(
+    x: FloatArray,
+    y: FloatArray,
+    training: FloatArray,
+    chans: list[TwinChannel],
+    recipe: TwinRecipe,
+    initial_model: Any | None,
+) -> Any:
+    """The one-step fit (a new model whose linear path starts at zero change, or
+    ``initial_model`` fine-tuned), then the roll-out fit when the recipe has one."""
+    if initial_model is None:
+        initial_model = build_model(x.shape[1], y.shape[1], recipe.train.hidden, recipe.seed)
+        linear = initial_model.get_layer("linear")
+        linear.set_weights([np.zeros_like(v) for v in linear.get_weights()])
+    result = train(x, y, recipe.train, initial_model=initial_model)
+    if recipe.rollout is not None:
+        fit_rollouts(
+            result.model, training, chans, recipe.window_steps, len(recipe.controls), recipe.rollout
+        )
+    return result
 
 
 def _metrics(
