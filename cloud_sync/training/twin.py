@@ -99,6 +99,7 @@ def fine_tune_device_twin(
     from model_export.train import TrainSettings
     from model_export.twin_default import DEFAULT_TWIN_NAME, load_twin_reference
     from model_export.twin_export import TwinRecipe, build_twin
+    from model_export.twin_rollout import RolloutSettings
 
     base: TwinSpec | None = read_verified(
         DEFAULT_TWIN_BUNDLE, default_twin_public_key()
@@ -122,6 +123,8 @@ def fine_tune_device_twin(
             loss="mse",
             verbose=0,
         ),
+        # as the fleet model was: then on its own roll-outs (model_export/twin_rollout.py)
+        rollout=RolloutSettings(epochs=max(1, epochs // 3)),
     )
     need = base.window_steps + base.horizon_steps + 2
     pieces = [
