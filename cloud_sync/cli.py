@@ -44,7 +44,7 @@ EXIT_DATABASE = 3
 def _parser() -> argparse.ArgumentParser:
     # Here, not at the top: they need the cloud extra, which main() names when missing.
     from cloud_sync.releases.cli import add_group_parsers, add_release_parsers
-    from cloud_sync.training.cli import add_retrain_parser
+    from cloud_sync.training.cli import add_retrain_parser, add_twin_finetune_parser
 
     parser = argparse.ArgumentParser(
         prog="cloud-sync", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -98,6 +98,7 @@ def _parser() -> argparse.ArgumentParser:
 
     sub.add_parser("new-admin-token", help="make an admin token; prints it and the line for [auth]")
     add_retrain_parser(sub, with_db)
+    add_twin_finetune_parser(sub, with_db)
     return parser
 
 
@@ -131,6 +132,10 @@ def _main(argv: Sequence[str] | None) -> int:
             from cloud_sync.training.cli import run_retrain
 
             return run_retrain(args, config, _migrated_engine(config))
+        if args.command == "twin-finetune":
+            from cloud_sync.training.cli import run_twin_finetune
+
+            return run_twin_finetune(args, config, _migrated_engine(config))
         if args.command == "db":
             return _db(config, args.db_command)
         if args.command == "releases":

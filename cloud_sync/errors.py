@@ -112,3 +112,16 @@ class PreconditionRequired(RequestRejected):
     """A desired-state write without If-Match (or a body ``version``) (428)."""
 
     status = 428
+
+
+class ScenarioRefused(RequestRejected):
+    """A what-if scenario the device's twin cannot run (422); ``detail`` names the field."""
+
+    status = 422
+
+
+class TwinStateMissing(RequestRejected):
+    """The synced summaries lack the periods the twin starts from (409): wait for the
+    device to sync them."""
+
+    status = 409

@@ -186,6 +186,49 @@ class Signing(_Strict):
     """First 16 hex digits of sha256 of the raw public key that signs this manifest."""
 
 
+ChannelName = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")]
+
+
+class TwinChannel(_Strict):
+    """One channel of a twin model and its fixed normalization, z = (x - center) / scale."""
+
+    name: ChannelName
+    center: float
+    scale: Annotated[float, Field(gt=0)]
+    step_scale: Annotated[float, Field(gt=0)] | None = None
+    """Output channels only: the model's output is (x[t+1] - x[t]) / step_scale."""
+
+
+class TwinSpec(_Strict):
+    """A cross-channel step model (a bundle of kind "twin", docs/twin.md).
+
+    Input, one int8 row: the last ``window_steps`` rows of every channel's z-score, time
+    major (row t holds ``channels`` in order), then the controls' z-scores for the next
+    step. Output: each output channel's next-step change in ``step_scale`` units. The
+    model is rolled forward one period at a time under a planned control trajectory.
+    """
+
+    kind: Literal["twin"] = "twin"
+    channels: Annotated[list[TwinChannel], Field(min_length=2, max_length=64)]
+    """Every channel, the outputs first in output-tensor order, then the controls."""
+    controls: Annotated[list[ChannelName], Field(min_length=1)]
+    """Channels set by the operator (e.g. "load"): inputs only, planned ahead."""
+    window_steps: Annotated[int, Field(ge=2, le=512)]
+    horizon_steps: Annotated[int, Field(ge=1, le=4096)]
+    """Longest roll-forward the residuals below were measured over."""
+    residual_std: dict[ChannelName, list[Annotated[float, Field(ge=0)]]]
+    """Per output channel, the std of the roll-forward error at steps 1..horizon_steps
+    on held-out scenarios, in channel units: the what-if uncertainty band."""
+
+    @property
+    def outputs(self) -> list[str]:
+        return [c.name for c in self.channels[: len(self.channels) - len(self.controls)]]
+
+    @property
+    def input_width(self) -> int:
+        return self.window_steps * len(self.channels) + len(self.controls)
+
+
 class Manifest(_Strict):
     schema_version: Literal[1]
     model: ModelInfo
@@ -197,10 +240,18 @@ class Manifest(_Strict):
     metrics: ValidationMetrics
     golden: Golden
     signing: Signing
+    twin: TwinSpec | None = None
+    """Present on a cross-channel twin bundle, absent on a per-channel forecaster."""
+
+    @property
+    def kind(self) -> Literal["forecaster", "twin"]:
+        return "forecaster" if self.twin is None else "twin"
 
     def to_json_bytes(self) -> bytes:
-        """Canonical bytes to sign and store (sorted keys, UTF-8, trailing newline)."""
-        text = json.dumps(self.model_dump(mode="json"), indent=2, sort_keys=True)
+        """Canonical bytes to sign and store (sorted keys, UTF-8, trailing newline); a
+        forecaster's manifest has no ``twin`` key (the bytes it had before twins)."""
+        data = self.model_dump(mode="json", exclude={"twin"} if self.twin is None else None)
+        text = json.dumps(data, indent=2, sort_keys=True)
         return (text + "\n").encode("utf-8")
 
 
@@ -312,6 +363,11 @@ def format_validation_error(exc: ValidationError) -> str:
 
 
 def _check_consistency(m: Manifest, bundle: str) -> None:
+    if m.twin is not None:
+        problems = _twin_problems(m, m.twin)
+        if problems:
+            raise ManifestInvalid(bundle, "; ".join(problems))
+        return
     problems = []
     if m.input.shape[1] != m.input.window_length:
         problems.append(
@@ -328,3 +384,35 @@ def _check_consistency(m: Manifest, bundle: str) -> None:
             problems.append(f"golden.vectors.{i} output length differs from horizons")
     if problems:
         raise ManifestInvalid(bundle, "; ".join(problems))
+
+
+def _twin_problems(m: Manifest, twin: TwinSpec) -> list[str]:
+    problems = []
+    names = [c.name for c in twin.channels]
+    if len(set(names)) != len(names):
+        problems.append(f"twin.channels names a channel twice: {names}")
+    n_out = len(names) - len(twin.controls)
+    if n_out < 1:
+        problems.append("twin.controls leaves no output channel")
+    if names[n_out:] != list(twin.controls):
+        problems.append(f"twin.channels must end with the controls {twin.controls} in order")
+    for c in twin.channels[:n_out]:
+        if c.step_scale is None:
+            problems.append(f"twin.channels: output {c.name!r} has no step_scale")
+        if len(twin.residual_std.get(c.name, [])) != twin.horizon_steps:
+            problems.append(f"twin.residual_std.{c.name} must hold horizon_steps values")
+    extra = set(twin.residual_std) - set(names[:n_out])
+    if extra:
+        problems.append(f"twin.residual_std names channels that are not outputs: {sorted(extra)}")
+    if m.input.window_length != twin.window_steps:
+        problems.append("input.window_length differs from twin.window_steps")
+    if m.input.shape != [1, twin.input_width]:
+        problems.append(f"input.shape {m.input.shape} is not [1, {twin.input_width}]")
+    if m.output.shape != [1, n_out] or m.output.horizons != [1]:
+        problems.append(f"a twin's output is shape [1, {n_out}] at horizons [1]")
+    if m.input.sample_period_s is None:
+        problems.append("a twin needs input.sample_period_s")
+    for i, vec in enumerate(m.golden.vectors):
+        if len(vec.input) != twin.input_width or len(vec.output_q) != n_out:
+            problems.append(f"golden.vectors.{i} does not match the twin's tensors")
+    return problems

@@ -166,6 +166,20 @@ def write_bundle(
         BundleExists: ``dest`` exists, is not empty, and ``force`` is False.
         BundleRejected: the written bundle does not load (a bug, never expected).
     """
+    write_signed(dest, model_bytes, manifest, private_key, force=force)
+    return load_bundle(dest, private_key.public_key())
+
+
+def write_signed(
+    dest: Path,
+    model_bytes: bytes,
+    manifest: Manifest,
+    private_key: Ed25519PrivateKey,
+    *,
+    force: bool = False,
+) -> None:
+    """Sign the manifest and write the bundle folder ``dest`` atomically (the caller
+    loads it back with the loader of its kind). Raises BundleExists as ``write_bundle``."""
     manifest_bytes = manifest.to_json_bytes()
     signature = sign(private_key, manifest_bytes)
     check_destination(dest, force=force)
@@ -185,7 +199,6 @@ def write_bundle(
         shutil.rmtree(staging, ignore_errors=True)
         raise
     _fsync_dir(parent)
-    return load_bundle(dest, private_key.public_key())
 
 
 def check_destination(dest: Path, *, force: bool) -> None:

@@ -36,6 +36,7 @@ from cloud_sync.http.ingest import ingest_router
 from cloud_sync.http.metrics import metrics_router
 from cloud_sync.http.releases import releases_router
 from cloud_sync.http.twins import twins_router
+from cloud_sync.http.whatif import whatif_router
 from cloud_sync.jobs import ServiceJob
 from cloud_sync.metrics import CloudMetrics
 from cloud_sync.registry import Authenticator
@@ -83,6 +84,7 @@ def create_app(
     app.include_router(ingest_router(config, engine, guards, metrics))
     app.include_router(twins_router(engine, guards))
     app.include_router(devices_router(config.fleet, engine, guards, presence))
+    app.include_router(whatif_router(config, engine, guards))
     app.include_router(fleet_page_router(config.fleet, engine, auth, presence))
     app.include_router(releases_router(config, engine, guards))
     _publish_schema(app, Batch)

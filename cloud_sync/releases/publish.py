@@ -73,6 +73,11 @@ def publish_release(
     if report_dir is not None and not report_dir.is_dir():
         raise ReleaseInvalid(f"report folder {report_dir} does not exist")
     stored = _store_bundle(store, bundle_dir, version, private_key)
+    if stored.manifest.twin is not None:
+        raise ReleaseInvalid(
+            f"{bundle_dir} is a twin bundle: twins are not installed through OTA yet, and "
+            "offered as a device's model it would be refused by every device (docs/twin.md)"
+        )
     if stored.manifest.model.version != version:
         raise ReleaseInvalid(
             f"the bundle's manifest says model.version {stored.manifest.model.version!r}, "

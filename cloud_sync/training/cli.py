@@ -63,3 +63,46 @@ def run_retrain(args: argparse.Namespace, config: CloudConfig, engine: Engine) -
         file=sys.stderr,
     )
     return EXIT_FAILED if counts[Verdict.FAILED] else EXIT_OK
+
+
+def add_twin_finetune_parser(
+    sub: Any, with_db: Callable[[argparse.ArgumentParser], argparse.ArgumentParser]
+) -> None:
+    """``twin-finetune DEVICE --version V [--epochs N]``."""
+    p = with_db(
+        sub.add_parser(
+            "twin-finetune",
+            help="fine-tune the default twin on a device's synced summaries (docs/twin.md)",
+            description="Writes the signed twin bundle to <reports_dir>/<device>/twin, where "
+            "POST /v1/devices/{name}/whatif finds it. Signs with [releases] private_key. "
+            "Exit 0 on success, 1 when the device has too little synced data.",
+        )
+    )
+    p.add_argument("device", metavar="DEVICE")
+    p.add_argument("--version", required=True, help="release version of the twin, e.g. 1.0.1")
+    p.add_argument("--epochs", type=int, default=10, help="fine-tune epochs (default 10)")
+
+
+def run_twin_finetune(args: argparse.Namespace, config: CloudConfig, engine: Engine) -> int:
+    from cloud_sync.releases.config import private_key
+    from cloud_sync.training.twin import fine_tune_device_twin
+    from model_export.errors import ExportError
+
+    key = private_key(config)
+    if key is None:
+        print("twin-finetune: set [releases] private_key (the twin is signed with it)",
+              file=sys.stderr)  # fmt: skip
+        return EXIT_FAILED
+    try:
+        tuned = fine_tune_device_twin(
+            engine, args.device, config.training.reports_dir, key, args.version,
+            epochs=args.epochs,
+        )  # fmt: skip
+    except ExportError as exc:
+        print(f"twin-finetune: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    finally:
+        engine.dispose()
+    print(f"{args.device}\t{tuned.twin.manifest.model.version}\t{tuned.twin.path}\t"
+          f"{tuned.series} series of {tuned.periods} periods")  # fmt: skip
+    return EXIT_OK

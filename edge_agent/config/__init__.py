@@ -32,6 +32,7 @@ from edge_agent.model.ota.config import OtaConfig
 from edge_agent.sources.registry import SourceConfig
 from edge_agent.store.config import StoreConfig
 from edge_agent.sync.config import SyncConfig
+from edge_agent.twin.config import TwinConfig
 from edgetwin_common.config import Name, Strict, note_problem, read_toml, validate_toml
 
 T = TypeVar("T")
@@ -93,6 +94,8 @@ class AgentConfig(Strict):
     http: HttpConfig = HttpConfig()
     sync: SyncConfig = SyncConfig()
     ota: OtaConfig = OtaConfig()
+    twin: TwinConfig | None = None
+    """The cross-channel twin answering what-if scenarios; None: no twin (docs/twin.md)."""
 
     def channel(self, name: str) -> ChannelConfig:
         return self.channels.get(name, self.channel_defaults)

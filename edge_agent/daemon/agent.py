@@ -57,6 +57,7 @@ from edge_agent.store.errors import StoreUnavailable
 from edge_agent.store.sqlite import Store
 from edge_agent.sync.twin import DeviceReport, Twin, config_hash
 from edge_agent.sync.worker import SyncWorker
+from edge_agent.twin.service import TwinService
 from edgetwin_common.notify import Notifier, watchdog_period_s
 from edgetwin_contracts.batch import ModelReport
 from edgetwin_contracts.signing import load_public_key
@@ -117,6 +118,7 @@ class Agent:
             channel_sources,
             model_period_s=self.model.manifest.input.sample_period_s,
         )
+        self.whatif = self._build_whatif()
         self.ota: OtaManager | None = None
         """Installs the model the cloud asks for, when [sync] and [ota] are on (docs/ota.md)."""
         if self.config.sync.enabled and self.config.ota.enabled:
@@ -146,6 +148,19 @@ class Agent:
         """Readings taken from all sources (the watchdog's progress counter)."""
         self.registry = CollectorRegistry()
         self.registry.register(AgentCollector(self.status))
+
+    def _build_whatif(self) -> TwinService | None:
+        """The cross-channel twin's what-if answers, when the config has [twin]."""
+        if self.config.twin is None:
+            return None
+        return TwinService(
+            self.config.twin,
+            self._loaded.resolve,
+            self.config.alarms,
+            self.store,
+            self._clock,
+            backend=self.config.model.backend,
+        )
 
     def _build_ota(self, release_key: Path, on_step: Callable[[str], None] | None) -> OtaManager:
         sync = self.config.sync
@@ -255,7 +270,7 @@ class Agent:
 
     async def _start_http(self) -> uvicorn.Server:
         http = self.config.http
-        app = create_app(self, http)
+        app = create_app(self, http, self.whatif)
         config = uvicorn.Config(
             app, host=http.host, port=http.port, log_config=None, access_log=False, lifespan="off"
         )

@@ -22,6 +22,8 @@ from edge_agent.http.guard import RequestGuard
 from edge_agent.http.page import add_status_page
 from edge_agent.http.status import AgentStatus, ReadingInfo
 from edge_agent.http.summaries import add_summary_routes
+from edge_agent.http.twin import add_twin_routes
+from edge_agent.twin.service import TwinService
 
 
 class AgentView(AlarmView, Protocol):
@@ -41,7 +43,7 @@ class Health(BaseModel):
     version: str
 
 
-def create_app(view: AgentView, config: HttpConfig) -> FastAPI:
+def create_app(view: AgentView, config: HttpConfig, twin: TwinService | None = None) -> FastAPI:
     app = FastAPI(
         title="edge-agent",
         version=__version__,
@@ -90,5 +92,6 @@ def create_app(view: AgentView, config: HttpConfig) -> FastAPI:
         return Response(generate_latest(view.registry), media_type=CONTENT_TYPE_LATEST)
 
     add_summary_routes(app, view)
+    add_twin_routes(app, twin)
     add_status_page(app)
     return app

@@ -53,6 +53,10 @@ def load_bundle(
     verified = read_verified(path, public_key, max_model_bytes)
     manifest = verified.manifest
     source = str(path)
+    if manifest.twin is not None:
+        raise TensorSpecMismatch(
+            source, "this is a twin bundle (cross-channel), not a per-channel forecaster"
+        )
     forecaster = Forecaster(
         verified.model_bytes,
         window_length=manifest.input.window_length,

@@ -1,0 +1,32 @@
+"""The [twin] section of the agent config (docs/twin.md)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, model_validator
+
+from edgetwin_common.config import Name, Strict
+
+
+class TwinConfig(Strict):
+    bundle: Path | None = None
+    """Twin bundle folder; None: the default twin shipped with the agent (the pump)."""
+    public_key: Path | None = None
+    """Release public key (PEM) of ``bundle``; None: the shipped twin's key."""
+    controls: Annotated[list[Name], Field(min_length=1)] = Field(default_factory=lambda: ["load"])
+    """Channels the operator sets (planned in a scenario); they must be the bundle's."""
+    bounds: dict[Name, tuple[float, float]] = Field(default_factory=lambda: {"load": (0.0, 1.0)})
+    """Allowed (low, high) of each control in a scenario; a value outside is refused."""
+
+    @model_validator(mode="after")
+    def _consistent(self) -> TwinConfig:
+        if self.bundle is not None and self.public_key is None:
+            raise ValueError("a twin bundle of your own needs public_key (its release key)")
+        for name, (low, high) in self.bounds.items():
+            if name not in self.controls:
+                raise ValueError(f"bounds.{name}: not one of controls {self.controls}")
+            if not low < high:
+                raise ValueError(f"bounds.{name}: low {low} must be below high {high}")
+        return self

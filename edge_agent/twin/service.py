@@ -1,0 +1,136 @@
+"""The twin on the running agent: its model, its limits, and answers from the store.
+
+Built at start when the config has a [twin] section. A twin that cannot be loaded (bad
+signature, controls that differ from the config) leaves the agent running, per-channel
+forecasts and all, and every what-if answers why (``unavailable``).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from edge_agent.alarms.rules.base import RuleConfig
+from edge_agent.errors import EdgeAgentError
+from edge_agent.store.summary import Summary
+from edge_agent.twin.config import TwinConfig
+from edge_agent.twin.errors import TwinStateIncomplete, TwinUnavailable
+from edge_agent.twin.model import LoadedTwin, load_twin
+from edge_agent.twin.scenario import Scenario
+from edge_agent.twin.shipped import DEFAULT_TWIN_BUNDLE, DEFAULT_TWIN_PUBLIC_KEY
+from edge_agent.twin.state import IntervalMean, history_from_summaries
+from edge_agent.twin.whatif import Limit, WhatIfAnswer, limits_from_rules, what_if
+from edgetwin_contracts.errors import BundleRejected
+from edgetwin_contracts.signing import load_public_key
+
+log = logging.getLogger(__name__)
+
+STALE_PERIODS = 3
+"""A state whose last complete period ended longer ago than this many periods is stale."""
+
+
+class SummaryStore(Protocol):
+    """The part of the agent's store the twin reads."""
+
+    def flush(self) -> object: ...
+    def summaries(self, channel: str | None, since: float | None, limit: int) -> list[Summary]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class TwinInfo:
+    model: str
+    channels: list[str]
+    outputs: list[str]
+    controls: list[str]
+    bounds: dict[str, tuple[float, float]]
+    period_s: float
+    window_steps: int
+    horizon_steps: int
+
+
+class TwinService:
+    """What-if answers of the device's twin.
+
+    Args:
+        config: the [twin] section.
+        resolve: makes a config path absolute (relative to the data dir).
+        rules: the alarm rules whose levels a path may cross.
+        store: where the interval summaries are.
+        clock: UNIX time now.
+    """
+
+    def __init__(
+        self,
+        config: TwinConfig,
+        resolve: Callable[[Path], Path],
+        rules: Iterable[RuleConfig],
+        store: SummaryStore,
+        clock: Callable[[], float],
+        backend: str = "auto",
+    ) -> None:
+        self.config = config
+        self.limits: list[Limit] = limits_from_rules(rules)
+        self._store = store
+        self._clock = clock
+        self.twin: LoadedTwin | None = None
+        self.unavailable = ""
+        """Why there is no twin ("" when there is one)."""
+        bundle = resolve(config.bundle) if config.bundle else DEFAULT_TWIN_BUNDLE
+        key = resolve(config.public_key) if config.public_key else DEFAULT_TWIN_PUBLIC_KEY
+        try:
+            twin = load_twin(bundle, load_public_key(key), backend=backend)
+        except (BundleRejected, EdgeAgentError, OSError, ValueError) as exc:
+            self.unavailable = f"twin bundle {bundle} not loaded: {exc}"
+            log.error("%s; per-channel forecasts continue", self.unavailable)
+            return
+        if twin.spec.controls != config.controls:
+            self.unavailable = (
+                f"twin bundle {bundle} has controls {twin.spec.controls}, "
+                f"[twin] controls are {config.controls}"
+            )
+            log.error("%s; per-channel forecasts continue", self.unavailable)
+            return
+        self.twin = twin
+
+    def info(self) -> TwinInfo | None:
+        twin = self.twin
+        if twin is None:
+            return None
+        m = twin.manifest.model
+        return TwinInfo(
+            model=f"{m.name} {m.version}",
+            channels=twin.model.channels,
+            outputs=twin.model.outputs,
+            controls=twin.model.controls,
+            bounds=dict(self.config.bounds),
+            period_s=twin.period_s,
+            window_steps=twin.spec.window_steps,
+            horizon_steps=twin.spec.horizon_steps,
+        )
+
+    def what_if(self, scenario: Scenario) -> WhatIfAnswer:
+        """Roll the twin forward from the latest stored periods.
+
+        Raises TwinUnavailable (no twin), ScenarioInvalid, TwinStateIncomplete.
+        """
+        twin = self.twin
+        if twin is None:
+            raise TwinUnavailable(self.unavailable)
+        period, w = twin.period_s, twin.spec.window_steps
+        now = self._clock()
+        self._store.flush()
+        rows = [
+            IntervalMean(s.channel, s.start, s.interval_s, s.count, s.mean)
+            for channel in twin.model.channels
+            for s in self._store.summaries(channel, now - (w + 3) * period, 10_000)
+        ]
+        history, end = history_from_summaries(twin.model.channels, rows, period, w)
+        if end < now - STALE_PERIODS * period:
+            raise TwinStateIncomplete(
+                f"the latest period every channel has ended {now - end:.0f} s ago; "
+                "the twin starts only from the current state"
+            )
+        return what_if(twin, history, scenario, self.limits, self.config.bounds)
