@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -242,6 +243,32 @@ class Twin:
             self._reported_version += 1
             self._reported_hash = digest
         return state.model_copy(update={"version": self._reported_version})
+
+
+class ReportedLedger:
+    """Which reported state the cloud has (the sync worker's side): its hashes (whole
+    and material, see ``material_hash``), when it was acknowledged, and the one staged."""
+
+    def __init__(self) -> None:
+        self.acked: tuple[str | None, str | None] = (None, None)
+        self.acked_at = -math.inf
+        self.staged: tuple[str | None, str | None] = (None, None)
+
+    def due(self, digest: str | None, material: str | None, now: float, live_s: float) -> bool:
+        """The state built must go: its material part changed, or only live values did
+        and the last one acknowledged is ``live_s`` old."""
+        whole, acked_material = self.acked
+        live_due = now - self.acked_at >= live_s
+        return material != acked_material or (live_due and digest != whole)
+
+    def stage(self, digest: str | None, material: str | None, carried: bool) -> str | None:
+        """Remember what the staged batch carries; returns the hash to persist with it."""
+        self.staged = (digest, material) if carried else (None, None)
+        return self.staged[0]
+
+    def acknowledged(self, now: float) -> None:
+        """The staged state is the cloud's (the twin built no newer one meanwhile)."""
+        self.acked, self.acked_at = self.staged, now
 
 
 LIVE_SOURCE_KEYS = frozenset({"last_reading_ts", "counters"})

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import math
 import random
 import time
 from collections.abc import Callable
@@ -39,7 +38,7 @@ from edge_agent.sync.errors import (
     CloudUnauthorized,
 )
 from edge_agent.sync.transport import Transport, build_transport
-from edge_agent.sync.twin import Twin
+from edge_agent.sync.twin import ReportedLedger, Twin
 from edgetwin_common.retry import Backoff, Jitter
 from edgetwin_contracts.batch import MAX_BATCH_BYTES, BatchAck, DesiredState, ReportedState
 
@@ -117,13 +116,8 @@ class SyncWorker:
         self._send_full = True
         """The next batch built carries the reported state even if unchanged: after
         start and after every reconnect."""
-        self._acked_reported_hash: str | None = None
-        self._staged_reported_hash: str | None = None
+        self._reported = ReportedLedger()
         self._acked_reported_version = 0
-        self._acked_material_hash: str | None = None
-        self._staged_material_hash: str | None = None
-        self._acked_reported_at = -math.inf
-        """Clock time the last reported state was acknowledged (live values refresh)."""
         self._more = False
         """The last build left rows in the outbox: send the next batch without waiting."""
         self._row_limit: int | None = None
@@ -243,11 +237,8 @@ class SyncWorker:
         reported: ReportedState | None = self._twin.reported(counters)
         digest = self._twin.reported_hash
         material = self._twin.material_hash
-        live_due = self._clock() - self._acked_reported_at >= self.config.reported_live_s
-        changed = material != self._acked_material_hash or (
-            live_due and digest != self._acked_reported_hash
-        )
-        if not (self._send_full or probe or changed):
+        due = self._reported.due(digest, material, self._clock(), self.config.reported_live_s)
+        if not (self._send_full or probe or due):
             reported = None
         self._more = False
         if not rows and reported is None:
@@ -272,9 +263,8 @@ class SyncWorker:
             self._more = True
         if built.rows == 0 and reported is None:
             return None
-        self._staged_reported_hash = digest if reported is not None else None
-        self._staged_material_hash = material if reported is not None else None
-        await asyncio.to_thread(store.sync_stage, built.batch, self._staged_reported_hash)
+        staged = self._reported.stage(digest, material, reported is not None)
+        await asyncio.to_thread(store.sync_stage, built.batch, staged)
         return built.batch
 
     async def _next_sequence(self) -> int:
@@ -302,9 +292,7 @@ class SyncWorker:
         self._succeeded()
         if inflight.reported_version is not None:
             if inflight.reported_version == self._twin.reported_version:
-                self._acked_reported_hash = self._staged_reported_hash
-                self._acked_material_hash = self._staged_material_hash
-                self._acked_reported_at = self._clock()
+                self._reported.acknowledged(self._clock())
             self._acked_reported_version = inflight.reported_version
             self._send_full = False
         if self._suspect is not None and not inflight.row_ids:
