@@ -112,8 +112,10 @@ def step_scores(replayed: Replayed, score: Mapping[str, Any]) -> list[float]:
     """Each model step's score under a [score] table (0.0 while warming up)."""
     scorer = build(score)
     scores = []
-    for value, forecast in zip(replayed.values, replayed.forecasts, strict=True):
-        result = scorer.score(value, forecast) if forecast is not None else None
+    for ts, value, forecast in zip(
+        replayed.times, replayed.values, replayed.forecasts, strict=True
+    ):
+        result = scorer.score(ts, value, forecast) if forecast is not None else None
         scores.append(0.0 if result is None else result)
     return scores
 

@@ -152,7 +152,7 @@ class ResidualMethod:
     def is_warm(self) -> bool:
         return self.scorer.is_warm
 
-    def score(self, actual: float, forecast: float) -> float | None:
+    def score(self, ts: float, actual: float, forecast: float) -> float | None:
         scorer = self.scorer
         result = scorer.score(actual, forecast)
         return result if scorer._count >= scorer._warmup else None

@@ -75,7 +75,8 @@ def test_rescoring_reproduces_the_scorer_row_by_row(tmp_path: Path) -> None:
     expected = []
     for i in range(n):
         made = forecasts[i]
-        own = None if i == 300 or made is None else scorer.score(values[i], made)
+        ts = 1_700_000_000.0 + 300 * i
+        own = None if i == 300 or made is None else scorer.score(ts, values[i], made)
         expected.append(0.0 if own is None else own)
     assert scores == expected
     assert scores[500] >= 3.0  # the jump is caught
