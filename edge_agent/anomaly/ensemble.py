@@ -1,0 +1,224 @@
+"""The "ensemble" score method: four detectors of different kinds of surprise, each on
+the same -log10 probability scale, and one detection per event.
+
+Per sample, with x the reading at time t and f the one-step forecast made for it:
+
+1. Residual likelihood (as method "likelihood"): how unusual the last ``short_window``
+   forecast misses are against their long-run distribution (``AnomalyLikelihood``, after
+   Numenta's HTM anomaly likelihood).
+2. Range novelty (``RangeNovelty``): x beyond every level seen, ``range_weight`` per
+   percent of the range's width.
+3. Contextual novelty (``ContextNovelty``, after contextOSE): the share of the last
+   ``context_window`` readings that completed a quantized shape never seen before, as a
+   likelihood against the channel's own long-run rate of new shapes (a noisy channel
+   makes new shapes all the time; that is not an anomaly), times ``context_weight``.
+4. Seasonal likelihood (``SeasonalBaseline``): x against the mean of readings at the
+   same time of day (``daily_slots`` slots) and of week (``weekly_slots``), each miss over
+   its typical size; the smaller of the two (unusual for the time of day *and* of week)
+   as a likelihood, times ``seasonal_weight``. What the 32-sample window cannot see: a
+   holiday, ordinary for its level and shape, not for its weekday.
+
+The score is the largest of the four; a score reaching ``hold_level`` is reported and the
+next ``hold_samples`` samples report 0.0 unless a higher score breaks through (as in
+"likelihood"). ``parts()`` names the components of the last score, for the alarm's
+reason. Causal: every stage uses the past and the current sample only. Per sample:
+preallocated rings and tables written in place and scalar math. See
+docs/anomaly-quality.md.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Annotated, Literal
+
+from pydantic import Field
+
+from edge_agent.anomaly.context import ContextNovelty
+from edge_agent.anomaly.likelihood import AnomalyLikelihood
+from edge_agent.anomaly.novelty import RangeNovelty
+from edge_agent.anomaly.residual import ResidualScorer, ResidualStageConfig, ScoreSettings
+from edge_agent.anomaly.seasonal import SeasonalBaseline
+
+_DAY_S = 86_400.0
+_WEEK_S = 7 * _DAY_S
+_log1p = math.log1p
+PARTS = ("residual", "range", "context", "seasonal")
+"""The names ``parts()`` gives the components, in this order."""
+
+
+class EnsembleScoreConfig(ResidualStageConfig):
+    """method = "ensemble": residual likelihood, range novelty, contextual novelty and
+    seasonal likelihood, the largest of them, one detection per event; -log10 of a
+    probability (3 = a 1-in-1,000 surprise). The detector of the NAB bench
+    (docs/anomaly-quality.md)."""
+
+    method: Literal["ensemble"] = "ensemble"
+    """The score method (docs/anomaly-score.md)."""
+    short_window: Annotated[int, Field(ge=1, le=1000)] = 3
+    """Samples averaged for the short-term residual surprise."""
+    likelihood_alpha: Annotated[float, Field(gt=0, le=1)] = 0.001
+    """Weight of each sample in every likelihood's long-run statistics (~1/alpha-sample
+    memory)."""
+    likelihood_warmup: Annotated[int, Field(ge=1)] = 200
+    """Surprises learned (no score: None) before the first score, after `warmup`."""
+    range_weight: Annotated[float, Field(ge=0)] = 4.0
+    """Score per percent of the range's width beyond the lowest or highest reading seen
+    (0: off)."""
+    context_levels: Annotated[int, Field(ge=2, le=64)] = 8
+    """Bins of the range so far a reading is quantized into."""
+    context_length: Annotated[int, Field(ge=1, le=12)] = 6
+    """Readings per context (its shape)."""
+    context_bits: Annotated[int, Field(ge=4, le=14)] = 12
+    """2 ** context_bits contexts remembered (8 bytes each)."""
+    context_window: Annotated[int, Field(ge=1, le=1000)] = 6
+    """Readings over which the share of new contexts is taken."""
+    context_weight: Annotated[float, Field(ge=0)] = 1.0
+    """Multiplier of the contextual novelty's likelihood (0: off)."""
+    daily_slots: Annotated[int, Field(ge=0, le=1440)] = 96
+    """Slots of the day for the seasonal baseline (0: no daily baseline)."""
+    weekly_slots: Annotated[int, Field(ge=0, le=2016)] = 168
+    """Slots of the week for the seasonal baseline (0: no weekly baseline)."""
+    seasonal_alpha: Annotated[float, Field(gt=0, le=1)] = 0.25
+    """Weight of a new reading in its slot's mean (after 1/alpha readings)."""
+    seasonal_min_count: Annotated[int, Field(ge=1)] = 2
+    """Readings a slot has seen before it forecasts."""
+    seasonal_weight: Annotated[float, Field(ge=0)] = 1.0
+    """Multiplier of the seasonal likelihood (0: off)."""
+    hold_level: Annotated[float, Field(gt=0)] = 3.0
+    """A score at or above this starts a hold (one event, one detection); give the
+    channel's score_above rule the same `set`."""
+    hold_samples: Annotated[int, Field(ge=0)] = 200
+    """Samples that report 0.0 after a score reached hold_level (unless a higher score
+    breaks through)."""
+
+    def build(self) -> EnsembleDetector:
+        return EnsembleDetector(self)
+
+
+class _Seasonal:
+    """A seasonal baseline and the typical size of its misses."""
+
+    __slots__ = ("baseline", "residual")
+
+    def __init__(self, period_s: float, slots: int, s: EnsembleScoreConfig) -> None:
+        self.baseline = SeasonalBaseline(period_s, slots, s.seasonal_alpha, s.seasonal_min_count)
+        self.residual = ResidualScorer(ScoreSettings(alpha=s.alpha, warmup=s.warmup, clip=s.clip))
+
+    def miss(self, ts: float, value: float) -> float:
+        """The miss of the slot's mean over its typical size (NaN: no forecast yet, or
+        not warm), then learn ``value``."""
+        baseline = self.baseline
+        slot = baseline.slot(ts)
+        forecast = baseline.forecast(slot)
+        baseline.learn(slot, value)
+        if forecast != forecast:
+            return forecast
+        residual = self.residual
+        ratio = residual.score(value, forecast)
+        return ratio if residual.is_warm else math.nan
+
+
+class EnsembleDetector:
+    """One channel's ensemble detector; None until the residual likelihood is warm
+    (``warmup`` + ``likelihood_warmup`` model steps), every other stage learning from
+    the first sample. Not thread-safe."""
+
+    __slots__ = (
+        "_context",
+        "_context_lik",
+        "_context_weight",
+        "_held",
+        "_held_peak",
+        "_hold_level",
+        "_hold_samples",
+        "_last",
+        "_likelihood",
+        "_range",
+        "_residual",
+        "_seasonal_lik",
+        "_seasonal_weight",
+        "_seasons",
+        "_settings",
+    )
+
+    def __init__(self, settings: EnsembleScoreConfig | None = None) -> None:
+        s = self._settings = settings or EnsembleScoreConfig()
+        self._residual = ResidualScorer(s.residual_settings())
+        self._likelihood = AnomalyLikelihood(
+            s.short_window, s.likelihood_alpha, s.likelihood_warmup
+        )
+        self._range = RangeNovelty(s.range_weight)
+        self._context = ContextNovelty(s.context_levels, s.context_length, s.context_bits)
+        self._context_lik = AnomalyLikelihood(
+            s.context_window, s.likelihood_alpha, s.likelihood_warmup
+        )
+        self._context_weight = s.context_weight
+        seasons = []
+        if s.daily_slots:
+            seasons.append(_Seasonal(_DAY_S, s.daily_slots, s))
+        if s.weekly_slots:
+            seasons.append(_Seasonal(_WEEK_S, s.weekly_slots, s))
+        self._seasons = tuple(seasons)
+        self._seasonal_lik = AnomalyLikelihood(1, s.likelihood_alpha, s.likelihood_warmup)
+        self._seasonal_weight = s.seasonal_weight
+        self._hold_level = s.hold_level
+        self._hold_samples = s.hold_samples
+        self._held = 0
+        self._held_peak = 0.0
+        self._last = [0.0] * len(PARTS)
+
+    @property
+    def is_warm(self) -> bool:
+        """Scores are no longer None (``warmup_steps`` model steps seen)."""
+        return self._likelihood.is_warm
+
+    @property
+    def warmup_steps(self) -> int:
+        return self._settings.warmup + self._settings.likelihood_warmup
+
+    @property
+    def state_bytes(self) -> int:
+        """Bytes of the detector's preallocated state (tables, slots, rings); the rest is
+        a few dozen numbers."""
+        rings = 8 * (self._settings.short_window + self._settings.context_window + 1)
+        seasons = sum(season.baseline.state_bytes for season in self._seasons)
+        return self._context.state_bytes + seasons + rings + 8 * len(self._last)
+
+    def parts(self) -> Mapping[str, float]:
+        """The last score's components by name (``PARTS``), before the hold."""
+        return dict(zip(PARTS, self._last, strict=True))
+
+    def score(self, ts: float, actual: float, forecast: float) -> float | None:
+        """Score ``actual`` (read at ``ts``, Unix seconds) against the one-step
+        ``forecast`` made for it, then learn from it: None until ``is_warm``, then >= 0.
+        Raises ValueError for a non-finite reading or forecast."""
+        was_warm = self._residual.is_warm
+        surprise = self._residual.score(actual, forecast)
+        last = self._last
+        last[1] = self._range.score(actual)
+        novelty = self._context.score(actual)
+        seasonal = math.inf
+        for season in self._seasons:
+            miss = season.miss(ts, actual)
+            if miss < seasonal:  # False for NaN: that baseline does not forecast yet
+                seasonal = miss
+        if not was_warm:
+            return None
+        last[2] = self._context_weight * self._context_lik.score(novelty)
+        if seasonal != math.inf:
+            last[3] = self._seasonal_weight * self._seasonal_lik.score(_log1p(seasonal))
+        else:
+            last[3] = 0.0
+        was_warm = self._likelihood.is_warm
+        last[0] = self._likelihood.score(_log1p(surprise))
+        if not was_warm:
+            return None
+        result = max(last)
+        if self._held > 0 and result <= self._held_peak:
+            self._held -= 1
+            return 0.0
+        if result >= self._hold_level:
+            self._held = self._hold_samples
+            self._held_peak = result
+        return result
