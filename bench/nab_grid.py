@@ -32,6 +32,11 @@ from edgetwin_common.timestamps import parse_timestamp
 SHIPPED = "shipped"
 _ADAPTER: TypeAdapter[ScoreConfig] = TypeAdapter(ScoreConfig)
 
+NAB_SCORE: dict[str, Any] = {"method": "ensemble", "hold_level": 3.0, "hold_samples": 200}
+"""The [score] table of the NAB bench's detector (bench/nab.py): its settings and its
+fixed threshold (``hold_level``) chosen by leave-one-category-out
+(docs/anomaly-quality.md)."""
+
 GRIDS: dict[str, dict[str, tuple[Any, ...]]] = {
     "likelihood": {
         "hold_level": (2.5, 3.0, 3.5),

@@ -85,6 +85,10 @@ class EnsembleScoreConfig(ResidualStageConfig):
     """Readings a slot has seen before it forecasts."""
     seasonal_weight: Annotated[float, Field(ge=0)] = 1.0
     """Multiplier of the seasonal likelihood (0: off)."""
+    seasonal_gate: bool = True
+    """A forecast miss the seasonal baseline explains is not surprising: the residual
+    likelihood takes the smaller of the two misses (each over its typical size) once
+    a baseline forecasts."""
     hold_level: Annotated[float, Field(gt=0)] = 3.0
     """A score at or above this starts a hold (one event, one detection); give the
     channel's score_above rule the same `set`."""
@@ -128,6 +132,7 @@ class EnsembleDetector:
         "_context",
         "_context_lik",
         "_context_weight",
+        "_gate",
         "_held",
         "_held_peak",
         "_hold_level",
@@ -162,6 +167,7 @@ class EnsembleDetector:
         self._seasons = tuple(seasons)
         self._seasonal_lik = AnomalyLikelihood(1, s.likelihood_alpha, s.likelihood_warmup)
         self._seasonal_weight = s.seasonal_weight
+        self._gate = s.seasonal_gate
         self._hold_level = s.hold_level
         self._hold_samples = s.hold_samples
         self._held = 0
@@ -211,6 +217,8 @@ class EnsembleDetector:
         else:
             last[3] = 0.0
         was_warm = self._likelihood.is_warm
+        if self._gate and seasonal < surprise:
+            surprise = seasonal  # a miss the time of day or week explains
         last[0] = self._likelihood.score(_log1p(surprise))
         if not was_warm:
             return None
