@@ -32,7 +32,7 @@ from edgetwin_common.timestamps import parse_timestamp
 SHIPPED = "shipped"
 _ADAPTER: TypeAdapter[ScoreConfig] = TypeAdapter(ScoreConfig)
 
-NAB_SCORE: dict[str, Any] = {"method": "ensemble", "hold_level": 3.0, "hold_samples": 200}
+NAB_SCORE: dict[str, Any] = {"method": "ensemble", "hold_level": 4.5, "hold_samples": 100}
 """The [score] table of the NAB bench's detector (bench/nab.py): its settings and its
 fixed threshold (``hold_level``) chosen by leave-one-category-out
 (docs/anomaly-quality.md)."""
@@ -42,6 +42,10 @@ GRIDS: dict[str, dict[str, tuple[Any, ...]]] = {
         "hold_level": (2.5, 3.0, 3.5),
         "hold_samples": (50, 100, 200),
         "range_weight": (2.0, 4.0, 8.0),
+    },
+    "ensemble": {
+        "context_weight": (0.25, 0.5, 1.0),
+        "hold_samples": (50, 100, 200),
     },
 }
 """score method -> setting -> the values tried (with the shipped value, if not listed)."""

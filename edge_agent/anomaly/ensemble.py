@@ -73,7 +73,7 @@ class EnsembleScoreConfig(ResidualStageConfig):
     """2 ** context_bits contexts remembered (8 bytes each)."""
     context_window: Annotated[int, Field(ge=1, le=1000)] = 6
     """Readings over which the share of new contexts is taken."""
-    context_weight: Annotated[float, Field(ge=0)] = 1.0
+    context_weight: Annotated[float, Field(ge=0)] = 0.5
     """Multiplier of the contextual novelty's likelihood (0: off)."""
     daily_slots: Annotated[int, Field(ge=0, le=1440)] = 96
     """Slots of the day for the seasonal baseline (0: no daily baseline)."""
@@ -83,16 +83,23 @@ class EnsembleScoreConfig(ResidualStageConfig):
     """Weight of a new reading in its slot's mean (after 1/alpha readings)."""
     seasonal_min_count: Annotated[int, Field(ge=1)] = 2
     """Readings a slot has seen before it forecasts."""
+    seasonal_window: Annotated[int, Field(ge=1, le=1000)] = 3
+    """Seasonal misses averaged for the short-term seasonal surprise (a lasting departure
+    from the time of day or week, not one odd reading)."""
+    seasonal_level_s: Annotated[float, Field(ge=0)] = 0.0
+    """Time constant (s) of the recent level the seasonal baseline's slots are offsets
+    from (0: the slots hold the readings themselves)."""
     seasonal_weight: Annotated[float, Field(ge=0)] = 1.0
     """Multiplier of the seasonal likelihood (0: off)."""
     seasonal_gate: bool = True
     """A forecast miss the seasonal baseline explains is not surprising: the residual
     likelihood takes the smaller of the two misses (each over its typical size) once
     a baseline forecasts."""
-    hold_level: Annotated[float, Field(gt=0)] = 3.0
+    hold_level: Annotated[float, Field(gt=0)] = 4.5
     """A score at or above this starts a hold (one event, one detection); give the
-    channel's score_above rule the same `set`."""
-    hold_samples: Annotated[int, Field(ge=0)] = 200
+    channel's score_above rule the same `set` (4.5: the level chosen on NAB, where the
+    maximum of four likelihoods runs hotter than one)."""
+    hold_samples: Annotated[int, Field(ge=0)] = 100
     """Samples that report 0.0 after a score reached hold_level (unless a higher score
     breaks through)."""
 
@@ -101,21 +108,38 @@ class EnsembleScoreConfig(ResidualStageConfig):
 
 
 class _Seasonal:
-    """A seasonal baseline and the typical size of its misses."""
+    """A seasonal baseline of the readings' offsets from their recent level (an
+    exponentially weighted mean with a ``seasonal_level_s`` time constant; 0: the
+    readings themselves), and the typical size of its misses."""
 
-    __slots__ = ("baseline", "residual")
+    __slots__ = ("baseline", "last_ts", "level", "residual", "tau")
 
     def __init__(self, period_s: float, slots: int, s: EnsembleScoreConfig) -> None:
         self.baseline = SeasonalBaseline(period_s, slots, s.seasonal_alpha, s.seasonal_min_count)
         self.residual = ResidualScorer(ScoreSettings(alpha=s.alpha, warmup=s.warmup, clip=s.clip))
+        self.tau = s.seasonal_level_s
+        self.level = 0.0
+        self.last_ts = math.nan
 
     def miss(self, ts: float, value: float) -> float:
-        """The miss of the slot's mean over its typical size (NaN: no forecast yet, or
-        not warm), then learn ``value``."""
+        """The miss of the slot's forecast over its typical size (NaN: no forecast yet,
+        or not warm), then learn ``value``."""
         baseline = self.baseline
         slot = baseline.slot(ts)
-        forecast = baseline.forecast(slot)
-        baseline.learn(slot, value)
+        level = self.level
+        forecast = level + baseline.forecast(slot)
+        baseline.learn(slot, value - level)
+        if self.tau > 0.0:
+            # The level follows a lasting change within ~tau: a machine that moved to a
+            # new level is not "unusual for the hour" for a whole period afterwards.
+            last = self.last_ts
+            weight = 1.0 if last != last else (ts - last) / self.tau
+            if weight > 1.0:
+                weight = 1.0
+            elif weight < 0.0:
+                weight = 0.0
+            self.level = level + weight * (value - level)
+            self.last_ts = ts
         if forecast != forecast:
             return forecast
         residual = self.residual
@@ -165,7 +189,9 @@ class EnsembleDetector:
         if s.weekly_slots:
             seasons.append(_Seasonal(_WEEK_S, s.weekly_slots, s))
         self._seasons = tuple(seasons)
-        self._seasonal_lik = AnomalyLikelihood(1, s.likelihood_alpha, s.likelihood_warmup)
+        self._seasonal_lik = AnomalyLikelihood(
+            s.seasonal_window, s.likelihood_alpha, s.likelihood_warmup
+        )
         self._seasonal_weight = s.seasonal_weight
         self._gate = s.seasonal_gate
         self._hold_level = s.hold_level
@@ -187,7 +213,8 @@ class EnsembleDetector:
     def state_bytes(self) -> int:
         """Bytes of the detector's preallocated state (tables, slots, rings); the rest is
         a few dozen numbers."""
-        rings = 8 * (self._settings.short_window + self._settings.context_window + 1)
+        s = self._settings
+        rings = 8 * (s.short_window + s.context_window + s.seasonal_window)
         seasons = sum(season.baseline.state_bytes for season in self._seasons)
         return self._context.state_bytes + seasons + rings + 8 * len(self._last)
 

@@ -76,20 +76,20 @@ def test_a_seasonal_slot_forecasts_its_own_mean_once_it_has_enough() -> None:
 def test_a_reading_usual_in_level_but_not_for_its_time_of_day_is_scored() -> None:
     per_day = 48
     times, values = daily(14, per_day, seed=5)
-    # Day 12: the night's level at noon, the hours around it following smoothly, as a
-    # holiday's demand would: nothing outside the range, no sharp miss.
+    # Day 12: the daily mean instead of the day's peak for four hours, as a holiday's
+    # demand would be: nothing outside the range, an ordinary level for the channel.
     day12 = 12 * per_day
-    values[day12 + 20 : day12 + 28] = 50.0 + np.random.default_rng(6).normal(0, 0.5, 8)
+    values[day12 + 8 : day12 + 16] = 50.0 + np.random.default_rng(6).normal(0, 0.5, 8)
     settings = FAST.model_copy(update={"range_weight": 0.0, "context_weight": 0.0})
     detector = EnsembleDetector(settings)
     scores = run(detector, times, values)
-    held_out = scores[: day12 + 20]
-    assert max(scores[day12 + 20 : day12 + 28]) >= 3.0
-    assert max(held_out[200:]) < max(scores[day12 + 20 : day12 + 28])
+    held_out = scores[: day12 + 8]
+    assert max(scores[day12 + 8 : day12 + 16]) >= 3.0
+    assert max(held_out[200:]) < max(scores[day12 + 8 : day12 + 16])
 
     without = EnsembleDetector(settings.model_copy(update={"seasonal_weight": 0.0}))
     blind = run(without, times, values)
-    assert max(blind[day12 + 20 : day12 + 28]) < 3.0
+    assert max(blind[day12 + 8 : day12 + 16]) < 3.0
 
 
 def test_parts_name_the_components_of_the_last_score() -> None:
