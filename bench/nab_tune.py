@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from nab import FORECASTS
-from nab_grid import Replayed, place, read_replay, step_scores, triggers
+from nab_grid import Replayed, place, read_replay, step_scores, triggers, validated
 from nab_loco import Corpus, leave_one_category_out, per_category
 from nab_scoring import PROFILES, LabelledSeries, label_series, probation_rows, score_corpus
 
@@ -103,7 +103,7 @@ def _evaluate(table: dict[str, Any]) -> tuple[str, Corpus, list[str]]:
     corpus = corpus_of(_KEPT, table)
     standard, low_fp = PROFILES[0], PROFILES[1]
     best = score_corpus(corpus, standard)
-    fixed_level = float(table.get("hold_level", 3.0))
+    fixed_level = float(validated(table).get("hold_level", 3.0))
     fixed = score_corpus(corpus, standard, fixed_level)
     low = score_corpus(corpus, low_fp)
     low_fixed = score_corpus(corpus, low_fp, fixed_level)
