@@ -18,12 +18,15 @@ Per sample, with x the reading at time t and f the one-step forecast made for it
    as a likelihood, times ``seasonal_weight``. What the 32-sample window cannot see: a
    holiday, ordinary for its level and shape, not for its weekday.
 
-The score is the largest of the four; a score reaching ``hold_level`` is reported and the
-next ``hold_samples`` samples report 0.0 unless a higher score breaks through (as in
-"likelihood"). ``parts()`` names the components of the last score, for the alarm's
-reason. Causal: every stage uses the past and the current sample only. Per sample:
-preallocated rings and tables written in place and scalar math. See
-docs/anomaly-quality.md.
+The score is the largest of the four. Habituation (after ARTime's adaptive vigilance):
+when a part reaches ``hold_level``, each part is first lowered by ``habit_weight`` per
+detection it made recently (halving every ``habit_half_life`` steps): a kind of surprise
+that keeps coming back on this channel is its habit, not an anomaly. A score reaching
+``hold_level`` is reported and the next ``hold_samples`` samples report 0.0 unless a
+higher score breaks through (as in "likelihood"). ``parts()`` names the components of
+the last score, for the alarm's reason. Causal: every stage uses the past and the
+current sample only. Per sample: preallocated rings and tables written in place and
+scalar math. See docs/anomaly-quality.md.
 """
 
 from __future__ import annotations
@@ -95,6 +98,11 @@ class EnsembleScoreConfig(ResidualStageConfig):
     """A forecast miss the seasonal baseline explains is not surprising: the residual
     likelihood takes the smaller of the two misses (each over its typical size) once
     a baseline forecasts."""
+    habit_weight: Annotated[float, Field(ge=0)] = 3.0
+    """Habituation: a part's score is lowered by this per detection it made recently
+    (what keeps firing on a channel is its habit, not an anomaly; 0: off)."""
+    habit_half_life: Annotated[int, Field(ge=1)] = 1000
+    """Steps over which a past detection's weight in the habit halves."""
     hold_level: Annotated[float, Field(gt=0)] = 4.5
     """A score at or above this starts a hold (one event, one detection); give the
     channel's score_above rule the same `set` (4.5: the level chosen on NAB, where the
@@ -157,6 +165,10 @@ class EnsembleDetector:
         "_context_lik",
         "_context_weight",
         "_gate",
+        "_habit_at",
+        "_habit_half_life",
+        "_habit_weight",
+        "_habits",
         "_held",
         "_held_peak",
         "_hold_level",
@@ -169,6 +181,7 @@ class EnsembleDetector:
         "_seasonal_weight",
         "_seasons",
         "_settings",
+        "_steps",
     )
 
     def __init__(self, settings: EnsembleScoreConfig | None = None) -> None:
@@ -198,6 +211,11 @@ class EnsembleDetector:
         self._hold_samples = s.hold_samples
         self._held = 0
         self._held_peak = 0.0
+        self._steps = 0
+        self._habit_weight = s.habit_weight
+        self._habit_half_life = float(s.habit_half_life)
+        self._habits = [0.0] * len(PARTS)
+        self._habit_at = [0] * len(PARTS)
         self._last = [0.0] * len(PARTS)
 
     @property
@@ -219,7 +237,8 @@ class EnsembleDetector:
         return self._context.state_bytes + seasons + rings + 8 * len(self._last)
 
     def parts(self) -> Mapping[str, float]:
-        """The last score's components by name (``PARTS``), before the hold."""
+        """The last score's components by name (``PARTS``), before habituation and the
+        hold."""
         return dict(zip(PARTS, self._last, strict=True))
 
     def score(self, ts: float, actual: float, forecast: float) -> float | None:
@@ -249,11 +268,44 @@ class EnsembleDetector:
         last[0] = self._likelihood.score(_log1p(surprise))
         if not was_warm:
             return None
+        self._steps += 1
         result = max(last)
+        if result >= self._hold_level and self._habit_weight > 0.0:
+            result = self._habituated()
         if self._held > 0 and result <= self._held_peak:
             self._held -= 1
             return 0.0
         if result >= self._hold_level:
             self._held = self._hold_samples
             self._held_peak = result
+            self._fired(result)
         return result
+
+    def _habituated(self) -> float:
+        """The largest part less its habit: ``habit_weight`` per recent detection it
+        made (each one's weight halving every ``habit_half_life`` steps). Only run when
+        a part reaches hold_level."""
+        best = 0.0
+        steps = self._steps
+        half_life = self._habit_half_life
+        weight = self._habit_weight
+        habits, since = self._habits, self._habit_at
+        for i, part in enumerate(self._last):
+            habit = habits[i] * 0.5 ** ((steps - since[i]) / half_life)
+            part -= weight * habit
+            if part > best:
+                best = part
+        return best
+
+    def _fired(self, result: float) -> None:
+        """Count a detection against the part that made it."""
+        steps = self._steps
+        half_life = self._habit_half_life
+        weight = self._habit_weight
+        habits, since = self._habits, self._habit_at
+        for i, part in enumerate(self._last):
+            habit = habits[i] * 0.5 ** ((steps - since[i]) / half_life)
+            if part - weight * habit >= result:
+                habits[i] = habit + 1.0
+                since[i] = steps
+                return

@@ -92,15 +92,45 @@ def test_a_reading_usual_in_level_but_not_for_its_time_of_day_is_scored() -> Non
     assert max(blind[day12 + 8 : day12 + 16]) < 3.0
 
 
+def test_a_surprise_that_keeps_coming_back_becomes_a_habit() -> None:
+    rng = np.random.default_rng(9)
+    n = 1500
+    times = T0 + 300.0 * np.arange(n)
+    values = 50.0 + rng.normal(0, 0.5, n)
+    for i in range(300, n, 150):
+        values[i : i + 3] += 6.0  # the same burst every 150 samples
+    # The residual part alone, against a perfect forecaster of the level.
+    alone = {"range_weight": 0.0, "context_weight": 0.0, "seasonal_weight": 0.0}
+    plain = FAST.model_copy(update={**alone, "seasonal_gate": False, "habit_weight": 0.0})
+    habituated = plain.model_copy(update={"habit_weight": 3.0, "habit_half_life": 1000})
+
+    def detections(settings: EnsembleScoreConfig) -> list[int]:
+        detector = EnsembleDetector(settings)
+        scores = [
+            detector.score(float(t), float(v), 50.0) for t, v in zip(times, values, strict=True)
+        ]
+        return [i for i, s in enumerate(scores) if s is not None and s >= FAST.hold_level]
+
+    every = detections(plain)
+    assert len(every) >= 8 and every[0] == 302  # each burst, on its third reading
+    habit = detections(habituated)
+    assert habit[0] == 302  # the first one is news
+    assert len(habit) <= 3  # then it is what this channel does
+
+
 def test_parts_name_the_components_of_the_last_score() -> None:
     times, values = daily(4, 96, seed=1)
     values[300] += 40.0
-    detector = EnsembleDetector(FAST)
+    detector = EnsembleDetector(FAST.model_copy(update={"habit_weight": 0.0}))
     scores = run(detector, times[:301], values[:301])
     parts = detector.parts()
     assert tuple(parts) == PARTS
     assert scores[-1] == max(parts.values())
     assert parts["range"] > 3.0  # beyond every reading seen
+    # With habituation the score may be lower than its largest part, never higher.
+    habituated = EnsembleDetector(FAST)
+    scores = run(habituated, times[:301], values[:301])
+    assert 0.0 < scores[-1] <= max(habituated.parts().values())
 
 
 def test_state_is_bounded_per_channel() -> None:
