@@ -44,7 +44,7 @@ GRIDS: dict[str, dict[str, tuple[Any, ...]]] = {
         "range_weight": (2.0, 4.0, 8.0),
     },
     "ensemble": {
-        "habit_weight": (1.0, 2.0, 3.0),
+        "habit_weight": (2.0, 4.0, 6.0),
         "hold_samples": (50, 100, 200),
     },
 }

@@ -98,7 +98,7 @@ class EnsembleScoreConfig(ResidualStageConfig):
     """A forecast miss the seasonal baseline explains is not surprising: the residual
     likelihood takes the smaller of the two misses (each over its typical size) once
     a baseline forecasts."""
-    habit_weight: Annotated[float, Field(ge=0)] = 3.0
+    habit_weight: Annotated[float, Field(ge=0)] = 4.0
     """Habituation: a part's score is lowered by this per detection it made recently
     (what keeps firing on a channel is its habit, not an anomaly; 0: off)."""
     habit_half_life: Annotated[int, Field(ge=1)] = 1000
