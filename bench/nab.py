@@ -18,9 +18,9 @@ The causal protocol, per series (``<category>/<file>.csv`` under --data):
    rolled back if worse). The replay writes the NAB result file
    ``<out>/<category>/<file>.csv`` (``timestamp,value,anomaly_score``).
 4. The result files are scored (bench/nab_scoring.py) under NAB's three profiles, with
-   NAB's corpus-optimized threshold and with the fixed threshold of the anomaly alarm
-   rule in the shipped example config (examples/agent.toml), over all files and per
-   category.
+   NAB's corpus-optimized threshold and with the detector's fixed threshold (its
+   `hold_level`: the `set` of its score_above rule), over all files and per category.
+   The detector is ``nab_grid.NAB_SCORE`` (method "ensemble").
 5. Leave-one-category-out (bench/nab_loco.py): the threshold, then the threshold and a
    detector setting of a small declared grid (bench/nab_grid.py, re-scored offline from
    the replays' kept forecasts, ``<out>/settings/<setting>/``), chosen on all categories
@@ -44,7 +44,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -59,7 +58,7 @@ from closed_loop import (
     wait_http,
     write_cloud_toml,
 )
-from nab_grid import SHIPPED, write_settings
+from nab_grid import NAB_SCORE, SHIPPED, write_settings
 from nab_loco import Corpus, best_setting, leave_one_category_out, per_category
 from nab_scoring import (
     PROFILES,
@@ -73,39 +72,28 @@ from nab_scoring import (
 from edgetwin_common.timestamps import parse_timestamp
 
 REPO = Path(__file__).resolve().parent.parent
-EXAMPLE_CONFIG = REPO / "examples" / "agent.toml"
-ANOMALY_RULE = "anomaly"
 FORECASTS = "forecasts"
 """Under --out: the replays' per-sample results, in the same <category>/<file>.csv layout."""
 
 
 def shipped_score() -> dict[str, Any]:
-    """The shipped example config's [channel_defaults.score]: the detector's settings."""
-    score: dict[str, Any] = tomllib.loads(EXAMPLE_CONFIG.read_text())["channel_defaults"]["score"]
-    return score
+    """The detector the NAB bench runs: ``nab_grid.NAB_SCORE`` (method "ensemble", the
+    settings chosen by leave-one-category-out, docs/anomaly-quality.md)."""
+    return dict(NAB_SCORE)
 
 
 def shipped_score_toml() -> str:
-    """The shipped [channel_defaults.score] as TOML for the replays' agent config: NAB's
+    """The detector's [score] table as TOML for the replays' agent config: NAB's
     "value" channel is not named there."""
     lines = [f"{k} = {json.dumps(v)}" for k, v in shipped_score().items()]
     return "\n[channel_defaults.score]\n" + "\n".join(lines) + "\n"
 
 
 def shipped_threshold() -> float:
-    """The shipped detector's detection level: `hold_level` of the example config's
-    [channel_defaults.score] (a 1-in-1,000 surprise per step, the level tuned on NAB's
-    5-minute series). The example's anomaly rule alarms higher on its 10 Hz pump, where a
-    per-step level of 3 is ~15 healthy detections an hour (docs/alarms.md, "Score
-    rules"); without a hold_level, the `set` of that rule."""
-    config = tomllib.loads(EXAMPLE_CONFIG.read_text())
-    level = config.get("channel_defaults", {}).get("score", {}).get("hold_level")
-    if level is not None:
-        return float(level)
-    for rule in config.get("alarms", []):
-        if rule.get("name") == ANOMALY_RULE and rule.get("type") == "score_above":
-            return float(rule["set"])
-    raise SystemExit(f"{EXAMPLE_CONFIG} has no score_above rule named {ANOMALY_RULE!r}")
+    """The shipped fixed detection level: the detector's `hold_level` (-log10 of a
+    probability per step: 3 is a 1-in-1,000 surprise), the `set` its score_above rule
+    gets (docs/anomaly-quality.md, "The fixed threshold")."""
+    return float(shipped_score()["hold_level"])
 
 
 @dataclass(slots=True)
@@ -320,7 +308,7 @@ def report(
         print(f"{profile.name:22s} {best.score:10.1f} {best.threshold:13.4g} {at_fixed.score:8.1f}")
     best = results["standard"][0]
     print(
-        f"(fixed threshold {fixed:g}: the shipped anomaly rule in examples/agent.toml; "
+        f"(fixed threshold {fixed:g}: the detector's hold_level; "
         f"standard raw {best.raw:.2f}, null {best.null:.2f}, perfect {best.perfect:.2f})"
     )
     for label, index in (("optimized threshold", 0), ("fixed threshold", 1)):

@@ -32,11 +32,20 @@ from edgetwin_common.timestamps import parse_timestamp
 SHIPPED = "shipped"
 _ADAPTER: TypeAdapter[ScoreConfig] = TypeAdapter(ScoreConfig)
 
+NAB_SCORE: dict[str, Any] = {"method": "ensemble", "hold_level": 4.5, "hold_samples": 100}
+"""The [score] table of the NAB bench's detector (bench/nab.py): its settings and its
+fixed threshold (``hold_level``) chosen by leave-one-category-out
+(docs/anomaly-quality.md)."""
+
 GRIDS: dict[str, dict[str, tuple[Any, ...]]] = {
     "likelihood": {
         "hold_level": (2.5, 3.0, 3.5),
         "hold_samples": (50, 100, 200),
         "range_weight": (2.0, 4.0, 8.0),
+    },
+    "ensemble": {
+        "habit_weight": (2.0, 4.0, 6.0),
+        "hold_samples": (50, 100, 200),
     },
 }
 """score method -> setting -> the values tried (with the shipped value, if not listed)."""
@@ -112,8 +121,10 @@ def step_scores(replayed: Replayed, score: Mapping[str, Any]) -> list[float]:
     """Each model step's score under a [score] table (0.0 while warming up)."""
     scorer = build(score)
     scores = []
-    for value, forecast in zip(replayed.values, replayed.forecasts, strict=True):
-        result = scorer.score(value, forecast) if forecast is not None else None
+    for ts, value, forecast in zip(
+        replayed.times, replayed.values, replayed.forecasts, strict=True
+    ):
+        result = scorer.score(ts, value, forecast) if forecast is not None else None
         scores.append(0.0 if result is None else result)
     return scores
 

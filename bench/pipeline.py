@@ -335,18 +335,18 @@ def detector_cost() -> None:
     source = ReplaySource(
         ReplaySourceConfig(type="replay", name="cost", path=nab_series()[3], speed=0)
     )
-    values = [r.value for r in source.iter_readings()]
+    readings = [(r.ts, r.value) for r in source.iter_readings()]
     window = SampleWindow(forecaster.window_length)
     detector = AnomalyDetector()
-    forecast_ns = np.zeros(len(values), dtype=np.int64)
-    score_ns = np.zeros(len(values), dtype=np.int64)
+    forecast_ns = np.zeros(len(readings), dtype=np.int64)
+    score_ns = np.zeros(len(readings), dtype=np.int64)
     clock = time.perf_counter_ns
     pending = float("nan")
     n = 0
-    for value in values:
+    for ts, value in readings:
         if pending == pending:
             t0 = clock()
-            detector.score(value, pending)
+            detector.score(ts, value, pending)
             score_ns[n] = clock() - t0
         window.push(value)
         if window.is_full:

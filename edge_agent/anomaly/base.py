@@ -23,10 +23,10 @@ class AnomalyScorer(Protocol):
         """Scores are no longer None."""
         ...
 
-    def score(self, actual: float, forecast: float) -> float | None:
-        """Score ``actual`` (channel units) against the one-step ``forecast`` made for it,
-        then learn from it: >= 0, or None while warming up. Raises ValueError for a
-        non-finite reading or forecast."""
+    def score(self, ts: float, actual: float, forecast: float) -> float | None:
+        """Score ``actual`` (channel units, read at ``ts``, Unix seconds) against the
+        one-step ``forecast`` made for it, then learn from it: >= 0, or None while warming
+        up. Raises ValueError for a non-finite reading or forecast."""
         ...
 
     def parts(self) -> Mapping[str, float]:

@@ -180,11 +180,11 @@ class AnomalyDetector:
         likelihood_warmup."""
         return self._settings.warmup + self._settings.likelihood_warmup
 
-    def score(self, actual: float, forecast: float) -> float | None:
-        """Score ``actual`` against the one-step ``forecast`` made for it, then learn
-        from it: None until ``is_warm`` (every stage only learns: no alarm rule can see
-        a score from statistics that are not ready), then >= 0. Raises ValueError for a
-        non-finite reading or forecast."""
+    def score(self, ts: float, actual: float, forecast: float) -> float | None:
+        """Score ``actual`` (read at ``ts``, unused here) against the one-step
+        ``forecast`` made for it, then learn from it: None until ``is_warm`` (every stage
+        only learns: no alarm rule can see a score from statistics that are not ready),
+        then >= 0. Raises ValueError for a non-finite reading or forecast."""
         was_warm = self._residual.is_warm
         surprise = self._residual.score(actual, forecast)
         if not was_warm:

@@ -14,6 +14,7 @@ from pydantic import BeforeValidator, Field, ValidationError
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from edge_agent.anomaly.base import ScoreMethodConfig
+from edge_agent.anomaly.ensemble import EnsembleScoreConfig
 from edge_agent.anomaly.likelihood import LikelihoodScoreConfig
 from edge_agent.anomaly.residual import ResidualScoreConfig
 
@@ -48,7 +49,7 @@ def _one_method(data: Any) -> Any:
 
 
 ScoreConfig = Annotated[
-    ResidualScoreConfig | LikelihoodScoreConfig,
+    ResidualScoreConfig | LikelihoodScoreConfig | EnsembleScoreConfig,
     Field(discriminator="method"),
     BeforeValidator(_one_method),
 ]

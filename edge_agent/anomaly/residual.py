@@ -162,7 +162,7 @@ class ResidualMethod:
     def is_warm(self) -> bool:
         return self.scorer.is_warm
 
-    def score(self, actual: float, forecast: float) -> float | None:
+    def score(self, ts: float, actual: float, forecast: float) -> float | None:
         scorer = self.scorer
         result = scorer.score(actual, forecast)
         self._last = out = result if scorer._count >= scorer._warmup else None

@@ -257,7 +257,7 @@ class ChannelPipeline:
         score: float | None = None
         if made_for_now == made_for_now:  # not NaN
             forecast_for_sample = made_for_now
-            score = self.scorer.score(value, made_for_now)
+            score = self.scorer.score(ts, value, made_for_now)
         guard = self._guard
         if guard is not None:
             self._record_guard(guard, value, pos)

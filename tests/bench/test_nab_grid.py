@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from nab_grid import (
     GRIDS,
+    NAB_SCORE,
     SHIPPED,
     Replayed,
     build,
@@ -75,7 +76,8 @@ def test_rescoring_reproduces_the_scorer_row_by_row(tmp_path: Path) -> None:
     expected = []
     for i in range(n):
         made = forecasts[i]
-        own = None if i == 300 or made is None else scorer.score(values[i], made)
+        ts = 1_700_000_000.0 + 300 * i
+        own = None if i == 300 or made is None else scorer.score(ts, values[i], made)
         expected.append(0.0 if own is None else own)
     assert scores == expected
     assert scores[500] >= 3.0  # the jump is caught
@@ -103,3 +105,10 @@ def test_after_the_swap_a_period_step_is_written_on_the_next_reading() -> None:
     runs_at = triggers(direct, update_row=None)
     assert runs_at == [0, 1, 3]
     assert place(direct, [1.0, 2.0, 3.0], runs_at, None) == [1.0, 2.0, 0.0, 3.0, 0.0, 0.0]
+
+
+def test_the_nab_detector_has_a_declared_grid_around_its_shipped_setting() -> None:
+    grid = settings(NAB_SCORE)
+    assert grid[0].name == SHIPPED and grid[0].score == NAB_SCORE
+    assert len(grid) == math.prod(len(v) for v in GRIDS["ensemble"].values())
+    assert all(build(s.score).is_warm is False for s in grid)

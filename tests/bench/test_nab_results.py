@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from nab import load_results, shipped_threshold
+from nab_grid import NAB_SCORE
 
 
 def write(path: Path, rows: list[str]) -> None:
@@ -48,5 +49,5 @@ def test_results_out_of_step_with_the_data_are_refused(tmp_path: Path) -> None:
         load_results(data, labels, results)
 
 
-def test_the_fixed_threshold_is_the_shipped_rule() -> None:
-    assert shipped_threshold() == 3.0
+def test_the_fixed_threshold_is_the_detectors_hold_level() -> None:
+    assert shipped_threshold() == NAB_SCORE["hold_level"]

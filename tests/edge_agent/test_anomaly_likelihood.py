@@ -29,7 +29,7 @@ def noisy(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
 
 def run(values: np.ndarray, forecasts: np.ndarray) -> list[float | None]:
     detector = AnomalyDetector(SETTINGS)
-    return [detector.score(float(v), float(f)) for v, f in zip(values, forecasts, strict=True)]
+    return [detector.score(0.0, float(v), float(f)) for v, f in zip(values, forecasts, strict=True)]
 
 
 def test_tail_score_is_minus_log10_of_the_normal_tail() -> None:
@@ -45,7 +45,7 @@ def test_no_score_until_every_stage_is_warm() -> None:
     assert detector.warmup_steps == 16 + 100
     scores, warm = [], []
     for v, f in zip(values, f1, strict=True):
-        scores.append(detector.score(float(v), float(f)))
+        scores.append(detector.score(0.0, float(v), float(f)))
         warm.append(detector.is_warm)
     # The residual scorer's 16 residuals, then the likelihood's 100 surprises.
     assert scores[:116] == [None] * 116
@@ -117,4 +117,4 @@ def test_no_look_ahead_changing_the_future_leaves_past_scores() -> None:
 def test_non_finite_input_raises() -> None:
     detector = AnomalyDetector(SETTINGS)
     with pytest.raises(ValueError, match="non-finite"):
-        detector.score(math.nan, 1.0)
+        detector.score(0.0, math.nan, 1.0)

@@ -37,7 +37,7 @@ def feed(
 ) -> list[float | None]:
     scores = []
     for i, (v, f) in enumerate(zip(values, forecasts, strict=True)):
-        score = detector.score(float(v), float(f))
+        score = detector.score(0.0, float(v), float(f))
         scores.append(score)
         rig.engine.on_sample("c", i * period_s, float(v), score=score)
     return scores
