@@ -20,6 +20,7 @@ import sqlite3
 import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -35,6 +36,9 @@ _DEFLATE_LEVEL = 6
 _FLOAT = np.dtype("<f8")
 _CHANNEL = np.dtype("<u2")
 MAX_CHANNEL_ID = 65_535
+
+Column = Sequence[float] | npt.NDArray[Any]
+"""A column of readings: the writer's arrays, or numpy when a block is rewritten."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,11 +66,11 @@ def _unshuffle(raw: bytes, width: int) -> bytes:
 
 
 def encode(
-    ts: Sequence[float],
-    channel_id: Sequence[int],
-    value: Sequence[float],
-    forecast: Sequence[float],
-    score: Sequence[float],
+    ts: Column,
+    channel_id: Sequence[int] | npt.NDArray[Any],
+    value: Column,
+    forecast: Column,
+    score: Column,
 ) -> bytes:
     """The data of a block of these readings (columns of one length, at least one)."""
     n = len(ts)

@@ -158,7 +158,7 @@ class Retention:
                 (k,),
             ).fetchall()
             conn.executemany("DELETE FROM reading_blocks WHERE id = ?", [(i,) for i, _ in whole])
-            deleted = sum(n for _, n in whole)
+            deleted = sum(int(n) for _, n in whole)
             head = conn.execute("SELECT id, n FROM reading_blocks ORDER BY id LIMIT 1").fetchone()
             if deleted < k and head is not None:
                 drop = np.arange(head[1]) < k - deleted
