@@ -4,11 +4,13 @@ Each runs under the database lock, so they are safe from any thread."""
 from __future__ import annotations
 
 import math
+import sqlite3
 from dataclasses import dataclass
 
 from edge_agent.alarms.model import Alarm, AlarmEvent, AlarmState
 from edge_agent.errors import AlarmNotFound
 from edge_agent.store.alarm_log import ALARM_COLUMNS, alarm_from_row, event_from_payload
+from edge_agent.store.blocks import blocks_after
 from edge_agent.store.database import Database, check_limit
 from edge_agent.store.summary import SUMMARY_COLUMNS, Summary, summary_from_row
 
@@ -24,6 +26,34 @@ class ReadingRow:
     score: float | None
 
 
+_Row = tuple[float, int, float, float, float]
+
+
+def _newest(
+    conn: sqlite3.Connection,
+    names: dict[int, str],
+    channel_id: int | None,
+    lower: float,
+    limit: int,
+) -> list[_Row]:
+    """The newest ``limit`` readings (of ``channel_id``, or of all) at or after
+    ``lower``, oldest first, ties by channel id. Blocks come newest ts_last first; once
+    ``limit`` readings are held, a block whose ts_last is below the oldest of them
+    cannot hold a newer one, so the walk stops there."""
+    held: list[_Row] = []
+    for ts_last, block in blocks_after(conn, math.nextafter(lower, -math.inf), True):
+        if len(held) >= limit and ts_last < held[-limit][0]:
+            break
+        keep = block.ts >= lower
+        if channel_id is not None:
+            keep &= block.channel_id == channel_id
+        columns = (block.ts, block.channel_id, block.value, block.forecast, block.score)
+        held += zip(*(column[keep].tolist() for column in columns), strict=True)
+        held.sort(key=lambda r: (r[0], names[r[1]]))
+        del held[:-limit]
+    return held
+
+
 class Queries:
     """What ``Store`` answers from the file; each method raises StoreUnavailable on a
     database error and ValueError for a ``limit`` below 1."""
@@ -34,28 +64,18 @@ class Queries:
     def readings(self, channel: str | None, since: float | None, limit: int) -> list[ReadingRow]:
         check_limit(limit)
         lower = -math.inf if since is None else since
-        rows: list[ReadingRow] = []
         with self._db.locked() as conn:
-            names = (
-                [channel]
-                if channel is not None
-                else [name for (name,) in conn.execute("SELECT name FROM channels")]
-            )
-            # One indexed (channel_id, ts) scan per channel, newest first: all channels
-            # cost a few of these, never a sort of the whole table.
-            for name in names:
-                cur = conn.execute(
-                    "SELECT ts, value, forecast, score FROM readings"
-                    " WHERE channel_id = (SELECT id FROM channels WHERE name = ?) AND ts >= ?"
-                    " ORDER BY ts DESC LIMIT ?",
-                    (name, lower, limit),
-                )
-                rows += [ReadingRow(ts, name, v, f, s) for ts, v, f, s in cur]
-        if channel is None:
-            rows.sort(key=lambda r: (r.ts, r.channel), reverse=True)
-            del rows[limit:]
-        rows.reverse()
-        return rows
+            names = dict(conn.execute("SELECT id, name FROM channels").fetchall())
+            wanted = None
+            if channel is not None:
+                wanted = next((cid for cid, name in names.items() if name == channel), None)
+                if wanted is None:
+                    return []
+            found = _newest(conn, names, wanted, lower, limit)
+        return [
+            ReadingRow(ts, names[cid], v, None if f != f else f, None if sc != sc else sc)
+            for ts, cid, v, f, sc in found
+        ]
 
     def summaries(self, channel: str | None, since: float | None, limit: int) -> list[Summary]:
         check_limit(limit)

@@ -12,7 +12,10 @@ import math
 import sqlite3
 from collections.abc import Callable
 
+import numpy as np
+
 from edge_agent.alarms.model import AlarmState
+from edge_agent.store.blocks import block_times, trim_block
 from edge_agent.store.config import StoreConfig
 from edge_agent.store.database import Database, transaction
 from edge_agent.store.errors import StoreUnavailable
@@ -21,8 +24,9 @@ SIZE_HIGH_WATER = 0.9
 """``enforce_limits`` trims once the files pass this fraction of ``max_bytes`` ..."""
 SIZE_LOW_WATER = 0.8
 """... down to this fraction: the gap is room for what is written until the next call."""
-DELETE_CHUNK_ROWS = 50_000
-"""Readings deleted per transaction by the age limit (bounds the WAL a deletion needs)."""
+DELETE_CHUNK_BLOCKS = 100
+"""Reading blocks deleted per transaction by the age limit (bounds the WAL a deletion
+needs: at most about 400,000 readings)."""
 _MAX_TRIM_STEPS = 200
 
 DELETED_KEYS = ("readings_age", "readings_size", "summaries_age", "summaries_size", "alarms_age")
@@ -38,7 +42,8 @@ class Retention:
         self._db = db
         self._config = config
         self._clock = clock
-        self.reading_rows = int(db.conn.execute("SELECT count(*) FROM readings").fetchone()[0])
+        (rows,) = db.conn.execute("SELECT coalesce(sum(n), 0) FROM reading_blocks").fetchone()
+        self.reading_rows = int(rows)
         """Readings stored (flushed and not deleted)."""
         self.readings_deleted_age = 0
         self.readings_deleted_size = 0
@@ -66,22 +71,28 @@ class Retention:
         counts = dict.fromkeys(DELETED_KEYS, 0)
         ref = self._reference_time()
         cutoff = ref - cfg.readings_max_age_s
-        for (cid,) in conn.execute("SELECT id FROM channels").fetchall():
-            # In chunks, each its own transaction followed by a checkpoint: after a long
-            # outage the backlog can be millions of rows, and one huge DELETE would first
-            # copy them all into the WAL (past the size cap).
-            while True:
-                cur = conn.execute(
-                    "DELETE FROM readings WHERE rowid IN (SELECT rowid FROM readings"
-                    " WHERE channel_id = ? AND ts < ? LIMIT ?)",
-                    (cid, cutoff, DELETE_CHUNK_ROWS),
-                )
-                n = cur.rowcount
-                self._account({"readings_age": n})
-                counts["readings_age"] += n
-                if n < DELETE_CHUNK_ROWS:
-                    break
-                self._reclaim()
+        # Whole blocks whose newest reading is past the cut-off, in chunks, each its own
+        # transaction followed by a checkpoint: after a long outage the backlog can be
+        # many blocks, and one huge DELETE would first copy them all into the WAL (past
+        # the size cap). Then the blocks straddling the cut-off lose their older part.
+        while True:
+            n, blocks = self._delete_blocks(
+                "SELECT id FROM reading_blocks WHERE ts_last < ? LIMIT ?",
+                (cutoff, DELETE_CHUNK_BLOCKS),
+            )
+            self._account({"readings_age": n})
+            counts["readings_age"] += n
+            if blocks < DELETE_CHUNK_BLOCKS:
+                break
+            self._reclaim()
+        straddling = conn.execute(
+            "SELECT id FROM reading_blocks WHERE ts_first < ?", (cutoff,)
+        ).fetchall()
+        for (block_id,) in straddling:
+            with transaction(conn):
+                n = trim_block(conn, block_id, block_times(conn, block_id) < cutoff)
+            self._account({"readings_age": n})
+            counts["readings_age"] += n
         with transaction(conn):
             cur = conn.execute(
                 "DELETE FROM summaries WHERE start < ?", (ref - cfg.summaries_max_age_s,)
@@ -120,12 +131,7 @@ class Retention:
                 # checkpoint) stays small.
                 per_row = max(size / rows, 1.0)
                 k = min(rows, max(1000, rows // 10), math.ceil((size - low) / per_row) + 1)
-                cur = conn.execute(
-                    "DELETE FROM readings WHERE rowid IN"
-                    " (SELECT rowid FROM readings ORDER BY rowid LIMIT ?)",
-                    (k,),
-                )
-                step["readings_size"] = cur.rowcount
+                step["readings_size"] = self._delete_oldest(k)
             else:
                 n = int(conn.execute("SELECT count(*) FROM summaries").fetchone()[0])
                 if n == 0:
@@ -140,6 +146,37 @@ class Retention:
             for key, n in step.items():
                 counts[key] += n
             self._reclaim()
+
+    def _delete_oldest(self, k: int) -> int:
+        """Delete the ``k`` oldest readings in write order: the oldest whole blocks, then
+        the head of the next one. Returns the readings deleted."""
+        conn = self._db.conn
+        with transaction(conn):
+            whole = conn.execute(
+                "SELECT id, n FROM (SELECT id, n, sum(n) OVER (ORDER BY id) AS upto"
+                " FROM reading_blocks) WHERE upto <= ?",
+                (k,),
+            ).fetchall()
+            conn.executemany("DELETE FROM reading_blocks WHERE id = ?", [(i,) for i, _ in whole])
+            deleted = sum(int(n) for _, n in whole)
+            head = conn.execute("SELECT id, n FROM reading_blocks ORDER BY id LIMIT 1").fetchone()
+            if deleted < k and head is not None:
+                drop = np.arange(head[1]) < k - deleted
+                deleted += trim_block(conn, head[0], drop)
+        return deleted
+
+    def _delete_blocks(self, select_ids: str, args: tuple[float, ...]) -> tuple[int, int]:
+        """Delete the reading blocks ``select_ids`` names, in one transaction; returns
+        (readings, blocks) deleted."""
+        conn = self._db.conn
+        with transaction(conn):
+            (readings, blocks) = conn.execute(
+                f"SELECT coalesce(sum(n), 0), count(*) FROM reading_blocks"
+                f" WHERE id IN ({select_ids})",
+                args,
+            ).fetchone()
+            conn.execute(f"DELETE FROM reading_blocks WHERE id IN ({select_ids})", args)
+        return int(readings), int(blocks)
 
     def _account(self, counts: dict[str, int]) -> None:
         """Update the counters after a committed deletion."""
@@ -162,12 +199,9 @@ class Retention:
     def _reference_time(self) -> float:
         newest: float | None = None
         conn = self._db.conn
-        for (cid,) in conn.execute("SELECT id FROM channels").fetchall():
-            (ts,) = conn.execute(
-                "SELECT max(ts) FROM readings WHERE channel_id = ?", (cid,)
-            ).fetchone()
-            if ts is not None and (newest is None or ts > newest):
-                newest = float(ts)
+        (ts,) = conn.execute("SELECT max(ts_last) FROM reading_blocks").fetchone()
+        if ts is not None:
+            newest = float(ts)
         (end,) = conn.execute("SELECT max(start + interval_s) FROM summaries").fetchone()
         if end is not None and (newest is None or end > newest):
             newest = float(end)

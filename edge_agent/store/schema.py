@@ -11,6 +11,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable, Sequence
 
+from edge_agent.store.blocks import BLOCK_MAX_ROWS, insert_blocks
 from edge_agent.store.database import transaction
 from edge_agent.store.errors import StoreSchemaTooNew
 
@@ -105,7 +106,41 @@ def _v4(conn: sqlite3.Connection) -> None:
     conn.execute("ALTER TABLE alarms ADD COLUMN reason TEXT")
 
 
-MIGRATIONS: tuple[Migration, ...] = (_v1, _v2, _v3, _v4)
+def _v5(conn: sqlite3.Connection) -> None:
+    # SD-card wear (docs/store.md#write-rate): readings as compressed blocks, one row per
+    # flush, instead of a row (and an index entry) per reading. The indexes take a few
+    # entries a minute, appended at their right edge.
+    conn.execute(
+        "CREATE TABLE reading_blocks ("
+        " id INTEGER PRIMARY KEY, ts_first REAL NOT NULL, ts_last REAL NOT NULL,"
+        " n INTEGER NOT NULL, data BLOB NOT NULL)"
+    )
+    conn.execute("CREATE INDEX reading_blocks_ts_last ON reading_blocks (ts_last)")
+    # The age cut-off trims the blocks that straddle it (ts_first before it).
+    conn.execute("CREATE INDEX reading_blocks_ts_first ON reading_blocks (ts_first)")
+    last = 0
+    while True:
+        rows = conn.execute(
+            "SELECT rowid, ts, channel_id, value, forecast, score FROM readings"
+            " WHERE rowid > ? ORDER BY rowid LIMIT ?",
+            (last, BLOCK_MAX_ROWS),
+        ).fetchall()
+        if not rows:
+            break
+        last = rows[-1][0]
+        nan = float("nan")
+        insert_blocks(
+            conn,
+            [r[1] for r in rows],
+            [r[2] for r in rows],
+            [r[3] for r in rows],
+            [nan if r[4] is None else r[4] for r in rows],
+            [nan if r[5] is None else r[5] for r in rows],
+        )
+    conn.execute("DROP TABLE readings")
+
+
+MIGRATIONS: tuple[Migration, ...] = (_v1, _v2, _v3, _v4, _v5)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -22,6 +22,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
+from edge_agent.store.blocks import blocks_after
+
 _INF = math.inf
 
 
@@ -301,12 +305,6 @@ def summary_from_row(channel: str, row: Sequence[Any]) -> Summary:
     return Summary(channel=channel, **values)
 
 
-_UNCOVERED = (
-    "SELECT ts, value, forecast, score FROM readings"
-    " WHERE channel_id = ? AND ts > ? ORDER BY ts, rowid"
-)
-
-
 def rebuild_open(
     conn: sqlite3.Connection, channel_id: int, acc: SummaryAccumulator
 ) -> tuple[list[Summary], int]:
@@ -320,14 +318,35 @@ def rebuild_open(
         (channel_id,),
     ).fetchone()
     after = -_INF if row is None else float(row[0])
+    ts_parts, value_parts, forecast_parts, score_parts = [], [], [], []
+    for _, block in blocks_after(conn, after):
+        keep = (block.channel_id == channel_id) & (block.ts > after)
+        ts_parts.append(block.ts[keep])
+        value_parts.append(block.value[keep])
+        forecast_parts.append(block.forecast[keep])
+        score_parts.append(block.score[keep])
     closed: list[Summary] = []
-    n = 0
-    for ts, value, forecast, score in conn.execute(_UNCOVERED, (channel_id, after)):
-        summary = acc.add(ts, value, forecast, score)
+    if not ts_parts:
+        return closed, 0
+    ts = np.concatenate(ts_parts)
+    # By time, then in the order written (a stable sort), as the readings arrived.
+    order = np.argsort(ts, kind="stable")
+    columns = (
+        ts[order].tolist(),
+        np.concatenate(value_parts)[order].tolist(),
+        np.concatenate(forecast_parts)[order].tolist(),
+        np.concatenate(score_parts)[order].tolist(),
+    )
+    for t, value, forecast, score in zip(*columns, strict=True):
+        summary = acc.add(
+            t,
+            value,
+            None if forecast != forecast else forecast,  # NaN: no forecast was made
+            None if score != score else score,
+        )
         if summary is not None:
             closed.append(summary)
-        n += 1
-    return closed, n
+    return closed, len(order)
 
 
 def upsert_summary(conn: sqlite3.Connection, channel_id: int, summary: Summary) -> Summary:

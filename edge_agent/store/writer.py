@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 
 from edge_agent.alarms.model import AlarmEvent
 from edge_agent.store.alarm_log import record_alarm_events
+from edge_agent.store.blocks import insert_blocks
 from edge_agent.store.config import StoreConfig
 from edge_agent.store.database import Database, transaction
 from edge_agent.store.errors import StoreUnavailable
@@ -35,9 +36,6 @@ log = logging.getLogger(__name__)
 
 _NAN = math.nan
 _isfinite = math.isfinite
-_INSERT_READINGS = (
-    "INSERT INTO readings (ts, channel_id, value, forecast, score) VALUES (?, ?, ?, ?, ?)"
-)
 
 
 @dataclass(slots=True)
@@ -152,7 +150,7 @@ class Writer:
             add_ts(ts)
             add_channel_id(entry[0])
             add_value(value)
-            # NaN binds as NULL in SQLite: None without a per-row tuple or object.
+            # NaN stands for None in a block: no per-row tuple or object.
             add_forecast(_NAN if forecast is None else forecast)
             add_score(_NAN if score is None else score)
             self.samples_added += 1
@@ -242,16 +240,8 @@ class Writer:
         if batch.channels:
             conn.executemany("INSERT INTO channels (id, name) VALUES (?, ?)", batch.channels)
         if batch.ts:
-            conn.executemany(
-                _INSERT_READINGS,
-                zip(
-                    batch.ts,
-                    batch.channel_id,
-                    batch.value,
-                    batch.forecast,
-                    batch.score,
-                    strict=True,
-                ),
+            insert_blocks(
+                conn, batch.ts, batch.channel_id, batch.value, batch.forecast, batch.score
             )
         outbox: list[tuple[str, float, str]] = []
         for summary in batch.summaries:

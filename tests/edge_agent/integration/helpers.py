@@ -19,6 +19,7 @@ from typing import Any
 import httpx
 
 from edgetwin_common.testing import wait_until
+from tests.edge_agent.store.blockrows import load_readings
 
 GUARD_S = 60.0
 """Upper bound on any wait here: a hang fails the test instead of stalling the suite."""
@@ -152,7 +153,7 @@ def inspect_store(path: Path, scratch: Path | None = None) -> StoreSnapshot:
         path = scratch / path.name
     with closing(sqlite3.connect(path)) as conn:
         integrity = conn.execute("PRAGMA integrity_check").fetchone()[0]
-        readings = conn.execute("SELECT count(*) FROM readings").fetchone()[0]
+        readings = load_readings(conn)
         ids = frozenset(row[0] for row in conn.execute("SELECT id FROM alarms"))
         events = conn.execute("SELECT count(*) FROM alarm_events").fetchone()[0]
     return StoreSnapshot(str(integrity), int(readings), ids, int(events))

@@ -9,6 +9,8 @@ from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 
+from tests.edge_agent.store.blockrows import load_readings
+
 
 @dataclass(frozen=True)
 class Coverage:
@@ -22,7 +24,7 @@ class Coverage:
 
 def summary_coverage(path: Path) -> Coverage:
     with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as conn:
-        readings = int(conn.execute("SELECT count(*) FROM readings").fetchone()[0])
+        readings = load_readings(conn)
         covered = over = 0
         for cid, start, interval, count in conn.execute(
             "SELECT channel_id, start, interval_s, count FROM summaries"

@@ -22,6 +22,7 @@ import pytest
 
 from edge_agent.store import Store
 
+from .blockrows import load_readings
 from .crash_child import CONFIG
 
 CHILD = Path(__file__).with_name("crash_child.py")
@@ -70,6 +71,7 @@ def check(db: Path, reported: int) -> int:
     conn = sqlite3.connect(db)
     try:
         assert conn.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+        load_readings(conn)
         batches = conn.execute(
             "SELECT CAST(value AS INTEGER), CAST(forecast AS INTEGER), count(*)"
             " FROM readings GROUP BY value ORDER BY value"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+
 import pytest
 
 from edge_agent.store import retention
@@ -58,10 +60,12 @@ def test_size_cap_keeps_the_files_under_it_and_the_newest_readings(
 ) -> None:
     cap = 1 << 20
     store = make_store(max_bytes=cap, readings_max_age_s=1e9, summary_interval_s=3600.0)
+    noise = random.Random(0)
     ts = 0.0
-    for _ in range(8):  # ~3 MiB of readings, well past the cap
+    for _ in range(8):  # ~2 MiB of readings (noise compresses little), past the cap
         for _ in range(5000):
-            store.add_sample(ts, "vibration", ts * 0.5, ts * 0.5 - 0.1, 1.0)
+            value = noise.random()
+            store.add_sample(ts, "vibration", value, value - 0.1, noise.random())
             ts += 1.0
         store.flush()
     store.add_alarm_event(raised(1, 5.0))
@@ -96,7 +100,7 @@ def test_size_cap_falls_back_to_summaries_when_readings_are_gone(
     for i in range(20_000):  # 20k summaries, ~2.5 MiB
         store.add_sample(float(i), "temp", float(i), None, None)
     store.flush()
-    store._db.conn.execute("DELETE FROM readings")  # as if the readings had aged out
+    store._db.conn.execute("DELETE FROM reading_blocks")  # as if the readings had aged out
     store._retention.reading_rows = 0
     deleted = store.enforce_limits()
     assert deleted["summaries_size"] > 0
@@ -107,10 +111,12 @@ def test_size_cap_falls_back_to_summaries_when_readings_are_gone(
 def test_a_large_age_backlog_is_deleted_in_chunks(
     make_store: StoreFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(retention, "DELETE_CHUNK_ROWS", 100)
+    monkeypatch.setattr(retention, "DELETE_CHUNK_BLOCKS", 10)
     store = make_store(readings_max_age_s=10.0)
     for i in range(1050):
         store.add_sample(float(i), "temp", float(i), None, None)
+        if i % 10 == 9:
+            store.flush()  # a block per 10 readings: 105 blocks, deleted 10 at a time
     store.flush()
     assert store.enforce_limits()["readings_age"] == 1039
     assert store.readings("temp")[0].ts == 1039.0

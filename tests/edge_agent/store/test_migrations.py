@@ -14,6 +14,8 @@ from edge_agent.store.errors import StoreSchemaTooNew, StoreUnreadable
 from edge_agent.store.schema import MIGRATIONS, SCHEMA_VERSION, migrate, schema_version
 from edgetwin_common.testing import FakeClock
 
+from .blockrows import load_readings
+
 
 def connect(path: Path) -> sqlite3.Connection:
     return sqlite3.connect(path, isolation_level=None)
@@ -33,7 +35,7 @@ def test_new_file_is_at_the_current_version(tmp_path: Path, clock: FakeClock) ->
     Store(tmp_path / "s.db", StoreConfig(), clock).close()
     conn = connect(tmp_path / "s.db")
     try:
-        assert schema_version(conn) == SCHEMA_VERSION == len(MIGRATIONS) == 4
+        assert schema_version(conn) == SCHEMA_VERSION == len(MIGRATIONS) == 5
     finally:
         conn.close()
 
@@ -44,7 +46,8 @@ def test_v0_to_current_on_an_empty_file(tmp_path: Path) -> None:
         assert schema_version(conn) == 0
         assert migrate(conn) == SCHEMA_VERSION
         tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-        assert {"channels", "readings", "summaries", "alarms", "alarm_events", "outbox"} <= tables
+        assert {"channels", "reading_blocks", "summaries", "alarms", "alarm_events"} <= tables
+        assert "outbox" in tables and "readings" not in tables
         assert {"sync_inflight", "sync_quarantine", "meta_text"} <= tables
         assert migrate(conn) == SCHEMA_VERSION  # idempotent
     finally:
@@ -91,7 +94,8 @@ def test_a_next_migration_keeps_the_data(tmp_path: Path, clock: FakeClock) -> No
         assert migrate(conn, (*MIGRATIONS, next_add_unit)) == SCHEMA_VERSION + 1
         assert schema_version(conn) == SCHEMA_VERSION + 1
         assert conn.execute("SELECT name, unit FROM channels").fetchall() == [("temp", "")]
-        assert conn.execute("SELECT value FROM readings").fetchall() == [(20.0,)]
+        assert load_readings(conn) == 1
+        assert conn.execute("SELECT value FROM temp.readings").fetchall() == [(20.0,)]
     finally:
         conn.close()
 
@@ -135,9 +139,37 @@ def test_v4_adds_the_reason_and_old_alarms_read_without_one(tmp_path: Path) -> N
             " message) VALUES (1, 'hot', 'temp', 'value_above', 'warning', 'cleared', 5.0,"
             " 90.0, 'temp 90 >= 85')"
         )
-        assert migrate(conn) == 4
+        assert migrate(conn, MIGRATIONS[:4]) == 4
         row = conn.execute(f"SELECT {ALARM_COLUMNS} FROM alarms").fetchone()
         alarm = alarm_from_row(row)
         assert (alarm.rule, alarm.value, alarm.reason) == ("hot", 90.0, None)
     finally:
         conn.close()
+
+
+def test_v5_moves_the_readings_into_blocks_bit_for_bit(tmp_path: Path, clock: FakeClock) -> None:
+    conn = connect(tmp_path / "s.db")
+    rows = [
+        (1000.0 + i * 0.1, 1 + i % 3, 20.0 + i / 7, None if i % 5 else 19.9 + i / 7, i / 3)
+        for i in range(5000)  # more than one block
+    ]
+    try:
+        assert migrate(conn, MIGRATIONS[:4]) == 4
+        conn.executemany(
+            "INSERT INTO channels (id, name) VALUES (?, ?)", [(1, "a"), (2, "b"), (3, "c")]
+        )
+        conn.executemany("INSERT INTO readings VALUES (?, ?, ?, ?, ?)", rows)
+        assert migrate(conn) == 5
+        assert conn.execute("SELECT count(*), sum(n) FROM reading_blocks").fetchone() == (2, 5000)
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        assert "readings" not in tables
+        load_readings(conn)
+        assert conn.execute("SELECT * FROM temp.readings").fetchall() == rows
+    finally:
+        conn.close()
+    # and the store reads them: the newest of channel b, with None where none was made
+    with Store(tmp_path / "s.db", StoreConfig(), clock) as store:
+        newest = store.readings("b", limit=2)
+        assert [(r.ts, r.value, r.forecast, r.score) for r in newest] == [
+            (rows[i][0], rows[i][2], rows[i][3], rows[i][4]) for i in (4996, 4999)
+        ]

@@ -286,7 +286,7 @@ def test_a_flush_failing_half_way_writes_nothing(make_store: StoreFactory) -> No
     with pytest.raises(StoreUnavailable, match="disk trouble"):
         store.flush()
     conn = store._db.conn
-    for table in ("readings", "summaries", "alarms", "alarm_events", "outbox", "channels"):
+    for table in ("reading_blocks", "summaries", "alarms", "alarm_events", "outbox", "channels"):
         assert conn.execute(f"SELECT count(*) FROM {table}").fetchone() == (0,), table
     conn.execute("DROP TRIGGER fail_events")
     assert store.flush() == 25 + 2 + 1
