@@ -56,6 +56,7 @@ from edge_agent.store.errors import StoreUnavailable
 from edge_agent.store.sqlite import Store
 from edge_agent.sync.twin import DeviceReport, Twin, config_hash
 from edge_agent.sync.worker import SyncWorker
+from edge_agent.twin.advisor.service import AdvisorService
 from edgetwin_common.notify import Notifier, watchdog_period_s
 from edgetwin_contracts.batch import AlarmRecord, ModelReport
 from edgetwin_contracts.signing import load_public_key
@@ -107,6 +108,9 @@ class Agent:
         self.sources = (
             sources if sources is not None else [build_source(cfg) for cfg in self.config.sources]
         )
+        advisor = self.config.advisor
+        self.advisor = AdvisorService(advisor, self.actions, self.engine) if advisor else None
+        """The advisor, when the config has [advisor] (docs/advisor.md)."""
         channel_sources = {ch: src.name for src in self.sources for ch in src.channels()}
         self.pipeline = Pipeline(
             self.config,
@@ -254,7 +258,7 @@ class Agent:
 
     async def _start_http(self) -> uvicorn.Server:
         http = self.config.http
-        app = create_app(self, http)
+        app = create_app(self, http, self.advisor)
         config = uvicorn.Config(
             app, host=http.host, port=http.port, log_config=None, access_log=False, lifespan="off"
         )
@@ -274,10 +278,13 @@ class Agent:
         times with a pause, then left down (reported in /status)."""
         restarts = 0
         process = self.pipeline.process
+        advise = self.advisor.on_reading if self.advisor is not None else None
         while True:
             try:
                 async for reading in source.stream():
                     process(reading)
+                    if advise is not None:
+                        advise(reading)
                     self.samples += 1
                 return
             except asyncio.CancelledError:
@@ -306,6 +313,8 @@ class Agent:
                 await asyncio.wait_for(stop.wait(), TICK_S)
             now = self._clock()
             self.pipeline.check_health(now, self._source_states())
+            if self.advisor is not None:
+                self.advisor.on_sources(self._source_states(), now)
             self.store.close_open(self._data_time(now))
             # One transaction per flush_interval_s (or once flush_max_rows are buffered):
             # each commit rewrites whole pages of the table, its index and the WAL, so

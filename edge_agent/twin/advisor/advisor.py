@@ -221,6 +221,11 @@ class Advisor:
         """A reading of ``channel`` at ``ts`` (UNIX s) arrived (freshness only)."""
         self._failures.last_seen[channel] = ts
 
+    @property
+    def is_source_down(self) -> bool:
+        """A source reported down (the step falls back to the safe value)."""
+        return bool(self._failures.sources_down)
+
     def source_state(self, source: str, down: str | None) -> None:
         """A source went down (``down``: why) or came back (None)."""
         if down is None:

@@ -43,8 +43,12 @@ class AdvisorConfig(Strict):
 
     enabled: bool = False
     """Write the chosen value through ``output``; false: advise only."""
+    predictor: Literal["pump-physics"] = "pump-physics"
+    """What predicts the channels under a planned control: "pump-physics", the pump's
+    thermal model from the observed state (edge_agent/simulator/observer.py; for the
+    simulated pump and pumps with its parameters)."""
     output: Name | None = None
-    """The name of the control output (a ``setpoint`` or ``modbus_setpoint`` action) that
+    """The name of the control output (a ``setpoint`` action) that
     writes the value; required when enabled."""
     control: Name = "load"
     """The control channel (what the value sets; the twin's control input)."""
