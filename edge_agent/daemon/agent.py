@@ -26,6 +26,7 @@ from edge_agent.alarms.engine import AlarmEngine
 from edge_agent.alarms.model import Alarm, AlarmEvent
 from edge_agent.config import LoadedConfig
 from edge_agent.daemon.watchdog import ProgressMonitor, feed_watchdog
+from edge_agent.http.advisor import add_advisor_routes
 from edge_agent.http.app import create_app
 from edge_agent.http.metrics import AgentCollector
 from edge_agent.http.status import (
@@ -258,7 +259,8 @@ class Agent:
 
     async def _start_http(self) -> uvicorn.Server:
         http = self.config.http
-        app = create_app(self, http, self.advisor)
+        app = create_app(self, http)
+        add_advisor_routes(app, self.advisor, self._clock)
         config = uvicorn.Config(
             app, host=http.host, port=http.port, log_config=None, access_log=False, lifespan="off"
         )

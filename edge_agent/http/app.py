@@ -9,7 +9,6 @@ the pipeline, and read its state without locks.
 from __future__ import annotations
 
 import logging
-import time
 from typing import Annotated, Protocol
 
 from fastapi import FastAPI, HTTPException, Query, Request, Response
@@ -19,14 +18,12 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from edge_agent import __version__
 from edge_agent.errors import AlarmNotFound
-from edge_agent.http.advisor import add_advisor_routes
 from edge_agent.http.body import parse_body, read_body
 from edge_agent.http.config import HttpConfig
 from edge_agent.http.guard import RequestGuard
 from edge_agent.http.page import add_status_page
 from edge_agent.http.status import AgentStatus, AlarmInfo, ReadingInfo
 from edge_agent.http.summaries import add_summary_routes
-from edge_agent.twin.advisor.service import AdvisorService
 
 
 class AgentView(Protocol):
@@ -62,9 +59,7 @@ class AckRequest(BaseModel):
     """Why, for the log."""
 
 
-def create_app(
-    view: AgentView, config: HttpConfig, advisor: AdvisorService | None = None
-) -> FastAPI:
+def create_app(view: AgentView, config: HttpConfig) -> FastAPI:
     app = FastAPI(
         title="edge-agent",
         version=__version__,
@@ -142,6 +137,5 @@ def create_app(
         return Response(generate_latest(view.registry), media_type=CONTENT_TYPE_LATEST)
 
     add_summary_routes(app, view)
-    add_advisor_routes(app, advisor, time.time)
     add_status_page(app)
     return app

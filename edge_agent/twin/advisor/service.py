@@ -9,6 +9,7 @@ speed decides at the same data times.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -49,12 +50,14 @@ class AdvisorService:
         self.advisor = Advisor(config, predictor, output if config.enabled else None, alarms)
         self._next_step: float | None = None
         self._last_ts: float | None = None
+        self._last_monotonic = time.monotonic()
 
     def on_reading(self, reading: Reading) -> None:
         """Feed one reading; steps the advisor when its time has come."""
         self.observer.observe(reading.channel, reading.ts, reading.value)
         self.advisor.observe(reading.channel, reading.ts)
         self._last_ts = reading.ts
+        self._last_monotonic = time.monotonic()
         if self._next_step is None:
             self._next_step = reading.ts + self.config.step_s
         elif reading.ts >= self._next_step:
@@ -62,14 +65,21 @@ class AdvisorService:
             self.advisor.step(reading.ts)
 
     def on_sources(self, states: Mapping[str, SourceState], now: float) -> None:
-        """The sources' states at a tick: a disconnected one is a source failure (the
-        safe value is written at once, without waiting for a reading)."""
+        """The sources' states at a tick: a disconnected one is a source failure, and
+        readings silent for ``stale_after_s`` a sensor failure; either writes the safe
+        value at once, without waiting for a reading."""
         was_down = self.advisor.is_source_down
         for name, state in states.items():
             down = state is SourceState.DISCONNECTED
             self.advisor.source_state(name, "disconnected" if down else None)
         if self.advisor.is_source_down and not was_down:
             self.advisor.step(self._data_time(now))
+            return
+        # No reading at all for stale_after_s: no reading will step the advisor, so the
+        # tick does, at the data time the silence has reached (the channels are stale).
+        silent = time.monotonic() - self._last_monotonic
+        if self._last_ts is not None and silent > self.config.stale_after_s:
+            self.advisor.step(self._last_ts + silent)
 
     def set_override(self, value: float | None, by: str, now: float) -> dict[str, Any]:
         """Apply the operator's override at once (a step at ``now``). Raises

@@ -137,7 +137,7 @@ def _feed(
     observer: PumpObserver = advisor.observer  # type: ignore[attr-defined]
     for frame in frames:
         reading = frame.reported.as_dict() | {"load": frame.load}
-        for channel in channels + ("load",):
+        for channel in (*channels, "load"):
             observer.observe(channel, frame.t, reading[channel])
             advisor.observe(channel, frame.t)
 
