@@ -7,7 +7,8 @@ Target: >= 90 % of the overheating events (runs where the pump left alone raises
 bearing alarm, 75 °C for 5 s) prevented, with <= 10 % less throughput (mean load) than
 the best single fixed derating rule chosen in hindsight for the same runs: the highest
 fixed load limit that prevents at least as large a share of the events (found per run by
-bisection, the limit being monotone in its effect), scored on every run.
+bisection, the limit being monotone in its effect), scored on every run. Beside it, an
+oracle that is no rule at all: each run with its own best fixed limit.
 
 The fault sizes were set so that the pump left alone overheats and the pump at minimum
 load does not; the advisor's settings were not tuned on these seeds. ``--base-seed``
@@ -22,7 +23,12 @@ import argparse
 import time
 
 from edge_agent.simulator.pump import SimulatorSettings
-from edge_agent.twin.advisor.closedloop import heat_fault_runs, run_fixed, run_with_advisor
+from edge_agent.twin.advisor.closedloop import (
+    LoopResult,
+    heat_fault_runs,
+    run_fixed,
+    run_with_advisor,
+)
 
 
 def max_safe_limit(settings: SimulatorSettings, low: float = 0.15, iterations: int = 8) -> float:
@@ -67,27 +73,35 @@ def main() -> None:
         print(f"  {kind:9s} {ok}/{len(items)} prevented")
     # The best fixed rule in hindsight: the highest single limit preventing at least the
     # advisor's share of the events.
-    safe = sorted((max_safe_limit(runs[i]) for i in events), reverse=True)
+    per_run = {i: max_safe_limit(runs[i]) for i in events}
+    safe = sorted(per_run.values(), reverse=True)
     fixed_limit = safe[len(prevented) - 1] if prevented else 1.0
     fixed = [run_fixed(s, fixed_limit) for s in runs]
     fixed_prevented = sum(not fixed[i].overheated for i in events)
-    mean = lambda rs: sum(r.throughput for r in rs) / len(rs)  # noqa: E731
-    t_free, t_adv, t_fixed = mean(free), mean(advised), mean(fixed)
+    # An oracle beside it: each run with its own best fixed limit (knowing its fault).
+    oracle = [run_fixed(s, per_run[i]) if i in per_run else free[i] for i, s in enumerate(runs)]
+
+    def mean(results: list[LoopResult]) -> float:
+        return sum(r.throughput for r in results) / len(results)
+
+    t_free, t_adv, t_fixed, t_oracle = mean(free), mean(advised), mean(fixed), mean(oracle)
     print(
-        f"advisor:        {len(prevented)}/{len(events)} = {share:.1%} of overheating events prevented "
-        f"(target >= 90 %), throughput {t_adv:.4f}"
+        f"advisor: {len(prevented)}/{len(events)} = {share:.1%} of overheating events "
+        f"prevented (target >= 90 %), throughput {t_adv:.4f}"
     )
     print(
-        f"best fixed rule in hindsight: load limit {fixed_limit:.3f}, prevents "
+        f"best single fixed rule in hindsight: load limit {fixed_limit:.3f}, prevents "
         f"{fixed_prevented}/{len(events)}, throughput {t_fixed:.4f}"
     )
-    print(f"left alone:     throughput {t_free:.4f}")
+    print(f"per-run best fixed limit (an oracle, not a rule): throughput {t_oracle:.4f}")
+    print(f"left alone: throughput {t_free:.4f}")
     loss = 1.0 - t_adv / t_fixed
     verdict = "met" if share >= 0.9 and loss <= 0.10 else "MISSED"
+    changes = sum(r.changes for r in advised) / len(advised)
     print(
-        f"advisor throughput vs best fixed rule: {-loss:+.1%} (target >= -10 %); "
-        f"advisor throughput vs left alone {t_adv / t_free - 1:+.1%}; "
-        f"mean changes per run {sum(r.changes for r in advised) / len(advised):.0f}; target {verdict}"
+        f"advisor throughput vs best single fixed rule: {-loss:+.1%} (target >= -10 %): "
+        f"{verdict}; vs the per-run oracle {t_adv / t_oracle - 1:+.1%}; "
+        f"vs left alone {t_adv / t_free - 1:+.1%}; {changes:.0f} writes per run"
     )
     print(f"({time.perf_counter() - started:.0f} s)")
 
