@@ -59,11 +59,14 @@ def main() -> None:
     free = [run_fixed(s, None) for s in runs]
     advised = [run_with_advisor(s) for s in runs]
     events = [i for i, r in enumerate(free) if r.overheated]
+    # The runs are sized so that the minimum load prevents every event: checked, not assumed.
+    hopeless = [i for i in events if run_fixed(runs[i], 0.15).overheated]
     prevented = [i for i in events if not advised[i].overheated]
     share = len(prevented) / len(events) if events else float("nan")
     print(
         f"{len(runs)} runs ({args.duration:.0f} s at 1 Hz, seeds {args.base_seed}..), "
-        f"{len(events)} overheating events when left alone"
+        f"{len(events)} overheating events when left alone, {len(hopeless)} of them not "
+        "prevented even at minimum load"
     )
     by_kind: dict[str, list[int]] = {}
     for i in events:

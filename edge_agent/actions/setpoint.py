@@ -23,6 +23,7 @@ from pydantic import Field, model_validator
 
 from edge_agent.actions.base import ActionConfigBase
 from edge_agent.actions.errors import ControlWriteFailed
+from edge_agent.actions.health import DeliveryHealth
 from edge_agent.alarms.model import AlarmEvent, AlarmEventKind
 from edgetwin_common.config import Name
 from edgetwin_common.plugins import Plugin
@@ -67,6 +68,7 @@ class SetpointAction:
         self.config = config
         self.counters: dict[str, int] = {"written": 0, "failed": 0, "interlocked": 0, "events": 0}
         self.last_value: float | None = None
+        self.health = DeliveryHealth()
         self._port: Any = None
         self._holding: set[int] = set()
 
@@ -103,8 +105,11 @@ class SetpointAction:
         except (serial.SerialException, OSError, ValueError) as exc:
             self.counters["failed"] += 1
             self._close()  # reopen on the next write: the device may have come back
-            raise ControlWriteFailed(f"{self.name}: writing to {self.config.port}: {exc}") from exc
+            error = ControlWriteFailed(f"{self.name}: writing to {self.config.port}: {exc}")
+            self.health.failed(str(error))
+            raise error from exc
         self.counters["written"] += 1
+        self.health.succeeded()
         self.last_value = value
 
     def notify(self, event: AlarmEvent) -> None:

@@ -95,7 +95,10 @@ def heat_fault_runs(
             peak = rng.uniform(24.0, 32.0)
             fault = Fault(kind, start, peak / rate * 60.0, rate=rate)
         elif kind is FaultKind.WEAR:
-            fault = Fault(kind, start, None, rate=rng.uniform(0.15, 0.3))
+            # Wear never stops: its rate is set by the friction heat it reaches at the
+            # run's end (2 °C per mm/s, PumpParams.bearing_per_wear_c).
+            peak = rng.uniform(22.0, 30.0) / 2.0
+            fault = Fault(kind, start, None, rate=peak / ((duration_s - start) / 60.0))
         else:
             rate = rng.uniform(0.4, 0.8)
             fault = Fault(kind, start, rng.uniform(15.0, 25.0) / rate * 60.0, "bearing_temp", rate)
