@@ -294,7 +294,7 @@ class Advisor:
             return
         if failure is None:
             self.alarms.clear_internal(FALLBACK_ALARM, self.config.control, now)
-        else:
+        elif self.guards.applied is not None:  # in control: the safe value is in force
             message = f"safe value {self.config.safe:.4g}: {failure}"
             self.alarms.raise_internal(
                 FALLBACK_ALARM, self.config.control, now, message, Severity.WARNING

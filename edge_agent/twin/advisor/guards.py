@@ -4,7 +4,8 @@ One decision per advisor step, in this order (docs/advisor.md):
 
 1. disabled (the default): nothing is ever written;
 2. an operator override: its value, at once;
-3. a failure (model, sensor, source): the safe value, at once;
+3. a failure (model, sensor, source): the safe value, at once (once the advisor has
+   written anything: before, it has not taken control and leaves the device alone);
 4. bounds: the wanted value is clipped to [minimum, maximum];
 5. changes smaller than ``min_change`` are not written;
 6. hold-off: no change within ``hold_off_s`` of the last one;
@@ -95,7 +96,12 @@ class Guards:
         if self.override is not None:
             return self._at_once(self.override, Verdict.OVERRIDE, wanted, "operator override")
         if failure is not None or wanted is None:
-            return self._at_once(config.safe, Verdict.SAFE, None, failure or "no recommendation")
+            why = failure or "no recommendation"
+            if self.applied is None:
+                # Never in control (warming up, say): the device runs as it did; the
+                # advisor takes no responsibility it has not taken yet.
+                return Decision(None, Verdict.UNCHANGED, None, f"not in control yet: {why}")
+            return self._at_once(config.safe, Verdict.SAFE, None, why)
         wanted = min(config.maximum, max(config.minimum, wanted))
         reference = config.safe if self.applied is None else self.applied
         if self.applied is not None and abs(wanted - reference) < config.min_change:

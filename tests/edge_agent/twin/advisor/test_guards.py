@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 from itertools import islice
+from typing import Any
 
 import pytest
 from pydantic import ValidationError
@@ -95,6 +96,10 @@ def test_hold_off_after_each_change() -> None:
 
 def test_the_safe_value_on_failure_is_written_at_once() -> None:
     g = guards(hold_off_s=600.0)
+    # Before its first write the advisor is not in control: a failure leaves the device.
+    decision = g.decide(0.0, None, "model: warming up")
+    assert decision.verdict is Verdict.UNCHANGED and decision.value is None
+    assert decision.note == "not in control yet: model: warming up"
     write(g, 0.0, 0.9)
     decision = g.decide(1.0, None, "bearing_temp is stale (40 s without a reading)")
     assert decision.verdict is Verdict.SAFE and decision.value == 0.3  # past the hold-off
@@ -118,13 +123,27 @@ def test_an_operator_override_holds_the_output_and_its_release_resumes_under_the
 # -- the advisor with its guards, on the simulated pump and the real alarm engine ----------
 
 
+class BreakableModel:
+    """A real predictor (the pump observer) that can be broken on purpose: the model
+    failure a corrupt bundle or an interpreter error would be."""
+
+    def __init__(self, observer: PumpObserver) -> None:
+        self.observer = observer
+        self.is_broken = False
+
+    def predict(self, controls: Any, step_s: float) -> Any:
+        if self.is_broken:
+            raise PredictionFailed("the interpreter failed")
+        return self.observer.predict(controls, step_s)
+
+
 def _advisor(**overrides: object) -> tuple[Advisor, CommandOutput, list[AlarmEvent]]:
     events: list[AlarmEvent] = []
     engine = AlarmEngine([], (1,), events.append, {})
     config = pump_advisor_config(**overrides)
     observer = PumpObserver(period_s=config.step_s, failure=PredictionFailed)
     output = CommandOutput(LoadCommand())
-    advisor = Advisor(config, observer, output, engine)
+    advisor = Advisor(config, BreakableModel(observer), output, engine)
     advisor.observer = observer  # type: ignore[attr-defined]
     return advisor, output, events
 
@@ -148,13 +167,21 @@ def test_the_advisor_falls_back_on_model_sensor_and_source_failure(
     settings = SimulatorSettings(rate_hz=1.0, seed=3, faults=(parse_fault("overheat@60s,rate=2"),))
     frames = list(islice(iter_frames(settings), 900))
     advisor, output, events = _advisor(hold_off_s=30.0)
+    model: BreakableModel = advisor.predictor  # type: ignore[assignment]
     caplog.set_level(logging.INFO, logger="edge_agent.twin.advisor.advisor")
-    # Model failure: the observer has not seen two periods yet.
+    # Warming up (the observer has not seen two periods): not in control, nothing written.
     _feed(advisor, frames[:5])
     step = advisor.step(5.0)
     assert step.failure is not None and step.failure.startswith("model:")
-    assert output.written == [0.3]
-    _feed(advisor, frames[5:300])
+    assert output.written == []
+    _feed(advisor, frames[5:200])
+    assert advisor.step(200.0).failure is None and output.written[-1] > 0.3
+    # Model failure: the safe value at once.
+    model.is_broken = True
+    assert advisor.step(201.0).failure == "model: the interpreter failed"
+    assert output.written[-1] == 0.3
+    model.is_broken = False
+    _feed(advisor, frames[200:300])
     step = advisor.step(300.0)
     assert step.failure is None and step.recommendation is not None
     assert output.written[-1] > 0.3
@@ -181,7 +208,7 @@ def test_the_advisor_falls_back_on_model_sensor_and_source_failure(
     ]
     assert len(changes) == len(output.written) == advisor.counters["changes"]
     assert all(e.alarm.severity is Severity.INFO and e.alarm.channel == "load" for e in changes)
-    assert "load 0.3 -> " in changes[1].alarm.message
+    assert "load 0.3 -> " in changes[2].alarm.message
     logged = [r.getMessage() for r in caplog.records if r.getMessage().startswith("advisor: load")]
     assert len(logged) == len(output.written)
 
