@@ -2,8 +2,9 @@
 verdict, the value in force, recent changes) and POST /twin/advisor/override (the
 operator holds the output at a value, or releases it with ``{"value": null}``).
 
-A device without ``[advisor]`` answers 404; an override outside the bounds 422 naming
-the value and the bounds. The override is written at once when the advisor is enabled.
+Without ``[advisor]``, GET answers ``{"configured": false}`` and POST 404; an override
+outside the bounds is a 422 naming the value and the bounds. The override is written at
+once when the advisor is enabled.
 """
 
 from __future__ import annotations
@@ -47,7 +48,9 @@ def add_advisor_routes(
 
     @app.get("/twin/advisor", summary="The advisor: recommendation, margin, guards, changes")
     async def advisor_status() -> dict[str, Any]:
-        return _service().status()
+        # 200 either way: the status page asks on every agent, and a 404 would be a
+        # console error on each one without an advisor.
+        return {"configured": False} if service is None else service.status()
 
     @app.post(
         "/twin/advisor/override",

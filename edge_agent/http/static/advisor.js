@@ -1,7 +1,8 @@
 // The advisor's card on the status page (docs/advisor.md): its recommendation and
 // predicted margin, the value in force, the guards' verdict, and the operator override.
 // A module of its own: it polls GET twin/advisor, adds its card to the health row only
-// when the agent has an advisor (404: nothing shown), and posts the override as JSON.
+// when the agent has an advisor ({"configured": false}: nothing shown, polling stops),
+// and posts the override as JSON.
 "use strict";
 (function () {
   const params = new URLSearchParams(location.search);
@@ -94,9 +95,10 @@
   async function tick() {
     try {
       const r = await fetch("twin/advisor", { cache: "no-store", headers: headers() });
-      if (r.status === 404) return; // no advisor on this agent: no card, stop polling
       if (!r.ok) throw new Error(`twin/advisor: HTTP ${r.status}`);
-      paint(await r.json());
+      const s = await r.json();
+      if (!s.configured) return; // no advisor on this agent: no card, stop polling
+      paint(s);
       state.updates += 1;
       state.lastError = null;
     } catch (e) {

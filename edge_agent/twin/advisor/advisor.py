@@ -305,6 +305,7 @@ class Advisor:
         last = self.last
         rec = None if last is None else last.recommendation
         return {
+            "configured": True,
             "enabled": self.config.enabled,
             "control": self.config.control,
             "objective": self.config.objective,

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from edge_agent.simulator import SimulatorSettings, generate_series, parse_fault
@@ -119,5 +120,7 @@ def test_an_agent_without_an_advisor_shows_no_card(tmp_path: Path, web: BrowserP
         page.goto(agent.http_url + "/?poll_ms=250")
         page.wait_for_function("() => window.edgeStatus.updates > 1")
         assert page.locator("#advisor-card").count() == 0
-    # The 404 of twin/advisor is the page's way to learn there is no advisor.
-    assert all("twin/advisor" in e or "404" in e for e in web.errors)
+        with httpx.Client(base_url=agent.http_url) as client:
+            assert client.get("/twin/advisor").json() == {"configured": False}
+            assert client.post("/twin/advisor/override", json={"value": 0.5}).status_code == 404
+    assert web.errors == []
