@@ -28,6 +28,7 @@ __all__ = [
     "heat_fault_runs",
     "pump_advisor_config",
     "run_fixed",
+    "run_threshold",
     "run_with_advisor",
 ]
 
@@ -68,7 +69,7 @@ def pump_advisor_config(**overrides: object) -> AdvisorConfig:
         "enabled": True,
         "output": "pump-load",
         "limits": {"bearing_temp": ChannelLimit(above=ALARM_LIMIT_C, margin=2.0)},
-        "horizon_s": 900.0,
+        "horizon_s": 600.0,
         "step_s": 10.0,
         "max_rate_per_min": 0.1,
         "hold_off_s": 30.0,
@@ -157,6 +158,28 @@ def run_fixed(
 ) -> LoopResult:
     """The run with a fixed load limit from the start (None: the pump left alone)."""
     return _run(settings, LoadCommand(limit), None, False, alarm_delay_s)
+
+
+def run_threshold(
+    settings: SimulatorSettings,
+    above_c: float,
+    limit: float,
+    hysteresis_c: float = 3.0,
+    alarm_delay_s: float = 5.0,
+) -> LoopResult:
+    """The run with a reactive rule: limit the load to ``limit`` while the reported
+    bearing temperature is at or above ``above_c`` (released below it minus
+    ``hysteresis_c``)."""
+    command = LoadCommand()
+
+    def on_frame(t: float, reading: dict[str, float]) -> None:
+        bearing = reading["bearing_temp"]
+        if bearing >= above_c and command.setpoint is None:
+            command.set(limit)
+        elif bearing < above_c - hysteresis_c and command.setpoint is not None:
+            command.set(None)
+
+    return _run(settings, command, on_frame, False, alarm_delay_s)
 
 
 def run_with_advisor(
