@@ -115,7 +115,8 @@ def run_simulate(args: argparse.Namespace) -> int:
     print(
         f"stopped after {report.frames} samples: {report.lines_written} lines written, "
         f"{report.lines_dropped_buffer_full} dropped (nobody reading), "
-        f"{report.lines_withheld} withheld (dropouts), {report.vanishes} vanish(es)"
+        f"{report.lines_withheld} withheld (dropouts), {report.vanishes} vanish(es), "
+        f"{report.commands_applied} load command(s) applied"
     )
     return EXIT_OK
 
