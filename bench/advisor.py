@@ -33,8 +33,8 @@ from edge_agent.twin.advisor.closedloop import (
     run_with_advisor,
 )
 
-THRESHOLDS_C = (66.0, 69.0, 72.0)
-LIMITS = (0.2, 0.3, 0.4, 0.5, 0.6)
+THRESHOLDS_C = (66.0, 69.0, 72.0, 73.0, 74.0)
+LIMITS = (0.15, 0.2, 0.3, 0.4, 0.5, 0.6)
 
 
 def max_safe_limit(settings: SimulatorSettings, low: float = 0.15, iterations: int = 8) -> float:
