@@ -1,4 +1,4 @@
-"""`edge-agent demo`: the product end to end on embedded defaults, in two parts.
+"""`edge-agent demo`: the product end to end on embedded defaults, in three parts.
 
 1. ``live``: the simulated pump on a pty in real time, the agent on the shipped model
    with examples/agent.toml as shipped (paths, ports and URLs changed), faults (bearing
@@ -9,6 +9,9 @@
    summaries and publishes a signed release; the agent downloads, verifies, self-tests
    and swaps it in under the live guard; the summary compares the forecast error of the
    default and the new model on the same readings and lists the alarms.
+3. ``advisor``: a pump losing its lubrication, the agent's advisor derating it over the
+   same pty before the bearing reaches its alarm, which never fires; a chart sets the run
+   beside the same pump left alone (edgetwin_demo/advisor.py).
 
 The cloud is a real `cloud-sync serve` on 127.0.0.1 (SQLite) when the cloud extra is
 installed; without it, only the live part runs, and the demo says so.
@@ -21,6 +24,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from edgetwin_common import logs
+from edgetwin_demo.advisor import run_advisor_demo
 from edgetwin_demo.cloud import DemoCloud
 from edgetwin_demo.live import run_live
 from edgetwin_demo.loop import run_loop
@@ -54,10 +58,12 @@ def main(
         code = run_live(duration_s, rate_hz, workdir, http_port, cloud, echo)
         if code != 0:
             return code
-        if cloud is None or not closed_loop:
-            return 0
-        echo("== part 2: the closed loop, fast-forwarded ==")
-        run_loop(cloud, workdir / "loop", echo)
+        if cloud is not None and closed_loop:
+            echo("== part 2: the closed loop, fast-forwarded ==")
+            run_loop(cloud, workdir / "loop", echo)
+        if closed_loop:
+            echo("== part 3: the advisor closes the loop, fast-forwarded ==")
+            run_advisor_demo(workdir / "advisor", echo)
     finally:
         if cloud is not None:
             cloud.stop()

@@ -17,3 +17,9 @@ class DeliveryFailed(TransientError):
 class DeliveryRejected(EdgeAgentError):
     """The receiver refused the event (HTTP 4xx other than 429, or a redirect): retrying
     will not help; fix the receiver or the action's config."""
+
+
+class ControlWriteFailed(TransientError):
+    """A control value could not be written (the port is gone, its buffer is full, an
+    alarm interlock holds the safe value): the advisor keeps its last value, counts the
+    error and tries again at its next step."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, TypeAlias
 
-from edge_agent.actions import gpio_output, log, mqtt, webhook
+from edge_agent.actions import gpio_output, log, mqtt, setpoint, webhook
 from edge_agent.actions.base import Action, ActionConfigBase
 from edgetwin_common.plugins import PluginTable
 
@@ -24,6 +24,7 @@ ACTIONS: PluginTable[Action] = PluginTable(
         webhook.PLUGIN,
         gpio_output.PLUGIN,
         mqtt.PLUGIN,
+        setpoint.PLUGIN,
     ],
 )
 """Every action plugin, in the order the configuration reference lists them."""

@@ -32,6 +32,7 @@ from edge_agent.model.ota.config import OtaConfig
 from edge_agent.sources.registry import SourceConfig
 from edge_agent.store.config import StoreConfig
 from edge_agent.sync.config import SyncConfig
+from edge_agent.twin.advisor.config import AdvisorConfig
 from edge_agent.twin.config import TwinConfig
 from edgetwin_common.config import Name, Strict, note_problem, read_toml, validate_toml
 
@@ -96,6 +97,9 @@ class AgentConfig(Strict):
     ota: OtaConfig = OtaConfig()
     twin: TwinConfig | None = None
     """The cross-channel twin answering what-if scenarios; None: no twin (docs/twin.md)."""
+    advisor: AdvisorConfig | None = None
+    """The advisor: the control value that keeps predictions inside the alarm limits,
+    written only when enabled, behind guards (docs/advisor.md)."""
 
     def channel(self, name: str) -> ChannelConfig:
         return self.channels.get(name, self.channel_defaults)
@@ -111,6 +115,11 @@ class AgentConfig(Strict):
             list(enumerate(self.alarms)),
             set(self.channels),
         )
+        output = self.advisor.output if self.advisor is not None else None
+        if output is not None and output not in {
+            a.name for a in self.actions if a.type == "setpoint"
+        }:
+            problems.append(f"advisor.output: {output!r} is not a setpoint action in [[actions]]")
         if problems:
             raise ValueError("; ".join(problems))
         return self

@@ -27,6 +27,7 @@ from edge_agent.alarms.model import AlarmEvent
 from edge_agent.config import LoadedConfig
 from edge_agent.daemon.alarm_views import alarm_by_id, alarm_info, alarm_list, reported_alarm
 from edge_agent.daemon.watchdog import ProgressMonitor, feed_watchdog
+from edge_agent.http.advisor import add_advisor_routes
 from edge_agent.http.app import create_app
 from edge_agent.http.metrics import AgentCollector
 from edge_agent.http.status import (
@@ -57,6 +58,7 @@ from edge_agent.store.errors import StoreUnavailable
 from edge_agent.store.sqlite import Store
 from edge_agent.sync.twin import DeviceReport, Twin, config_hash
 from edge_agent.sync.worker import SyncWorker
+from edge_agent.twin.advisor.service import AdvisorService
 from edge_agent.twin.service import TwinService
 from edgetwin_common.notify import Notifier, watchdog_period_s
 from edgetwin_contracts.batch import ModelReport
@@ -109,6 +111,9 @@ class Agent:
         self.sources = (
             sources if sources is not None else [build_source(cfg) for cfg in self.config.sources]
         )
+        advisor = self.config.advisor
+        self.advisor = AdvisorService(advisor, self.actions, self.engine) if advisor else None
+        """The advisor, when the config has [advisor] (docs/advisor.md)."""
         channel_sources = {ch: src.name for src in self.sources for ch in src.channels()}
         self.pipeline = Pipeline(
             self.config,
@@ -118,7 +123,15 @@ class Agent:
             channel_sources,
             model_period_s=self.model.manifest.input.sample_period_s,
         )
-        self.whatif = self._build_whatif()
+        c = self.config
+        self.whatif = (
+            None
+            if c.twin is None
+            else TwinService(
+                c.twin, self._loaded.resolve, c.alarms, self.store, self._clock, c.model.backend
+            )
+        )
+        """The cross-channel twin's what-if answers, when the config has [twin]."""
         self.ota: OtaManager | None = None
         """Installs the model the cloud asks for, when [sync] and [ota] are on (docs/ota.md)."""
         if self.config.sync.enabled and self.config.ota.enabled:
@@ -148,19 +161,6 @@ class Agent:
         """Readings taken from all sources (the watchdog's progress counter)."""
         self.registry = CollectorRegistry()
         self.registry.register(AgentCollector(self.status))
-
-    def _build_whatif(self) -> TwinService | None:
-        """The cross-channel twin's what-if answers, when the config has [twin]."""
-        if self.config.twin is None:
-            return None
-        return TwinService(
-            self.config.twin,
-            self._loaded.resolve,
-            self.config.alarms,
-            self.store,
-            self._clock,
-            backend=self.config.model.backend,
-        )
 
     def _build_ota(self, release_key: Path, on_step: Callable[[str], None] | None) -> OtaManager:
         sync = self.config.sync
@@ -271,6 +271,7 @@ class Agent:
     async def _start_http(self) -> uvicorn.Server:
         http = self.config.http
         app = create_app(self, http, self.whatif)
+        add_advisor_routes(app, self.advisor, self._clock)
         config = uvicorn.Config(
             app, host=http.host, port=http.port, log_config=None, access_log=False, lifespan="off"
         )
@@ -290,10 +291,13 @@ class Agent:
         times with a pause, then left down (reported in /status)."""
         restarts = 0
         process = self.pipeline.process
+        advise = self.advisor.on_reading if self.advisor is not None else None
         while True:
             try:
                 async for reading in source.stream():
                     process(reading)
+                    if advise is not None:
+                        advise(reading)
                     self.samples += 1
                 return
             except asyncio.CancelledError:
@@ -322,6 +326,8 @@ class Agent:
                 await asyncio.wait_for(stop.wait(), TICK_S)
             now = self._clock()
             self.pipeline.check_health(now, self._source_states())
+            if self.advisor is not None:
+                self.advisor.on_sources(self._source_states(), now)
             self.store.close_open(self._data_time(now))
             # One transaction per flush_interval_s (or once flush_max_rows are buffered):
             # each commit rewrites whole pages of the table, its index and the WAL, so

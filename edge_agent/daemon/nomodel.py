@@ -18,6 +18,7 @@ from prometheus_client import CollectorRegistry
 from edge_agent import __version__
 from edge_agent.config import LoadedConfig
 from edge_agent.errors import AlarmNotFound
+from edge_agent.http.advisor import add_advisor_routes
 from edge_agent.http.app import create_app
 from edge_agent.http.metrics import AgentCollector
 from edge_agent.http.status import (
@@ -98,6 +99,7 @@ class NoModelAgent:
         and watchdog pings (the process does the one thing it can)."""
         http = self.config.http
         app = create_app(self, http)
+        add_advisor_routes(app, None, time.time)  # the page asks; no advisor runs here
         server = _QuietServer(
             uvicorn.Config(
                 app,

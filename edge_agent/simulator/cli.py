@@ -54,6 +54,12 @@ def add_simulate_arguments(parser: argparse.ArgumentParser) -> None:
         help="fast-forward: X simulated seconds per second (needs --timestamps; with "
         "--duration the timestamps start that long ago, so they end near now)",
     )
+    parser.add_argument(
+        "--report-load",
+        action="store_true",
+        help="print the actual load (0..1) as the last field load; the host sets the load "
+        "limit by writing load=0.6 (or load=none) back to the port",
+    )
 
 
 def settings_from_args(args: argparse.Namespace) -> SimulatorSettings:
@@ -67,6 +73,7 @@ def settings_from_args(args: argparse.Namespace) -> SimulatorSettings:
         duration_s=args.duration,
         timestamps=args.timestamps,
         speed=args.speed,
+        report_load=args.report_load,
     )
 
 
@@ -108,7 +115,8 @@ def run_simulate(args: argparse.Namespace) -> int:
     print(
         f"stopped after {report.frames} samples: {report.lines_written} lines written, "
         f"{report.lines_dropped_buffer_full} dropped (nobody reading), "
-        f"{report.lines_withheld} withheld (dropouts), {report.vanishes} vanish(es)"
+        f"{report.lines_withheld} withheld (dropouts), {report.vanishes} vanish(es), "
+        f"{report.commands_applied} load command(s) applied"
     )
     return EXIT_OK
 

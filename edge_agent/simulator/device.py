@@ -3,6 +3,9 @@
 The pty's slave side (``/dev/pts/N``) is what a reader opens, exactly like a USB serial
 device's ``/dev/ttyACM0``; an optional symlink plays the part of /dev/serial/by-id: it
 is removed when the device vanishes and re-pointed at the new pty when it returns.
+
+The device also listens: lines the host writes to the port (``load=0.6``, see
+``command.py``) are read between samples and set the pump's load setpoint.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from edge_agent.simulator.command import LoadCommand
 from edge_agent.simulator.errors import PtyUnavailable, SimulatorSettingsInvalid
 from edge_agent.simulator.pump import SimulatorSettings, iter_frames
 
@@ -41,6 +45,7 @@ class PtyDevice:
         self.slave_path: str | None = None
         self._master: int | None = None
         self._slave: int | None = None
+        self._incoming = bytearray()
 
     @property
     def is_open(self) -> bool:
@@ -80,6 +85,25 @@ class PtyDevice:
             return False
         return written == len(data)
 
+    def read_lines(self) -> list[bytes]:
+        """Complete lines the host has written to the port since the last call (never
+        blocks; a partial line waits for its end)."""
+        if self._master is None:
+            return []
+        while True:
+            try:
+                chunk = os.read(self._master, 4096)
+            except (BlockingIOError, OSError):
+                break
+            if not chunk:
+                break
+            self._incoming += chunk
+        if b"\n" not in self._incoming:
+            return []
+        *lines, rest = bytes(self._incoming).split(b"\n")
+        self._incoming = bytearray(rest)
+        return [line.rstrip(b"\r") for line in lines if line.strip()]
+
     def close(self) -> None:
         """The device disappears: remove the link, close both sides (a reader holding the
         slave gets an I/O error, as on a USB unplug)."""
@@ -89,6 +113,7 @@ class PtyDevice:
             if fd is not None:
                 os.close(fd)
         self._master = self._slave = None
+        self._incoming.clear()
 
 
 @dataclass(slots=True)
@@ -103,6 +128,10 @@ class SimulatorReport:
     """Samples without a line: dropout faults."""
     samples_while_vanished: int = 0
     vanishes: int = 0
+    commands_applied: int = 0
+    """``load=...`` lines read back from the host."""
+    commands_rejected: int = 0
+    """Other lines read back (not a command): ignored."""
 
 
 def run_simulator(
@@ -110,6 +139,7 @@ def run_simulator(
     stop: threading.Event,
     on_ready: Callable[[str], None] | None = None,
     epoch: float | None = None,
+    command: LoadCommand | None = None,
 ) -> SimulatorReport:
     """Run the simulated pump on a pty until ``stop`` is set or ``duration_s`` elapses.
 
@@ -122,6 +152,8 @@ def run_simulator(
         each vanish (with the link, if any, already pointing at it).
     epoch: UNIX time of sample 0 in the printed timestamps; default: now. A fast-forward
         run starts in the past so that its timestamps never run ahead of the clock.
+    command: where the setpoints read back from the host go (its ``history`` records
+        when each took effect); default: a new one.
 
     Raises PtyUnavailable (no ptys on this OS), SimulatorSettingsInvalid (link path is a
     regular file).
@@ -129,12 +161,19 @@ def run_simulator(
     device = PtyDevice(settings.link)
     report = SimulatorReport()
     epoch = time.time() if epoch is None else epoch
+    command = LoadCommand() if command is None else command
     start = time.monotonic()
     try:
-        for frame in iter_frames(settings, epoch):
+        for frame in iter_frames(settings, epoch, command):
             delay = start + frame.t / settings.speed - time.monotonic()
             if (delay > 0 and stop.wait(delay)) or stop.is_set():
                 break
+            # Commands written during this wait take effect from the next sample.
+            for line in device.read_lines():
+                if command.feed(line):
+                    report.commands_applied += 1
+                else:
+                    report.commands_rejected += 1
             report.frames += 1
             if not frame.is_device_present:
                 report.samples_while_vanished += 1

@@ -7,6 +7,7 @@ from edge_agent.errors import EdgeAgentError
 __all__ = [
     "FaultSpecInvalid",
     "PtyUnavailable",
+    "SetpointInvalid",
     "SimulatedBusFailed",
     "SimulatorSettingsInvalid",
     "SocatMissing",
@@ -34,3 +35,8 @@ class SocatMissing(EdgeAgentError):
 class SimulatedBusFailed(EdgeAgentError):
     """A simulated Modbus bus or gateway did not start or stop in time (socat made no
     ptys, the pymodbus server did not come up or down); the message says which."""
+
+
+class SetpointInvalid(SimulatorSettingsInvalid):
+    """A load setpoint (a ``load=...`` command line or a value) is not a number in
+    [0, 1]: the message quotes it."""

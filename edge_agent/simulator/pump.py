@@ -13,8 +13,10 @@ the run without them up to the first fault's onset.
 
 Physics (per sample, dt = 1 / rate_hz; docs/simulator.md has the reasoning):
 
-- load (0..1, share of rated flow): a slow process cycle plus an Ornstein-Uhlenbeck
-  wander, clamped to [0.15, 1].
+- load (0..1, share of rated flow): the process demand (a slow cycle plus an
+  Ornstein-Uhlenbeck wander, clamped to [0.15, 1]), capped at the load limit the host
+  commands (``command.py``: ``load=0.6`` written back over the line); the limit ramps
+  at ``load_ramp_per_s`` towards the setpoint, and to 1 when released.
 - ambient (°C): a day cycle plus a slow wander.
 - motor current (A): no-load current + a share proportional to load + wear friction.
 - bearing temperature (°C): first-order lag (time constant bearing_tau_s) towards
@@ -32,6 +34,7 @@ from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
 
+from edge_agent.simulator.command import COMMAND_FIELD, LoadCommand
 from edge_agent.simulator.errors import SimulatorSettingsInvalid
 from edge_agent.simulator.faults import CHANNELS, Fault, FaultKind
 from edge_agent.sources.lineproto import LineFormat
@@ -41,6 +44,7 @@ __all__ = [
     "TIMESTAMP_FIELD",
     "Frame",
     "PumpParams",
+    "PumpState",
     "SensorValues",
     "SimulatorSettings",
     "format_line",
@@ -71,6 +75,10 @@ class PumpParams:
     load_wander: float = 0.05
     """Standard deviation of the load's random wander (share of rated flow)."""
     load_wander_tau_s: float = 120.0
+    load_min: float = 0.15
+    """The pump's minimum flow: neither demand nor a setpoint takes the load below it."""
+    load_ramp_per_s: float = 0.01
+    """How fast the drive moves its load limit towards a new setpoint (share per s)."""
     ambient_mean_c: float = 22.0
     ambient_day_amplitude_c: float = 3.0
     ambient_wander_c: float = 0.3
@@ -110,6 +118,8 @@ class SimulatorSettings:
     speed: simulated seconds per wall-clock second (fast-forward; > 1 needs
         ``timestamps`` so the agent keeps the simulated time). Lines are written at
         ``rate_hz * speed`` per second of wall time.
+    report_load: print the actual load (0..1) as the last field ``load`` (the drive's
+        own output, exact to 3 decimals): what the advisor reads the control from.
 
     Raises SimulatorSettingsInvalid for out-of-range values.
     """
@@ -124,6 +134,7 @@ class SimulatorSettings:
     csv_delimiter: str = ","
     params: PumpParams = field(default_factory=PumpParams)
     speed: float = 1.0
+    report_load: bool = False
 
     def __post_init__(self) -> None:
         if not (0 < self.rate_hz <= 10_000) or not math.isfinite(self.rate_hz):
@@ -142,7 +153,11 @@ class SimulatorSettings:
 
     def csv_fields(self) -> list[str]:
         """The CSV columns, in order (what the source's csv_fields must be)."""
-        return ([TIMESTAMP_FIELD] if self.timestamps else []) + list(CHANNELS)
+        return (
+            ([TIMESTAMP_FIELD] if self.timestamps else [])
+            + list(CHANNELS)
+            + ([COMMAND_FIELD] if self.report_load else [])
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,6 +180,26 @@ class SensorValues:
 
 
 @dataclass(frozen=True, slots=True)
+class PumpState:
+    """What the pump carries from one sample to the next (its physics' memory), taken
+    after sample ``index``: what ``rollforward.roll_forward`` continues from.
+
+    bearing_c: the bearing's true temperature (°C); load: the actual load (0..1);
+    load_limit: where the drive's ramped limit is (0..1); load_wander / ambient_wander:
+    the Ornstein-Uhlenbeck wanders' current values (share, °C); setpoint: the host's
+    setpoint in effect (None: no limit asked for).
+    """
+
+    index: int
+    bearing_c: float
+    load: float
+    load_limit: float
+    load_wander: float
+    ambient_wander: float
+    setpoint: float | None
+
+
+@dataclass(frozen=True, slots=True)
 class Frame:
     """One sample period of the simulated device.
 
@@ -174,6 +209,7 @@ class Frame:
     line: the bytes printed, None when nothing is (dropout, vanished).
     active: faults in effect at this sample.
     is_device_present: False while vanished.
+    state: the pump's state after this sample (``roll_forward`` starts from it).
     """
 
     index: int
@@ -184,6 +220,7 @@ class Frame:
     line: bytes | None
     active: frozenset[FaultKind]
     is_device_present: bool
+    state: PumpState
 
 
 def format_line(
@@ -191,14 +228,18 @@ def format_line(
     values: SensorValues,
     ts: float | None = None,
     csv_delimiter: str = ",",
+    load: float | None = None,
 ) -> bytes:
     """The line a microcontroller would print for ``values`` (``\\n``-terminated);
-    ``ts`` (UNIX s) is printed first as field ``ts`` when given."""
+    ``ts`` (UNIX s) is printed first as field ``ts`` when given, ``load`` (0..1) last as
+    field ``load``."""
     fields: list[tuple[str, str]] = []
     if ts is not None:
         fields.append((TIMESTAMP_FIELD, f"{ts:.3f}"))
     for name, value in values.as_dict().items():
         fields.append((name, f"{value:.{FIELD_DECIMALS[name]}f}"))
+    if load is not None:
+        fields.append((COMMAND_FIELD, f"{load:.3f}"))
     if fmt is LineFormat.CSV:
         text = csv_delimiter.join(v for _, v in fields)
     elif fmt is LineFormat.KEY_VALUE:
@@ -283,10 +324,72 @@ def _sensor_faults(
     return present, silent, garbage
 
 
-def iter_frames(settings: SimulatorSettings, epoch: float = 0.0) -> Iterator[Frame]:
+def demand_at(p: PumpParams, t: float, wander: float) -> float:
+    """The process demand (0..1) at time ``t`` (s) with the load wander at ``wander``."""
+    load = p.load_mean + p.load_cycle_amplitude * math.sin(2 * math.pi * t / p.load_cycle_s)
+    return min(1.0, max(p.load_min, load + wander))
+
+
+def ramp_limit(p: PumpParams, limit: float, setpoint: float | None, dt: float) -> float:
+    """The drive's load limit one sample on: towards ``setpoint`` (1 when None) at
+    ``load_ramp_per_s``."""
+    target = 1.0 if setpoint is None else setpoint
+    step = p.load_ramp_per_s * dt
+    return limit + min(step, max(-step, target - limit))
+
+
+def ambient_at(p: PumpParams, t: float, wander: float) -> float:
+    """Ambient temperature (°C) at time ``t`` (s) with its wander at ``wander``."""
+    return (
+        p.ambient_mean_c + p.ambient_day_amplitude_c * math.sin(2 * math.pi * t / 86400.0) + wander
+    )
+
+
+def bearing_target(
+    p: PumpParams, ambient: float, load: float, wear: float, overheat: float
+) -> float:
+    """The temperature (°C) the bearing tends to with these conditions held."""
+    return (
+        ambient
+        + p.bearing_rise_c
+        + p.bearing_rise_per_load_c * load
+        + p.bearing_per_wear_c * wear
+        + overheat
+    )
+
+
+def true_values(
+    p: PumpParams, bearing: float, ambient: float, load: float, wear: float
+) -> SensorValues:
+    """The physical values of the other sensors for this bearing temperature."""
+    return SensorValues(
+        bearing_temp=bearing,
+        vibration=p.vibration_base_mm_s + p.vibration_per_load2_mm_s * load * load + wear,
+        current=p.current_no_load_a + p.current_per_load_a * load + p.current_per_wear_a * wear,
+        ambient=ambient,
+    )
+
+
+def fault_windows(settings: SimulatorSettings) -> list[tuple[Fault, int, int | None]]:
+    """Each scheduled fault with its first and end sample (None: to the end)."""
+    rate = settings.rate_hz
+    return [(f, f.first_sample(rate), f.end_sample(rate)) for f in settings.faults]
+
+
+def machine_faults(windows: list[_Window], n: int, dt: float) -> tuple[float, float]:
+    """Wear (mm/s) and overheating (°C of heat target) at sample ``n``."""
+    wear, overheat, _ = _machine_faults(windows, n, dt)
+    return wear, overheat
+
+
+def iter_frames(
+    settings: SimulatorSettings, epoch: float = 0.0, command: LoadCommand | None = None
+) -> Iterator[Frame]:
     """Frames from sample 0 on (forever, or until ``duration_s``).
 
     epoch: UNIX time of sample 0, used only for the printed ``ts`` field.
+    command: the host's load setpoint, read once a sample (``LoadCommand.take``); None:
+        the pump follows the process demand alone.
     """
     p = settings.params
     rate = settings.rate_hz
@@ -298,36 +401,29 @@ def iter_frames(settings: SimulatorSettings, epoch: float = 0.0) -> Iterator[Fra
     load_wander = _Ou(p.load_wander, p.load_wander_tau_s, dt)
     ambient_wander = _Ou(p.ambient_wander_c, p.ambient_wander_tau_s, dt)
     bearing_alpha = 1.0 - math.exp(-dt / p.bearing_tau_s)  # exact first-order lag step
-    windows = [(f, f.first_sample(rate), f.end_sample(rate)) for f in settings.faults]
+    windows = fault_windows(settings)
     stuck_values: dict[int, float] = {}  # fault number -> held value
     last_n = None if settings.duration_s is None else math.ceil(settings.duration_s * rate)
     bearing: float | None = None
+    limit = 1.0
     n = 0
     while last_n is None or n < last_n:
         t = n * dt
         g_load, g_amb = rng.gauss(0.0, 1.0), rng.gauss(0.0, 1.0)
         g_bt, g_vib, g_cur, g_ambs = (rng.gauss(0.0, 1.0) for _ in range(4))
 
-        load = p.load_mean + p.load_cycle_amplitude * math.sin(2 * math.pi * t / p.load_cycle_s)
-        load = min(1.0, max(0.15, load + load_wander.step(g_load)))
-        day = math.sin(2 * math.pi * t / 86400.0)
-        ambient = p.ambient_mean_c + p.ambient_day_amplitude_c * day + ambient_wander.step(g_amb)
+        setpoint = None if command is None else command.take(n)
+        if n == 0:
+            limit = 1.0 if setpoint is None else setpoint
+        else:
+            limit = ramp_limit(p, limit, setpoint, dt)
+        load = max(p.load_min, min(demand_at(p, t, load_wander.step(g_load)), limit))
+        ambient = ambient_at(p, t, ambient_wander.step(g_amb))
 
         wear, overheat, active = _machine_faults(windows, n, dt)
-        target = (
-            ambient
-            + p.bearing_rise_c
-            + p.bearing_rise_per_load_c * load
-            + p.bearing_per_wear_c * wear
-            + overheat
-        )
+        target = bearing_target(p, ambient, load, wear, overheat)
         bearing = target if bearing is None else bearing + (target - bearing) * bearing_alpha
-        truth = SensorValues(
-            bearing_temp=bearing,
-            vibration=p.vibration_base_mm_s + p.vibration_per_load2_mm_s * load * load + wear,
-            current=p.current_no_load_a + p.current_per_load_a * load + p.current_per_wear_a * wear,
-            ambient=ambient,
-        )
+        truth = true_values(p, bearing, ambient, load, wear)
         reported = {
             "bearing_temp": truth.bearing_temp + p.noise_bearing_c * g_bt,
             "vibration": truth.vibration * (1.0 + p.noise_vibration_rel * g_vib),
@@ -342,8 +438,10 @@ def iter_frames(settings: SimulatorSettings, epoch: float = 0.0) -> Iterator[Fra
                 line = garbage_rng.randbytes(garbage_rng.randint(8, 120)) + b"\n"
             else:
                 ts = epoch + t if settings.timestamps else None
-                line = format_line(settings.format, values, ts, settings.csv_delimiter)
-        yield Frame(n, t, load, truth, values, line, frozenset(active), present)
+                shown = load if settings.report_load else None
+                line = format_line(settings.format, values, ts, settings.csv_delimiter, shown)
+        state = PumpState(n, bearing, load, limit, load_wander.x, ambient_wander.x, setpoint)
+        yield Frame(n, t, load, truth, values, line, frozenset(active), present, state)
         n += 1
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from edge_agent.simulator.command import COMMAND_FIELD
 from edge_agent.simulator.faults import CHANNELS
 from edge_agent.simulator.pump import TIMESTAMP_FIELD, SimulatorSettings
 from edge_agent.sources.serial import SerialSourceConfig
@@ -12,7 +13,8 @@ def serial_config_for(
 ) -> SerialSourceConfig:
     """A validated ``SerialSourceConfig`` for the simulator's output on ``port`` (its link
     or pty path): the right format and CSV columns, each sensor to a channel of its own
-    name, the device timestamp when the simulator prints one. ``overrides`` are further
+    name (and ``load`` when it reports its load), the device timestamp when the
+    simulator prints one. ``overrides`` are further
     config keys (e.g. backoff={"initial_s": 0.05, "max_s": 0.2}).
 
     Raises pydantic.ValidationError for bad overrides.
@@ -22,7 +24,10 @@ def serial_config_for(
         "name": name,
         "port": port,
         "format": settings.format.value,
-        "fields": {channel: {"channel": channel} for channel in CHANNELS},
+        "fields": {
+            channel: {"channel": channel}
+            for channel in CHANNELS + ((COMMAND_FIELD,) if settings.report_load else ())
+        },
         "csv_delimiter": settings.csv_delimiter,
     }
     if settings.format.value == "csv":

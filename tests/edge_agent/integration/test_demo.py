@@ -117,3 +117,9 @@ def test_demo_runs_and_tells_what_happened(tmp_path: Path) -> None:
     assert "FAULT  bearing sensor drift begins" in loop_text
     assert "ALARM  bearing-hot-predicted on bearing_temp" in loop_text
     assert "the cloud's twin of demo-pump-2: model 1.0.1" in loop_text
+    # Part 3: the advisor derates the third pump over its pty; its alarm never fires.
+    advised = "\n".join(
+        lines[lines.index("== part 3: the advisor closes the loop, fast-forwarded ==") :]
+    )
+    assert "left alone: bearing peak" in advised and "overheating alarm at" in advised
+    assert "with the advisor:" in advised and "overheating alarm raised 0 time(s)" in advised
