@@ -123,14 +123,7 @@ class Agent:
             channel_sources,
             model_period_s=self.model.manifest.input.sample_period_s,
         )
-        c = self.config
-        self.whatif = (
-            None
-            if c.twin is None
-            else TwinService(
-                c.twin, self._loaded.resolve, c.alarms, self.store, self._clock, c.model.backend
-            )
-        )
+        self.whatif = _whatif(loaded, self.store, clock)
         """The cross-channel twin's what-if answers, when the config has [twin]."""
         self.ota: OtaManager | None = None
         """Installs the model the cloud asks for, when [sync] and [ota] are on (docs/ota.md)."""
@@ -485,6 +478,13 @@ class Agent:
     def acknowledge(self, alarm_id: int, by: str) -> AlarmInfo:
         alarm = self.engine.acknowledge(alarm_id, self._clock(), by)
         return alarm_info(alarm)
+
+
+def _whatif(loaded: LoadedConfig, store: Store, clock: Callable[[], float]) -> TwinService | None:
+    c = loaded.config
+    if c.twin is None:
+        return None
+    return TwinService(c.twin, loaded.resolve, c.alarms, store, clock, c.model.backend)
 
 
 class _EmbeddedServer(uvicorn.Server):
