@@ -25,6 +25,7 @@ from edge_agent.actions.registry import build_action
 from edge_agent.alarms.engine import AlarmEngine
 from edge_agent.alarms.model import Alarm, AlarmEvent
 from edge_agent.config import LoadedConfig
+from edge_agent.daemon.devicetime import DeviceTime
 from edge_agent.daemon.watchdog import ProgressMonitor, feed_watchdog
 from edge_agent.http.app import create_app
 from edge_agent.http.metrics import AgentCollector
@@ -141,6 +142,7 @@ class Agent:
         self._ready = False
         self._alarm_flush_pending = False
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._device_time = DeviceTime(clock)
         self.samples = 0
         """Readings taken from all sources (the watchdog's progress counter)."""
         self.registry = CollectorRegistry()
@@ -305,7 +307,8 @@ class Agent:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), TICK_S)
             now = self._clock()
-            self.pipeline.check_health(now, self._source_states())
+            stamps = (c.cleaner.last_accepted_ts for c in self.pipeline.channels.values())
+            self.pipeline.check_health(self._device_time.now(stamps), self._source_states())
             self.store.close_open(self._data_time(now))
             # One transaction per flush_interval_s (or once flush_max_rows are buffered):
             # each commit rewrites whole pages of the table, its index and the WAL, so
