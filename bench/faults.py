@@ -24,6 +24,7 @@ scored against the fault windows the simulator's frames give:
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import signal
@@ -32,7 +33,7 @@ import tempfile
 import time
 import tomllib
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -132,7 +133,12 @@ class Run:
 
 def run_seed(seed: int, speed: float, workdir: Path) -> Run:
     hot, vibration_high = _levels()
-    the_plan = plan(seed, hot, vibration_high)
+    return run_plan(plan(seed, hot, vibration_high), speed, workdir)
+
+
+def run_plan(the_plan: Plan, speed: float, workdir: Path) -> Run:
+    """The simulator with the plan's faults read by the agent, its alarms scored."""
+    seed = the_plan.seed
     workdir.mkdir(parents=True, exist_ok=True)
     link, port = workdir / "pump0", free_port()
     config = workdir / "agent.toml"
@@ -181,6 +187,29 @@ def _raised(
         cleared = None if a["cleared_at"] is None else a["cleared_at"] - epoch
         alarms.append(Raised(a["rule"], a["channel"], raised, cleared))
     return alarms, outside
+
+
+def _save(run: Run, path: Path) -> None:
+    judged = [
+        {
+            "fault": str(j.window.fault),
+            "alarms": [asdict(a) for a in j.alarms],
+            "lead_s": j.lead_s,
+            "clear_s": j.clear_s,
+        }
+        for j in run.score.judged
+    ]
+    false = [asdict(a) for a in run.score.false_alarms]
+    row = {
+        "seed": run.plan.seed,
+        "hours": run.plan.duration_s / 3600,
+        "judged": judged,
+        "false": false,
+        "queue_full": run.queue_full,
+        "dropped": run.dropped_lines,
+    }
+    with path.open("a", encoding="utf-8") as out:
+        out.write(json.dumps(row) + "\n")
 
 
 def _dropped(log: Path) -> int:
@@ -300,14 +329,49 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=3, help="seeds run at once")
     parser.add_argument("--keep", type=Path, help="work in this folder and keep it")
     parser.add_argument("--verbose", "-v", action="store_true", help="every fault's alarms")
+    parser.add_argument(
+        "--fault-free", type=float, metavar="HOURS", help="no faults: HOURS simulated per seed"
+    )
     args = parser.parse_args()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+
+    def one(seed: int, base: Path) -> Run:
+        if args.fault_free:
+            run = run_plan(Plan(seed, (), args.fault_free * 3600), args.speed, base / f"{seed}")
+        else:
+            run = run_seed(seed, args.speed, base / f"seed-{seed}")
+        _save(run, base / "runs.jsonl")  # as each finishes: a long run can be looked into
+        return run
+
     with tempfile.TemporaryDirectory(prefix="bench-faults-") as tmp:
         base = args.keep or Path(tmp)
         with ThreadPoolExecutor(args.jobs) as pool:
-            runs = list(pool.map(lambda s: run_seed(s, args.speed, base / f"seed-{s}"), args.seeds))
-    report(runs, args.seeds, args.speed, args.verbose)
+            runs = list(pool.map(lambda s: one(s, base), args.seeds))
+    if args.fault_free:
+        report_fault_free(runs, args.speed)
+    else:
+        report(runs, args.seeds, args.speed, args.verbose)
+
+
+def report_fault_free(runs: list[Run], speed: float) -> None:
+    hours = sum(r.plan.duration_s for r in runs) / 3600
+    seeds = ", ".join(str(r.plan.seed) for r in runs)
+    alarms = [(r.plan.seed, a) for r in runs for a in r.score.false_alarms]
+    print(
+        f"\nfault-free: seeds {seeds}, {hours:.1f} simulated hours at {speed:g}x, "
+        f"examples/agent.toml: {len(alarms)} alarm(s) (target 0)"
+    )
+    for seed, a in alarms:
+        print(
+            f"  seed {seed}: {a.rule}/{a.channel} at {a.raised_s:.0f} s, "
+            f"cleared {_fmt(a.cleared_s)}"
+        )
+    lost = sum(max(0, r.dropped_lines) + r.queue_full for r in runs)
+    print(
+        f"readings lost to fast-forward: {lost}; alarms outside the runs' time (agent "
+        f"start/stop, not scored): {sum(r.outside for r in runs)}"
+    )
 
 
 if __name__ == "__main__":
