@@ -321,7 +321,11 @@ def report(runs: list[Run], seeds: list[int], speed: float, verbose: bool) -> No
     print(
         f"alarms outside the runs' "
         f"time (agent start/stop, not scored): {sum(r.outside for r in runs)}; "
-        f"wall per run {min(r.wall_s for r in runs):.0f}-{max(r.wall_s for r in runs):.0f} s"
+        + (
+            f"wall per run {min(r.wall_s for r in runs):.0f}-{max(r.wall_s for r in runs):.0f} s"
+            if any(r.wall_s for r in runs)
+            else ""
+        )
     )
     if false:
         kinds: dict[str, int] = {}
@@ -369,7 +373,11 @@ def main() -> None:
     parser.add_argument("--keep", type=Path, help="work in this folder and keep it")
     parser.add_argument("--verbose", "-v", action="store_true", help="every fault's alarms")
     parser.add_argument(
-        "--report-from", type=Path, metavar="JSONL", help="score a run's saved runs.jsonl"
+        "--report-from",
+        type=Path,
+        nargs="+",
+        metavar="JSONL",
+        help="score saved runs.jsonl files (a seed in several: its first run)",
     )
     parser.add_argument(
         "--fault-free", type=float, metavar="HOURS", help="no faults: HOURS simulated per seed"
@@ -378,7 +386,11 @@ def main() -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     if args.report_from:
-        runs = load_runs(args.report_from)
+        found: dict[int, Run] = {}
+        for path in args.report_from:
+            for run in load_runs(path):
+                found.setdefault(run.plan.seed, run)
+        runs = [found[seed] for seed in sorted(found)]
         report(runs, sorted(r.plan.seed for r in runs), args.speed, args.verbose)
         return
 
