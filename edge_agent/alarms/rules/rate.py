@@ -46,9 +46,6 @@ class RateRule(LevelRule):
     max_gap_s: Annotated[float | None, Field(gt=0)] = None
     """A gap between two samples longer than this restarts the rate's history; default
     10 × span_s."""
-    direction: Literal["both", "rising", "falling"] = "both"
-    """Which changes count: "rising" measures max(0, Δvalue/Δt), "falling" max(0,
-    -Δvalue/Δt) (a bearing heating up, not the same bearing cooling back down)."""
 
     def check(self, horizons: Sequence[int]) -> RateCheck:
         return RateCheck(self)
@@ -60,17 +57,7 @@ class RateCheck(LevelCheck):
     least ``span_s`` older, found by a pointer that only moves forward (amortized O(1),
     nothing allocated per sample beyond a float)."""
 
-    __slots__ = (
-        "_count",
-        "_direction",
-        "_head",
-        "_max_gap",
-        "_ref",
-        "_spacing",
-        "_span",
-        "_ts",
-        "_values",
-    )
+    __slots__ = ("_count", "_head", "_max_gap", "_ref", "_spacing", "_span", "_ts", "_values")
     label = " |rate|"
 
     def __init__(self, rule: RateRule) -> None:
@@ -78,7 +65,6 @@ class RateCheck(LevelCheck):
         self._span = rule.span_s
         self._spacing = rule.span_s / _ANCHORS_PER_SPAN
         self._max_gap = rule.max_gap_s if rule.max_gap_s is not None else 10.0 * rule.span_s
-        self._direction = {"both": 0, "rising": 1, "falling": -1}[rule.direction]
         self._ts = [0.0] * _ANCHORS
         self._values = [0.0] * _ANCHORS
         self._head = 0
@@ -128,9 +114,7 @@ class RateCheck(LevelCheck):
         elapsed = ts - anchors_ts[ref]
         if elapsed < span:
             return None
-        m = (value - self._values[ref]) / elapsed
-        direction = self._direction
-        m = abs(m) if direction == 0 else max(0.0, direction * m)
+        m = abs((value - self._values[ref]) / elapsed)
         self.value = m
         signed = self._sign * m
         if signed >= self._set:
