@@ -25,9 +25,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import re
 import signal
+import statistics
 import sys
 import tempfile
 import time
@@ -327,6 +329,7 @@ def report(runs: list[Run], seeds: list[int], speed: float, verbose: bool) -> No
             else ""
         )
     )
+    _print_clear_by_rule(scores)
     if false:
         kinds: dict[str, int] = {}
         for s in scores:
@@ -335,6 +338,25 @@ def report(runs: list[Run], seeds: list[int], speed: float, verbose: bool) -> No
         print(
             "false alarms by rule/channel:", ", ".join(f"{k} {n}" for k, n in sorted(kinds.items()))
         )
+
+
+def _print_clear_by_rule(scores: list[Score]) -> None:
+    """Per fault kind and rule: how long after the fault's end its alarms cleared."""
+    found: dict[tuple[str, str], list[float]] = {}
+    for s in scores:
+        for j in s.judged:
+            if j.window.end_s is None:
+                continue
+            for a in j.alarms:
+                after = math.inf if a.cleared_s is None else a.cleared_s - j.window.end_s
+                found.setdefault((j.window.kind.value, a.rule), []).append(max(0.0, after))
+    parts = []
+    for (kind, rule), after in sorted(found.items()):
+        in_time = sum(t <= CLEAR_TARGET_S for t in after)
+        parts.append(
+            f"{kind}/{rule} {in_time}/{len(after)} (median {statistics.median(after):.0f} s)"
+        )
+    print("cleared within 2 min, by fault and rule: " + "; ".join(parts))
 
 
 def _print_run(r: Run) -> None:
@@ -388,6 +410,8 @@ def main() -> None:
     if args.report_from:
         found: dict[int, Run] = {}
         for path in args.report_from:
+            if not path.is_file():
+                raise SystemExit(f"--report-from: {path} is not a file")
             for run in load_runs(path):
                 found.setdefault(run.plan.seed, run)
         runs = [found[seed] for seed in sorted(found)]
