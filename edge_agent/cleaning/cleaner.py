@@ -156,7 +156,13 @@ class ChannelCleaner:
         if value < self._min or value > self._max:
             return self._reject(RejectReason.RANGE)
         if self._stuck_after is not None:
-            if value == self._run_value:
+            # A run of equal values holds only while readings keep coming: the same
+            # value after a silence longer than stale_after_s is a new run, not a stuck
+            # sensor (2-decimal readings repeat by chance).
+            seen = self._stuck_ts if last_ts is None or self._stuck_ts > last_ts else last_ts
+            if value == self._run_value and (
+                self._stale_after is None or ts - seen <= self._stale_after
+            ):
                 if ts - self._run_since >= self._stuck_after:
                     self.is_stuck = True
                     self._stuck_ts = ts
