@@ -389,7 +389,8 @@ def main() -> None:
         "--speed",
         type=float,
         default=200.0,
-        help="simulated s per wall s; speed x jobs beyond what the cores carry makes the agent drop readings (reported): 150 x 4-7 did on a busy 2-core machine",
+        help="simulated s per wall s; speed x jobs beyond what the cores carry makes the "
+        "agent drop readings (reported): 150 x 4-7 did on a busy 2-core machine",
     )
     parser.add_argument("--jobs", type=int, default=3, help="seeds run at once")
     parser.add_argument("--keep", type=Path, help="work in this folder and keep it")
