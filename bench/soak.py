@@ -194,7 +194,8 @@ backoff = {{ initial_s = 0.2, max_s = 1.0 }}
 name = "anomaly"
 channel = "*"
 type = "score_above"
-set = 3.0
+set = 100.0
+warmup_s = 1800.0
 clear = 1.0
 off_delay_s = 60.0
 
