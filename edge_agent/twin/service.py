@@ -105,7 +105,7 @@ class TwinService:
             channels=twin.model.channels,
             outputs=twin.model.outputs,
             controls=twin.model.controls,
-            bounds=dict(self.config.bounds),
+            bounds=self._bounds(),
             period_s=twin.period_s,
             window_steps=twin.spec.window_steps,
             horizon_steps=twin.spec.horizon_steps,
@@ -133,4 +133,7 @@ class TwinService:
                 f"the latest period every channel has ended {now - end:.0f} s ago; "
                 "the twin starts only from the current state"
             )
-        return what_if(twin, history, scenario, self.limits, self.config.bounds)
+        return what_if(twin, history, scenario, self.limits, self._bounds())
+
+    def _bounds(self) -> dict[str, tuple[float, float]]:
+        return {name: (low, high) for name, (low, high) in self.config.bounds.items()}
