@@ -16,16 +16,13 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 
 import numpy as np
-from _common import nab_series, percentiles_us
+from _common import percentiles_us, time_detector
 from nab_grid import NAB_SCORE, build
 
 from edge_agent.config import parse_config
 from edge_agent.model.selection import load_model
-from edge_agent.pipeline.window import SampleWindow
-from edge_agent.sources.replay import ReplaySource, ReplaySourceConfig
 
 STATE_TARGET = 64 * 1024
 
@@ -36,32 +33,13 @@ def main() -> None:
     args = parser.parse_args()
     table = json.loads(args.score)
     forecaster = load_model(parse_config("").model).forecaster
-    source = ReplaySource(
-        ReplaySourceConfig(type="replay", name="cost", path=nab_series()[3], speed=0)
-    )
-    readings = [(r.ts, r.value) for r in source.iter_readings()]
-    window = SampleWindow(forecaster.window_length)
     detector = build(table)
     state = getattr(detector, "state_bytes", None)
-    forecast_ns = np.zeros(len(readings), dtype=np.int64)
-    score_ns = np.zeros(len(readings), dtype=np.int64)
-    clock = time.perf_counter_ns
-    pending = float("nan")
-    n = 0
-    for ts, value in readings:
-        if pending == pending:
-            t0 = clock()
-            detector.score(ts, value, pending)
-            score_ns[n] = clock() - t0
-        window.push(value)
-        if window.is_full:
-            t0 = clock()
-            pending = float(forecaster.forecast(window.view())[0])
-            forecast_ns[n] = clock() - t0
-            n += 1
-    f50, f99 = percentiles_us(forecast_ns[100:n])
-    s50, s99 = percentiles_us(score_ns[100:n])
-    total = (forecast_ns[100:n] + score_ns[100:n]) / 1000.0
+    forecast_ns, score_ns = time_detector(forecaster, detector)
+    f50, f99 = percentiles_us(forecast_ns)
+    s50, s99 = percentiles_us(score_ns)
+    total = (forecast_ns + score_ns) / 1000.0
+    n = len(total) + 100
     print(f"[score] {json.dumps(table)}")
     print(
         f"{n - 100} samples of NAB machine_temperature, one core: forecast p50 {f50:.2f} us "

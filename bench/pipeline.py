@@ -36,7 +36,7 @@ import tty
 from pathlib import Path
 
 import numpy as np
-from _common import nab_series, percentiles_us
+from _common import nab_series, percentiles_us, time_detector
 
 from edge_agent.actions.recording import RecordingAction
 from edge_agent.alarms.engine import AlarmEngine
@@ -48,7 +48,6 @@ from edge_agent.model.inference.forecaster import Forecaster
 from edge_agent.model.selection import load_model
 from edge_agent.pipeline.backtest import HEALTH_EVERY_S, run_backtest
 from edge_agent.pipeline.pipeline import Pipeline
-from edge_agent.pipeline.window import SampleWindow
 from edge_agent.simulator import CHANNELS, SimulatorSettings, generate_series, parse_fault
 from edge_agent.sources.replay import ReplaySource, ReplaySourceConfig
 from edge_agent.store.sqlite import Store
@@ -332,31 +331,11 @@ def detector_cost() -> None:
     """Forecast + score per sample, timed apart, as the channel pipeline runs them."""
     model = load_model(parse_config("").model)
     forecaster = model.forecaster
-    source = ReplaySource(
-        ReplaySourceConfig(type="replay", name="cost", path=nab_series()[3], speed=0)
-    )
-    readings = [(r.ts, r.value) for r in source.iter_readings()]
-    window = SampleWindow(forecaster.window_length)
-    detector = AnomalyDetector()
-    forecast_ns = np.zeros(len(readings), dtype=np.int64)
-    score_ns = np.zeros(len(readings), dtype=np.int64)
-    clock = time.perf_counter_ns
-    pending = float("nan")
-    n = 0
-    for ts, value in readings:
-        if pending == pending:
-            t0 = clock()
-            detector.score(ts, value, pending)
-            score_ns[n] = clock() - t0
-        window.push(value)
-        if window.is_full:
-            t0 = clock()
-            pending = float(forecaster.forecast(window.view())[0])
-            forecast_ns[n] = clock() - t0
-            n += 1
-    f50, f99 = percentiles_us(forecast_ns[100:n])
-    s50, s99 = percentiles_us(score_ns[100:n])
-    total = (forecast_ns[100:n] + score_ns[100:n]) / 1000.0
+    forecast_ns, score_ns = time_detector(forecaster, AnomalyDetector())
+    f50, f99 = percentiles_us(forecast_ns)
+    s50, s99 = percentiles_us(score_ns)
+    total = (forecast_ns + score_ns) / 1000.0
+    n = len(total) + 100
     print(
         f"detector per sample, {n - 100} samples of NAB machine_temperature, one core: "
         f"forecast p50 {f50:.2f} us (p99 {f99:.2f}), score p50 {s50:.2f} us (p99 {s99:.2f}), "

@@ -5,7 +5,6 @@ forecast and limit as a small SVG chart)."""
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -15,6 +14,7 @@ from sqlalchemy import Engine, select
 
 from cloud_sync.db.models import Device, StoredAlarmEvent
 from cloud_sync.errors import DeviceNotFound
+from cloud_sync.svg import PlotFrame
 from edgetwin_contracts.batch import AlarmEventRecord, AlarmReasonRecord
 
 MAX_EVENTS = 1000
@@ -102,19 +102,8 @@ def _chart(r: AlarmReasonRecord, width: int = 320, height: int = 90) -> ReasonCh
     in_units = r.trigger in ("value", "forecast") and r.limit is not None
     ys = [v for _, v in points + ahead] + ([r.limit] if in_units and r.limit is not None else [])
     xs = [t for t, _ in points + ahead]
-    t0, t1, y0, y1 = min(xs), max(xs), min(ys), max(ys)
-    pad = 3.0
-
-    def x(t: float) -> float:
-        return pad + (width - 2 * pad) * ((t - t0) / (t1 - t0) if t1 > t0 else 0.5)
-
-    def y(v: float) -> float:
-        if not y1 > y0 or not math.isfinite(y1 - y0):
-            return height / 2
-        return height - pad - (height - 2 * pad) * (v - y0) / (y1 - y0)
-
-    def line(pairs: list[tuple[float, float]]) -> str:
-        return " ".join(f"{x(t):.1f},{y(v):.1f}" for t, v in pairs)
-
-    limit_y = y(r.limit) if in_units and r.limit is not None else None
-    return ReasonChart(width, height, line(points), line(ahead), limit_y, y0, y1)
+    frame = PlotFrame(min(xs), max(xs), min(ys), max(ys), width, height, pad=3.0)
+    limit_y = frame.y(r.limit) if in_units and r.limit is not None else None
+    return ReasonChart(
+        width, height, frame.points(points), frame.points(ahead), limit_y, frame.y0, frame.y1
+    )

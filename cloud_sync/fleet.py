@@ -10,7 +10,6 @@ the page is complete as served.
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -27,6 +26,7 @@ from cloud_sync.config import FleetSection
 from cloud_sync.db.models import Device, ReleaseAssignment, StoredAlarm, StoredSummary
 from cloud_sync.releases.model import ReleaseInfo
 from cloud_sync.releases.records import list_releases
+from cloud_sync.svg import PlotFrame
 from edgetwin_common.durations import duration_text
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
@@ -154,24 +154,13 @@ def draw_chart(
     starts = [r[0] for r in records]
     lows = [r[1] for r in records]
     highs = [r[3] for r in records]
-    t0, t1 = min(starts), max(starts)
-    y0, y1 = min(lows), max(highs)
-    pad = 2.0
-
-    def x(t: float) -> float:
-        return pad + (width - 2 * pad) * ((t - t0) / (t1 - t0) if t1 > t0 else 0.5)
-
-    def y(v: float) -> float:
-        if not y1 > y0 or not math.isfinite(y1 - y0):
-            return height / 2
-        return height - pad - (height - 2 * pad) * (v - y0) / (y1 - y0)
-
-    line = " ".join(f"{x(t):.1f},{y(m):.1f}" for t, _, m, _ in records)
-    upper = [f"{x(t):.1f},{y(hi):.1f}" for t, _, _, hi in records]
-    lower = [f"{x(t):.1f},{y(lo):.1f}" for t, lo, _, _ in reversed(records)]
-    return Chart(
-        channel, width, height, line, " ".join(upper + lower), y0, y1, records[-1][2], len(records)
+    frame = PlotFrame(min(starts), max(starts), min(lows), max(highs), width, height, pad=2.0)
+    line = frame.points([(t, m) for t, _, m, _ in records])
+    band = frame.points(
+        [(t, hi) for t, _, _, hi in records] + [(t, lo) for t, lo, _, _ in reversed(records)]
     )
+    last_mean = records[-1][2]
+    return Chart(channel, width, height, line, band, frame.y0, frame.y1, last_mean, len(records))
 
 
 def charts(engine: Engine, fleet: FleetSection) -> dict[str, list[Chart]]:
