@@ -123,7 +123,7 @@ class AgentConfig(Strict):
         if self.advisor is not None and self.advisor.predictor == "twin" and self.twin is None:
             problems.append(
                 'advisor.predictor: "twin" needs a [twin] section (the model it rolls '
-                'forward); add [twin] or set advisor.predictor = "pump-physics"'
+                'forward): add [twin] or set advisor.predictor = "pump-physics"'
             )
         if problems:
             raise ValueError("; ".join(problems))
