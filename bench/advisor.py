@@ -75,18 +75,27 @@ def main() -> None:
         default="pump-physics",
         help="the advisor's predictor (advisor.predictor)",
     )
+    parser.add_argument(
+        "--twin-residual-periods",
+        type=int,
+        default=10,
+        help="with --predictor twin: advisor.twin_residual_periods (0: the twin alone)",
+    )
     args = parser.parse_args()
     started = time.perf_counter()
     runs = heat_fault_runs(args.runs, args.duration, args.base_seed)
     free = [run_fixed(s, None) for s in runs]
-    config = pump_advisor_config(predictor=args.predictor)
+    config = pump_advisor_config(
+        predictor=args.predictor, twin_residual_periods=args.twin_residual_periods
+    )
     advised = [run_with_advisor(s, config) for s in runs]
     events = [i for i, r in enumerate(free) if r.overheated]
     # The runs are sized so that the minimum load prevents every event: checked, not assumed.
     hopeless = [i for i in events if run_fixed(runs[i], 0.15).overheated]
     prevented = [i for i in events if not advised[i].overheated]
     share = len(prevented) / len(events) if events else float("nan")
-    print(f"predictor: {args.predictor}")
+    residual = f", twin_residual_periods {args.twin_residual_periods}"
+    print(f"predictor: {args.predictor}{residual if args.predictor == 'twin' else ''}")
     print(
         f"{len(runs)} runs ({args.duration:.0f} s at 1 Hz, seeds {args.base_seed}..), "
         f"{len(events)} overheating events when left alone, {len(hopeless)} of them not "

@@ -84,20 +84,26 @@ class TwinBatch:
         self._controls_q = self._scratch[:, w * n_ch :]
         self._delta = np.zeros((rows, n_out))
         self._z_controls = np.zeros((rows, steps, n_ch - n_out))
+        self._offsets_z = np.zeros((steps, n_out))
         self.path = np.zeros((rows, steps, n_out))
         """The last roll's output paths, channel units (valid until the next roll)."""
 
-    def roll(self, history: FloatArray, controls: FloatArray) -> FloatArray:
+    def roll(
+        self, history: FloatArray, controls: FloatArray, offsets: FloatArray | None = None
+    ) -> FloatArray:
         """Every plan from ``history`` ((window_steps, channels), channel units, the
-        twin's channel order): ``controls`` is (rows, n, controls) in channel units, one
-        row per period ahead, n <= steps. Returns (rows, n, outputs) in channel units, a
-        view of ``path`` valid until the next call.
+        twin's channel order; or (rows, window_steps, channels), one state per plan):
+        ``controls`` is (rows, n, controls) in channel units, one row per period ahead,
+        n <= steps. ``offsets`` ((n, outputs), channel units): added to each step's
+        predicted change (a disturbance the model does not know, e.g. an unexplained
+        heat). Returns (rows, n, outputs) in channel units, a view of ``path`` valid
+        until the next call.
 
         Raises TwinStateIncomplete for a history of the wrong shape or not finite.
         """
         w, n_out = self._w, self._n_out
         h = np.asarray(history, dtype=np.float64)
-        if h.shape != (w, self._n_ch) or not np.all(np.isfinite(h)):
+        if h.shape[-2:] != (w, self._n_ch) or h.ndim not in (2, 3) or not np.all(np.isfinite(h)):
             raise TwinStateIncomplete(
                 f"the twin needs {w} finite periods of {self._n_ch} channels, got {h.shape}"
             )
@@ -113,6 +119,10 @@ class TwinBatch:
         np.subtract(controls, self._center[n_out:], out=zc)
         np.divide(zc, self._scale[n_out:], out=zc)
         scratch, delta = self._scratch, self._delta
+        shift = None
+        if offsets is not None:
+            shift = self._offsets_z[:n]
+            np.divide(offsets, self._scale[:n_out], out=shift)
         for i in range(n):
             np.multiply(self._windows[i], self._in_gain, out=self._body)
             np.multiply(zc[:, i, :], self._in_gain, out=self._controls_q)
@@ -124,6 +134,8 @@ class TwinBatch:
             self._invoke()
             np.subtract(self._out, self._out_zp, out=delta)
             np.multiply(delta, self._out_gain, out=delta)
+            if shift is not None:
+                np.add(delta, shift[i], out=delta)
             np.add(buf[:, w + i - 1, :n_out], delta, out=buf[:, w + i, :n_out])
             buf[:, w + i, n_out:] = zc[:, i, :]
         path = self.path[:, :n, :]

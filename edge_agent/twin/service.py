@@ -122,9 +122,13 @@ class TwinService:
         history, _ = self.state(self._clock())
         return what_if(twin, history, scenario, self.limits, self.config.bounds)
 
-    def state(self, now: float, flush: bool = True) -> tuple[FloatArray, float]:
+    def state(
+        self, now: float, flush: bool = True, periods: int | None = None
+    ) -> tuple[FloatArray, float]:
         """The twin's starting state from the stored summaries: (window_steps, channels)
         in the twin's channel order, and when its last period ended (UNIX s).
+        ``periods``: that many periods instead of window_steps (more: the model's recent
+        errors can be measured on the older ones).
 
         flush: write the store's buffered rows first (a what-if asked now); the advisor,
         asking every few seconds, reads what the agent's own flushes wrote instead.
@@ -134,7 +138,8 @@ class TwinService:
         twin = self.twin
         if twin is None:
             raise TwinUnavailable(self.unavailable)
-        period, w = twin.period_s, twin.spec.window_steps
+        period = twin.period_s
+        w = twin.spec.window_steps if periods is None else periods
         if flush:
             self._store.flush()
         rows = [

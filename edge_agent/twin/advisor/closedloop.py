@@ -208,7 +208,9 @@ def run_with_advisor(
     with contextlib.ExitStack() as stack:
         observer: PumpObserver | _StoredTwin
         if config.predictor == "twin":
-            observer = stack.enter_context(_StoredTwin(config.control))
+            observer = stack.enter_context(
+                _StoredTwin(config.control, config.twin_residual_periods)
+            )
         else:
             observer = PumpObserver(settings.params, config.step_s, failure=PredictionFailed)
         advisor = Advisor(config, observer, output if config.enabled else None)
@@ -234,14 +236,14 @@ class _StoredTwin:
     temporary folder, flushed every ``flush_interval_s`` of data time, as the agent
     does), the twin's state from its summaries, the shipped default twin."""
 
-    def __init__(self, control: str) -> None:
+    def __init__(self, control: str, residual_periods: int) -> None:
         self._folder = tempfile.TemporaryDirectory(prefix="advisor-twin-")
         self._store_config = StoreConfig()
         self._now = 0.0
         path = Path(self._folder.name) / "store.db"
         self.store = Store(path, self._store_config, clock=lambda: self._now)
         twin = TwinService(TwinConfig(), lambda p: p, [], self.store, lambda: self._now)
-        self.predictor = TwinPredictor(twin, control)
+        self.predictor = TwinPredictor(twin, control, residual_periods)
         self._next_flush = self._store_config.flush_interval_s
 
     def __enter__(self) -> _StoredTwin:

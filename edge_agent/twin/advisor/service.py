@@ -54,7 +54,7 @@ class AdvisorService:
         if config.predictor == "twin":
             if twin is None:
                 raise ValueError('advisor.predictor "twin" needs the [twin] section\'s twin')
-            self.observer = TwinPredictor(twin, config.control)
+            self.observer = TwinPredictor(twin, config.control, config.twin_residual_periods)
         else:
             self.observer = PumpObserver(period_s=config.step_s, failure=PredictionFailed)
         predictor: Predictor = self.observer

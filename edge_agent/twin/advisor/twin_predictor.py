@@ -26,12 +26,12 @@ from collections.abc import Mapping
 import numpy as np
 import numpy.typing as npt
 
-from edge_agent.errors import EdgeAgentError
 from edge_agent.twin.advisor.errors import PredictionFailed
 from edge_agent.twin.batch import TwinBatch
 from edge_agent.twin.errors import TwinStateIncomplete, TwinUnavailable
 from edge_agent.twin.model import LoadedTwin
 from edge_agent.twin.service import STALE_PERIODS, TwinService
+from edgetwin_common.errors import EdgetwinError
 
 __all__ = ["TwinPredictor"]
 
@@ -46,9 +46,16 @@ class TwinPredictor:
     others are held at their last stored value).
     """
 
-    def __init__(self, service: TwinService, control: str) -> None:
+    def __init__(self, service: TwinService, control: str, residual_periods: int = 0) -> None:
+        if residual_periods < 0:
+            raise ValueError(f"residual_periods must be >= 0, got {residual_periods}")
         self.service = service
         self.control = control
+        self.residual_periods = residual_periods
+        self.offset: tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]] | None = None
+        """Per output, the twin's recent unexplained change per period and its trend
+        (channel units per period, per period squared); None until measured."""
+        self._residual_batch: TwinBatch | None = None
         self._now: float | None = None
         self._last_control: float | None = None
         self._buckets: dict[int, list[float]] = {}
@@ -106,11 +113,15 @@ class TwinPredictor:
             steps_max = math.ceil((STALE_PERIODS * period + horizon) / period + 1.5)
             try:
                 batch = self._batch = TwinBatch(twin.model, rows, max(count, steps_max))
-            except EdgeAgentError as exc:
+            except EdgetwinError as exc:
                 raise PredictionFailed(f"the twin's batch could not be built: {exc}") from None
         plan = self._plan(twin, history, end, now, controls, step_s, count)
+        offsets = None
+        if self.offset is not None:
+            level, trend = self.offset
+            offsets = level + trend * np.arange(1, count + 1)[:, None]
         try:
-            path = batch.roll(history, plan)
+            path = batch.roll(history, plan, offsets)
         except TwinStateIncomplete as exc:
             raise PredictionFailed(str(exc)) from None
         # Knots: the last stored period, then each predicted one, at their middles (s
@@ -133,12 +144,51 @@ class TwinPredictor:
         # A newer period can be stored only once the one after the cached state has
         # ended; until then the cached state is the latest (and a store query is saved).
         if state is None or now >= state[1] + twin.period_s:
-            try:
-                state = self._state = self.service.state(now, flush=False)
-            except (TwinStateIncomplete, TwinUnavailable) as exc:
-                self._state = None
-                raise PredictionFailed(str(exc)) from None
+            self._state = None
+            w, extra = twin.spec.window_steps, self.residual_periods
+            # The longest history stored back to back: all the residual periods, a few
+            # (warming up), or none (the twin alone).
+            for periods in sorted({w + extra, w + min(extra, 3), w}, reverse=True):
+                try:
+                    history, end = self.service.state(now, flush=False, periods=periods)
+                except TwinUnavailable as exc:
+                    raise PredictionFailed(str(exc)) from None
+                except TwinStateIncomplete as exc:
+                    if periods == w:
+                        raise PredictionFailed(str(exc)) from None
+                    continue
+                try:
+                    self.offset = self._residuals(twin, history) if periods > w else None
+                except EdgetwinError as exc:
+                    raise PredictionFailed(f"the twin's residuals failed: {exc}") from None
+                state = self._state = (history[-w:], end)
+                break
+        assert state is not None
         return state
+
+    def _residuals(
+        self, twin: LoadedTwin, history: npt.NDArray[np.float64]
+    ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+        """What the twin did not explain over the older periods of ``history``: each
+        period's actual change minus the twin's one-period prediction from the window
+        before it; a line through them gives the level now and its trend (fewer than 3:
+        the last one, no trend). A heat the twin never learnt (wear, lost lubrication, a
+        sensor drifting) shows here, and is carried forward in the roll."""
+        w = twin.spec.window_steps
+        n_out = len(twin.model.outputs)
+        extra = len(history) - w
+        batch = self._residual_batch
+        if batch is None or batch.rows != extra:
+            batch = self._residual_batch = TwinBatch(twin.model, extra, 1)
+        windows = np.lib.stride_tricks.sliding_window_view(history, w, axis=0)[:extra]
+        windows = windows.transpose(0, 2, 1)  # (extra, w, channels)
+        predicted = batch.roll(windows, history[w:, None, n_out:])[:, 0, :]
+        errors = history[w:, :n_out] - predicted
+        if extra < 3:
+            return errors[-1].copy(), np.zeros(n_out)
+        x = np.arange(extra, dtype=np.float64)
+        slope, intercept = np.polyfit(x, errors, 1)
+        return intercept + slope * x[-1], slope
 
     def _plan(
         self,
