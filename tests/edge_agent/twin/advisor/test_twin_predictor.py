@@ -12,8 +12,11 @@ import numpy as np
 import pytest
 
 from edge_agent.config import load_config
+from edge_agent.daemon.agent import Agent
+from edge_agent.reading import Reading
 from edge_agent.simulator.command import LoadCommand
-from edge_agent.simulator.pump import Frame, SimulatorSettings, iter_frames
+from edge_agent.simulator.faults import Fault, FaultKind
+from edge_agent.simulator.pump import Frame, SimulatorSettings, generate_series, iter_frames
 from edge_agent.simulator.rollforward import roll_forward
 from edge_agent.store import Store, StoreConfig
 from edge_agent.twin.advisor.advisor import Advisor, plan
@@ -27,6 +30,7 @@ from edge_agent.twin.config import TwinConfig
 from edge_agent.twin.service import TwinService
 from edge_agent.twin.shipped import DEFAULT_TWIN_PUBLIC_KEY
 from edgetwin_common.errors import ConfigInvalid
+from tests.edge_agent.agent_harness import config_for
 
 STEP_S = 10.0
 WARM_S = 1500.0  # 16 one-minute periods of state, and then some
@@ -39,11 +43,15 @@ class Fed:
     settings: SimulatorSettings
     store: Store
     service: TwinService
-    predictor: TwinPredictor
+    predictors: list[TwinPredictor]
     frames: Iterator[Frame]
     last: Frame | None = None
     next_flush: float = 10.0
     to_store: bool = True
+
+    @property
+    def predictor(self) -> TwinPredictor:
+        return self.predictors[0]
 
     def run_until(self, t_end: float) -> Frame:
         for frame in self.frames:
@@ -56,7 +64,8 @@ class Fed:
             for channel, value in reading.items():
                 if self.to_store:
                     self.store.add_sample(t, channel, value, None, None)
-                self.predictor.observe(channel, t, value)
+                for predictor in self.predictors:
+                    predictor.observe(channel, t, value)
             self.last = frame
             if t >= t_end:
                 break
@@ -64,17 +73,20 @@ class Fed:
         return self.last
 
 
+def _fed(path: Path, settings: SimulatorSettings, residual_periods: tuple[int, ...]) -> Fed:
+    store = Store(path, StoreConfig(), clock=lambda: 0.0)
+    service = TwinService(TwinConfig(), lambda p: p, [], store, lambda: 0.0)
+    assert service.twin is not None, service.unavailable
+    predictors = [TwinPredictor(service, "load", m) for m in residual_periods]
+    frames = iter_frames(settings, command=LoadCommand())
+    return Fed(settings, store, service, predictors, frames)
+
+
 @pytest.fixture
 def fed(tmp_path: Path) -> Iterator[Fed]:
-    settings = SimulatorSettings(rate_hz=1.0, seed=7)
-    now = {"t": 0.0}
-    store = Store(tmp_path / "store.db", StoreConfig(), clock=lambda: now["t"])
-    service = TwinService(TwinConfig(), lambda p: p, [], store, lambda: now["t"])
-    assert service.twin is not None, service.unavailable
-    predictor = TwinPredictor(service, "load")
-    frames = iter_frames(settings, command=LoadCommand())
-    yield Fed(settings, store, service, predictor, frames)
-    store.close()
+    fed = _fed(tmp_path / "store.db", SimulatorSettings(rate_hz=1.0, seed=7), (0,))
+    yield fed
+    fed.store.close()
 
 
 def test_the_batch_rolls_every_plan_as_the_model_does_one_by_one(fed: Fed) -> None:
@@ -115,6 +127,27 @@ def test_a_load_limit_step_follows_the_simulators_truth(fed: Fed) -> None:
                 assert np.mean(np.abs(error)) < 0.4, (t_now, row)
             else:  # up to the full limit: the worst case is at or above the truth
                 assert np.min(error) > -0.5, (t_now, row)
+
+
+def test_the_twin_alone_predicts_a_lost_lubrication_away_its_residuals_do_not(
+    tmp_path: Path,
+) -> None:
+    """The twin learnt a healthy pump: under a heat it never saw, rolled alone it has the
+    bearing relax to the healthy temperature, far below the truth; with its recent
+    one-period residuals carried forward (twin_residual_periods) it follows the truth."""
+    lubrication = Fault(FaultKind.OVERHEAT, 600.0, 3000.0, rate=1.0)
+    settings = SimulatorSettings(rate_hz=1.0, seed=11, faults=(lubrication,))
+    fed = _fed(tmp_path / "store.db", settings, (0, 10))
+    frame = fed.run_until(1800.0)
+    controls = plan(pump_advisor_config(), frame.load, 60)
+    raw, corrected = (p.predict(controls, STEP_S)["bearing_temp"] for p in fed.predictors)
+    assert fed.predictors[1].offset is not None
+    for row in (0, 30):  # down to the minimum, down to 0.45
+        limits = [float(controls[row, s // int(STEP_S)]) for s in range(600)]
+        truth = roll_forward(settings, frame.state, limits).reported["bearing_temp"][9::10]
+        assert raw[row][-1] < truth[-1] - 10.0
+        assert np.max(np.abs(corrected[row] - truth)) < 1.0
+    fed.store.close()
 
 
 def test_no_state_and_a_stale_state_fail_with_the_reason(fed: Fed) -> None:
@@ -196,3 +229,36 @@ def test_predictor_twin_without_a_twin_section_is_named(tmp_path: Path) -> None:
         '[twin]\n[advisor]\npredictor = "twin"\n[advisor.limits.bearing_temp]\nabove = 75\n'
     )
     assert load_config(path).config.advisor is not None
+
+
+def test_the_agent_advises_from_its_own_twin_and_store(tmp_path: Path) -> None:
+    """The agent's wiring: [twin] and [advisor] predictor = "twin" give an advisor whose
+    predictor reads the agent's own twin and store; fed 25 minutes of the simulated
+    pump (readings into the store as the pipeline would, flushed every 10 s), it
+    recommends with no failure."""
+    body = (
+        '[[sources]]\ntype = "replay"\nname = "pump"\npath = "unused.csv"\n'
+        '[twin]\n[advisor]\npredictor = "twin"\n'
+        "[advisor.limits.bearing_temp]\nabove = 75.0\nmargin = 2.0\n"
+    )
+    agent = Agent(config_for(tmp_path, body), sources=[])
+    try:
+        assert agent.advisor is not None and agent.whatif is not None
+        predictor = agent.advisor.observer
+        assert isinstance(predictor, TwinPredictor) and predictor.service is agent.whatif
+        assert predictor.residual_periods == 10
+        t0 = 1_700_000_000.0
+        for frame in generate_series(SimulatorSettings(rate_hz=1.0, seed=4), 1500.0):
+            ts = t0 + frame.t
+            if frame.index % 10 == 0:
+                agent.store.flush()
+            values = frame.reported.as_dict() | {"load": frame.load}
+            for channel, value in values.items():
+                agent.store.add_sample(ts, channel, value, None, None)
+                agent.advisor.on_reading(Reading(ts, channel, value))
+        status = agent.advisor.status()
+        assert status["failure"] is None, status["failure"]
+        assert status["recommended"] is not None and status["feasible"] is True
+        assert status["margins"]["bearing_temp"] > 2.0
+    finally:
+        agent.store.close()
