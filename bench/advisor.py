@@ -25,17 +25,24 @@ draws another set (a held-out check).
 from __future__ import annotations
 
 import argparse
+import math
 import time
+from dataclasses import replace
 
-from edge_agent.simulator.pump import SimulatorSettings
+import numpy as np
+
+from edge_agent.simulator.pump import SimulatorSettings, iter_frames
+from edge_agent.twin.advisor.advisor import plan
 from edge_agent.twin.advisor.closedloop import (
     LoopResult,
+    StoredTwin,
     heat_fault_runs,
     pump_advisor_config,
     run_fixed,
     run_threshold,
     run_with_advisor,
 )
+from edge_agent.twin.advisor.config import AdvisorConfig
 
 THRESHOLDS_C = (66.0, 69.0, 72.0, 73.0, 74.0)
 LIMITS = (0.15, 0.2, 0.3, 0.4, 0.5, 0.6)
@@ -56,6 +63,23 @@ def max_safe_limit(settings: SimulatorSettings, low: float = 0.15, iterations: i
         else:
             lo = mid
     return lo
+
+
+def twin_predict_cost(settings: SimulatorSettings, config: AdvisorConfig) -> list[float]:
+    """Seconds per ``predict`` of the twin predictor (every candidate over the horizon)
+    after 25 minutes of the run: the p50 and p99 of 200 calls."""
+    with StoredTwin(config.control, config.twin_residual_periods) as twin:
+        for frame in iter_frames(replace(settings, duration_s=1500.0)):
+            for channel, value in frame.reported.as_dict().items():
+                twin.observe(channel, frame.t, value)
+            twin.observe("load", frame.t, frame.load)
+        controls = plan(config, 0.7, math.ceil(config.horizon_s / config.step_s))
+        times = []
+        for _ in range(200):
+            began = time.perf_counter()
+            twin.predict(controls, config.step_s)
+            times.append(time.perf_counter() - began)
+    return [float(np.percentile(times, q)) for q in (50, 99)]
 
 
 def main() -> None:
@@ -167,6 +191,13 @@ def main() -> None:
         f"vs left alone {t_adv / t_free - 1:+.1%}; {changes:.0f} writes, "
         f"{failures:.0f} fallback steps per run"
     )
+    if args.predictor == "twin":
+        p50, p99 = twin_predict_cost(runs[0], config)
+        print(
+            f"twin predict, {config.candidates_count()} candidates x "
+            f"{math.ceil(config.horizon_s / config.step_s)} steps: p50 {p50 * 1e3:.2f} ms, "
+            f"p99 {p99 * 1e3:.2f} ms"
+        )
     print(f"({time.perf_counter() - started:.0f} s)")
 
 

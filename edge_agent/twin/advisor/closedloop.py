@@ -36,6 +36,7 @@ from edge_agent.twin.service import TwinService
 __all__ = [
     "CommandOutput",
     "LoopResult",
+    "StoredTwin",
     "heat_fault_runs",
     "pump_advisor_config",
     "run_fixed",
@@ -206,11 +207,9 @@ def run_with_advisor(
     command = LoadCommand()
     output = CommandOutput(command, config.output or "pump-load")
     with contextlib.ExitStack() as stack:
-        observer: PumpObserver | _StoredTwin
+        observer: PumpObserver | StoredTwin
         if config.predictor == "twin":
-            observer = stack.enter_context(
-                _StoredTwin(config.control, config.twin_residual_periods)
-            )
+            observer = stack.enter_context(StoredTwin(config.control, config.twin_residual_periods))
         else:
             observer = PumpObserver(settings.params, config.step_s, failure=PredictionFailed)
         advisor = Advisor(config, observer, output if config.enabled else None)
@@ -231,7 +230,7 @@ def run_with_advisor(
     return result
 
 
-class _StoredTwin:
+class StoredTwin:
     """The twin predictor as on a device: every reading into a real store (SQLite in a
     temporary folder, flushed every ``flush_interval_s`` of data time, as the agent
     does), the twin's state from its summaries, the shipped default twin."""
@@ -246,7 +245,7 @@ class _StoredTwin:
         self.predictor = TwinPredictor(twin, control, residual_periods)
         self._next_flush = self._store_config.flush_interval_s
 
-    def __enter__(self) -> _StoredTwin:
+    def __enter__(self) -> StoredTwin:
         return self
 
     def __exit__(self, *exc: object) -> None:
