@@ -1,7 +1,8 @@
 """The advisor in closed loop with the simulated pump, in one process: what the bench,
-the tests and the demo's chart run (the same advisor, guards and observer as on a
-device; the pty and the ``setpoint`` action are replaced by the ``LoadCommand`` they
-would set, so a run is deterministic and fast).
+the tests and the demo's chart run (the same advisor, guards and predictor as on a
+device: the physics observer, or the twin reading a real store, ``StoredTwin``; the pty
+and the ``setpoint`` action are replaced by the ``LoadCommand`` they would set, so a run
+is deterministic and fast).
 
 An overheating event is the reported bearing temperature at or above the alarm limit
 for ``alarm_delay_s`` in a row (a value_above rule with that delay).
