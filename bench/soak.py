@@ -30,13 +30,12 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
+from _procs import answers, child, cli
 
 from edge_agent.model.shipped import DEFAULT_BUNDLE
 from edge_agent.simulator import CHANNELS
@@ -80,10 +79,6 @@ def proc_sample(pid: int) -> ProcSample:
     )
 
 
-def _cli(package: str, *args: str) -> list[str]:
-    return [sys.executable, "-m", package, *args]
-
-
 @dataclass
 class Cloud:
     """`cloud-sync serve` on an SQLite file, restartable on the same port."""
@@ -105,7 +100,7 @@ class Cloud:
         """Keys, config, the device registered; returns its token."""
         keys = self.workdir / "keys"
         subprocess.run(
-            _cli("cloud_sync", "releases", "keygen", str(keys)), check=True, capture_output=True
+            cli("cloud_sync", "releases", "keygen", str(keys)), check=True, capture_output=True
         )
         self.config.write_text(
             f'[database]\nurl = "sqlite:///{self.workdir / "cloud.db"}"\n\n'
@@ -117,7 +112,7 @@ class Cloud:
 
     def cli(self, *args: str) -> str:
         done = subprocess.run(
-            _cli("cloud_sync", *args, "--config", str(self.config)),
+            cli("cloud_sync", *args, "--config", str(self.config)),
             cwd=self.workdir,
             capture_output=True,
             text=True,
@@ -134,7 +129,7 @@ class Cloud:
         with log.open("wb") as sink:
             self.proc = subprocess.Popen(
                 [
-                    *_cli(
+                    *cli(
                         "cloud_sync",
                         "serve",
                         "--config",
@@ -199,7 +194,8 @@ backoff = {{ initial_s = 0.2, max_s = 1.0 }}
 name = "anomaly"
 channel = "*"
 type = "score_above"
-set = 3.0
+set = 100.0
+warmup_s = 1800.0
 clear = 1.0
 off_delay_s = 60.0
 
@@ -229,22 +225,6 @@ port = {port}
 """
 
 
-@contextmanager
-def child(argv: list[str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
-    with log.open("wb") as sink:
-        proc = subprocess.Popen(argv, stdout=sink, stderr=subprocess.STDOUT)
-    try:
-        yield proc
-    finally:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(10)
-
-
 def simulator_argv(link: Path, hours: float, speed: float, faults: bool = True) -> list[str]:
     """The pump for ``hours`` simulated, with faults spread over the run (simulated
     seconds): spikes, an overheating, dropouts, garbage, the device vanishing twice."""
@@ -258,7 +238,7 @@ def simulator_argv(link: Path, hours: float, speed: float, faults: bool = True) 
         f"stuck@{day * 0.75:.0f}s:600s,channel=current",
         f"vanish@{day * 0.85:.0f}s:10s",
     ]
-    argv = _cli("edge_agent", "simulate", "--rate", f"{RATE_HZ:g}", "--seed", "3")
+    argv = cli("edge_agent", "simulate", "--rate", f"{RATE_HZ:g}", "--seed", "3")
     argv += ["--link", str(link), "--timestamps", "--duration", f"{day:.0f}"]
     argv += ["--speed", f"{speed:g}"]
     for fault in scheduled if faults else []:
@@ -317,22 +297,15 @@ def run(soak: Soak) -> None:
     try:
         with (
             child(sim_argv, tmp / "simulator.log") as sim,
-            child(_cli("edge_agent", "run", "--config", str(config)), tmp / "agent.log") as agent,
+            child(cli("edge_agent", "run", "--config", str(config)), tmp / "agent.log") as agent,
         ):
-            wait_until(lambda: _answers(port), "agent /ready", timeout_s=GUARD_S)
+            wait_until(lambda: answers(port), "agent /ready", timeout_s=GUARD_S)
             schedule(soak, cloud, agent, sim, port)
             final = status(port)
             twin = cloud.twin()
     finally:
         cloud.stop()
     report(soak, final, twin)
-
-
-def _answers(port: int) -> bool:
-    try:
-        return httpx.get(f"http://127.0.0.1:{port}/ready", timeout=2).status_code == 200
-    except httpx.TransportError:
-        return False
 
 
 def schedule(

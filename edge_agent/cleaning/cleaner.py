@@ -88,6 +88,7 @@ class ChannelCleaner:
         "_stale_after",
         "_start_ts",
         "_stuck_after",
+        "_stuck_ts",
         "_ts_ceiling",
         "_window",
         "accepted",
@@ -115,6 +116,7 @@ class ChannelCleaner:
         self._max = math.inf if config.max is None else config.max
         self._max_rate = config.max_rate_per_s
         self._stuck_after = config.stuck_after_s
+        self._stuck_ts = -math.inf
         self._stale_after = config.stale_after_s
         self._run_value = math.nan  # never equal to a reading: the first starts a run
         self._run_since = 0.0
@@ -154,9 +156,16 @@ class ChannelCleaner:
         if value < self._min or value > self._max:
             return self._reject(RejectReason.RANGE)
         if self._stuck_after is not None:
-            if value == self._run_value:
+            # A run of equal values holds only while readings keep coming: the same
+            # value after a silence longer than stale_after_s is a new run, not a stuck
+            # sensor (2-decimal readings repeat by chance).
+            seen = self._stuck_ts if last_ts is None or self._stuck_ts > last_ts else last_ts
+            if value == self._run_value and (
+                self._stale_after is None or ts - seen <= self._stale_after
+            ):
                 if ts - self._run_since >= self._stuck_after:
                     self.is_stuck = True
+                    self._stuck_ts = ts
                     return self._reject(RejectReason.STUCK)
             else:
                 self._run_value = value
@@ -178,12 +187,16 @@ class ChannelCleaner:
 
     def is_stale(self, now: float) -> bool:
         """No accepted reading for more than stale_after_s before ``now`` (UNIX seconds).
+        A stuck reading counts as one here: the sensor is talking, and "stuck" says
+        what is wrong with it (one cause, one condition).
 
         Always False when stale_after_s is not configured.
         """
         if self._stale_after is None:
             return False
         ref = self.last_accepted_ts if self.last_accepted_ts is not None else self._start_ts
+        if self._stuck_ts > (-math.inf if ref is None else ref):
+            ref = self._stuck_ts
         return ref is not None and now - ref > self._stale_after
 
     def health(self, now: float) -> frozenset[HealthCondition]:

@@ -26,6 +26,7 @@ from edge_agent.alarms.engine import AlarmEngine
 from edge_agent.alarms.model import AlarmEvent
 from edge_agent.config import LoadedConfig
 from edge_agent.daemon.alarm_views import alarm_by_id, alarm_info, alarm_list, reported_alarm
+from edge_agent.daemon.devicetime import DeviceTime
 from edge_agent.daemon.watchdog import ProgressMonitor, feed_watchdog
 from edge_agent.http.advisor import add_advisor_routes
 from edge_agent.http.app import create_app
@@ -149,6 +150,7 @@ class Agent:
         self._ready = False
         self._alarm_flush_pending = False
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._device_time = DeviceTime(clock)
         self.samples = 0
         """Readings taken from all sources (the watchdog's progress counter)."""
         self.registry = CollectorRegistry()
@@ -317,7 +319,8 @@ class Agent:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), TICK_S)
             now = self._clock()
-            self.pipeline.check_health(now, self._source_states())
+            stamps = (c.cleaner.last_accepted_ts for c in self.pipeline.channels.values())
+            self.pipeline.check_health(self._device_time.now(stamps), self._source_states())
             if self.advisor is not None:
                 self.advisor.on_sources(self._source_states(), now)
             self.store.close_open(self._data_time(now))

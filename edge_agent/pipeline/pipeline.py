@@ -110,7 +110,13 @@ class Pipeline:
         channel = self.channels.get(reading.channel)
         if channel is None:
             channel = self._add(reading.channel)
+        cleaner = channel.cleaner
+        was_stuck = cleaner.is_stuck
         channel.process(reading.ts, reading.value)
+        if cleaner.is_stuck is not was_stuck:
+            # Stuck begins and ends with a reading: told at its timestamp, not at the next
+            # tick (which a fast-forwarded or replayed stream leaves minutes behind).
+            self._engine.on_health(channel.name, reading.ts, cleaner.health(reading.ts))
 
     def health(
         self, channel: ChannelPipeline, now: float, sources: Mapping[str, SourceState]

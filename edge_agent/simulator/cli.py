@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
 
-from edge_agent.simulator.device import run_simulator
+from edge_agent.simulator.device import LINK_FAULTS, run_simulator
 from edge_agent.simulator.errors import PtyUnavailable, SimulatorSettingsInvalid
 from edge_agent.simulator.faults import fault_argument
 from edge_agent.simulator.pump import SimulatorSettings
@@ -60,6 +60,19 @@ def add_simulate_arguments(parser: argparse.ArgumentParser) -> None:
         help="print the actual load (0..1) as the last field load; the host sets the load "
         "limit by writing load=0.6 (or load=none) back to the port",
     )
+    parser.add_argument(
+        "--epoch",
+        type=float,
+        metavar="UNIX_S",
+        help="the device time of sample 0 with --timestamps (default: now, or at --speed "
+        "with --duration that long ago); a fast-forward must not run ahead of the clock",
+    )
+    parser.add_argument(
+        "--link-faults-real-time",
+        action="store_true",
+        help="at --speed, play dropout, garbage and vanish at 1x: the reader judges "
+        "silence on its own clock (bench/faults.py)",
+    )
 
 
 def settings_from_args(args: argparse.Namespace) -> SimulatorSettings:
@@ -77,7 +90,9 @@ def settings_from_args(args: argparse.Namespace) -> SimulatorSettings:
     )
 
 
-def _epoch(settings: SimulatorSettings) -> float | None:
+def _epoch(settings: SimulatorSettings, given: float | None) -> float | None:
+    if given is not None:
+        return given
     # A cloud refuses readings from its future: a fast-forwarded run of known length
     # is placed in the past.
     if settings.speed > 1 and settings.duration_s is not None:
@@ -105,7 +120,10 @@ def run_simulate(args: argparse.Namespace) -> int:
 
     try:
         with _stop_on_signals(stop):
-            report = run_simulator(settings, stop, on_ready, epoch=_epoch(settings))
+            real_time = LINK_FAULTS if args.link_faults_real_time else frozenset()
+            report = run_simulator(
+                settings, stop, on_ready, epoch=_epoch(settings, args.epoch), real_time=real_time
+            )
     except SimulatorSettingsInvalid as exc:
         print(f"edge-agent simulate: {exc}", file=sys.stderr)
         return EXIT_USAGE

@@ -11,7 +11,9 @@ The device also listens: lines the host writes to the port (``load=0.6``, see
 from __future__ import annotations
 
 import logging
+import math
 import os
+import select
 import threading
 import time
 from collections.abc import Callable
@@ -20,9 +22,17 @@ from pathlib import Path
 
 from edge_agent.simulator.command import LoadCommand
 from edge_agent.simulator.errors import PtyUnavailable, SimulatorSettingsInvalid
+from edge_agent.simulator.faults import FaultKind
 from edge_agent.simulator.pump import SimulatorSettings, iter_frames
 
-__all__ = ["PtyDevice", "SimulatorReport", "run_simulator"]
+__all__ = ["LINK_FAULTS", "PtyDevice", "SimulatorReport", "run_simulator"]
+
+LINK_FAULTS = frozenset({FaultKind.DROPOUT, FaultKind.GARBAGE, FaultKind.VANISH})
+"""Faults a reader sees as silence: it judges them on its own clock (stale after N s)."""
+FAST_FORWARD_WAIT_S = 1.0
+REAL_TIME_MARGIN_S = 3.0
+"""...and reconnects on its own clock after them (a serial source's reopen backoff);
+as long before them, so that a reader a batch behind has caught up when they begin."""
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +114,13 @@ class PtyDevice:
         self._incoming = bytearray(rest)
         return [line.rstrip(b"\r") for line in lines if line.strip()]
 
+    def wait_writable(self, timeout_s: float) -> bool:
+        """Wait until the pty can take bytes again (the reader drained some); False on
+        timeout or when closed."""
+        if self._master is None:
+            return False
+        return bool(select.select([], [self._master], [], timeout_s)[1])
+
     def close(self) -> None:
         """The device disappears: remove the link, close both sides (a reader holding the
         slave gets an I/O error, as on a USB unplug)."""
@@ -140,6 +157,7 @@ def run_simulator(
     on_ready: Callable[[str], None] | None = None,
     epoch: float | None = None,
     command: LoadCommand | None = None,
+    real_time: frozenset[FaultKind] = frozenset(),
 ) -> SimulatorReport:
     """Run the simulated pump on a pty until ``stop`` is set or ``duration_s`` elapses.
 
@@ -154,6 +172,10 @@ def run_simulator(
         run starts in the past so that its timestamps never run ahead of the clock.
     command: where the setpoints read back from the host go (its ``history`` records
         when each took effect); default: a new one.
+    real_time: at fast-forward, these faults are played at 1x, from REAL_TIME_MARGIN_S
+        before them to as long after (``LINK_FAULTS``: a reader measures silence and
+        waits to reopen on its own clock; a 30-second dropout fast-forwarded to 0.1 s
+        would be no dropout to it).
 
     Raises PtyUnavailable (no ptys on this OS), SimulatorSettingsInvalid (link path is a
     regular file).
@@ -162,10 +184,16 @@ def run_simulator(
     report = SimulatorReport()
     epoch = time.time() if epoch is None else epoch
     command = LoadCommand() if command is None else command
-    start = time.monotonic()
+    due = time.monotonic()
+    slow = _real_time_spans(settings, real_time)
+    fast_step, slow_step = 1.0 / (settings.rate_hz * settings.speed), 1.0 / settings.rate_hz
     try:
         for frame in iter_frames(settings, epoch, command):
-            delay = start + frame.t / settings.speed - time.monotonic()
+            while slow and slow[0][1] <= frame.t:
+                slow.pop(0)
+            if frame.index:
+                due += slow_step if slow and slow[0][0] <= frame.t else fast_step
+            delay = due - time.monotonic()
             if (delay > 0 and stop.wait(delay)) or stop.is_set():
                 break
             # Commands written during this wait take effect from the next sample.
@@ -189,13 +217,33 @@ def run_simulator(
                     on_ready(path)
             if frame.line is None:
                 report.lines_withheld += 1
-            elif device.write(frame.line):
+            elif device.write(frame.line) or (
+                # Fast-forwarded, a full pty means a reader a few milliseconds behind,
+                # not a device nobody reads: wait for it rather than lose hours of data.
+                settings.speed > 1
+                and device.wait_writable(FAST_FORWARD_WAIT_S)
+                and device.write(frame.line)
+            ):
                 report.lines_written += 1
             else:
                 report.lines_dropped_buffer_full += 1
     finally:
         device.close()
     return report
+
+
+def _real_time_spans(
+    settings: SimulatorSettings, kinds: frozenset[FaultKind]
+) -> list[tuple[float, float]]:
+    """[from, to) in simulated seconds of the faults of ``kinds``, widened by the margin."""
+    spans = []
+    for fault in settings.faults:
+        if fault.kind in kinds:
+            first = fault.first_sample(settings.rate_hz) / settings.rate_hz
+            end = fault.end_sample(settings.rate_hz)
+            last = math.inf if end is None else end / settings.rate_hz
+            spans.append((first - REAL_TIME_MARGIN_S, last + REAL_TIME_MARGIN_S))
+    return sorted(spans)
 
 
 def _link_text(link: Path | None) -> str:

@@ -17,8 +17,11 @@ class TwinConfig(Strict):
     """Release public key (PEM) of ``bundle``; None: the shipped twin's key."""
     controls: Annotated[list[Name], Field(min_length=1)] = Field(default_factory=lambda: ["load"])
     """Channels the operator sets (planned in a scenario); they must be the bundle's."""
-    bounds: dict[Name, tuple[float, float]] = Field(default_factory=lambda: {"load": (0.0, 1.0)})
-    """Allowed (low, high) of each control in a scenario; a value outside is refused."""
+    bounds: dict[Name, Annotated[list[float], Field(min_length=2, max_length=2)]] = Field(
+        default_factory=lambda: {"load": [0.0, 1.0]}
+    )
+    """Allowed [low, high] of each control in a scenario (TOML: ``load = [0.0, 1.0]``);
+    a value outside is refused."""
 
     @model_validator(mode="after")
     def _consistent(self) -> TwinConfig:

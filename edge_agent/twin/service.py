@@ -105,7 +105,7 @@ class TwinService:
             channels=twin.model.channels,
             outputs=twin.model.outputs,
             controls=twin.model.controls,
-            bounds=dict(self.config.bounds),
+            bounds=self._bounds(),
             period_s=twin.period_s,
             window_steps=twin.spec.window_steps,
             horizon_steps=twin.spec.horizon_steps,
@@ -120,7 +120,7 @@ class TwinService:
         if twin is None:
             raise TwinUnavailable(self.unavailable)
         history, _ = self.state(self._clock())
-        return what_if(twin, history, scenario, self.limits, self.config.bounds)
+        return what_if(twin, history, scenario, self.limits, self._bounds())
 
     def state(
         self, now: float, flush: bool = True, periods: int | None = None
@@ -154,3 +154,6 @@ class TwinService:
                 "the twin starts only from the current state"
             )
         return history, end
+
+    def _bounds(self) -> dict[str, tuple[float, float]]:
+        return {name: (low, high) for name, (low, high) in self.config.bounds.items()}

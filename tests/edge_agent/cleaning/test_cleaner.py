@@ -162,3 +162,21 @@ def test_stale_is_never_reported_when_not_configured() -> None:
 def test_config_rejects_inverted_range() -> None:
     with pytest.raises(ValueError, match="must be below"):
         CleaningConfig(min=5.0, max=1.0)
+
+
+def test_a_stuck_sensor_is_stuck_not_stale() -> None:
+    # The sensor keeps talking: "stuck" says what is wrong, one condition for one cause.
+    cleaner = ChannelCleaner(CleaningConfig(stuck_after_s=5.0, stale_after_s=10.0))
+    feed(cleaner, [7.0] * 30)  # t = 0..29, stuck (rejected) from t = 5
+    assert cleaner.health(29.5) == frozenset({HealthCondition.STUCK})
+    assert cleaner.health(40.0) == frozenset({HealthCondition.STALE, HealthCondition.STUCK})
+
+
+def test_the_same_value_after_a_silence_is_not_stuck() -> None:
+    cleaner = ChannelCleaner(CleaningConfig(stuck_after_s=60.0, stale_after_s=10.0))
+    assert cleaner.check(0.0, 22.5) is None
+    assert cleaner.check(90.0, 22.5) is None  # 90 s later, by chance the same value
+    assert not cleaner.is_stuck
+    feed_at = [90.0 + t for t in range(1, 70)]
+    results = [cleaner.check(t, 22.5) for t in feed_at]  # now really repeating
+    assert results[-1] is RejectReason.STUCK and cleaner.is_stuck
