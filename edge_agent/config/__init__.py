@@ -120,6 +120,11 @@ class AgentConfig(Strict):
             a.name for a in self.actions if a.type == "setpoint"
         }:
             problems.append(f"advisor.output: {output!r} is not a setpoint action in [[actions]]")
+        if self.advisor is not None and self.advisor.predictor == "twin" and self.twin is None:
+            problems.append(
+                'advisor.predictor: "twin" needs a [twin] section (the model it rolls '
+                'forward): add [twin] or set advisor.predictor = "pump-physics"'
+            )
         if problems:
             raise ValueError("; ".join(problems))
         return self

@@ -59,7 +59,7 @@ from edge_agent.store.errors import StoreUnavailable
 from edge_agent.store.sqlite import Store
 from edge_agent.sync.twin import DeviceReport, Twin, config_hash
 from edge_agent.sync.worker import SyncWorker
-from edge_agent.twin.advisor.service import AdvisorService
+from edge_agent.twin.advisor.service import advisor_service
 from edge_agent.twin.service import TwinService
 from edgetwin_common.notify import Notifier, watchdog_period_s
 from edgetwin_contracts.batch import ModelReport
@@ -112,8 +112,9 @@ class Agent:
         self.sources = (
             sources if sources is not None else [build_source(cfg) for cfg in self.config.sources]
         )
-        advisor = self.config.advisor
-        self.advisor = AdvisorService(advisor, self.actions, self.engine) if advisor else None
+        self.whatif = _whatif(loaded, self.store, clock)
+        """The cross-channel twin's what-if answers, when the config has [twin]."""
+        self.advisor = advisor_service(self.config.advisor, self.actions, self.engine, self.whatif)
         """The advisor, when the config has [advisor] (docs/advisor.md)."""
         channel_sources = {ch: src.name for src in self.sources for ch in src.channels()}
         self.pipeline = Pipeline(
@@ -124,8 +125,6 @@ class Agent:
             channel_sources,
             model_period_s=self.model.manifest.input.sample_period_s,
         )
-        self.whatif = _whatif(loaded, self.store, clock)
-        """The cross-channel twin's what-if answers, when the config has [twin]."""
         self.ota: OtaManager | None = None
         """Installs the model the cloud asks for, when [sync] and [ota] are on (docs/ota.md)."""
         if self.config.sync.enabled and self.config.ota.enabled:

@@ -68,6 +68,10 @@ class TwinModel:
         except Exception as exc:  # the bindings raise ValueError/RuntimeError, by version
             raise ModelUnloadable(source, f"{type(exc).__name__}: {exc}") from None
         self._interpreter: Interpreter = interpreter
+        # Kept for TwinBatch (edge_agent/twin/batch.py): a second interpreter over the same
+        # verified bytes, its input resized to a batch of candidate plans.
+        self.model_bytes = model_bytes
+        self.factory = factory
         inputs, outputs = interpreter.get_input_details(), interpreter.get_output_details()
         _check_tensors(source, inputs, outputs, spec.input_width, n_out)
         self.input_quant = QuantParams.from_tensor_details(inputs[0])

@@ -21,7 +21,7 @@ from edge_agent.twin.errors import TwinStateIncomplete, TwinUnavailable
 from edge_agent.twin.model import LoadedTwin, load_twin
 from edge_agent.twin.scenario import Scenario
 from edge_agent.twin.shipped import DEFAULT_TWIN_BUNDLE, DEFAULT_TWIN_PUBLIC_KEY
-from edge_agent.twin.state import IntervalMean, history_from_summaries
+from edge_agent.twin.state import FloatArray, IntervalMean, history_from_summaries
 from edge_agent.twin.whatif import Limit, WhatIfAnswer, limits_from_rules, what_if
 from edgetwin_contracts.errors import BundleRejected
 from edgetwin_contracts.signing import load_public_key
@@ -119,9 +119,29 @@ class TwinService:
         twin = self.twin
         if twin is None:
             raise TwinUnavailable(self.unavailable)
-        period, w = twin.period_s, twin.spec.window_steps
-        now = self._clock()
-        self._store.flush()
+        history, _ = self.state(self._clock())
+        return what_if(twin, history, scenario, self.limits, self._bounds())
+
+    def state(
+        self, now: float, flush: bool = True, periods: int | None = None
+    ) -> tuple[FloatArray, float]:
+        """The twin's starting state from the stored summaries: (window_steps, channels)
+        in the twin's channel order, and when its last period ended (UNIX s).
+        ``periods``: that many periods instead of window_steps (more: the model's recent
+        errors can be measured on the older ones).
+
+        flush: write the store's buffered rows first (a what-if asked now); the advisor,
+        asking every few seconds, reads what the agent's own flushes wrote instead.
+        Raises TwinUnavailable (no twin), TwinStateIncomplete (a channel missing or
+        short, or the last period ended more than STALE_PERIODS periods before ``now``).
+        """
+        twin = self.twin
+        if twin is None:
+            raise TwinUnavailable(self.unavailable)
+        period = twin.period_s
+        w = twin.spec.window_steps if periods is None else periods
+        if flush:
+            self._store.flush()
         rows = [
             IntervalMean(s.channel, s.start, s.interval_s, s.count, s.mean)
             for channel in twin.model.channels
@@ -133,7 +153,7 @@ class TwinService:
                 f"the latest period every channel has ended {now - end:.0f} s ago; "
                 "the twin starts only from the current state"
             )
-        return what_if(twin, history, scenario, self.limits, self._bounds())
+        return history, end
 
     def _bounds(self) -> dict[str, tuple[float, float]]:
         return {name: (low, high) for name, (low, high) in self.config.bounds.items()}

@@ -1,7 +1,8 @@
 """The advisor in closed loop with the simulated pump, in one process: what the bench,
-the tests and the demo's chart run (the same advisor, guards and observer as on a
-device; the pty and the ``setpoint`` action are replaced by the ``LoadCommand`` they
-would set, so a run is deterministic and fast).
+the tests and the demo's chart run (the same advisor, guards and predictor as on a
+device: the physics observer, or the twin reading a real store, ``StoredTwin``; the pty
+and the ``setpoint`` action are replaced by the ``LoadCommand`` they would set, so a run
+is deterministic and fast).
 
 An overheating event is the reported bearing temperature at or above the alarm limit
 for ``alarm_delay_s`` in a row (a value_above rule with that delay).
@@ -9,22 +10,34 @@ for ``alarm_delay_s`` in a row (a value_above rule with that delay).
 
 from __future__ import annotations
 
+import contextlib
 import math
 import random
-from collections.abc import Callable
+import tempfile
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
 
 from edge_agent.simulator.command import LoadCommand
 from edge_agent.simulator.faults import Fault, FaultKind
 from edge_agent.simulator.observer import PumpObserver
 from edge_agent.simulator.pump import SimulatorSettings, iter_frames
+from edge_agent.store import Store, StoreConfig
 from edge_agent.twin.advisor.advisor import Advisor
 from edge_agent.twin.advisor.config import AdvisorConfig, ChannelLimit
 from edge_agent.twin.advisor.errors import PredictionFailed
+from edge_agent.twin.advisor.twin_predictor import TwinPredictor
+from edge_agent.twin.config import TwinConfig
+from edge_agent.twin.service import TwinService
 
 __all__ = [
     "CommandOutput",
     "LoopResult",
+    "StoredTwin",
     "heat_fault_runs",
     "pump_advisor_config",
     "run_fixed",
@@ -60,6 +73,8 @@ class LoopResult:
     throughput: float
     peak_c: float
     changes: int = 0
+    failures: int = 0
+    """Advisor steps that fell back (no state yet, a stale channel, the model failing)."""
     trace: dict[str, list[float]] = field(default_factory=dict)
 
 
@@ -192,19 +207,59 @@ def run_with_advisor(
     config = config or pump_advisor_config()
     command = LoadCommand()
     output = CommandOutput(command, config.output or "pump-load")
-    observer = PumpObserver(settings.params, period_s=config.step_s, failure=PredictionFailed)
-    advisor = Advisor(config, observer, output if config.enabled else None)
-    next_step = config.step_s
+    with contextlib.ExitStack() as stack:
+        observer: PumpObserver | StoredTwin
+        if config.predictor == "twin":
+            observer = stack.enter_context(StoredTwin(config.control, config.twin_residual_periods))
+        else:
+            observer = PumpObserver(settings.params, config.step_s, failure=PredictionFailed)
+        advisor = Advisor(config, observer, output if config.enabled else None)
+        next_step = config.step_s
 
-    def on_frame(t: float, reading: dict[str, float]) -> None:
-        nonlocal next_step
-        for channel, value in reading.items():
-            observer.observe(channel, t, value)
-            advisor.observe(channel, t)
-        if t >= next_step:
-            next_step += config.step_s
-            advisor.step(t)
+        def on_frame(t: float, reading: dict[str, float]) -> None:
+            nonlocal next_step
+            for channel, value in reading.items():
+                observer.observe(channel, t, value)
+                advisor.observe(channel, t)
+            if t >= next_step:
+                next_step += config.step_s
+                advisor.step(t)
 
-    result = _run(settings, command, on_frame, trace, alarm_delay_s)
+        result = _run(settings, command, on_frame, trace, alarm_delay_s)
     result.changes = advisor.counters["changes"]
+    result.failures = advisor.counters["failures"]
     return result
+
+
+class StoredTwin:
+    """The twin predictor as on a device: every reading into a real store (SQLite in a
+    temporary folder, flushed every ``flush_interval_s`` of data time, as the agent
+    does), the twin's state from its summaries, the shipped default twin."""
+
+    def __init__(self, control: str, residual_periods: int) -> None:
+        self._folder = tempfile.TemporaryDirectory(prefix="advisor-twin-")
+        self._store_config = StoreConfig()
+        self._now = 0.0
+        path = Path(self._folder.name) / "store.db"
+        self.store = Store(path, self._store_config, clock=lambda: self._now)
+        twin = TwinService(TwinConfig(), lambda p: p, [], self.store, lambda: self._now)
+        self.predictor = TwinPredictor(twin, control, residual_periods)
+        self._next_flush = self._store_config.flush_interval_s
+
+    def __enter__(self) -> StoredTwin:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.store.close()
+        self._folder.cleanup()
+
+    def observe(self, channel: str, ts: float, value: float) -> None:
+        if ts >= self._next_flush:
+            self.store.flush()
+            self._next_flush += self._store_config.flush_interval_s
+        self._now = ts
+        self.store.add_sample(ts, channel, value, None, None)
+        self.predictor.observe(channel, ts, value)
+
+    def predict(self, controls: npt.NDArray[np.float64], step_s: float) -> Mapping[str, Any]:
+        return self.predictor.predict(controls, step_s)

@@ -43,10 +43,17 @@ class AdvisorConfig(Strict):
 
     enabled: bool = False
     """Write the chosen value through ``output``; false: advise only."""
-    predictor: Literal["pump-physics"] = "pump-physics"
+    predictor: Literal["pump-physics", "twin"] = "pump-physics"
     """What predicts the channels under a planned control: "pump-physics", the pump's
     thermal model from the observed state (edge_agent/simulator/observer.py; for the
-    simulated pump and pumps with its parameters)."""
+    simulated pump and pumps with its parameters); "twin", the [twin] section's
+    cross-channel model rolled forward from the stored summaries
+    (edge_agent/twin/advisor/twin_predictor.py; needs [twin])."""
+    twin_residual_periods: Annotated[int, Field(ge=0, le=120)] = 10
+    """predictor "twin": the twin's one-period errors over this many stored periods
+    before its state are measured and carried forward (their level and trend) in every
+    roll: a heat the twin never learnt (wear, lost lubrication, a sensor drifting high).
+    0: the twin alone (which predicts such a heat away, docs/advisor.md)."""
     output: Name | None = None
     """The name of the control output (a ``setpoint`` action) that
     writes the value; required when enabled."""

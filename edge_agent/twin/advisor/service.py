@@ -19,14 +19,27 @@ from edge_agent.sources.base import SourceState
 from edge_agent.twin.advisor.advisor import Advisor, AlarmSink, ControlOutput, Predictor
 from edge_agent.twin.advisor.config import AdvisorConfig
 from edge_agent.twin.advisor.errors import PredictionFailed
+from edge_agent.twin.advisor.twin_predictor import TwinPredictor
+from edge_agent.twin.service import TwinService
 
-__all__ = ["AdvisorService"]
+__all__ = ["AdvisorService", "advisor_service"]
 
 log = logging.getLogger(__name__)
 
 
+def advisor_service(
+    config: AdvisorConfig | None,
+    outputs: Mapping[str, object],
+    alarms: AlarmSink | None,
+    twin: TwinService | None,
+) -> AdvisorService | None:
+    """The agent's advisor, when the config has [advisor] (None otherwise)."""
+    return None if config is None else AdvisorService(config, outputs, alarms, twin)
+
+
 class AdvisorService:
-    """One advisor and its predictor. ``outputs``: the agent's actions by name (the one
+    """One advisor and its predictor (``observer``: the physics observer or the twin's
+    adapter, fed every reading). ``outputs``: the agent's actions by name (the one
     named by ``config.output`` must have ``write(value)``)."""
 
     def __init__(
@@ -34,9 +47,16 @@ class AdvisorService:
         config: AdvisorConfig,
         outputs: Mapping[str, object],
         alarms: AlarmSink | None,
+        twin: TwinService | None = None,
     ) -> None:
         self.config = config
-        self.observer = PumpObserver(period_s=config.step_s, failure=PredictionFailed)
+        self.observer: PumpObserver | TwinPredictor
+        if config.predictor == "twin":
+            if twin is None:
+                raise ValueError('advisor.predictor "twin" needs the [twin] section\'s twin')
+            self.observer = TwinPredictor(twin, config.control, config.twin_residual_periods)
+        else:
+            self.observer = PumpObserver(period_s=config.step_s, failure=PredictionFailed)
         predictor: Predictor = self.observer
         output: ControlOutput | None = None
         if config.output is not None:
