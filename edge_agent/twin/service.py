@@ -23,7 +23,7 @@ from edge_agent.twin.scenario import Scenario
 from edge_agent.twin.shipped import DEFAULT_TWIN_BUNDLE, DEFAULT_TWIN_PUBLIC_KEY
 from edge_agent.twin.state import FloatArray, IntervalMean, history_from_summaries
 from edge_agent.twin.whatif import Limit, WhatIfAnswer, limits_from_rules, what_if
-from edgetwin_contracts.errors import BundleRejected
+from edgetwin_contracts.errors import ContractError
 from edgetwin_contracts.signing import load_public_key
 
 log = logging.getLogger(__name__)
@@ -82,7 +82,7 @@ class TwinService:
         key = resolve(config.public_key) if config.public_key else DEFAULT_TWIN_PUBLIC_KEY
         try:
             twin = load_twin(bundle, load_public_key(key), backend=backend)
-        except (BundleRejected, EdgeAgentError, OSError, ValueError) as exc:
+        except (ContractError, EdgeAgentError, OSError, ValueError) as exc:
             self.unavailable = f"twin bundle {bundle} not loaded: {exc}"
             log.error("%s; per-channel forecasts continue", self.unavailable)
             return
@@ -147,13 +147,26 @@ class TwinService:
             for channel in twin.model.channels
             for s in self._store.summaries(channel, now - (w + 3) * period, 10_000)
         ]
-        history, end = history_from_summaries(twin.model.channels, rows, period, w)
+        try:
+            history, end = history_from_summaries(twin.model.channels, rows, period, w)
+        except TwinStateIncomplete:
+            latest = self._latest_end(twin.model.channels)
+            if latest is None or latest >= now - STALE_PERIODS * period:
+                raise
+            end = latest
         if end < now - STALE_PERIODS * period:
             raise TwinStateIncomplete(
                 f"the latest period every channel has ended {now - end:.0f} s ago; "
                 "the twin starts only from the current state"
             )
         return history, end
+
+    def _latest_end(self, channels: list[str]) -> float | None:
+        """The end of the newest stored period of any of ``channels`` (None: none)."""
+        ends = [
+            s.start + s.interval_s for ch in channels for s in self._store.summaries(ch, None, 1)
+        ]
+        return max(ends, default=None)
 
     def _bounds(self) -> dict[str, tuple[float, float]]:
         return {name: (low, high) for name, (low, high) in self.config.bounds.items()}

@@ -169,6 +169,11 @@ def test_a_twin_that_does_not_load_leaves_a_reason(tmp_path: Path) -> None:
     cases = [
         (TwinConfig(bundle=tmp_path / "nope", public_key=DEFAULT_TWIN_PUBLIC_KEY), "not loaded"),
         (TwinConfig(controls=["speed"], bounds={}), "[twin] controls are ['speed']"),
+        # A key file that is not there: a reason, not a crash of the agent.
+        (
+            TwinConfig(bundle=tmp_path / "nope", public_key=tmp_path / "missing.pub"),
+            "not loaded",
+        ),
     ]
     for config, reason in cases:
         service = TwinService(config, lambda p: p, [], store, lambda: 0.0)
@@ -204,3 +209,27 @@ def test_a_step_allocates_nothing(twin: LoadedTwin, run: tuple) -> None:
     finally:
         tracemalloc.stop()
     assert peak - base < 256
+
+
+def test_a_stale_state_is_named_as_stale(tmp_path: Path) -> None:
+    """Summaries that end hours ago: the answer says how long ago, not that periods are
+    missing (both leave per-channel forecasts running)."""
+    from edge_agent.store.config import StoreConfig
+    from edge_agent.store.sqlite import Store
+    from edge_agent.twin.config import TwinConfig
+    from edge_agent.twin.errors import TwinStateIncomplete
+    from edge_agent.twin.service import TwinService
+
+    store = Store(tmp_path / "store.db", StoreConfig(summary_interval_s=60.0))
+    t0 = 1_700_000_040.0
+    levels = {"bearing_temp": 55.0, "vibration": 2.0, "current": 18.0, "ambient": 22.0}
+    for i in range(20 * 60):
+        for channel, level in {**levels, "load": 0.7}.items():
+            store.add_sample(t0 + i, channel, level, None, None)
+    store.close_open(t0 + 20 * 60)
+    store.flush()
+    service = TwinService(TwinConfig(), lambda p: p, [], store, lambda: t0 + 10 * 3600)
+    scenario = Scenario(controls={"load": [Segment(value=0.5, minutes=5)]})
+    with pytest.raises(TwinStateIncomplete, match=r"ended \d+ s ago"):
+        service.what_if(scenario)
+    store.close()
