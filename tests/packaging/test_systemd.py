@@ -350,7 +350,7 @@ def _stored_readings(box: Container) -> int:
             "python3",
             "-c",
             "import sqlite3, sys; c = sqlite3.connect(sys.argv[1]);"
-            " print(c.execute('select count(*) from readings').fetchone()[0])",
+            " print(c.execute('select coalesce(sum(n), 0) from reading_blocks').fetchone()[0])",
             "/var/lib/edge-agent/edge-agent.db",
         ]
     ).stdout
