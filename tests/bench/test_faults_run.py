@@ -29,8 +29,10 @@ def test_a_short_run_reports_each_fault_once_and_nothing_else(tmp_path: Path) ->
     found = [[(a.rule, a.channel) for a in j.alarms] for j in run.score.judged]
     assert found == [[("sensor-stuck", "current")], [("pump-mcu-link", "current")]]
     stuck_alarm, dropout_alarm = (j.alarms[0] for j in run.score.judged)
-    assert 160.0 <= stuck_alarm.raised_s < 162.0  # the channel's stuck_after_s: 60 s
-    assert 250.0 <= dropout_alarm.raised_s < 254.0  # stale_after_s 10 + on_delay_s 2
+    # The channel's stuck_after_s (60 s) after the stuck began at 100 s; times come from
+    # the printed device timestamps (millisecond decimals), so allow their rounding.
+    assert 160.0 - 0.01 <= stuck_alarm.raised_s < 162.0
+    assert 250.0 - 0.01 <= dropout_alarm.raised_s < 254.0  # stale_after_s 10 + on_delay_s 2
     assert all(j.clear_s is not None and j.clear_s < 5.0 for j in run.score.judged)
     assert run.score.false_alarms == []
     assert (run.dropped_lines, run.queue_full) == (0, 0)
