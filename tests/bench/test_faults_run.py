@@ -6,14 +6,13 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import pytest
 from fault_plan import Plan, Window
 from faults import run_plan
 
 from edge_agent.simulator import parse_fault
+from tests.conftest import require
 
-if not hasattr(os, "openpty"):
-    pytest.skip("no pseudo-terminals on this OS", allow_module_level=True)
+require(hasattr(os, "openpty"), "no pseudo-terminals on this OS", module=True)
 
 
 def test_a_short_run_reports_each_fault_once_and_nothing_else(tmp_path: Path) -> None:
