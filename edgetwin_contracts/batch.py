@@ -230,6 +230,10 @@ class ReportedState(_Strict):
     """Keys of the desired state in effect."""
     refused: list[RefusedChange] = Field(default_factory=list)
     model_update: ModelUpdateReport | None = None
+    twin: ModelReport | None = None
+    """The cross-channel twin in service (None: no [twin] section, or none loaded)."""
+    twin_update: ModelUpdateReport | None = None
+    """Where the device is with the desired twin (same states as the model's)."""
 
 
 class Batch(_Strict):
@@ -279,6 +283,10 @@ class DesiredState(_Strict):
     """A released model version; None: keep the current model."""
     model: ModelRelease | None = None
     """The release behind model_version, filled in by the cloud's rollout."""
+    twin_version: str | None = None
+    """A released twin version (a bundle with a twin spec); None: keep the current twin."""
+    twin: ModelRelease | None = None
+    """The release behind twin_version, filled in by the cloud's rollout."""
     alarm_overrides: dict[str, AlarmOverride] = Field(default_factory=dict)
     sync_interval_s: Annotated[WireFloat, Field(ge=1, le=86_400)] | None = None
 

@@ -51,6 +51,8 @@ def test_a_resent_batch_is_stored_once(
             "version": 0,
             "model_version": None,
             "model": None,
+            "twin_version": None,
+            "twin": None,
             "alarm_overrides": {},
             "sync_interval_s": None,
         },

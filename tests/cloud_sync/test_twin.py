@@ -30,6 +30,8 @@ def test_desired_needs_if_match_and_refuses_stale_versions(
         "version": 1,
         "model_version": None,
         "model": None,
+        "twin_version": None,
+        "twin": None,
         "alarm_overrides": {},
         "sync_interval_s": 30.0,
     }
@@ -115,6 +117,8 @@ def test_offline_changes_reach_the_device_and_reported_only_moves_forward(
         "version": 2,
         "model_version": "1.1.0",
         "model": None,
+        "twin_version": None,
+        "twin": None,
         "alarm_overrides": {},
         "sync_interval_s": 120.0,
     }
@@ -149,6 +153,8 @@ def test_twin_of_a_new_device(api: httpx.Client, tokens: dict[str, str]) -> None
             "version": 0,
             "model_version": None,
             "model": None,
+            "twin_version": None,
+            "twin": None,
             "alarm_overrides": {},
             "sync_interval_s": None,
         },

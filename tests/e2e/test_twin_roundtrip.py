@@ -155,6 +155,8 @@ def test_offline_desired_change_is_applied_refused_and_reported(tmp_path: Path) 
         "alarm_overrides": {ALARM_RULE: {**OVERRIDE, "on_delay_s": None, "off_delay_s": None}},
         "sync_interval_s": 2.0,
         "model": None,
+        "twin_version": None,
+        "twin": None,
     }
 
     # The agent runs with it: the interval, and the rule's new level and severity.
