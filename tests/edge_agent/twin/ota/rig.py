@@ -96,10 +96,11 @@ def build_rig(
     on_step: Callable[[str], None] | None = None,
     command: Sequence[str] = TWIN_CHILD_COMMAND,
     seed: int = 7,
+    store_name: str = "store.db",
 ) -> TwinRig:
     """The rig as the agent builds it at start: the installed twin (pointer) first,
     then the shipped one; the manager recovered from an interrupted trial."""
-    store = Store(root / "store.db", StoreConfig(), clock=lambda: 0.0)
+    store = Store(root / store_name, StoreConfig(), clock=lambda: 0.0)
     pump = Pump(store, iter_frames(SimulatorSettings(rate_hz=1.0, seed=seed)))
     twins = ModelsDir(root / "twins")
     config = twin or TwinConfig(guard_periods=5, guard_steps=5)
