@@ -17,9 +17,3 @@ class TwinMismatch(UpdateRejected):
     config and running twin."""
 
     reason = "not a twin for this device"
-
-
-class TwinsDisabled(UpdateRejected):
-    """This device takes no twin releases ([twin] absent, or [ota] enabled = false)."""
-
-    reason = "twin updates disabled"

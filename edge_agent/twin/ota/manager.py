@@ -25,7 +25,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from edge_agent.alarms.engine import AlarmEngine
 from edge_agent.alarms.model import Severity
-from edge_agent.errors import BackendUnavailable
+from edge_agent.errors import BackendUnavailable, EdgeAgentError
 from edge_agent.model.ota.config import OtaConfig
 from edge_agent.model.ota.download import Downloader
 from edge_agent.model.ota.errors import KnownBad, UpdateRejected
@@ -294,10 +294,15 @@ class TwinOtaManager:
             history, end = await asyncio.to_thread(
                 self.service.state, self._clock(), False, guard.history_periods
             )
-            guard.observe(history, end)
-        except TwinError as exc:
+        except (TwinError, EdgeAgentError, OSError) as exc:
             log.debug("twin guard waits for complete periods: %s", exc)
             return
+        try:
+            guard.observe(history, end)
+        except TwinError as exc:  # a state a twin refuses to start from: not its fault
+            log.warning("twin guard skipped the period ending %.0f: %s", end, exc)
+        except Exception as exc:  # the new twin failing must roll it back, not stop updates
+            guard.failure = f"{type(exc).__name__}: {exc}"
         if guard.is_done:
             await self._decide(guard)
 

@@ -13,9 +13,10 @@ from typing import Any
 import numpy as np
 import pytest
 
+from edge_agent.model.ota.config import OtaConfig
 from edge_agent.model.shipped import DEFAULT_BUNDLE
 from edge_agent.sync.twin import NO_TWIN_REFUSAL, DeviceReport, Twin
-from edge_agent.twin.ota.manager import REJECTED_ALARM, ROLLBACK_ALARM
+from edge_agent.twin.ota.manager import DISABLED_REFUSAL, REJECTED_ALARM, ROLLBACK_ALARM
 from edge_agent.twin.scenario import Scenario, Segment
 from edge_agent.twin.shipped import DEFAULT_TWIN_BUNDLE
 from edgetwin_contracts import signing
@@ -260,3 +261,13 @@ def test_the_manifest_edit_keeps_json_the_device_reads(publish_twin: TwinPublish
     _channels_renamed(data)
     _runaway(data)
     assert Manifest.model_validate(data).twin is not None
+
+
+def test_with_ota_disabled_a_twin_release_is_refused_and_never_fetched(
+    tmp_path: Path, key_file: Path, server: ReleaseServer, publish_twin: TwinPublisher
+) -> None:
+    rig = build_rig(tmp_path / "device", key_file, server.url, ota=OtaConfig(enabled=False))
+    assert rig.manager.request(publish_twin("1.1.0")) == DISABLED_REFUSAL
+    assert server.requests == []
+    assert version_in_service(rig) == "1.0.0"
+    rig.close()
