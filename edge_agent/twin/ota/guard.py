@@ -80,6 +80,8 @@ class TwinGuard:
         self.error_new += new
         self.error_old += old
         self.periods += 1
+        if not np.all(np.isfinite(self.error_new)):  # errors so large their sum overflows
+            self.failure = f"the twin's errors overflow by the period ending {end:.0f}"
         return True
 
     def _roll(self, twin: LoadedTwin, history: FloatArray) -> FloatArray:
@@ -90,12 +92,13 @@ class TwinGuard:
 
     @property
     def mae_new(self) -> float | None:
-        """The new twin's one-step error (z units, averaged over outputs and periods)."""
-        return float(self.error_new[0]) / self.periods if self.periods else None
+        """The new twin's one-step error (z units, averaged over outputs and periods);
+        None before a period counted or when it is not finite (not reportable)."""
+        return _mean(float(self.error_new[0]), self.periods)
 
     @property
     def mae_old(self) -> float | None:
-        return float(self.error_old[0]) / self.periods if self.periods else None
+        return _mean(float(self.error_old[0]), self.periods)
 
     def verdict(self, margin: float) -> str | None:
         """Why the new twin must be rolled back, or None to keep it: a failure, or an
@@ -119,3 +122,7 @@ class TwinGuard:
                 f"{margin:.0%}"
             )
         return None
+
+
+def _mean(total: float, count: int) -> float | None:
+    return total / count if count and math.isfinite(total) else None
