@@ -54,6 +54,13 @@ class TwinGuard:
         return self.window + self.k
 
     @property
+    def next_end(self) -> float:
+        """When the next period to count ends (UNIX s): asking the store earlier is
+        pointless."""
+        period = self.new.period_s
+        return (math.floor(self.last_end / period + 1e-9) + 1) * period
+
+    @property
     def is_done(self) -> bool:
         return self.failure is not None or self.periods >= self.target
 

@@ -288,11 +288,14 @@ class TwinOtaManager:
         if self._trial is None:
             return
         _release, guard, _name = self._trial
+        now = self._clock()
+        if now < guard.next_end:
+            return  # no period can have completed since the last one counted
         try:
             # The store read off the loop; the twins' roll-outs on it (what-if and the
             # advisor use the same models from the loop).
             history, end = await asyncio.to_thread(
-                self.service.state, self._clock(), False, guard.history_periods
+                self.service.state, now, False, guard.history_periods
             )
         except (TwinError, EdgeAgentError, OSError) as exc:
             log.debug("twin guard waits for complete periods: %s", exc)
