@@ -118,13 +118,14 @@ def _implausible_path(
 
     for step, v in enumerate(values, start=1):
         value = float(v)
+        ahead = f"{step} period{'s' if step > 1 else ''} ahead"
         if not math.isfinite(value):
-            return f"{name} is {value} {step} periods ahead"
+            return f"{name} is {value} {ahead}"
         if (lo is not None and value < lo) or (hi is not None and value > hi):
-            return f"{name} {value:.6g} {step} periods ahead is outside its [{lo}, {hi}]"
+            return f"{name} {value:.6g} {ahead} is outside its [{lo}, {hi}]"
         if abs(value - center) > PLAUSIBLE_Z * scale:
             return (
-                f"{name} {value:.6g} {step} periods ahead is {abs(value - center) / scale:.3g}"
+                f"{name} {value:.6g} {ahead} is {abs(value - center) / scale:.3g}"
                 f" training scales from its center {center:.6g}"
             )
     return None
