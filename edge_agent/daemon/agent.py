@@ -60,7 +60,7 @@ from edge_agent.store.sqlite import Store
 from edge_agent.sync.twin import DeviceReport, Twin, config_hash
 from edge_agent.sync.worker import SyncWorker
 from edge_agent.twin.advisor.service import advisor_service
-from edge_agent.twin.service import TwinService
+from edge_agent.twin.ota.start import start_twin, twin_updates
 from edgetwin_common.notify import Notifier, watchdog_period_s
 from edgetwin_contracts.batch import ModelReport
 from edgetwin_contracts.signing import load_public_key
@@ -112,7 +112,7 @@ class Agent:
         self.sources = (
             sources if sources is not None else [build_source(cfg) for cfg in self.config.sources]
         )
-        self.whatif = _whatif(loaded, self.store, clock)
+        self.whatif = start_twin(loaded, self.store, clock, release_key)
         """The cross-channel twin's what-if answers, when the config has [twin]."""
         self.advisor = advisor_service(self.config.advisor, self.actions, self.engine, self.whatif)
         """The advisor, when the config has [advisor] (docs/advisor.md)."""
@@ -130,6 +130,9 @@ class Agent:
         if self.config.sync.enabled and self.config.ota.enabled:
             self.ota = self._build_ota(release_key, on_ota_step)
             self.ota.recover()
+        self.twin_ota = twin_updates(
+            loaded, self.whatif, self.engine, channel_sources, release_key, clock, on_ota_step
+        )
         self.twin: Twin | None = None
         self.sync: SyncWorker | None = None
         """The cloud sync worker, when [sync] is enabled (docs/sync.md)."""
@@ -141,6 +144,7 @@ class Agent:
                 self.model.manifest.model.version,
                 self._device_report,
                 ota=self.ota,
+                twins=self.twin_ota,
             )
             # Before the first sample: a device restarting offline keeps the cloud's
             # alarm overrides.
@@ -192,6 +196,8 @@ class Agent:
             tasks.append(asyncio.create_task(self.sync.run(stop), name="sync"))
         if self.ota is not None:
             tasks.append(asyncio.create_task(self.ota.run(stop), name="ota"))
+        if self.twin_ota is not None:
+            tasks.append(asyncio.create_task(self.twin_ota.run(stop), name="twin-ota"))
         server: uvicorn.Server | None = None
         if self.config.http.enabled:
             server = await self._start_http()
@@ -480,13 +486,6 @@ class Agent:
     def acknowledge(self, alarm_id: int, by: str) -> AlarmInfo:
         alarm = self.engine.acknowledge(alarm_id, self._clock(), by)
         return alarm_info(alarm)
-
-
-def _whatif(loaded: LoadedConfig, store: Store, clock: Callable[[], float]) -> TwinService | None:
-    c = loaded.config
-    if c.twin is None:
-        return None
-    return TwinService(c.twin, loaded.resolve, c.alarms, store, clock, c.model.backend)
 
 
 class _EmbeddedServer(uvicorn.Server):

@@ -32,6 +32,8 @@ log = logging.getLogger(__name__)
 OTA_REFUSAL = "model updates (OTA) are disabled on this device ([ota] enabled, [sync])"
 """Why a desired model_version other than the running one is refused without OTA."""
 NO_RELEASE_REFUSAL = "desired model_version names no release (desired.model) to fetch"
+NO_TWIN_REFUSAL = "this device runs no cross-channel twin ([twin] section) to update"
+NO_TWIN_RELEASE_REFUSAL = "desired twin_version names no release (desired.twin) to fetch"
 
 
 class ModelUpdater(Protocol):
@@ -39,6 +41,20 @@ class ModelUpdater(Protocol):
 
     @property
     def running_version(self) -> str: ...
+
+    def request(self, release: ModelRelease) -> str | None: ...
+
+    def report(self) -> ModelUpdateReport: ...
+
+
+class TwinUpdater(Protocol):
+    """The twin's OTA manager as the device shadow uses it
+    (edge_agent.twin.ota.manager.TwinOtaManager)."""
+
+    @property
+    def running_version(self) -> str | None: ...
+
+    def in_service(self) -> ModelReport | None: ...
 
     def request(self, release: ModelRelease) -> str | None: ...
 
@@ -66,7 +82,8 @@ class Applied:
 
     version: int
     applied: list[str]
-    """Keys in effect: "alarm_overrides.<rule>", "sync_interval_s", "model_version"."""
+    """Keys in effect: "alarm_overrides.<rule>", "sync_interval_s", "model_version",
+    "twin_version"."""
     refused: list[RefusedChange]
     sync_interval_s: float | None
     """The interval the cloud set (None: the configured one)."""
@@ -82,6 +99,9 @@ class Twin:
     describe: the agent's current DeviceReport; called on the event loop.
     ota: installs a desired release (docs/ota.md); its progress is reported as
         model_update, its refusals as a refused "model_version".
+    twins: installs a desired twin release (docs/ota.md, "The twin's releases"); the
+        twin in service is reported as twin, the progress as twin_update, refusals as a
+        refused "twin_version". None: no twin here, any twin_version is refused.
     Not thread-safe: use from the agent's event loop.
     """
 
@@ -92,12 +112,15 @@ class Twin:
         model_version: str,
         describe: Callable[[], DeviceReport],
         ota: ModelUpdater | None = None,
+        twins: TwinUpdater | None = None,
     ) -> None:
         self._store = store
         self._engine = engine
         self._model_version = model_version
         self._describe = describe
         self._ota = ota
+        self._twins = twins
+        self._twin_refusal: str | None = None
         self.desired: DesiredState | None = None
         self.outcome = Applied(0, [], [], None)
         self._model_refusal: str | None = None
@@ -179,39 +202,50 @@ class Twin:
                 self._model_refusal = NO_RELEASE_REFUSAL
             else:
                 self._model_refusal = self._ota.request(desired.model)
+        self._twin_refusal = self._request_twin(desired)
         self.desired = desired
         self.outcome = self._with_model(
             Applied(desired.version, applied, refused, desired.sync_interval_s)
         )
         return self.outcome
 
+    def _request_twin(self, desired: DesiredState) -> str | None:
+        wanted = desired.twin_version
+        if wanted is None:
+            return None
+        if self._twins is None:
+            return NO_TWIN_REFUSAL
+        if wanted == self._twins.running_version:
+            return None
+        if desired.twin is None or desired.twin.version != wanted:
+            return NO_TWIN_RELEASE_REFUSAL
+        return self._twins.request(desired.twin)
+
     @property
     def running_version(self) -> str:
         return self._ota.running_version if self._ota is not None else self._model_version
 
     def _with_model(self, outcome: Applied) -> Applied:
-        """The outcome with "model_version" as it stands now: applied once that model
-        runs, refused with the reason while the release is refused, neither while it is
-        being installed."""
-        applied = [k for k in outcome.applied if k != "model_version"]
-        refused = [r for r in outcome.refused if r.key != "model_version"]
-        wanted = self.desired.model_version if self.desired is not None else None
-        if wanted is not None:
-            if wanted == self.running_version:
-                applied.append("model_version")
-            else:
-                reason = self._model_refusal
-                report = self._ota.report() if self._ota is not None else None
-                if (
-                    reason is None
-                    and report is not None
-                    and report.version == wanted
-                    and report.state in (ModelUpdateState.REJECTED, ModelUpdateState.ROLLED_BACK)
-                ):
-                    reason = f"{report.state.value}: {report.reason}"
-                if reason is not None:
-                    refused.append(RefusedChange(key="model_version", reason=reason))
-        return Applied(outcome.version, applied, refused, outcome.sync_interval_s)
+        """The outcome with "model_version" and "twin_version" as they stand now:
+        applied once that model (twin) runs, refused with the reason while the release
+        is refused, neither while it is being installed."""
+        desired = self.desired
+        outcome = _with_release(
+            outcome,
+            "model_version",
+            desired.model_version if desired is not None else None,
+            self.running_version,
+            self._model_refusal,
+            self._ota.report() if self._ota is not None else None,
+        )
+        return _with_release(
+            outcome,
+            "twin_version",
+            desired.twin_version if desired is not None else None,
+            self._twins.running_version if self._twins is not None else None,
+            self._twin_refusal,
+            self._twins.report() if self._twins is not None else None,
+        )
 
     # -- reported ------------------------------------------------------------------
 
@@ -236,6 +270,8 @@ class Twin:
             applied=list(self.outcome.applied),
             refused=list(self.outcome.refused),
             model_update=self._ota.report() if self._ota is not None else None,
+            twin=self._twins.in_service() if self._twins is not None else None,
+            twin_update=self._twins.report() if self._twins is not None else None,
         )
         digest = hashlib.sha256(state.model_dump_json().encode()).hexdigest()
         self.material_hash = material_hash(state)
@@ -243,6 +279,35 @@ class Twin:
             self._reported_version += 1
             self._reported_hash = digest
         return state.model_copy(update={"version": self._reported_version})
+
+
+def _with_release(
+    outcome: Applied,
+    key: str,
+    wanted: str | None,
+    running: str | None,
+    refusal: str | None,
+    report: ModelUpdateReport | None,
+) -> Applied:
+    """``outcome`` with ``key`` applied (``wanted`` runs), refused (``refusal``, or the
+    update report's rejection or rollback of ``wanted``) or neither (installing)."""
+    applied = [k for k in outcome.applied if k != key]
+    refused = [r for r in outcome.refused if r.key != key]
+    if wanted is not None:
+        if wanted == running:
+            applied.append(key)
+        else:
+            reason = refusal
+            if (
+                reason is None
+                and report is not None
+                and report.version == wanted
+                and report.state in (ModelUpdateState.REJECTED, ModelUpdateState.ROLLED_BACK)
+            ):
+                reason = f"{report.state.value}: {report.reason}"
+            if reason is not None:
+                refused.append(RefusedChange(key=key, reason=reason))
+    return Applied(outcome.version, applied, refused, outcome.sync_interval_s)
 
 
 class ReportedLedger:

@@ -22,6 +22,18 @@ class TwinConfig(Strict):
     )
     """Allowed [low, high] of each control in a scenario (TOML: ``load = [0.0, 1.0]``);
     a value outside is refused."""
+    twins_dir: Path = Path("twins")
+    """Twins installed over the air and the current-twin pointer; relative to [agent]
+    data_dir (docs/ota.md, "The twin's releases")."""
+    guard_periods: Annotated[int, Field(ge=1, le=10_000)] = 10
+    """Twin periods after a twin update during which the previous twin runs in shadow
+    (10 at the default twin's 1-minute period: 10 minutes)."""
+    guard_steps: Annotated[int, Field(ge=1, le=1440)] = 10
+    """The guard also compares roll-outs this many periods ahead under the actual
+    controls (capped at the twins' horizons)."""
+    guard_margin: Annotated[float, Field(ge=0, le=10)] = 0.10
+    """The new twin's error may be at most this much worse (0.10 = 10 %) than the
+    previous twin's, one step and guard_steps ahead; worse: automatic rollback."""
 
     @model_validator(mode="after")
     def _consistent(self) -> TwinConfig:

@@ -8,7 +8,7 @@ forecasts and all, and every what-if answers why (``unavailable``).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -60,6 +60,10 @@ class TwinService:
         rules: the alarm rules whose levels a path may cross.
         store: where the interval summaries are.
         clock: UNIX time now.
+        installed: twin bundles installed over the air, tried first, in order, each with
+            its key file (``edge_agent.twin.ota.start.installed_twins``: the pointer's,
+            then the one before it); one that does not load or fit falls through to the
+            configured (or shipped) twin.
     """
 
     def __init__(
@@ -70,6 +74,7 @@ class TwinService:
         store: SummaryStore,
         clock: Callable[[], float],
         backend: str = "auto",
+        installed: Sequence[tuple[Path, Path]] = (),
     ) -> None:
         self.config = config
         self.limits: list[Limit] = limits_from_rules(rules)
@@ -80,20 +85,38 @@ class TwinService:
         """Why there is no twin ("" when there is one)."""
         bundle = resolve(config.bundle) if config.bundle else DEFAULT_TWIN_BUNDLE
         key = resolve(config.public_key) if config.public_key else DEFAULT_TWIN_PUBLIC_KEY
+        for path, key_file in [*installed, (bundle, key)]:
+            twin, self.unavailable = self._load(path, key_file, backend)
+            if twin is not None:
+                self.twin = twin
+                return
+
+    def _load(self, bundle: Path, key: Path, backend: str) -> tuple[LoadedTwin | None, str]:
+        """The twin in ``bundle`` if it verifies and has the [twin] controls, else why not."""
         try:
             twin = load_twin(bundle, load_public_key(key), backend=backend)
         except (ContractError, EdgeAgentError, OSError, ValueError) as exc:
-            self.unavailable = f"twin bundle {bundle} not loaded: {exc}"
-            log.error("%s; per-channel forecasts continue", self.unavailable)
-            return
-        if twin.spec.controls != config.controls:
-            self.unavailable = (
+            reason = f"twin bundle {bundle} not loaded: {exc}"
+            log.error("%s; per-channel forecasts continue", reason)
+            return None, reason
+        if twin.spec.controls != self.config.controls:
+            reason = (
                 f"twin bundle {bundle} has controls {twin.spec.controls}, "
-                f"[twin] controls are {config.controls}"
+                f"[twin] controls are {self.config.controls}"
             )
-            log.error("%s; per-channel forecasts continue", self.unavailable)
-            return
+            log.error("%s; per-channel forecasts continue", reason)
+            return None, reason
+        return twin, ""
+
+    def swap(self, twin: LoadedTwin) -> LoadedTwin | None:
+        """Put ``twin`` in service (a twin update or its rollback) and return the one it
+        replaces. One attribute store: whoever reads ``self.twin`` next (a what-if, the
+        advisor, the cross-channel residual) gets the new twin; there is no moment
+        without one. Call on the event loop."""
+        previous = self.twin
         self.twin = twin
+        self.unavailable = ""
+        return previous
 
     def info(self) -> TwinInfo | None:
         twin = self.twin

@@ -71,9 +71,26 @@ def install_name(version: str, sha256: str) -> str:
     return f"{safe}-{sha256[:12]}"
 
 
+def rename_into(tmp: Path, final: Path) -> None:
+    """Make a complete, fsynced temp folder an install folder, durably."""
+    os.replace(tmp, final)
+    fsync_dir(final.parent)
+
+
+def dir_in(root: Path, path: Path) -> str | None:
+    """The folder name of ``path`` if it is an install inside ``root``, else None."""
+    try:
+        if path.resolve().parent == root.resolve():
+            return path.name
+    except OSError:
+        return None
+    return None
+
+
 class ModelsDir:
-    """The models folder. Only the OTA manager writes it; ``modelref`` reads the pointer
-    at start. Methods raise OSError for a failing card."""
+    """The models folder (and the twin's twins folder, same layout). Only an OTA manager
+    writes it; ``selection`` reads the pointer at start. Methods raise OSError for a
+    failing card."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
@@ -138,6 +155,31 @@ class ModelsDir:
         bad = self.bad_versions()
         if bad.pop(version, None) is not None:
             self._write_json(BAD_FILE, bad)
+
+    def recover_trial(self, running_version: str | None, max_trials: int) -> tuple[str, str] | None:
+        """At start: a release found under guard (the agent stopped during its trial)
+        has counted one attempt; after ``max_trials`` it is marked bad. Returns
+        (version, reason) when it was marked bad, else None."""
+        trial = self.trial()
+        if trial is None:
+            return None
+        version = str(trial.get("version"))
+        attempts = int(trial.get("attempts") or 0)
+        if version == running_version:
+            self.clear_trial()
+        elif attempts >= max_trials:
+            reason = f"the agent stopped {attempts} times during the live guard of {version}"
+            self.mark_bad(version, reason)
+            self.clear_trial()
+            return version, reason
+        return None
+
+    def attempts(self, version: str) -> int:
+        """The attempt a new trial of ``version`` is: one more than a trial left over."""
+        trial = self.trial()
+        if trial is not None and trial.get("version") == version:
+            return int(trial.get("attempts") or 0) + 1
+        return 1
 
     # -- folders -------------------------------------------------------------------
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import shutil
 import time
 from collections.abc import Callable, Sequence
@@ -27,23 +26,19 @@ from edge_agent.alarms.engine import AlarmEngine
 from edge_agent.alarms.model import Severity
 from edge_agent.errors import BackendUnavailable
 from edge_agent.model.bundle import LoadedModel, load_bundle
-from edge_agent.model.ota.archive import check_archive, extract_bundle
 from edge_agent.model.ota.config import OtaConfig
 from edge_agent.model.ota.download import Downloader
 from edge_agent.model.ota.errors import (
     ArchiveMismatch,
-    DownloadFailed,
-    DownloadInterrupted,
-    DownloadTooLarge,
     KnownBad,
     UpdateRejected,
 )
-from edge_agent.model.ota.layout import ModelsDir, Pointer, fsync_dir, install_name
+from edge_agent.model.ota.fetch import FetchProgress, fetch_release
+from edge_agent.model.ota.layout import ModelsDir, Pointer, dir_in, install_name, rename_into
 from edge_agent.model.ota.replacement import check_replacement
 from edge_agent.model.ota.selftest import CHILD_COMMAND, Probe, run_self_test
 from edge_agent.pipeline.pipeline import Pipeline
 from edge_agent.pipeline.shadow import ShadowGuard, guard_verdict
-from edgetwin_common.retry import Backoff
 from edgetwin_contracts.batch import ModelRelease, ModelUpdateReport, ModelUpdateState
 from edgetwin_contracts.bundle import MAX_MODEL_BYTES, read_verified
 from edgetwin_contracts.errors import BundleRejected
@@ -145,20 +140,12 @@ class OtaManager:
         release found still under guard (the agent stopped during its trial) counts one
         attempt, and after MAX_TRIALS is marked bad."""
         self.models.cleanup()
-        trial = self.models.trial()
-        if trial is None:
-            return
-        version = str(trial.get("version"))
-        attempts = int(trial.get("attempts") or 0)
-        if version == self.running_version:
-            self.models.clear_trial()
-        elif attempts >= MAX_TRIALS:
-            reason = f"the agent stopped {attempts} times during the live guard of {version}"
+        marked = self.models.recover_trial(self.running_version, MAX_TRIALS)
+        if marked is not None:
             self._report = self._report.model_copy(
-                update={"bad_versions": self.models.mark_bad(version, reason)}
+                update={"bad_versions": self.models.bad_versions()}
             )
-            self.models.clear_trial()
-            log.error("release %s marked bad: %s", version, reason)
+            log.error("release %s marked bad: %s", *marked)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Install what ``request`` asked for, one release at a time, until ``stop``."""
@@ -210,27 +197,13 @@ class OtaManager:
         final = models.path(name)
         if not final.is_dir():
             self._set(ModelUpdateState.DOWNLOADING, release)
-            if release.size_bytes > self.config.max_bundle_bytes:
-                raise DownloadTooLarge(
-                    f"release is {release.size_bytes} bytes > max_bundle_bytes "
-                    f"{self.config.max_bundle_bytes}"
-                )
-            partial = models.partial(release.sha256)
-            await self._download(release, partial)
-            self._step("downloaded")
-            self._set(ModelUpdateState.VERIFYING, release)
-            try:
-                await asyncio.to_thread(check_archive, partial, release.size_bytes, release.sha256)
-            except ArchiveMismatch:
-                partial.unlink(missing_ok=True)  # never resume onto wrong bytes
-                raise
-            tmp = models.temp_dir(release.sha256)
-            await asyncio.to_thread(extract_bundle, partial, tmp, self.config.max_bundle_bytes)
-            self._step("extracted")
+            tmp = await fetch_release(
+                models, release, self.config, self._downloader, self._fetch_progress(release)
+            )
             await self._check(release, tmp)
-            await asyncio.to_thread(_rename_dir, tmp, final)
+            await asyncio.to_thread(rename_into, tmp, final)
             self._step("installed")
-            partial.unlink(missing_ok=True)
+            models.partial(release.sha256).unlink(missing_ok=True)
         else:
             # Installed before (a retry after a stop during the guard, or a rollback to a
             # kept bundle): verified and self-tested again, the card may have changed.
@@ -243,10 +216,7 @@ class OtaManager:
             num_threads=self._num_threads,
             max_model_bytes=min(MAX_MODEL_BYTES, self.config.max_bundle_bytes),
         )
-        attempts = 1
-        trial = self.models.trial()
-        if trial is not None and trial.get("version") == release.version:
-            attempts = int(trial.get("attempts") or 0) + 1
+        attempts = self.models.attempts(release.version)
         await asyncio.to_thread(models.set_trial, release.version, name, attempts)
         self._step("trial")
         self._swap_in(release, loaded, name)
@@ -293,30 +263,11 @@ class OtaManager:
             feeds=self._pipeline.feed_periods(),
         )
 
-    async def _download(self, release: ModelRelease, partial: Path) -> None:
-        if self._downloader is None:
-            raise DownloadFailed("no cloud connection configured ([sync])")
-        fruitless = 0
-        backoff = Backoff(self.config.backoff)
-        while True:
-            before = partial.stat().st_size if partial.exists() else 0
-            try:
-                await self._downloader.fetch(release.url, partial, release.size_bytes)
-                return
-            except DownloadInterrupted as exc:
-                after = partial.stat().st_size if partial.exists() else 0
-                fruitless = 0 if after > before else fruitless + 1
-                if fruitless >= self.config.download_attempts:
-                    raise DownloadFailed(
-                        f"{exc}; no progress in {fruitless} attempts "
-                        f"({after} of {release.size_bytes} bytes)"
-                    ) from None
-                self._set(ModelUpdateState.DOWNLOADING, release, f"resuming: {exc}")
-                log.warning("download of %s interrupted (%s); resuming", release.version, exc)
-                await asyncio.sleep(backoff.delay(fruitless))
-            except UpdateRejected:
-                partial.unlink(missing_ok=True)
-                raise
+    def _fetch_progress(self, release: ModelRelease) -> FetchProgress:
+        def state(name: str, reason: str | None) -> None:
+            self._set(ModelUpdateState(name), release, reason)
+
+        return FetchProgress(state, self._step)
 
     # -- swap, guard, rollback -----------------------------------------------------
 
@@ -393,7 +344,7 @@ class OtaManager:
             self._wake.set()
 
     def _commit(self, release: ModelRelease, name: str, previous: LoadedModel) -> None:
-        prev_dir = _dir_in(self.models.root, previous.path)
+        prev_dir = dir_in(self.models.root, previous.path)
         self.models.set_current(Pointer(release.version, name, prev_dir))
         self._step("pointer")
         self.models.clear_trial()
@@ -462,18 +413,3 @@ def _guard_figures(guard: ShadowGuard) -> dict[str, Any]:
 
 def previous_version(model: LoadedModel) -> str:
     return model.manifest.model.version
-
-
-def _dir_in(root: Path, path: Path) -> str | None:
-    """The folder name of ``path`` if it is an install inside ``root``, else None."""
-    try:
-        if path.resolve().parent == root.resolve():
-            return path.name
-    except OSError:
-        return None
-    return None
-
-
-def _rename_dir(tmp: Path, final: Path) -> None:
-    os.replace(tmp, final)
-    fsync_dir(final.parent)

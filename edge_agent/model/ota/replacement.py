@@ -23,8 +23,13 @@ def check_replacement(
     cloud asks for a rollback (anti-rollback), same window length and horizons (alarm
     rules select horizons), and a period every channel can feed (``feeds``: channel ->
     seconds between its samples, ``Pipeline.feed_periods``). Raises Downgrade,
-    Incompatible or PeriodMismatch."""
+    Incompatible (also for a twin bundle) or PeriodMismatch."""
     version = manifest.model.version
+    if manifest.twin is not None:
+        raise Incompatible(
+            f"{manifest.model.name} {version} is a twin bundle: the cloud offers twins as "
+            'desired.twin (docs/ota.md, "The twin\'s releases"), not desired.model'
+        )
     running_version = running.manifest.model.version
     if version_key(version) < version_key(running_version) and not is_rollback:
         raise Downgrade(

@@ -106,12 +106,23 @@ def run_self_test(
                 encoding="utf-8",
             )
             argv.append(str(path))
-        try:
-            done = subprocess.run(argv, capture_output=True, timeout=timeout_s, check=False)
-        except subprocess.TimeoutExpired:
-            raise SelfTestFailed(f"loading the model took longer than {timeout_s:g} s") from None
-        except OSError as exc:
-            raise SelfTestFailed(f"could not start the self-test: {exc}") from None
+        answer = run_child(argv, timeout_s, "the model")
+    return str(answer.get("version"))
+
+
+def run_child(argv: Sequence[str], timeout_s: float, what: str) -> dict[str, object]:
+    """Run a self-test child (``argv``) that prints one JSON line ``{"ok": ...}`` last;
+    return that answer when ok. Shared by the model's and the twin's self-tests
+    (``what`` names the bundle in messages).
+
+    Raises SelfTestFailed (crash by signal, timeout, refusal, unreadable answer).
+    """
+    try:
+        done = subprocess.run(list(argv), capture_output=True, timeout=timeout_s, check=False)
+    except subprocess.TimeoutExpired:
+        raise SelfTestFailed(f"loading {what} took longer than {timeout_s:g} s") from None
+    except OSError as exc:
+        raise SelfTestFailed(f"could not start the self-test: {exc}") from None
     out = done.stdout.decode("utf-8", "replace").strip().splitlines()
     if done.returncode < 0:
         try:
@@ -130,7 +141,7 @@ def run_self_test(
     if done.returncode != 0 or answer.get("ok") is not True:
         reason = answer.get("reason") or done.stderr.decode("utf-8", "replace")[-_OUTPUT_MAX:]
         raise SelfTestFailed(f"exit {done.returncode}: {reason}".strip())
-    return str(answer.get("version"))
+    return answer
 
 
 def main(argv: Sequence[str] | None = None) -> int:

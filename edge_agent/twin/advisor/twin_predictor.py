@@ -61,6 +61,9 @@ class TwinPredictor:
         self._buckets: dict[int, list[float]] = {}
         self._state: tuple[npt.NDArray[np.float64], float] | None = None
         self._batch: TwinBatch | None = None
+        self._for: LoadedTwin | None = None
+        """The twin the batches, the state and the offset above were made with: a twin
+        update (``TwinService.swap``) drops them, so the next plan uses the new twin."""
         twin = service.twin
         if twin is not None and control not in twin.model.controls:
             raise ValueError(
@@ -93,6 +96,9 @@ class TwinPredictor:
         twin = self.service.twin
         if twin is None:
             raise PredictionFailed(f"the twin is unavailable: {self.service.unavailable}")
+        if twin is not self._for:
+            self._for = twin
+            self._batch = self._residual_batch = self._state = self.offset = None
         now = self._now
         if now is None:
             raise PredictionFailed("no reading yet (the twin's state starts from the readings)")

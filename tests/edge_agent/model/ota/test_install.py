@@ -14,6 +14,7 @@ import pytest
 
 from edge_agent.model.ota.manager import REJECTED_ALARM, ROLLBACK_ALARM
 from edge_agent.pipeline.shadow import ShadowGuard
+from edge_agent.twin.shipped import DEFAULT_TWIN_BUNDLE
 from edgetwin_contracts.batch import ModelRelease, ModelUpdateState
 from edgetwin_contracts.manifest import MANIFEST_FILE
 
@@ -135,6 +136,14 @@ CASES: dict[str, tuple[Callable[[Any, ReleaseServer], ModelRelease], str]] = {
         "unexpected member",
     ),
     "downgrade": (lambda mb, s: publish(s, mb, "0.9.0"), "older than the running model"),
+    "twin-bundle": (
+        lambda mb, s: s.add(
+            "1.2.0",
+            tar_bundle(mb(edit_manifest=versioned("1.2.0"), source=DEFAULT_TWIN_BUNDLE)),
+            "1.2.0",
+        ),
+        "is a twin bundle",
+    ),
     "version-mismatch": (
         lambda mb, s: publish(s, mb, "1.2.0").model_copy(update={"version": "1.3.0"}),
         "manifest says version 1.2.0",
