@@ -7,6 +7,7 @@ from typing import Annotated
 
 from pydantic import Field, model_validator
 
+from edge_agent.twin.cross.config import CrossConfig
 from edgetwin_common.config import Name, Strict
 
 
@@ -22,6 +23,9 @@ class TwinConfig(Strict):
     )
     """Allowed [low, high] of each control in a scenario (TOML: ``load = [0.0, 1.0]``);
     a value outside is refused."""
+    cross: CrossConfig = CrossConfig()
+    """The cross-channel surprise (docs/anomaly-score.md): what each channel reads
+    against what the twin predicts from the others, alarmed by "cross_above" rules."""
 
     @model_validator(mode="after")
     def _consistent(self) -> TwinConfig:
