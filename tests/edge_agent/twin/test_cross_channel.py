@@ -276,11 +276,24 @@ def test_a_swapped_twin_applies_from_the_next_period(rig: Rig) -> None:
 def test_the_cross_rule_is_checked_like_every_rule() -> None:
     base = 'name = "x"\nchannel = "bearing_temp"\ntype = "cross_above"\n'
     with pytest.raises(ConfigInvalid) as err:
-        parse_config(f"[[alarms]]\n{base}set = 3.0\nclear = 4.0\n", "agent.toml")
+        parse_config(f"[twin]\n[[alarms]]\n{base}set = 3.0\nclear = 4.0\n", "agent.toml")
     assert "clear (4.0) must be <= set (3.0)" in str(err.value)
     with pytest.raises(ConfigInvalid) as err:
-        parse_config(f'[[alarms]]\n{base}set = 3.0\nside = "up"\n', "agent.toml")
+        parse_config(f'[twin]\n[[alarms]]\n{base}set = 3.0\nside = "up"\n', "agent.toml")
     assert "alarms.0.side: Input should be 'high', 'low' or 'both'" in str(err.value)
+    with pytest.raises(ConfigInvalid) as err:  # no [twin]: nothing would ever feed it
+        parse_config(f"[[alarms]]\n{base}set = 3.0\n", "agent.toml")
+    assert '"cross_above" needs [twin]' in str(err.value)
+    text = f"[twin.cross]\nenabled = false\n[[alarms]]\n{base}set = 3.0\n"
+    with pytest.raises(ConfigInvalid, match="needs"):
+        parse_config(text, "agent.toml")
+    example = (REPO / "examples" / "twin.toml").read_text()
+    uncommented = re.sub(r"^# (\[twin\]|\[\[alarms\]\]|\w+ = .*)$", r"\1", example, flags=re.M)
+    config = parse_config(
+        uncommented.split("# The cross-channel")[0] + uncommented.split("Uncomment both:")[1],
+        "twin.toml",
+    )
+    assert config.twin is not None and config.alarms[-1].type == "cross_above"
     rule = CrossRule.model_validate(
         {"name": "x", "channel": "c", "type": "cross_above", "set": 3.0, "side": "low"}
     )
