@@ -31,6 +31,7 @@ from edge_agent.simulator.pump import Frame, SimulatorSettings, iter_frames
 from edge_agent.store import Store, StoreConfig
 from edge_agent.twin.config import TwinConfig
 from edge_agent.twin.cross.config import CrossConfig
+from edge_agent.twin.cross.scorer import CrossScorer
 from edge_agent.twin.cross.service import CrossChannel
 from edge_agent.twin.service import TwinService
 from edgetwin_common.errors import ConfigInvalid
@@ -311,3 +312,29 @@ def test_the_cross_rule_is_checked_like_every_rule() -> None:
 class _Log:
     def notify(self, event: AlarmEvent) -> None:
         pass
+
+
+def test_an_event_is_not_lowered_by_itself_the_next_ones_are_by_it() -> None:
+    """Habituation: a twin that keeps missing on this channel (the same unexplained
+    heat, every few hours) is its habit. The first event scores in full, all along; the
+    same event again, 3 h later, is lowered by habit_weight; a week later it is back."""
+    rng = np.random.default_rng(1)
+    scorer = CrossScorer(CrossConfig(habit_half_life=1440))
+
+    def period(miss: float) -> float | None:
+        return scorer.score(50.0 + miss + rng.normal(0.0, 0.03), 50.0)
+
+    for _ in range(200):
+        period(0.0)
+    peaks = []
+    for quiet in (0, 180, 180, 10080):
+        for _ in range(quiet):
+            period(0.0)
+        event = [period(0.3) for _ in range(20)]
+        peaks.append(max(s for s in event if s is not None))
+        for _ in range(60):
+            period(0.0)
+    first, second, third, week_later = peaks
+    assert first >= 2.5 and scorer.raw >= 0.0
+    assert second <= first - 1.5 and third <= second
+    assert week_later >= first - 0.5
