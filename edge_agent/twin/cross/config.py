@@ -12,21 +12,23 @@ from edgetwin_common.config import Name, Strict
 class CrossConfig(Strict):
     """The cross-channel detector: each completed twin period, the twin's one-period
     prediction of every output channel from the actual window, the actual controls and
-    the other channels, against the period's actual mean; the miss scored like the
-    per-channel residual (its typical size, then its likelihood). Steps are twin periods
-    (1 min for the shipped twin). Alarms come only from "cross_above" rules."""
+    the other channels, against the period's actual mean; the misses summed over
+    explain_periods (what the channel did beyond what the others explain) and scored
+    with the per-channel detector's stages (over its typical size, then its
+    likelihood). Steps are twin periods (1 min for the shipped twin). Alarms come only
+    from "cross_above" rules."""
 
     enabled: bool = True
     """Score the twin's channels each period (false: off; per-channel detection goes on)."""
     channels: list[Name] | None = None
     """Channels to score (None: every output of the twin)."""
     alpha: Annotated[float, Field(gt=0, le=1)] = 0.01
-    """Weight of each period's miss in its typical size (0.01: a ~100-period memory, so a
-    lasting fault is not its new normal within minutes)."""
+    """Weight of each period's unexplained sum in its typical size (0.01: a ~100-period
+    memory, so a lasting fault is not its new normal within minutes)."""
     warmup: Annotated[int, Field(ge=1)] = 10
-    """Periods whose misses are only learnt before the likelihood starts."""
+    """Periods whose unexplained sums are only learnt before the likelihood starts."""
     clip: Annotated[float, Field(gt=0)] = 2.0
-    """Cap on one miss's influence on the typical size, in typical sizes."""
+    """Cap on one period's influence on the typical size, in typical sizes."""
     short_window: Annotated[int, Field(ge=1, le=100)] = 3
     """Periods averaged for the short-term surprise (a lasting miss, not one odd minute)."""
     likelihood_alpha: Annotated[float, Field(gt=0, le=1)] = 0.01
@@ -34,8 +36,9 @@ class CrossConfig(Strict):
     likelihood_warmup: Annotated[int, Field(ge=1)] = 50
     """Periods learnt by the likelihood (no surprise yet) after `warmup`."""
     explain_periods: Annotated[int, Field(ge=1, le=1000)] = 10
-    """Periods over which the unexplained move (the reason's "4.2 °C above what ...
-    predict over the last 10 min", and a rule's min_unexplained) is summed."""
+    """Periods over which the misses are summed: the unexplained move that is scored,
+    said in the reason ("4.2 °C above what ... predict over the last 10 min") and
+    compared with a rule's min_unexplained."""
     event_level: Annotated[float, Field(gt=0)] = 2.5
     """A surprise at or above this is one detection (an event) for habituation; give the
     cross_above rule the same `set`."""
