@@ -35,6 +35,7 @@ from edge_agent.twin.cross.scorer import CrossScorer
 from edge_agent.twin.cross.service import CrossChannel
 from edge_agent.twin.service import TwinService
 from edgetwin_common.errors import ConfigInvalid
+from edgetwin_contracts.batch import AlarmReasonRecord
 from tests.conftest import REPO
 
 LOW_LOAD_AT = 5400.0  # the operator caps the load at 0.3 after 90 min at ~0.72
@@ -179,6 +180,9 @@ def test_the_cross_rule_raises_once_for_the_fault_and_never_for_the_load_step(
     parts = alarm.reason.parts
     assert parts["cross"] >= 2.5 and parts["unexplained"] >= 1.0
     assert math.isclose(parts["residual"], parts["actual"] - parts["predicted"], abs_tol=1e-9)
+    # the batch contract takes it as it is: the cloud shows it like any score alarm
+    record = AlarmReasonRecord.model_validate(alarm.reason.to_dict())
+    assert record.trigger == "score" and record.parts["cross"] == parts["cross"]
 
 
 def _example_agent(data_dir: Path, clock: Callable[[], float]) -> Agent:
