@@ -28,6 +28,7 @@ from edge_agent.alarms.model import (
 )
 from edge_agent.alarms.reason import AlarmReason, ReasonSource, bounded_parts, finite_or_none
 from edge_agent.alarms.rules.base import ALL_CHANNELS, Forecast, Input
+from edge_agent.alarms.rules.cross import CrossReading
 from edge_agent.alarms.rules.registry import AlarmRule, rule_list_problems
 from edge_agent.alarms.slot import Change, Slot
 from edge_agent.errors import OverrideRefused
@@ -87,6 +88,7 @@ class AlarmEngine:
         self._slots: dict[str, list[Slot]] = {}
         self._sample_slots: dict[str, list[Slot]] = {}
         self._health_slots: dict[str, list[Slot]] = {}
+        self._cross_slots: dict[str, list[Slot]] = {}
         self._channel_state: dict[str, str] = {}
         self._step_periods: dict[str, float | None] = {}
         self._reason_sources: dict[str, ReasonSource] = {}
@@ -138,6 +140,18 @@ class AlarmEngine:
                 change = slot.step(ts, condition)
                 if change is not None:
                     self._settle(slot, ts, change)
+
+    def on_cross(self, channel: str, ts: float, reading: CrossReading) -> None:
+        """Evaluate the channel's cross rules on its cross-channel surprise at the end of
+        a twin period (``ts``, UNIX s; edge_agent/twin/cross/)."""
+        slots = self._cross_slots.get(channel)
+        if slots is None:
+            self._add_channel(channel, ts)
+            slots = self._cross_slots[channel]
+        for slot in slots:
+            change = slot.step(ts, slot.check.on_cross(ts, reading))
+            if change is not None:
+                self._settle(slot, ts, change)
 
     def on_health(self, channel: str, ts: float, conditions: frozenset[HealthCondition]) -> None:
         """Evaluate the channel's rules on its health: ``conditions`` is everything that
@@ -300,6 +314,7 @@ class AlarmEngine:
         self._slots[channel] = slots
         self._sample_slots[channel] = [s for s in slots if Input.SAMPLES in s.check.watches]
         self._health_slots[channel] = [s for s in slots if Input.HEALTH in s.check.watches]
+        self._cross_slots[channel] = [s for s in slots if Input.CROSS in s.check.watches]
         self._update_channel_state(channel)
         for alarm in self._orphans.pop(channel, []):
             self._ledger.close(alarm, ts, self._ledger.actions_of(alarm))
@@ -335,14 +350,17 @@ class AlarmEngine:
         if limit is not None:
             direction = "below" if rule.type.endswith("_below") else "above"
         source = self._reason_sources.get(slot.channel)
+        parts = check.reason_parts()
+        if parts is None:
+            parts = {} if source is None else source.score_parts()
         return AlarmReason(
             rule=rule.name,
-            trigger=rule.type.split("_", 1)[0],
+            trigger=check.trigger or rule.type.split("_", 1)[0],
             top_channel=slot.channel,
             value=value,
             limit=limit,
             direction=direction,
-            parts={} if source is None else bounded_parts(source.score_parts()),
+            parts=bounded_parts(parts),
             conditions=check.holding(),
             window=None if source is None else source.window_snapshot(),
         )

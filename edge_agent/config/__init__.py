@@ -125,6 +125,13 @@ class AgentConfig(Strict):
                 'advisor.predictor: "twin" needs a [twin] section (the model it rolls '
                 'forward): add [twin] or set advisor.predictor = "pump-physics"'
             )
+        cross_on = self.twin is not None and self.twin.cross.enabled
+        problems += [
+            f'alarms.{i}.type: "cross_above" needs [twin] with [twin.cross] enabled (the '
+            "model that predicts each channel from the others)"
+            for i, rule in enumerate(self.alarms)
+            if rule.type == "cross_above" and not cross_on
+        ]
         if problems:
             raise ValueError("; ".join(problems))
         return self

@@ -60,6 +60,7 @@ from edge_agent.store.sqlite import Store
 from edge_agent.sync.twin import DeviceReport, Twin, config_hash
 from edge_agent.sync.worker import SyncWorker
 from edge_agent.twin.advisor.service import advisor_service
+from edge_agent.twin.cross.service import cross_channel
 from edge_agent.twin.ota.start import start_twin, twin_updates
 from edgetwin_common.notify import Notifier, watchdog_period_s
 from edgetwin_contracts.batch import ModelReport
@@ -116,6 +117,7 @@ class Agent:
         """The cross-channel twin's what-if answers, when the config has [twin]."""
         self.advisor = advisor_service(self.config.advisor, self.actions, self.engine, self.whatif)
         """The advisor, when the config has [advisor] (docs/advisor.md)."""
+        self.cross = cross_channel(self.config, self.whatif, self.engine)
         channel_sources = {ch: src.name for src in self.sources for ch in src.channels()}
         self.pipeline = Pipeline(
             self.config,
@@ -146,8 +148,7 @@ class Agent:
                 ota=self.ota,
                 twins=self.twin_ota,
             )
-            # Before the first sample: a device restarting offline keeps the cloud's
-            # alarm overrides.
+            # Before the first sample: a restart offline keeps the cloud's alarm overrides.
             self.twin.restore()
             self.sync = SyncWorker(self.config.sync, self.store, self.twin, clock=clock)
         self.http_url: str | None = None
@@ -330,6 +331,7 @@ class Agent:
             if self.advisor is not None:
                 self.advisor.on_sources(self._source_states(), now)
             self.store.close_open(self._data_time(now))
+            self.cross.on_tick(now)
             # One transaction per flush_interval_s (or once flush_max_rows are buffered):
             # each commit rewrites whole pages of the table, its index and the WAL, so
             # on an SD card the write rate is set by how often we commit, not by how

@@ -7,6 +7,7 @@ from typing import Annotated
 
 from pydantic import Field, model_validator
 
+from edge_agent.twin.cross.config import CrossConfig
 from edgetwin_common.config import Name, Strict
 
 
@@ -34,6 +35,9 @@ class TwinConfig(Strict):
     guard_margin: Annotated[float, Field(ge=0, le=10)] = 0.10
     """The new twin's error may be at most this much worse (0.10 = 10 %) than the
     previous twin's, one step and guard_steps ahead; worse: automatic rollback."""
+    cross: CrossConfig = CrossConfig()
+    """The cross-channel surprise (docs/anomaly-score.md): what each channel reads
+    against what the twin predicts from the others, alarmed by "cross_above" rules."""
 
     @model_validator(mode="after")
     def _consistent(self) -> TwinConfig:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from enum import Enum
-from typing import Annotated, Any, ClassVar, Self
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Self
 
 import numpy as np
 import numpy.typing as npt
@@ -22,6 +22,9 @@ from edge_agent.alarms.model import HealthCondition, Severity
 from edge_agent.errors import OverrideRefused
 from edgetwin_common.config import Name, Strict
 from edgetwin_common.errors import ConfigProblem
+
+if TYPE_CHECKING:
+    from edge_agent.alarms.rules.cross import CrossReading
 
 ALL_CHANNELS = "*"
 """A rule's ``channel`` for every channel, each with its own alarm."""
@@ -54,6 +57,8 @@ class Input(Enum):
     """Processed samples: value, forecast, score, rate (``on_sample``)."""
     HEALTH = "health"
     """The channel's health conditions (``on_health``)."""
+    CROSS = "cross"
+    """The channel's cross-channel surprise, once per twin period (``on_cross``)."""
 
 
 Forecast = npt.NDArray[np.float64]
@@ -69,6 +74,8 @@ class Check(ABC):
 
     watches: ClassVar[frozenset[Input]] = frozenset()
     """The inputs the engine hands to this check (the others never reach it)."""
+    trigger: ClassVar[str | None] = None
+    """The reason's trigger; None: the rule type's first word ("value" of value_above)."""
 
     def __init__(self) -> None:
         self.value: float | None = None
@@ -88,6 +95,16 @@ class Check(ABC):
     def on_health(self, conditions: frozenset[HealthCondition]) -> Condition | None:
         """Everything wrong with the channel now (empty: healthy); called when ``watches``
         has HEALTH."""
+        return None
+
+    def on_cross(self, ts: float, reading: CrossReading) -> Condition | None:
+        """The channel's cross-channel surprise at the end of a twin period (``ts``, UNIX
+        s); called when ``watches`` has CROSS."""
+        return None
+
+    def reason_parts(self) -> Mapping[str, float] | None:
+        """The parts of the alarm's reason when the check has its own (a cross rule: the
+        twin's prediction and what it left unexplained); None: the channel's score's."""
         return None
 
     @abstractmethod

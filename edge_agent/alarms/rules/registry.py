@@ -15,6 +15,7 @@ from pydantic import BeforeValidator, Field, ValidationError, ValidationInfo
 from pydantic_core import InitErrorDetails
 
 from edge_agent.alarms.rules.base import RuleConfig
+from edge_agent.alarms.rules.cross import CrossRule
 from edge_agent.alarms.rules.forecast import ForecastRule
 from edge_agent.alarms.rules.health import HealthRule
 from edge_agent.alarms.rules.rate import RateRule
@@ -42,7 +43,7 @@ def _accept_kind(data: Any, info: ValidationInfo) -> Any:
 
 
 AlarmRule = Annotated[
-    ValueRule | RateRule | ScoreRule | ForecastRule | HealthRule,
+    ValueRule | RateRule | ScoreRule | ForecastRule | HealthRule | CrossRule,
     Field(discriminator="type"),
     BeforeValidator(_accept_kind),
 ]

@@ -15,6 +15,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from edge_agent.alarms.model import AlarmEventKind, HealthCondition
 from edge_agent.alarms.rules.base import LevelRule
+from edge_agent.alarms.rules.cross import CrossReading
 from edge_agent.alarms.rules.registry import RULE_KEYS, RULE_TYPES, AlarmRule
 from edge_agent.config import parse_config
 from tests.conftest import REPO
@@ -45,7 +46,21 @@ class Health:
         rig.engine.on_health("c", ts, self.conditions)
 
 
-Input = Sample | Health
+@dataclass(frozen=True)
+class Cross:
+    """A cross-channel reading (``AlarmEngine.on_cross``)."""
+
+    reading: CrossReading
+
+    def feed(self, rig: Any, ts: float) -> None:
+        rig.engine.on_cross("c", ts, self.reading)
+
+
+def _cross(surprise: float, unexplained: float) -> Cross:
+    return Cross(CrossReading(surprise, 55.0, 54.6, unexplained, 10, 60.0, ("load",), "°C"))
+
+
+Input = Sample | Health | Cross
 
 
 @dataclass(frozen=True)
@@ -78,6 +93,12 @@ SCENARIOS = {
         (Sample(forecast=[2.0, -1.0, 3.0]),),
         (Sample(forecast=[2.0] * 3),),
         -1.0,
+    ),
+    "cross_above": Scenario(
+        {"set": 2.5, "clear": 1.0, "clear_steps": 1, "min_unexplained": 1.0},
+        (_cross(9.0, 0.5), _cross(3.0, 2.0)),  # surprising, but under min_unexplained
+        (_cross(0.5, 2.0),),
+        3.0,
     ),
     "health": Scenario(
         {"conditions": ["stale"]},
