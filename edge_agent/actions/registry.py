@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, TypeAlias
 
-from edge_agent.actions import gpio_output, log, mqtt, setpoint, webhook
+from edge_agent.actions import gpio_output, log, modbus_setpoint, mqtt, setpoint, webhook
 from edge_agent.actions.base import Action, ActionConfigBase
 from edgetwin_common.plugins import PluginTable
 
@@ -25,6 +25,7 @@ ACTIONS: PluginTable[Action] = PluginTable(
         gpio_output.PLUGIN,
         mqtt.PLUGIN,
         setpoint.PLUGIN,
+        modbus_setpoint.PLUGIN,
     ],
 )
 """Every action plugin, in the order the configuration reference lists them."""

@@ -22,6 +22,7 @@ from pydantic import (
 )
 
 from edge_agent.actions.log import LogActionConfig
+from edge_agent.actions.modbus_setpoint import bus_problems
 from edge_agent.actions.registry import ActionConfig
 from edge_agent.alarms.rules.registry import AlarmRule, rule_list_problems
 from edge_agent.anomaly.registry import ScoreConfig
@@ -178,7 +179,7 @@ def _reference_problems(
                 f"alarms.{i}.channel: unknown channel {rule.channel!r} "
                 f"(known: {', '.join(sorted(known_channels))})"
             )
-    return problems
+    return problems + bus_problems(sources, actions)
 
 
 def _salvaged_reference_problems(data: dict[str, Any]) -> list[str]:

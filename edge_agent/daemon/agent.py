@@ -21,6 +21,7 @@ from prometheus_client import CollectorRegistry
 
 from edge_agent import __version__
 from edge_agent.actions.base import Action, AgentFeed, snapshots
+from edge_agent.actions.modbus_setpoint import link_buses
 from edge_agent.actions.registry import build_action
 from edge_agent.alarms.engine import AlarmEngine
 from edge_agent.alarms.model import AlarmEvent
@@ -112,6 +113,7 @@ class Agent:
         self.sources = (
             sources if sources is not None else [build_source(cfg) for cfg in self.config.sources]
         )
+        link_buses(self.actions, self.sources)  # a modbus_setpoint on a source's bus
         self.whatif = _whatif(loaded, self.store, clock)
         """The cross-channel twin's what-if answers, when the config has [twin]."""
         self.advisor = advisor_service(self.config.advisor, self.actions, self.engine, self.whatif)

@@ -10,7 +10,8 @@ state, with an estimated unexplained heat) is another.
 Each step (every ``step_s`` of data time):
 
 1. failures first: a channel it reads stale for ``stale_after_s``, a source reported
-   down, or the predictor failing make the step a failure (safe value);
+   down, the output failing (its ``health``: a refused or unanswered write), or the
+   predictor failing make the step a failure (safe value);
 2. otherwise every candidate value in [minimum, maximum] (by ``resolution``) is planned
    as a ramp from the value in force at ``max_rate_per_min``, then held, over
    ``horizon_s``; the predictor predicts them all in one batch; a candidate is feasible
@@ -73,8 +74,11 @@ class Predictor(Protocol):
 
 
 class ControlOutput(Protocol):
-    """Where a value is written (a ``setpoint`` action's port, a Modbus register).
-    ``write`` raises an EdgeAgentError (e.g. ControlWriteFailed) when it could not."""
+    """Where a value is written (a ``setpoint`` action's port, a ``modbus_setpoint``
+    action's holding register). ``write`` raises an EdgeAgentError (e.g.
+    ControlWriteFailed) when it could not; an output that finishes the write later (a
+    Modbus exchange in the bus's thread) also has ``health`` (a DeliveryHealth): while
+    it is failing, the advisor's steps fail to the safe value."""
 
     name: str
 
@@ -242,7 +246,7 @@ class Advisor:
     def step(self, now: float) -> AdvisorStep:
         """Decide (and, when enabled, write) at data time ``now`` (UNIX s)."""
         self.counters["steps"] += 1
-        failure = self._failures.reason(self.channels, now)
+        failure = self._failures.reason(self.channels, now) or self._output_failure()
         recommendation: Recommendation | None = None
         if failure is None:
             start = self.guards.applied if self.guards.applied is not None else self.config.maximum
@@ -260,6 +264,14 @@ class Advisor:
         self._alarm_fallback(now, failure)
         self.last = AdvisorStep(now, recommendation, failure, decision, change, error)
         return self.last
+
+    def _output_failure(self) -> str | None:
+        # An output that answers later (a Modbus write, done in the bus's thread) tells
+        # of a refused or unanswered write through its health: the safe value then.
+        health = getattr(self.output, "health", None)
+        if self.output is None or not getattr(health, "is_failing", False):
+            return None
+        return f"output {self.output.name}: {getattr(health, 'last_error', None)}"
 
     def _write(self, now: float, decision: Decision) -> tuple[Change | None, str | None]:
         if not decision.verdict.writes or decision.value is None or self.output is None:
