@@ -31,9 +31,10 @@ from typing import Annotated, Literal
 from pydantic import Field, model_validator
 
 from edge_agent.actions.base import ActionConfigBase
+from edge_agent.actions.control import ControlGate
 from edge_agent.actions.errors import ControlWriteFailed
 from edge_agent.actions.health import DeliveryHealth
-from edge_agent.alarms.model import AlarmEvent, AlarmEventKind
+from edge_agent.alarms.model import AlarmEvent
 from edge_agent.sources.base import SourceState
 from edge_agent.sources.modbus.config import ByteOrder, DataType, Transport
 from edge_agent.sources.modbus.decode import encode_value
@@ -160,11 +161,13 @@ class ModbusSetpointAction:
             "events": 0,
         }
         self.health = DeliveryHealth()
+        self.gate = ControlGate(
+            config.name, config.minimum, config.maximum, config.safe_value, self.counters
+        )
         self.last_value: float | None = None
         """The last value the device took (and, with verify, read back)."""
         self.pending: int = 0
         """Writes posted and not yet answered (0 or 1: a newer one replaces an older)."""
-        self._holding: set[int] = set()
         self._source: ModbusSource | None = None
         self._own: OwnBus | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -176,7 +179,7 @@ class ModbusSetpointAction:
     @property
     def is_interlocked(self) -> bool:
         """An alarm naming this action is active and the safe value is held."""
-        return bool(self._holding) and self.config.safe_value is not None
+        return self.gate.is_interlocked
 
     def share_bus(self, source: ModbusSource) -> None:
         """Write through ``source``'s poll thread (called before ``start``)."""
@@ -187,19 +190,11 @@ class ModbusSetpointAction:
         ``health``, ``counters`` and ``last_value``). Raises ControlWriteFailed when
         interlocked by an alarm, outside [minimum, maximum], not encodable, before
         ``start`` or while the shared source's bus is down."""
-        if self.is_interlocked:
-            self.counters["interlocked"] += 1
-            raise ControlWriteFailed(
-                f"{self.name}: held at the safe value {self.config.safe_value} by alarm "
-                f"{min(self._holding)}"
-            )
+        self.gate.check_write(value)
         self._post(value)
 
     def _post(self, value: float) -> None:
-        low, high = self.config.minimum, self.config.maximum
-        if not math.isfinite(value) or not low <= value <= high:
-            self.counters["refused"] += 1
-            raise ControlWriteFailed(f"{self.name}: {value} is outside [{low}, {high}]")
+        self.gate.check_range(value)
         try:
             words = self.config.encode(value)
         except ValueError as exc:
@@ -258,18 +253,12 @@ class ModbusSetpointAction:
     def notify(self, event: AlarmEvent) -> None:
         """Hold the safe value while an alarm naming this action is active."""
         self.counters["events"] += 1
-        safe = self.config.safe_value
-        if event.kind is AlarmEventKind.RAISED:
-            self._holding.add(event.alarm.id)
-            if safe is not None:
-                try:
-                    self._post(safe)
-                except ControlWriteFailed as exc:
-                    log.warning(
-                        "modbus_setpoint %s: the safe value was not sent: %s", self.name, exc
-                    )
-        elif event.kind is AlarmEventKind.CLEARED:
-            self._holding.discard(event.alarm.id)
+        safe = self.gate.on_alarm(event)
+        if safe is not None:
+            try:
+                self._post(safe)
+            except ControlWriteFailed as exc:
+                log.warning("modbus_setpoint %s: the safe value was not sent: %s", self.name, exc)
 
     async def start(self) -> None:
         """Capture the event loop (answers come back to it); without ``source``, start

@@ -26,7 +26,7 @@ def test_the_twin_example_loads_with_the_benchmarked_advisor() -> None:
 @pytest.mark.parametrize(
     ("advisor", "message"),
     [
-        ('output = "hook"', "advisor.output: 'hook' is not a setpoint action in [[actions]]"),
+        ('output = "hook"', "advisor.output: 'hook' is not a control output in [[actions]]"),
         ("safe_value = 2.0", "safe_value (2.0) must be within [minimum, maximum]"),
         ("minimum = 0.9\nmaximum = 0.5", "minimum (0.9) must be below maximum (0.5)"),
         ("enabled = true", "an enabled advisor needs output"),
