@@ -161,6 +161,9 @@ def run_modbus_pump(
     frames = 0
     for frame in iter_frames(settings, time.time(), slave.command):
         slave.publish(frame)
+        # A dropout or a vanish: the slave stops answering (the RTU bus drops what it
+        # would send; over TCP the gateway has no such hook).
+        slave.device.is_silent = frame.line is None
         frames += 1
         if on_frame is not None:
             on_frame(frame)
@@ -196,8 +199,8 @@ def serve_modbus_pump(
     kind, port = transport
     if kind == "tcp":
         with modbus_tcp_gateway([slave.device], port=port) as bound:
-            announce(f"modbus tcp device (unit {unit}) at 127.0.0.1:{bound}")
-            run_modbus_pump(settings, slave, stop)
+            where = f"modbus tcp device (unit {unit}) at 127.0.0.1:{bound}"
+            run_modbus_pump(settings, slave, stop, _once(announce, where))
         return slave
     with (
         tempfile.TemporaryDirectory(prefix="edgetwin-modbus-") as folder,
@@ -208,10 +211,24 @@ def serve_modbus_pump(
             settings.link.unlink(missing_ok=True)
             settings.link.symlink_to(os.path.realpath(bus.client_path))
             path = f"{path} (link {settings.link})"
-        announce(f"modbus rtu device (unit {unit}, 115200 8N1) at {path}")
+        where = f"modbus rtu device (unit {unit}, 115200 8N1) at {path}"
         try:
-            run_modbus_pump(settings, slave, stop)
+            run_modbus_pump(settings, slave, stop, _once(announce, where))
         finally:
             if settings.link is not None and settings.link.is_symlink():
                 settings.link.unlink()
     return slave
+
+
+def _once(announce: Callable[[str], None], where: str) -> Callable[[Frame], None]:
+    """Announce the device once its registers hold the first sample (a master that
+    starts at the announcement never reads zeros)."""
+    done = False
+
+    def on_frame(frame: Frame) -> None:
+        nonlocal done
+        if not done:
+            done = True
+            announce(where)
+
+    return on_frame
