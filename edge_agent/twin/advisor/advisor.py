@@ -38,7 +38,7 @@ from edge_agent.alarms.model import Severity
 from edge_agent.errors import EdgeAgentError
 from edge_agent.twin.advisor.config import AdvisorConfig
 from edge_agent.twin.advisor.errors import PredictionFailed
-from edge_agent.twin.advisor.guards import Change, Decision, Guards
+from edge_agent.twin.advisor.guards import Change, Decision, Guards, Verdict
 
 __all__ = [
     "CHANGE_ALARM",
@@ -246,7 +246,8 @@ class Advisor:
     def step(self, now: float) -> AdvisorStep:
         """Decide (and, when enabled, write) at data time ``now`` (UNIX s)."""
         self.counters["steps"] += 1
-        failure = self._failures.reason(self.channels, now) or self._output_failure()
+        output_failure = self._output_failure()
+        failure = self._failures.reason(self.channels, now) or output_failure
         recommendation: Recommendation | None = None
         if failure is None:
             start = self.guards.applied if self.guards.applied is not None else self.config.maximum
@@ -260,6 +261,14 @@ class Advisor:
             self.counters["failures"] += 1
         wanted = None if recommendation is None else recommendation.value
         decision = self.guards.decide(now, wanted, failure)
+        if output_failure is not None and decision.verdict is Verdict.UNCHANGED:
+            # The output failed after taking the value in force (the safe value itself,
+            # unanswered or refused): the guards think it is there; send it again, once
+            # a step, until a write gets through and the output recovers.
+            applied = self.guards.applied
+            if applied is not None and self.config.enabled:
+                verdict = Verdict.SAFE if self.guards.override is None else Verdict.OVERRIDE
+                decision = Decision(applied, verdict, None, f"again: {output_failure}")
         change, error = self._write(now, decision)
         self._alarm_fallback(now, failure)
         self.last = AdvisorStep(now, recommendation, failure, decision, change, error)

@@ -96,3 +96,42 @@ def test_a_refused_write_sends_the_advisor_to_its_safe_value(pump: tuple[PumpSla
     assert raised[0].alarm.message == f"safe value 0.3: {expected}"
     assert raised[-1].kind is AlarmEventKind.CLEARED
     assert slave.rejected == 1 and advisor.counters["failures"] == 1
+
+
+def test_a_refused_safe_value_is_sent_again_each_step(pump: tuple[PumpSlave, int]) -> None:
+    slave, port = pump
+    # 1 is 5000 and the safe 0.3 is 1500 in this register: the device refuses them all.
+    action = ModbusSetpointAction(
+        ModbusSetpointConfig.model_validate(
+            {"type": "modbus_setpoint", "name": "pump-load", "transport": "tcp",
+             "host": "127.0.0.1", "tcp_port": port, "address": SETPOINT_REGISTER,
+             "scale": 0.0002}
+        )
+    )  # fmt: skip
+    events: list[AlarmEvent] = []
+    config = pump_advisor_config()
+    observer = PumpObserver(period_s=config.step_s, failure=PredictionFailed)
+    advisor = Advisor(config, observer, action, AlarmEngine([], (1,), events.append, {}))
+    frames = list(islice(iter_frames(SimulatorSettings(rate_hz=1.0, seed=4)), 300))
+    for frame in frames:
+        values = frame.reported.as_dict() | {"load": frame.load}
+        for channel in ("bearing_temp", "ambient", "current", "load"):
+            observer.observe(channel, frame.t, values[channel])
+            advisor.observe(channel, frame.t)
+
+    async def test() -> None:
+        await action.start()
+        try:
+            for step, now in enumerate((290.0, 291.0, 292.0, 293.0), 1):
+                advisor.step(now)
+                await wait_until_async(lambda n=step: action.counters["failed"] == n, "refused")
+        finally:
+            await action.stop()
+
+    asyncio.run(asyncio.wait_for(test(), SAFETY_S))
+    assert advisor.guards.applied == 0.3 and action.health.is_failing
+    # The first write (the recommendation), then the safe value at every step after it.
+    assert action.counters["posted"] == 4 and slave.rejected == 4
+    assert advisor.last is not None and advisor.last.decision.note.startswith("again: ")
+    fallback = [e for e in events if e.alarm.rule == FALLBACK_ALARM]
+    assert [e.kind for e in fallback] == [AlarmEventKind.RAISED]
