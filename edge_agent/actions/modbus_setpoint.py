@@ -88,6 +88,9 @@ class ModbusSetpointConfig(ActionConfigBase):
     safe_value: float | None = None
     """Written when an alarm naming this action is raised, and held while it is active;
     None: alarms do not touch the output."""
+    function: Literal[6, 16] = 16
+    """16: write multiple registers (any type); 6: write single register (a 16-bit type
+    only; some drives take nothing else)."""
     verify: bool = True
     """Read the register back after each write; a different value is an error."""
     retries: Annotated[int, Field(ge=0, le=10)] = 2
@@ -117,6 +120,8 @@ class ModbusSetpointConfig(ActionConfigBase):
         safe = self.safe_value
         if safe is not None and not self.minimum <= safe <= self.maximum:
             problems.append(f"safe_value ({safe}) is outside [minimum, maximum]")
+        if self.function == 6 and self.data_type.words != 1:
+            problems.append(f"function 6 writes one register: {self.data_type.value} needs 16")
         if self.address + self.data_type.words - 1 > 65535:
             problems.append("address + register count goes past 65535")
         if not problems:
@@ -217,8 +222,8 @@ class ModbusSetpointAction:
         config = self.config
         mailbox.post(
             RegisterWrite(
-                config.slave, config.address, words, config.verify, config.retries,
-                self._what, done,
+                config.slave, config.address, words, config.verify, config.function,
+                config.retries, self._what, done,
             )
         )  # fmt: skip
         self.counters["posted"] += 1

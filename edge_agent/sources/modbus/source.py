@@ -237,7 +237,10 @@ class ModbusSource(ThreadedSource):
                 # A write waiting goes first (a setpoint must not wait for a poll cycle).
                 if is_rtu and self.writes.is_due():
                     self._flush_stale(client)
-                if serve_one(client, self.writes, where(config)):
+                if (outcome := serve_one(client, self.writes, where(config))) is not None:
+                    if outcome.error is not None and not outcome.is_final:
+                        # No answer: a late one may still come; let it be flushed.
+                        quiet_until = time.monotonic() + config.timeout_s
                     continue
             except ConnectionException as exc:
                 return f"{where(config)} lost: {exc}", answered

@@ -5,8 +5,8 @@ thread when a source reads the same bus (an RS-485 line is master/slave, one req
 a time: a second master on the same port would garble both), or the modbus_setpoint
 action's own thread otherwise (``OwnBus``). Writers post to the owner's ``WriteMailbox``
 and never wait: the owner takes the request between two polls, writes it (function 16,
-write multiple registers), reads it back when asked to, and calls ``done`` with the
-outcome, from its thread.
+write multiple registers, or 6, write single register), reads it back when asked to, and
+calls ``done`` with the outcome, from its thread.
 
 The mailbox holds one request: a newer value replaces one not yet sent (a setpoint is a
 state, not a queue of commands: only the latest matters). A transient failure (no
@@ -57,6 +57,8 @@ class RegisterWrite:
     address: int
     words: tuple[int, ...]
     verify: bool
+    function: int
+    """6 (write single register, one word) or 16 (write multiple registers)."""
     retries: int
     """Transient failures retried (with the mailbox's backoff) before one is final."""
     what: str
@@ -149,9 +151,13 @@ def perform_write(client: Any, request: RegisterWrite, bus: str) -> WriteOutcome
     """One write request (and its read-back) on an open client. Raises
     ConnectionException when the port or connection itself is gone."""
     try:
-        response = client.write_registers(
-            request.address, list(request.words), device_id=request.slave
-        )
+        if request.function == 6:
+            (word,) = request.words
+            response = client.write_register(request.address, word, device_id=request.slave)
+        else:
+            response = client.write_registers(
+                request.address, list(request.words), device_id=request.slave
+            )
     except ConnectionException:
         raise
     except ModbusException as exc:
@@ -187,15 +193,15 @@ def _exception_text(request: RegisterWrite, bus: str, response: Any, to: str = "
     )
 
 
-def serve_one(client: Any, mailbox: WriteMailbox, bus: str) -> bool:
-    """Take and perform the mailbox's due request, if any; True when one was served.
+def serve_one(client: Any, mailbox: WriteMailbox, bus: str) -> WriteOutcome | None:
+    """Take and perform the mailbox's due request, if any; its outcome (None: none due).
     A transient failure goes back to the mailbox (backoff) until the request's
     retries are spent; ``done`` hears of every failure (so the writer's health shows it at once)
     and of the success. Raises ConnectionException when the bus itself is gone (the
     request is put back first, as a transient failure)."""
     request = mailbox.take()
     if request is None:
-        return False
+        return None
     try:
         outcome = perform_write(client, request, bus)
     except ConnectionException as exc:
@@ -205,7 +211,7 @@ def serve_one(client: Any, mailbox: WriteMailbox, bus: str) -> bool:
         failed(mailbox, request, outcome.error)
     else:
         request.done(outcome)
-    return True
+    return outcome
 
 
 def failed(mailbox: WriteMailbox, request: RegisterWrite, error: str) -> None:

@@ -93,6 +93,24 @@ def test_over_tcp_the_value_reaches_the_register_and_the_pumps_setpoint(
     assert action.pending == 0
 
 
+def test_function_6_writes_a_single_register_zero_included(pump: tuple[PumpSlave, int]) -> None:
+    slave, port = pump
+    config = _config(transport="tcp", host="127.0.0.1", tcp_port=port, function=6, **LOAD)
+    action = ModbusSetpointAction(config)
+
+    async def test() -> None:
+        await action.start()
+        try:
+            for value in (0.35, 0.0):
+                action.write(value)
+                await wait_until_async(lambda v=value: action.last_value == v, "written")
+        finally:
+            await action.stop()
+
+    _run(test)
+    assert action.counters["written"] == 2 and slave.accepted == 2
+
+
 def test_an_exception_answer_is_named_and_takes_delivery_health_down(
     pump: tuple[PumpSlave, int],
 ) -> None:
@@ -261,6 +279,10 @@ def _pump_source(port: str) -> ModbusSourceConfig:
         ({"address": 1, "port": "/dev/ttyUSB0", "scale": 0}, "scale must be a finite"),
         ({"address": 1, "port": "/dev/ttyUSB0", "data_type": "bool"}, "is a coil"),
         ({"address": 1}, 'transport "rtu" needs port'),
+        (
+            {"address": 1, "port": "/dev/ttyUSB0", "function": 6, "data_type": "float32"},
+            "function 6 writes one register: float32 needs 16",
+        ),
         ({"address": 1, "transport": "tcp"}, 'transport "tcp" needs host'),
         ({"address": 1, "source": "bus", "port": "/dev/ttyUSB0"}, "owns the bus: drop port"),
         (
