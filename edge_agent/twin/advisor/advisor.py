@@ -289,8 +289,15 @@ class Advisor:
             self.output.write(decision.value)
         except EdgeAgentError as exc:
             self.counters["write_errors"] += 1
-            log.warning(
-                "advisor: writing %.4g to %s failed: %s", decision.value, self.output.name, exc
+            # Logged when the error changes, not at every step it lasts (a bus down for
+            # minutes); the counter and GET /twin/advisor show each one.
+            last = None if self.last is None else self.last.output_error
+            log.log(
+                logging.DEBUG if last == str(exc) else logging.WARNING,
+                "advisor: writing %.4g to %s failed: %s",
+                decision.value,
+                self.output.name,
+                exc,
             )
             return None, str(exc)
         change = self.guards.commit(now, decision)
