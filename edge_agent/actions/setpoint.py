@@ -15,16 +15,16 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import math
 from typing import Annotated, Any, Literal
 
 import serial
 from pydantic import Field, model_validator
 
 from edge_agent.actions.base import ActionConfigBase
+from edge_agent.actions.control import ControlGate
 from edge_agent.actions.errors import ControlWriteFailed
 from edge_agent.actions.health import DeliveryHealth
-from edge_agent.alarms.model import AlarmEvent, AlarmEventKind
+from edge_agent.alarms.model import AlarmEvent
 from edgetwin_common.config import Name
 from edgetwin_common.plugins import Plugin
 
@@ -66,33 +66,27 @@ class SetpointAction:
     def __init__(self, config: SetpointActionConfig) -> None:
         self.name = config.name
         self.config = config
-        self.counters: dict[str, int] = {"written": 0, "failed": 0, "interlocked": 0, "events": 0}
+        self.counters: dict[str, int] = {"written": 0, "failed": 0, "events": 0}
+        self.gate = ControlGate(
+            config.name, config.minimum, config.maximum, config.safe_value, self.counters
+        )
         self.last_value: float | None = None
         self.health = DeliveryHealth()
         self._port: Any = None
-        self._holding: set[int] = set()
 
     @property
     def is_interlocked(self) -> bool:
         """An alarm naming this action is active and the safe value is held."""
-        return bool(self._holding) and self.config.safe_value is not None
+        return self.gate.is_interlocked
 
     def write(self, value: float) -> None:
         """Write ``value`` now. Raises ControlWriteFailed when interlocked by an alarm,
         outside [minimum, maximum], or when the port cannot take the line."""
-        if self.is_interlocked:
-            self.counters["interlocked"] += 1
-            raise ControlWriteFailed(
-                f"{self.name}: held at the safe value {self.config.safe_value} by alarm "
-                f"{min(self._holding)}"
-            )
+        self.gate.check_write(value)
         self._write(value)
 
     def _write(self, value: float) -> None:
-        low, high = self.config.minimum, self.config.maximum
-        if not math.isfinite(value) or not low <= value <= high:
-            self.counters["failed"] += 1
-            raise ControlWriteFailed(f"{self.name}: {value} is outside [{low}, {high}]")
+        self.gate.check_range(value)
         line = f"{self.config.field}={value:.{self.config.decimals}f}\n".encode("ascii")
         try:
             if self._port is None:
@@ -115,17 +109,12 @@ class SetpointAction:
     def notify(self, event: AlarmEvent) -> None:
         """Hold the safe value while an alarm naming this action is active."""
         self.counters["events"] += 1
-        safe = self.config.safe_value
-        alarm_id = event.alarm.id
-        if event.kind is AlarmEventKind.RAISED:
-            self._holding.add(alarm_id)
-            if safe is not None:
-                try:
-                    self._write(safe)
-                except ControlWriteFailed as exc:
-                    log.warning("setpoint %s: the safe value was not written: %s", self.name, exc)
-        elif event.kind is AlarmEventKind.CLEARED:
-            self._holding.discard(alarm_id)
+        safe = self.gate.on_alarm(event)
+        if safe is not None:
+            try:
+                self._write(safe)
+            except ControlWriteFailed as exc:
+                log.warning("setpoint %s: the safe value was not written: %s", self.name, exc)
 
     async def start(self) -> None:
         """Nothing to start: the port opens on the first write."""

@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
 from collections import deque
 from typing import Annotated, Any, Literal
 
@@ -33,15 +34,24 @@ from pydantic import Field, HttpUrl, ValidationInfo, model_validator
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
 
 from edge_agent.actions.base import ActionConfigBase
-from edge_agent.actions.errors import DeliveryFailed, DeliveryRejected
+from edge_agent.actions.control import ControlGate, ControlRange
+from edge_agent.actions.errors import ControlWriteFailed, DeliveryFailed, DeliveryRejected
 from edge_agent.actions.health import DeliveryHealth
 from edge_agent.alarms.model import AlarmEvent
 from edgetwin_common.plugins import Plugin
 from edgetwin_common.retry import Backoff, BackoffConfig, Jitter, complete_backoff_table
 
-__all__ = ["PLUGIN", "WebhookAction", "WebhookActionConfig"]
+__all__ = ["PLUGIN", "WebhookAction", "WebhookActionConfig", "WebhookControl"]
 
 log = logging.getLogger(__name__)
+
+
+class WebhookControl(ControlRange):
+    """The webhook as a control output: the range it accepts, its safe value (held
+    while an alarm naming the action is active) and where the values go."""
+
+    url: HttpUrl | None = None
+    """Where values are POSTed; default: the webhook's ``url``."""
 
 
 class WebhookActionConfig(ActionConfigBase):
@@ -61,6 +71,10 @@ class WebhookActionConfig(ActionConfigBase):
     concurrency: Annotated[int, Field(ge=1, le=64)] = 4
     """Alarms delivered at once (each with its own retries); the events of one alarm
     still go one at a time, in order."""
+    control: WebhookControl | None = None
+    """Also a control output (the advisor's ``output``): ``write(value)`` POSTs
+    ``{"action": name, "value": value, "ts": unix_s}``, with the same headers, retries and
+    backoff; None: alarms only."""
 
     @model_validator(mode="before")
     @classmethod
@@ -114,6 +128,19 @@ class WebhookAction:
         self._client: httpx.AsyncClient | None = None
         self._closing = False
         self._backoff = Backoff(config.backoff, Jitter.ADDED)
+        control = config.control
+        self.gate: ControlGate | None = None
+        """The range and interlock of ``write`` (None: not a control output)."""
+        if control is not None:
+            self.gate = ControlGate(
+                config.name, control.minimum, control.maximum, control.safe_value, self.counters
+            )
+            self.counters.update({"control_posted": 0, "control_sent": 0, "control_failed": 0})
+        self.last_value: float | None = None
+        """The last control value the receiver accepted."""
+        self._control_pending: float | None = None
+        self._control_task: asyncio.Task[None] | None = None
+        self._control_seq = 0
 
     @property
     def pending(self) -> int:
@@ -132,6 +159,56 @@ class WebhookAction:
         loop, wakeup = self._loop, self._wakeup
         if loop is not None and wakeup is not None and not loop.is_closed():
             loop.call_soon_threadsafe(wakeup.set)
+        safe = None if self.gate is None else self.gate.on_alarm(event)
+        if safe is not None and loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(self._post_safe, safe)
+
+    def _post_safe(self, value: float) -> None:
+        try:
+            self._post_control(value)
+        except ControlWriteFailed as exc:
+            log.warning("webhook %s: the safe value was not sent: %s", self.name, exc)
+
+    def write(self, value: float) -> None:
+        """Post the control ``value`` (returns at once; a newer value replaces one not yet
+        sent; the outcome shows in ``health``, ``counters`` and ``last_value``). Raises
+        ControlWriteFailed without ``control`` in the config, when interlocked by an
+        alarm, outside [minimum, maximum], or before ``start``. Call it on the loop."""
+        if self.gate is None:
+            raise ControlWriteFailed(f"{self.name}: not a control output (no [control])")
+        self.gate.check_write(value)
+        self._post_control(value)
+
+    def _post_control(self, value: float) -> None:
+        assert self.gate is not None
+        self.gate.check_range(value)
+        if self._worker is None:
+            raise ControlWriteFailed(f"{self.name}: not started")
+        self._control_pending = value
+        self.counters["control_posted"] += 1
+        if self._control_task is None or self._control_task.done():
+            self._control_task = asyncio.get_running_loop().create_task(
+                self._send_controls(), name=f"webhook:{self.name}:control"
+            )
+
+    async def _send_controls(self) -> None:
+        control = self.config.control
+        assert control is not None
+        url = str(control.url or self.config.url)
+        while self._control_pending is not None:
+            value, self._control_pending = self._control_pending, None
+            self._control_seq += 1
+            body = {"action": self.name, "value": value, "ts": time.time()}
+            headers = {"Idempotency-Key": f"{self.name}-control-{self._control_seq}"}
+            error = await self._post_retrying(body, headers, url)
+            if error is None:
+                self.counters["control_sent"] += 1
+                self.health.succeeded()
+                self.last_value = value
+            else:
+                self.counters["control_failed"] += 1
+                self.health.failed(f"control {value:g}: {_describe(error)}")
+                log.warning("webhook %s: control %g not delivered: %s", self.name, value, error)
 
     async def start(self) -> None:
         """Open the HTTP client and start the sender task (in the running loop)."""
@@ -155,6 +232,11 @@ class WebhookAction:
         if self._wakeup is not None:
             self._wakeup.set()
         await asyncio.wait({worker}, timeout=timeout_s)
+        control = self._control_task
+        if control is not None and not control.done():
+            await asyncio.wait({control}, timeout=timeout_s)
+            control.cancel()
+        self._control_task = None
         left = self.pending
         for task in (worker, *self._senders):
             task.cancel()
@@ -208,6 +290,25 @@ class WebhookAction:
     async def _deliver(self, event: AlarmEvent) -> None:
         body = event.to_dict()
         headers = {"Idempotency-Key": f"{event.alarm.id}-{event.kind.value}"}
+        error = await self._post_retrying(body, headers, self._url)
+        if error is not None:
+            self.counters["failed"] += 1
+            self.health.failed(f"alarm {event.alarm.id} {event.kind.value}: {_describe(error)}")
+            log.warning(
+                "webhook %s: gave up on alarm %d %s: %s",
+                self.name,
+                event.alarm.id,
+                event.kind.value,
+                error,
+            )
+        else:
+            self.counters["sent"] += 1
+            self.health.succeeded()
+
+    async def _post_retrying(
+        self, body: dict[str, Any], headers: dict[str, str], url: str
+    ) -> BaseException | None:
+        """POST with the retries and backoff; None when accepted, else the last error."""
         retrying = AsyncRetrying(
             stop=stop_after_attempt(self.config.retries + 1),
             wait=self._wait,
@@ -218,25 +319,14 @@ class WebhookAction:
         try:
             async for attempt in retrying:
                 with attempt:
-                    await self._post(body, headers)
+                    await self._post(body, headers, url)
         except (DeliveryFailed, DeliveryRejected, httpx.HTTPError) as exc:
-            self.counters["failed"] += 1
-            self.health.failed(f"alarm {event.alarm.id} {event.kind.value}: {_describe(exc)}")
-            log.warning(
-                "webhook %s: gave up on alarm %d %s after %d attempt(s): %s",
-                self.name,
-                event.alarm.id,
-                event.kind.value,
-                retrying.statistics.get("attempt_number", 1),
-                exc,
-            )
-        else:
-            self.counters["sent"] += 1
-            self.health.succeeded()
+            return exc
+        return None
 
-    async def _post(self, body: dict[str, Any], headers: dict[str, str]) -> None:
+    async def _post(self, body: dict[str, Any], headers: dict[str, str], url: str) -> None:
         assert self._client is not None
-        response = await self._client.post(self._url, json=body, headers=headers)
+        response = await self._client.post(url, json=body, headers=headers)
         status = response.status_code
         if response.is_success:
             return

@@ -22,7 +22,8 @@ from pydantic import (
 )
 
 from edge_agent.actions.log import LogActionConfig
-from edge_agent.actions.registry import ActionConfig
+from edge_agent.actions.modbus_setpoint import bus_problems
+from edge_agent.actions.registry import ActionConfig, is_control_output
 from edge_agent.alarms.rules.registry import AlarmRule, rule_list_problems
 from edge_agent.anomaly.registry import ScoreConfig
 from edge_agent.anomaly.residual import ResidualScoreConfig
@@ -117,9 +118,12 @@ class AgentConfig(Strict):
         )
         output = self.advisor.output if self.advisor is not None else None
         if output is not None and output not in {
-            a.name for a in self.actions if a.type == "setpoint"
+            a.name for a in self.actions if is_control_output(a)
         }:
-            problems.append(f"advisor.output: {output!r} is not a setpoint action in [[actions]]")
+            problems.append(
+                f"advisor.output: {output!r} is not a control output in [[actions]] "
+                "(setpoint, modbus_setpoint, gpio_pwm, or webhook with [actions.control])"
+            )
         if self.advisor is not None and self.advisor.predictor == "twin" and self.twin is None:
             problems.append(
                 'advisor.predictor: "twin" needs a [twin] section (the model it rolls '
@@ -185,7 +189,7 @@ def _reference_problems(
                 f"alarms.{i}.channel: unknown channel {rule.channel!r} "
                 f"(known: {', '.join(sorted(known_channels))})"
             )
-    return problems
+    return problems + bus_problems(sources, actions)
 
 
 def _salvaged_reference_problems(data: dict[str, Any]) -> list[str]:

@@ -21,6 +21,7 @@ from prometheus_client import CollectorRegistry
 
 from edge_agent import __version__
 from edge_agent.actions.base import Action, AgentFeed, snapshots
+from edge_agent.actions.modbus_setpoint import link_buses
 from edge_agent.actions.registry import build_action
 from edge_agent.alarms.engine import AlarmEngine
 from edge_agent.alarms.model import AlarmEvent
@@ -57,8 +58,8 @@ from edge_agent.sources.registry import build_source
 from edge_agent.sources.replay import ReplaySource
 from edge_agent.store.errors import StoreUnavailable
 from edge_agent.store.sqlite import Store
-from edge_agent.sync.twin import DeviceReport, Twin, config_hash
-from edge_agent.sync.worker import SyncWorker
+from edge_agent.sync.start import start_sync
+from edge_agent.sync.twin import DeviceReport, config_hash
 from edge_agent.twin.advisor.service import advisor_service
 from edge_agent.twin.cross.service import cross_channel
 from edge_agent.twin.ota.start import start_twin, twin_updates
@@ -113,6 +114,7 @@ class Agent:
         self.sources = (
             sources if sources is not None else [build_source(cfg) for cfg in self.config.sources]
         )
+        link_buses(self.actions, self.sources)  # a modbus_setpoint on a source's bus
         self.whatif = start_twin(loaded, self.store, clock, release_key)
         """The cross-channel twin's what-if answers, when the config has [twin]."""
         self.advisor = advisor_service(self.config.advisor, self.actions, self.engine, self.whatif)
@@ -135,22 +137,18 @@ class Agent:
         self.twin_ota = twin_updates(
             loaded, self.whatif, self.engine, channel_sources, release_key, clock, on_ota_step
         )
-        self.twin: Twin | None = None
-        self.sync: SyncWorker | None = None
-        """The cloud sync worker, when [sync] is enabled (docs/sync.md)."""
-        if self.config.sync.enabled:
-            self._config_hash = config_hash(loaded.path)
-            self.twin = Twin(
-                self.store,
-                self.engine,
-                self.model.manifest.model.version,
-                self._device_report,
-                ota=self.ota,
-                twins=self.twin_ota,
-            )
-            # Before the first sample: a restart offline keeps the cloud's alarm overrides.
-            self.twin.restore()
-            self.sync = SyncWorker(self.config.sync, self.store, self.twin, clock=clock)
+        self._config_hash = config_hash(loaded.path) if self.config.sync.enabled else ""
+        self.twin, self.sync = start_sync(
+            self.config.sync,
+            self.store,
+            self.engine,
+            self.model.manifest.model.version,
+            self._device_report,
+            ota=self.ota,
+            twins=self.twin_ota,
+            clock=clock,
+        )
+        """The device shadow and the cloud sync worker, when [sync] is enabled (docs/sync.md)."""
         self.http_url: str | None = None
         self._ready = False
         self._alarm_flush_pending = False

@@ -12,9 +12,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
 
+from edge_agent.errors import EdgeAgentError
 from edge_agent.simulator.device import LINK_FAULTS, run_simulator
 from edge_agent.simulator.errors import PtyUnavailable, SimulatorSettingsInvalid
 from edge_agent.simulator.faults import fault_argument
+from edge_agent.simulator.modbus_pump import modbus_argument, serve_modbus_pump
 from edge_agent.simulator.pump import SimulatorSettings
 from edge_agent.sources.lineproto import LineFormat
 
@@ -68,6 +70,15 @@ def add_simulate_arguments(parser: argparse.ArgumentParser) -> None:
         "with --duration that long ago); a fast-forward must not run ahead of the clock",
     )
     parser.add_argument(
+        "--modbus",
+        type=modbus_argument,
+        metavar="rtu|tcp:PORT",
+        help="serve the pump as a Modbus slave instead of printing lines: RTU on a pty "
+        "pair (needs socat; --link names the master's end) or TCP on 127.0.0.1:PORT; "
+        "the load setpoint is holding register 16 (x1000), docs/simulator.md",
+    )
+    parser.add_argument("--unit", type=int, default=1, help="the Modbus unit id (--modbus)")
+    parser.add_argument(
         "--link-faults-real-time",
         action="store_true",
         help="at --speed, play dropout, garbage and vanish at 1x: the reader judges "
@@ -108,6 +119,8 @@ def run_simulate(args: argparse.Namespace) -> int:
     except SimulatorSettingsInvalid as exc:
         print(f"edge-agent simulate: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    if args.modbus is not None:
+        return _run_modbus(settings, args)
     for fault in settings.faults:
         onset = fault.first_sample(settings.rate_hz)
         print(f"fault {fault} from sample {onset} (t={onset / settings.rate_hz:g} s)")
@@ -135,6 +148,33 @@ def run_simulate(args: argparse.Namespace) -> int:
         f"{report.lines_dropped_buffer_full} dropped (nobody reading), "
         f"{report.lines_withheld} withheld (dropouts), {report.vanishes} vanish(es), "
         f"{report.commands_applied} load command(s) applied"
+    )
+    return EXIT_OK
+
+
+def _run_modbus(settings: SimulatorSettings, args: argparse.Namespace) -> int:
+    if settings.speed != 1.0 or not 1 <= args.unit <= 247:
+        print(
+            "edge-agent simulate: --modbus runs at 1x (a master stamps readings with its "
+            "own clock) with --unit in 1..247",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    stop = threading.Event()
+
+    def announce(where: str) -> None:
+        print(f"{where}: {settings.rate_hz:g} samples/s")
+        sys.stdout.flush()  # another process may be waiting for this line
+
+    try:
+        with _stop_on_signals(stop):
+            slave = serve_modbus_pump(settings, args.modbus, args.unit, stop, announce)
+    except EdgeAgentError as exc:
+        print(f"edge-agent simulate: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    print(
+        f"stopped: {slave.accepted} setpoint write(s) taken, {slave.rejected} refused; "
+        f"setpoints {slave.command.history}"
     )
     return EXIT_OK
 

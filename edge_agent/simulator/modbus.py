@@ -73,6 +73,9 @@ class SimulatedDevice:
     values: (table, address) -> callable returning the words (or bits) served there now.
     is_silent: drop every request (the device left the bus).
     is_crc_broken: answer with the CRC's last byte flipped.
+    on_write: called with (address, words) for each write to its holding registers
+        (functions 6 and 16) before they are stored: an ExcCodes refuses the write (the
+        master gets that exception answer), None takes it.
     """
 
     slave: int
@@ -83,6 +86,7 @@ class SimulatedDevice:
     is_silent: bool = False
     is_crc_broken: bool = False
     requests: int = 0
+    on_write: Callable[[int, list[int]], ExcCodes | None] | None = None
 
     def sim_device(self) -> SimDevice:
         async def action(
@@ -94,6 +98,10 @@ class SimulatedDevice:
             set_values: list[int] | list[bool] | None,
         ) -> ExcCodes | None:
             self.requests += 1
+            if function_code in (6, 16) and set_values is not None and self.on_write:
+                # Function 6 hands over one int (0 included), function 16 a list.
+                words = set_values if isinstance(set_values, list) else [set_values]
+                return self.on_write(address, [int(v) for v in words])
             table = {1: COILS, 2: DISCRETE, 3: HOLDING, 4: INPUT}.get(function_code)
             for (t, at), source in self.values.items():
                 if t != table:
@@ -286,10 +294,10 @@ def modbus_bus(
 
 
 @contextmanager
-def modbus_tcp_gateway(devices: list[SimulatedDevice]) -> Iterator[int]:
-    """A pymodbus Modbus TCP server (a gateway) on 127.0.0.1; yields its port. Raises
-    SimulatedBusFailed when it does not start in time."""
-    port = free_port()
+def modbus_tcp_gateway(devices: list[SimulatedDevice], port: int = 0) -> Iterator[int]:
+    """A pymodbus Modbus TCP server (a gateway) on 127.0.0.1:``port`` (0: a free one);
+    yields its port. Raises SimulatedBusFailed when it does not start in time."""
+    port = port or free_port()
     ready = threading.Event()
     state: dict[str, object] = {}
 

@@ -10,7 +10,7 @@ from typing import Any
 from edge_agent.sources.modbus.config import RegisterKind
 from edge_agent.sources.modbus.plan import Block
 
-__all__ = ["FUNCTION_CODES", "expected_byte_count", "mismatch"]
+__all__ = ["EXCEPTION_NAMES", "FUNCTION_CODES", "expected_byte_count", "mismatch"]
 
 FUNCTION_CODES: dict[RegisterKind, int] = {
     RegisterKind.COIL: 1,
@@ -21,6 +21,19 @@ FUNCTION_CODES: dict[RegisterKind, int] = {
 """The read function of each register table (Modbus application protocol, 6.1-6.4)."""
 
 _EXCEPTION_BIT = 0x80
+
+EXCEPTION_NAMES = {
+    1: "illegal function",
+    2: "illegal data address",
+    3: "illegal data value",
+    4: "device failure",
+    5: "acknowledge",
+    6: "device busy",
+    8: "memory parity error",
+    10: "gateway path unavailable",
+    11: "gateway target failed to respond",
+}
+"""What each exception code means (Modbus application protocol, 7)."""
 
 
 def expected_byte_count(block: Block) -> int:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from enum import StrEnum
-from typing import Annotated, ClassVar, Literal
+from typing import Annotated, ClassVar, Literal, Protocol
 
 from pydantic import Field, model_validator
 
@@ -13,6 +13,7 @@ from edgetwin_common.config import Name, Strict
 from edgetwin_common.retry import BackoffConfig
 
 __all__ = [
+    "BusSettings",
     "ByteOrder",
     "DataType",
     "ModbusRegister",
@@ -71,6 +72,30 @@ class DataType(StrEnum):
 class ByteOrder(StrEnum):
     BIG = "big"
     LITTLE = "little"
+
+
+class BusSettings(Protocol):
+    """How to reach a bus: what a Modbus source's config and a modbus_setpoint action's
+    config (when it has a bus of its own) both say, and ``build_client`` reads."""
+
+    @property
+    def transport(self) -> Transport: ...
+    @property
+    def port(self) -> str | None: ...
+    @property
+    def baudrate(self) -> int: ...
+    @property
+    def parity(self) -> Literal["N", "E", "O"]: ...
+    @property
+    def stopbits(self) -> Literal[1, 2]: ...
+    @property
+    def bytesize(self) -> Literal[7, 8]: ...
+    @property
+    def host(self) -> str | None: ...
+    @property
+    def tcp_port(self) -> int: ...
+    @property
+    def timeout_s(self) -> float: ...
 
 
 class ModbusRegister(Strict):

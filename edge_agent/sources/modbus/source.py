@@ -34,14 +34,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from pymodbus import FramerType
-from pymodbus.client import ModbusSerialClient, ModbusTcpClient
 from pymodbus.exceptions import ConnectionException, ModbusException
-from pymodbus.framer import FramerRTU
 
 from edge_agent.reading import Reading
 from edge_agent.sources.base import SourceState
-from edge_agent.sources.modbus.answer import mismatch
+from edge_agent.sources.modbus.answer import EXCEPTION_NAMES, mismatch
+from edge_agent.sources.modbus.client import FrameWatch, build_client, where
 from edge_agent.sources.modbus.config import (
     DataType,
     ModbusRegister,
@@ -51,6 +49,7 @@ from edge_agent.sources.modbus.config import (
 )
 from edge_agent.sources.modbus.decode import decode_words
 from edge_agent.sources.modbus.plan import Block, plan_blocks
+from edge_agent.sources.modbus.write import WriteMailbox, serve_one
 from edge_agent.sources.threaded import (
     OPEN_FAILURES,
     QUEUE_FULL,
@@ -113,47 +112,10 @@ COUNTERS: tuple[str, ...] = (
 REGISTER_COUNTERS: tuple[str, ...] = ("reads", TIMEOUTS, CRC_ERRORS, EXCEPTIONS, MISMATCHED)
 """Counted per register as ``<channel>:<counter>`` (``register_counter``)."""
 
-_EXCEPTION_NAMES = {
-    1: "illegal function",
-    2: "illegal data address",
-    3: "illegal data value",
-    4: "device failure",
-    5: "acknowledge",
-    6: "device busy",
-    8: "memory parity error",
-    10: "gateway path unavailable",
-    11: "gateway target failed to respond",
-}
-
 
 def register_counter(channel: str, counter: str) -> str:
     """The health counter name of ``counter`` for the register feeding ``channel``."""
     return f"{channel}:{counter}"
-
-
-class _FrameWatch:
-    """Sees the bytes of each exchange through pymodbus' ``trace_packet`` hook, to tell a
-    silent device from an answer spoilt on the wire."""
-
-    __slots__ = ("received",)
-
-    def __init__(self) -> None:
-        self.received = b""
-
-    def trace(self, sending: bool, data: bytes) -> bytes:
-        if sending:
-            self.received = b""
-        else:
-            # pymodbus passes the whole receive buffer each time: keep the latest.
-            self.received = data
-        return data
-
-    def is_crc_error(self) -> bool:
-        data = self.received
-        if len(data) < FramerRTU.MIN_SIZE:
-            return False
-        crc = (data[-2] << 8) | data[-1]
-        return not FramerRTU.check_CRC(data[:-2], crc)
 
 
 @dataclass(slots=True)
@@ -189,7 +151,7 @@ class ModbusSource(ThreadedSource):
         config: ModbusSourceConfig,
         *,
         clock: Callable[[], float] = time.time,
-        client_factory: Callable[[ModbusSourceConfig, _FrameWatch], Any] | None = None,
+        client_factory: Callable[[ModbusSourceConfig, FrameWatch], Any] | None = None,
         queue_size: int = 4096,
     ) -> None:
         super().__init__(config, COUNTERS, clock=clock, queue_size=queue_size)
@@ -198,6 +160,12 @@ class ModbusSource(ThreadedSource):
                 self.health.counters[register_counter(reg.channel, counter)] = 0
         self.blocks = plan_blocks(config.registers, config.max_block_registers)
         self._client_factory = client_factory or build_client
+        self.writes = WriteMailbox(config.backoff)
+        """Register writes for this bus (a modbus_setpoint action with ``source`` naming
+        this source): the poll thread, the bus's one owner, serves them between polls."""
+
+    def _interrupt(self) -> None:
+        self.writes.wake()
 
     def _join_timeout_s(self) -> float:
         # A request in flight is not interruptible: wait out its timeout.
@@ -214,11 +182,11 @@ class ModbusSource(ThreadedSource):
         devices = {b.slave: _Device(b.slave, Backoff(config.backoff)) for b in self.blocks}
         was_open = False
         for _ in backoff.attempts_until(stop):
-            watch = _FrameWatch()
+            watch = FrameWatch()
             client = self._client_factory(config, watch)
             if not client.connect():
                 counters[OPEN_FAILURES] += 1
-                self._change(SourceState.DISCONNECTED, f"cannot open {_where(config)}")
+                self._change(SourceState.DISCONNECTED, f"cannot open {where(config)}")
                 client.close()
                 continue
             if was_open:
@@ -233,11 +201,12 @@ class ModbusSource(ThreadedSource):
             if answered:
                 backoff.reset()
             self._change(SourceState.DISCONNECTED, lost)
+        self.writes.fail_pending(f"source {self.name} stopped")
 
     def _poll_until_lost(
         self,
         client: Any,
-        watch: _FrameWatch,
+        watch: FrameWatch,
         devices: dict[int, _Device],
         stop: threading.Event,
         emit: Emit,
@@ -260,12 +229,23 @@ class ModbusSource(ThreadedSource):
         while not stop.is_set():
             due, index = schedule[0]
             now = time.monotonic()
-            if due > now:
-                if stop.wait(due - now):
+            if is_rtu and quiet_until > now:
+                if self.writes.wait(stop, quiet_until - now):
                     break
                 continue
-            if is_rtu and quiet_until > now:
-                if stop.wait(quiet_until - now):
+            try:
+                # A write waiting goes first (a setpoint must not wait for a poll cycle).
+                if is_rtu and self.writes.is_due():
+                    self._flush_stale(client)
+                if (outcome := serve_one(client, self.writes, where(config))) is not None:
+                    if outcome.error is not None and not outcome.is_final:
+                        # No answer: a late one may still come; let it be flushed.
+                        quiet_until = time.monotonic() + config.timeout_s
+                    continue
+            except ConnectionException as exc:
+                return f"{where(config)} lost: {exc}", answered
+            if due > now:
+                if self.writes.wait(stop, due - now):
                     break
                 continue
             heapq.heappop(schedule)
@@ -276,7 +256,7 @@ class ModbusSource(ThreadedSource):
                     self._flush_stale(client)
                 readings = self._poll(client, watch, block, device)
             except ConnectionException as exc:
-                return f"{_where(config)} lost: {exc}", answered
+                return f"{where(config)} lost: {exc}", answered
             tried.add(block.slave)
             if device.failures:
                 # A late answer may still be on its way: let it arrive and be flushed.
@@ -298,14 +278,12 @@ class ModbusSource(ThreadedSource):
             heapq.heappush(schedule, (next_due, index))
             if len(tried) == len(devices) and all(d.is_gone for d in devices.values()):
                 gone = ", ".join(str(s) for s in sorted(devices))
-                return f"no device answers on {_where(config)} (slave {gone})", answered
+                return f"no device answers on {where(config)} (slave {gone})", answered
             if any(d.has_answered and not d.is_gone for d in devices.values()):
                 self._change(SourceState.CONNECTED, None)
         return None, answered
 
-    def _poll(
-        self, client: Any, watch: _FrameWatch, block: Block, device: _Device
-    ) -> list[Reading]:
+    def _poll(self, client: Any, watch: FrameWatch, block: Block, device: _Device) -> list[Reading]:
         """One read request; its readings, or [] with the failure counted. Raises
         ConnectionException when the port itself is gone."""
         counters = self.health.counters
@@ -329,7 +307,7 @@ class ModbusSource(ThreadedSource):
             code = int(response.exception_code)
             self._count(block, EXCEPTIONS)
             self._answered(device)
-            name = _EXCEPTION_NAMES.get(code, "unknown")
+            name = EXCEPTION_NAMES.get(code, "unknown")
             self.health.last_error = f"{block.describe()}: exception {code} ({name})"
             return []
         self._answered(device)
@@ -363,7 +341,7 @@ class ModbusSource(ThreadedSource):
                 port.reset_input_buffer()
                 self.health.counters[STALE_FLUSHED] += 1
         except OSError as exc:  # serial.SerialException too: the adapter was pulled
-            raise ConnectionException(f"{_where(self.config)}: {exc}") from exc
+            raise ConnectionException(f"{where(self.config)}: {exc}") from exc
 
     def _answered(self, device: _Device) -> None:
         if device.is_gone and device.has_answered:
@@ -390,44 +368,13 @@ class ModbusSource(ThreadedSource):
             )
 
     def _connected_text(self) -> str:
-        return f"polling {_where(self.config)}"
+        return f"polling {where(self.config)}"
 
     def _disconnected_text(self, error: str | None) -> str:
         backoff = self.config.backoff
         return (
             f"disconnected ({error}); retrying every {backoff.initial_s:.3g}..{backoff.max_s:.3g} s"
         )
-
-
-def build_client(config: ModbusSourceConfig, watch: _FrameWatch) -> Any:
-    """pymodbus' synchronous client for the config (nothing opened yet). Retries are
-    left to the poll loop (retries=0): each attempt is counted and the next poll is the
-    retry."""
-    # pymodbus logs every timeout at ERROR; the source counts them and logs changes once.
-    pymodbus_log = logging.getLogger("pymodbus.logging")
-    if pymodbus_log.level == logging.NOTSET:
-        pymodbus_log.setLevel(logging.CRITICAL)
-    if config.transport is Transport.TCP:
-        assert config.host is not None  # the config validator guarantees it
-        return ModbusTcpClient(
-            config.host,
-            port=config.tcp_port,
-            timeout=config.timeout_s,
-            retries=0,
-            trace_packet=watch.trace,
-        )
-    assert config.port is not None
-    return ModbusSerialClient(
-        config.port,
-        framer=FramerType.RTU,
-        baudrate=config.baudrate,
-        bytesize=config.bytesize,
-        parity=config.parity,
-        stopbits=config.stopbits,
-        timeout=config.timeout_s,
-        retries=0,
-        trace_packet=watch.trace,
-    )
 
 
 _READERS: dict[RegisterKind, Callable[..., Any]] = {
@@ -450,12 +397,6 @@ def _outcome_text(outcome: str, exc: ModbusException) -> str:
     if outcome == CRC_ERRORS:
         return "answer with a bad CRC"
     return f"no answer ({exc})"
-
-
-def _where(config: ModbusSourceConfig) -> str:
-    if config.transport is Transport.TCP:
-        return f"{config.host}:{config.tcp_port}"
-    return str(config.port)
 
 
 PLUGIN = Plugin(ModbusSourceConfig, ModbusSource)

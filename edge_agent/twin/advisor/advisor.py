@@ -10,7 +10,8 @@ state, with an estimated unexplained heat) is another.
 Each step (every ``step_s`` of data time):
 
 1. failures first: a channel it reads stale for ``stale_after_s``, a source reported
-   down, or the predictor failing make the step a failure (safe value);
+   down, the output failing (its ``health``: a refused or unanswered write), or the
+   predictor failing make the step a failure (safe value);
 2. otherwise every candidate value in [minimum, maximum] (by ``resolution``) is planned
    as a ramp from the value in force at ``max_rate_per_min``, then held, over
    ``horizon_s``; the predictor predicts them all in one batch; a candidate is feasible
@@ -37,7 +38,7 @@ from edge_agent.alarms.model import Severity
 from edge_agent.errors import EdgeAgentError
 from edge_agent.twin.advisor.config import AdvisorConfig
 from edge_agent.twin.advisor.errors import PredictionFailed
-from edge_agent.twin.advisor.guards import Change, Decision, Guards
+from edge_agent.twin.advisor.guards import Change, Decision, Guards, Verdict
 
 __all__ = [
     "CHANGE_ALARM",
@@ -73,8 +74,11 @@ class Predictor(Protocol):
 
 
 class ControlOutput(Protocol):
-    """Where a value is written (a ``setpoint`` action's port, a Modbus register).
-    ``write`` raises an EdgeAgentError (e.g. ControlWriteFailed) when it could not."""
+    """Where a value is written (a ``setpoint`` action's port, a ``modbus_setpoint``
+    action's holding register). ``write`` raises an EdgeAgentError (e.g.
+    ControlWriteFailed) when it could not; an output that finishes the write later (a
+    Modbus exchange in the bus's thread) also has ``health`` (a DeliveryHealth): while
+    it is failing, the advisor's steps fail to the safe value."""
 
     name: str
 
@@ -242,7 +246,8 @@ class Advisor:
     def step(self, now: float) -> AdvisorStep:
         """Decide (and, when enabled, write) at data time ``now`` (UNIX s)."""
         self.counters["steps"] += 1
-        failure = self._failures.reason(self.channels, now)
+        output_failure = self._output_failure()
+        failure = self._failures.reason(self.channels, now) or output_failure
         recommendation: Recommendation | None = None
         if failure is None:
             start = self.guards.applied if self.guards.applied is not None else self.config.maximum
@@ -256,10 +261,26 @@ class Advisor:
             self.counters["failures"] += 1
         wanted = None if recommendation is None else recommendation.value
         decision = self.guards.decide(now, wanted, failure)
+        if output_failure is not None and decision.verdict is Verdict.UNCHANGED:
+            # The output failed after taking the value in force (the safe value itself,
+            # unanswered or refused): the guards think it is there; send it again, once
+            # a step, until a write gets through and the output recovers.
+            applied = self.guards.applied
+            if applied is not None and self.config.enabled:
+                verdict = Verdict.SAFE if self.guards.override is None else Verdict.OVERRIDE
+                decision = Decision(applied, verdict, None, f"again: {output_failure}")
         change, error = self._write(now, decision)
         self._alarm_fallback(now, failure)
         self.last = AdvisorStep(now, recommendation, failure, decision, change, error)
         return self.last
+
+    def _output_failure(self) -> str | None:
+        # An output that answers later (a Modbus write, done in the bus's thread) tells
+        # of a refused or unanswered write through its health: the safe value then.
+        health = getattr(self.output, "health", None)
+        if self.output is None or not getattr(health, "is_failing", False):
+            return None
+        return f"output {self.output.name}: {getattr(health, 'last_error', None)}"
 
     def _write(self, now: float, decision: Decision) -> tuple[Change | None, str | None]:
         if not decision.verdict.writes or decision.value is None or self.output is None:
@@ -268,8 +289,15 @@ class Advisor:
             self.output.write(decision.value)
         except EdgeAgentError as exc:
             self.counters["write_errors"] += 1
-            log.warning(
-                "advisor: writing %.4g to %s failed: %s", decision.value, self.output.name, exc
+            # Logged when the error changes, not at every step it lasts (a bus down for
+            # minutes); the counter and GET /twin/advisor show each one.
+            last = None if self.last is None else self.last.output_error
+            log.log(
+                logging.DEBUG if last == str(exc) else logging.WARNING,
+                "advisor: writing %.4g to %s failed: %s",
+                decision.value,
+                self.output.name,
+                exc,
             )
             return None, str(exc)
         change = self.guards.commit(now, decision)

@@ -55,8 +55,9 @@ class AdvisorConfig(Strict):
     roll: a heat the twin never learnt (wear, lost lubrication, a sensor drifting high).
     0: the twin alone (which predicts such a heat away, docs/advisor.md)."""
     output: Name | None = None
-    """The name of the control output (a ``setpoint`` action) that
-    writes the value; required when enabled."""
+    """The name of the control output that writes the value (a ``setpoint``,
+    ``modbus_setpoint``, ``gpio_pwm`` or ``webhook`` action: one with ``write``);
+    required when enabled."""
     control: Name = "load"
     """The control channel (what the value sets; the twin's control input)."""
     objective: Literal["highest", "lowest"] = "highest"

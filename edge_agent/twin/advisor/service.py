@@ -64,7 +64,7 @@ class AdvisorService:
             if candidate is None or not callable(getattr(candidate, "write", None)):
                 raise ValueError(
                     f"advisor.output {config.output!r} is not an action that writes a value "
-                    "(a setpoint action)"
+                    "(setpoint, modbus_setpoint, gpio_pwm or webhook)"
                 )
             output = candidate  # type: ignore[assignment]
         self.advisor = Advisor(config, predictor, output if config.enabled else None, alarms)

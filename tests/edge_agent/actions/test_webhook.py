@@ -18,6 +18,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from edge_agent.actions.errors import ControlWriteFailed
 from edge_agent.actions.webhook import WebhookAction, WebhookActionConfig
 from edge_agent.alarms.model import Alarm, AlarmEvent, AlarmEventKind, AlarmState, Severity
 from edgetwin_common.testing import wait_until_async
@@ -319,3 +320,71 @@ def test_health_keeps_the_last_error_and_the_last_success(
     assert not health.is_failing
     assert health.last_error_at is not None and health.last_success is not None
     assert health.last_success >= health.last_error_at
+
+
+# -- the webhook as a control output (the advisor's output) ----------------------------
+
+
+def test_write_posts_the_control_value_with_the_webhooks_retries(
+    server: Server, receiver: Receiver
+) -> None:
+    receiver.fail_first = 2  # two 503s: retried with the webhook's backoff
+    action = hook(server.url, control={"minimum": 0.15, "maximum": 1.0, "safe_value": 0.3})
+
+    async def run() -> None:
+        await action.start()
+        try:
+            action.write(0.62)
+            await wait_until_async(lambda: action.last_value == 0.62, "the value accepted")
+        finally:
+            await action.stop()
+
+    asyncio.run(run())
+    assert [(b["action"], b["value"]) for b in receiver.bodies] == [("ops", 0.62)]
+    assert receiver.keys == ["ops-control-1"]
+    assert action.counters["control_sent"] == 1 and action.counters["retried"] == 2
+    assert not action.health.is_failing
+
+
+def test_control_range_interlock_and_a_plain_webhook(server: Server, receiver: Receiver) -> None:
+    action = hook(server.url, control={"minimum": 0.15, "maximum": 1.0, "safe_value": 0.3})
+    plain = hook(server.url)
+
+    async def run() -> None:
+        await action.start()
+        try:
+            with pytest.raises(ControlWriteFailed, match=r"1.5 is outside \[0.15, 1.0\]"):
+                action.write(1.5)
+            action.notify(event(7))  # an alarm naming it: the safe value, then held
+            await wait_until_async(lambda: action.last_value == 0.3, "the safe value")
+            with pytest.raises(ControlWriteFailed, match=r"held at the safe value 0\.3"):
+                action.write(0.9)
+            action.notify(event(7, AlarmEventKind.CLEARED))
+            action.write(0.9)
+            await wait_until_async(lambda: action.last_value == 0.9, "released")
+        finally:
+            await action.stop()
+
+    asyncio.run(run())
+    with pytest.raises(ControlWriteFailed, match="not a control output"):
+        plain.write(0.5)
+    values = [b["value"] for b in receiver.bodies if "value" in b]
+    assert values == [0.3, 0.9]
+    assert action.counters["refused"] == 1 and action.counters["interlocked"] == 1
+
+
+def test_a_refused_control_value_takes_health_down(server: Server, receiver: Receiver) -> None:
+    receiver.fail_first, receiver.fail_status = 1, 422
+    action = hook(server.url, control={})
+
+    async def run() -> None:
+        await action.start()
+        try:
+            action.write(0.5)
+            await wait_until_async(lambda: action.counters["control_failed"] == 1, "the refusal")
+        finally:
+            await action.stop()
+
+    asyncio.run(run())
+    assert action.health.is_failing
+    assert action.health.last_error == "control 0.5: DeliveryRejected: HTTP 422"

@@ -26,7 +26,7 @@ def test_the_twin_example_loads_with_the_benchmarked_advisor() -> None:
 @pytest.mark.parametrize(
     ("advisor", "message"),
     [
-        ('output = "hook"', "advisor.output: 'hook' is not a setpoint action in [[actions]]"),
+        ('output = "hook"', "advisor.output: 'hook' is not a control output in [[actions]]"),
         ("safe_value = 2.0", "safe_value (2.0) must be within [minimum, maximum]"),
         ("minimum = 0.9\nmaximum = 0.5", "minimum (0.9) must be below maximum (0.5)"),
         ("enabled = true", "an enabled advisor needs output"),
@@ -42,3 +42,13 @@ def test_advisor_config_problems_are_named(tmp_path: Path, advisor: str, message
     with pytest.raises(ConfigInvalid) as caught:
         load_config(path)
     assert any(message in str(p) for p in caught.value.problems), caught.value.problems
+
+
+def test_the_modbus_example_loads_with_the_same_advisor_on_a_shared_bus() -> None:
+    config = load_config(EXAMPLE.with_name("twin-modbus.toml")).config
+    assert config.advisor == pump_advisor_config()
+    (source,) = config.sources
+    (action,) = config.actions
+    assert action.type == "modbus_setpoint" and action.name == config.advisor.output
+    assert action.source == source.name  # type: ignore[attr-defined]
+    assert {r.name for r in config.alarms} == {"bearing-hot", "bearing-very-hot"}
