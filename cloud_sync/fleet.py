@@ -290,6 +290,8 @@ class SlotView:
     """Version the desired state asks for (None: any, the device's own)."""
     update: str | None
     """e.g. "guarding 1.1.0", "rolled back 1.1.0: MAE 0.4 > 0.2"; None: idle or none."""
+    is_pending: bool
+    """A version is asked for that the device neither runs nor reports an update of."""
 
 
 def release_slots(engine: Engine) -> dict[str, dict[str, SlotView]]:
@@ -298,14 +300,19 @@ def release_slots(engine: Engine) -> dict[str, dict[str, SlotView]]:
         rows = conn.execute(select(Device.name, Device.desired, Device.reported)).all()
     out: dict[str, dict[str, SlotView]] = {}
     for name, desired, reported in rows:
-        out[name] = {
-            slot: SlotView(
-                reported=((reported or {}).get(slot) or {}).get("version"),
-                desired=(desired or {}).get(f"{slot}_version"),
-                update=_update_text((reported or {}).get(f"{slot}_update")),
+        views = {}
+        for slot in ("model", "twin"):
+            running = ((reported or {}).get(slot) or {}).get("version")
+            wanted = (desired or {}).get(f"{slot}_version")
+            report = (reported or {}).get(f"{slot}_update")
+            about = report.get("version") if isinstance(report, dict) else None
+            views[slot] = SlotView(
+                reported=running,
+                desired=wanted,
+                update=_update_text(report),
+                is_pending=wanted is not None and wanted not in (running, about),
             )
-            for slot in ("model", "twin")
-        }
+        out[name] = views
     return out
 
 
