@@ -57,7 +57,9 @@ def offer_stage(
             )
             result.marked_bad.append((release.id, name, reason))
             continue
-        skip = period_skip_reason(conn, device_id, release)
+        skip = twin_skip_reason(conn, device_id, release) or period_skip_reason(
+            conn, device_id, release
+        )
         if skip is not None:
             insert_assignment(
                 conn, release.id, device_id, index, AssignmentStatus.SKIPPED, skip, now, None
@@ -182,6 +184,20 @@ def bad_reason(conn: Connection, device_id: int, release: Any) -> str | None:
     # The kind's own report: a twin's bad versions say nothing about a model's.
     update_ = ReleaseKind(release.kind).update_report(reported)
     return None if update_ is None else update_.bad_versions.get(release.version)
+
+
+def twin_skip_reason(conn: Connection, device_id: int, release: Any) -> str | None:
+    """Why the device cannot take a twin release, from what it reports: it reports
+    neither a twin in service nor a twin update (no [twin] section: nothing to install
+    the twin into, and offered it would only hold or stop the rollout). None: it can, it
+    is a model release, or the device has reported nothing yet."""
+    if release.kind != ReleaseKind.TWIN.value:
+        return None
+    raw = conn.execute(select(Device.reported).where(Device.id == device_id)).scalar()
+    reported = None if raw is None else ReportedState.model_validate(raw)
+    if reported is None or reported.twin is not None or reported.twin_update is not None:
+        return None
+    return "no twin: the device reports neither a twin in service nor a twin update"
 
 
 def period_skip_reason(conn: Connection, device_id: int, release: Any) -> str | None:
