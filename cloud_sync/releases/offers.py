@@ -148,7 +148,10 @@ def set_desired(
 
 def restore_previous(conn: Connection, release: Any, device_id: int, previous: Any) -> None:
     """Give the device back the desired model (twin) it had before this release's offer,
-    unless its desired state moved on to something else since."""
+    unless its desired state moved on to something else since. The release given back
+    is marked ``is_rollback``: a device that installed the refused or halted release
+    without having reported it yet goes back too (its anti-rollback would refuse the
+    older version otherwise); one still running the previous release has nothing to do."""
     kind = ReleaseKind(release.kind)
     desired = desired_state(conn, device_id, lock=True)
     now_wanted = kind.desired_release(desired)
@@ -162,7 +165,7 @@ def restore_previous(conn: Connection, release: Any, device_id: int, previous: A
         device_id,
         desired,
         previous.get(f"{kind.value}_version"),
-        None if before is None else ModelRelease.model_validate(before),
+        None if before is None else ModelRelease.model_validate({**before, "is_rollback": True}),
     )
 
 
