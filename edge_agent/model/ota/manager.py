@@ -12,9 +12,7 @@ samples.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import shutil
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -23,25 +21,21 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from edge_agent.alarms.engine import AlarmEngine
-from edge_agent.alarms.model import Severity
-from edge_agent.errors import BackendUnavailable
 from edge_agent.model.bundle import LoadedModel, load_bundle
 from edge_agent.model.ota.config import OtaConfig
 from edge_agent.model.ota.download import Downloader
 from edge_agent.model.ota.errors import (
     ArchiveMismatch,
-    KnownBad,
-    UpdateRejected,
 )
-from edge_agent.model.ota.fetch import FetchProgress, fetch_release
-from edge_agent.model.ota.layout import ModelsDir, Pointer, dir_in, install_name, rename_into
+from edge_agent.model.ota.fetch import fetch_release
+from edge_agent.model.ota.layout import ModelsDir, dir_in, install_name, rename_into
 from edge_agent.model.ota.replacement import check_replacement
 from edge_agent.model.ota.selftest import CHILD_COMMAND, Probe, run_self_test
+from edge_agent.model.ota.updater import ReleaseUpdater, UpdateKind
 from edge_agent.pipeline.pipeline import Pipeline
 from edge_agent.pipeline.shadow import ShadowGuard, guard_verdict
-from edgetwin_contracts.batch import ModelRelease, ModelUpdateReport, ModelUpdateState
+from edgetwin_contracts.batch import ModelRelease, ModelUpdateState
 from edgetwin_contracts.bundle import MAX_MODEL_BYTES, read_verified
-from edgetwin_contracts.errors import BundleRejected
 from edgetwin_contracts.manifest import Manifest
 
 log = logging.getLogger(__name__)
@@ -49,13 +43,11 @@ log = logging.getLogger(__name__)
 ALARM_CHANNEL = "model"
 REJECTED_ALARM = "model-update-rejected"
 ROLLBACK_ALARM = "model-rollback"
-MAX_TRIALS = 2
-"""Starts that found a release still under guard (the agent stopped during it) after
-which the release is marked bad rather than tried again."""
+MODEL_UPDATES = UpdateKind("model", ALARM_CHANNEL, REJECTED_ALARM, ROLLBACK_ALARM)
 
 
-class OtaManager:
-    """Installs the releases the twin asks for.
+class OtaManager(ReleaseUpdater[tuple[ModelRelease, LoadedModel, LoadedModel, str]]):
+    """Installs the model releases the device shadow asks for.
 
     running: the model serving now. pipeline / engine: where forecasters are swapped
     and alarms raised. key / key_file: the release public key (the file goes to the
@@ -64,6 +56,7 @@ class OtaManager:
     on_step: called with the name of each step as it completes (the power-cut tests kill
     the process there); self_test_command: the child to run (default: this package's
     ``selftest`` module under the running interpreter).
+    The trial: (release, new model, previous model, install dir) while guarding.
     """
 
     def __init__(
@@ -84,109 +77,30 @@ class OtaManager:
         on_step: Callable[[str], None] | None = None,
         self_test_command: Sequence[str] = CHILD_COMMAND,
     ) -> None:
+        super().__init__(
+            MODEL_UPDATES,
+            config,
+            models,
+            engine=engine,
+            downloader=downloader,
+            clock=clock,
+            on_step=on_step,
+        )
         self.config = config
         self.models = models
         self.running = running
         self._pipeline = pipeline
-        self._engine = engine
         self._key = key
         self._key_file = key_file
-        self._downloader = downloader
         self._backend = backend
         self._num_threads = num_threads
-        self._clock = clock
         self._on_model = on_model
-        self._on_step = on_step
         self._self_test_command = tuple(self_test_command)
-        self._wanted: ModelRelease | None = None
-        self._finished: ModelRelease | None = None
-        """The last release fully handled (installed, rejected, rolled back)."""
-        self._wake: asyncio.Event | None = None
-        self._trial: tuple[ModelRelease, LoadedModel, LoadedModel, str] | None = None
-        """(release, new model, previous model, install dir) while guarding."""
         self._tasks: set[asyncio.Task[None]] = set()
-        self._report = ModelUpdateReport(bad_versions=models.bad_versions())
-
-    # -- what the twin sees --------------------------------------------------------
-
-    @property
-    def is_guarding(self) -> bool:
-        return self._trial is not None
 
     @property
     def running_version(self) -> str:
         return self.running.manifest.model.version
-
-    def report(self) -> ModelUpdateReport:
-        return self._report
-
-    def request(self, release: ModelRelease) -> str | None:
-        """The cloud wants ``release``. Returns why it is refused at once (known bad on
-        this device), else None: it is installed in the background (see ``report``)."""
-        bad = self._report.bad_versions.get(release.version)
-        if bad is not None and not release.is_rollback:
-            return f"{KnownBad.reason}: {bad}"
-        if self._wanted != release:
-            self._wanted = release
-            self._finished = None
-        if self._wake is not None:
-            self._wake.set()
-        return None
-
-    # -- start and the background loop ---------------------------------------------
-
-    def recover(self) -> None:
-        """At start, before ``run``: remove half-unpacked folders and temp pointers; a
-        release found still under guard (the agent stopped during its trial) counts one
-        attempt, and after MAX_TRIALS is marked bad."""
-        self.models.cleanup()
-        marked = self.models.recover_trial(self.running_version, MAX_TRIALS)
-        if marked is not None:
-            self._report = self._report.model_copy(
-                update={"bad_versions": self.models.bad_versions()}
-            )
-            log.error("release %s marked bad: %s", *marked)
-
-    async def run(self, stop: asyncio.Event) -> None:
-        """Install what ``request`` asked for, one release at a time, until ``stop``."""
-        self._wake = asyncio.Event()
-        self._wake.set()
-        try:
-            while not stop.is_set():
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), 1.0)
-                self._wake.clear()
-                release = self._wanted
-                if (
-                    release is None
-                    or self._trial is not None
-                    or release == self._finished
-                    or release.version == self.running_version
-                ):
-                    continue
-                await self.update(release)
-        finally:
-            await self.aclose()
-
-    async def aclose(self) -> None:
-        """Close the download connections (they belong to the running event loop)."""
-        if self._downloader is not None:
-            await self._downloader.aclose()
-
-    async def update(self, release: ModelRelease) -> None:
-        """One full attempt at ``release``; never raises for a bad release, a failing
-        download or card: the outcome is in ``report()``."""
-        try:
-            await self._install(release)
-        except (UpdateRejected, BundleRejected) as exc:
-            await self._reject(release, str(exc), mark_bad=True)
-        except (OSError, BackendUnavailable) as exc:
-            await self._reject(release, f"{type(exc).__name__}: {exc}", mark_bad=False)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:  # a bug: the model in service must not suffer from it
-            log.exception("model update %s failed", release.version)
-            await self._reject(release, f"internal error: {exc!r}", mark_bad=False)
 
     # -- the steps -----------------------------------------------------------------
 
@@ -263,12 +177,6 @@ class OtaManager:
             feeds=self._pipeline.feed_periods(),
         )
 
-    def _fetch_progress(self, release: ModelRelease) -> FetchProgress:
-        def state(name: str, reason: str | None) -> None:
-            self._set(ModelUpdateState(name), release, reason)
-
-        return FetchProgress(state, self._step)
-
     # -- swap, guard, rollback -----------------------------------------------------
 
     def _swap_in(self, release: ModelRelease, loaded: LoadedModel, name: str) -> None:
@@ -315,21 +223,11 @@ class OtaManager:
             self.running = previous
             if self._on_model is not None:
                 self._on_model(previous)
-            self._finished = release
-            bad = await asyncio.to_thread(self._undo_trial, release.version, reason)
-            self._alarm(ROLLBACK_ALARM, f"model {release.version} rolled back: {reason}")
-            self._report = ModelUpdateReport(
-                state=ModelUpdateState.ROLLED_BACK,
-                version=release.version,
-                reason=reason,
-                ts=self._clock(),
-                bad_versions=bad,
-                **_guard_figures(guard),
-            )
-            log.error("model %s rolled back: %s", release.version, reason)
+            await self._rolled_back(release, reason, _guard_figures(guard))
         else:
             self._pipeline.end_guard()
-            await asyncio.to_thread(self._commit, release, name, previous)
+            prev_dir = dir_in(self.models.root, previous.path)
+            await asyncio.to_thread(self._commit, release, name, prev_dir)
             self._finished = release
             self._set(ModelUpdateState.INSTALLED, release)
             self._report = self._report.model_copy(update=_guard_figures(guard))
@@ -340,67 +238,7 @@ class OtaManager:
                 mae_old,
                 guard.samples,
             )
-        if self._wake is not None:
-            self._wake.set()
-
-    def _commit(self, release: ModelRelease, name: str, previous: LoadedModel) -> None:
-        prev_dir = dir_in(self.models.root, previous.path)
-        self.models.set_current(Pointer(release.version, name, prev_dir))
-        self._step("pointer")
-        self.models.clear_trial()
-        self.models.forget_bad(release.version)
-        self.models.prune({name} | ({prev_dir} if prev_dir else set()))
-        self._report = self._report.model_copy(update={"bad_versions": self.models.bad_versions()})
-
-    def _undo_trial(self, version: str, reason: str) -> dict[str, str]:
-        self.models.clear_trial()
-        return self.models.mark_bad(version, reason)
-
-    async def _reject(self, release: ModelRelease, reason: str, *, mark_bad: bool) -> None:
-        self._finished = release
-        bad = self._report.bad_versions
-        tmp = self.models.temp_dir(release.sha256)
-
-        def clean() -> dict[str, str]:
-            shutil.rmtree(tmp, ignore_errors=True)
-            if mark_bad:
-                self.models.partial(release.sha256).unlink(missing_ok=True)
-                return self.models.mark_bad(release.version, reason)
-            return bad
-
-        try:
-            bad = await asyncio.to_thread(clean)
-        except OSError as exc:
-            log.error("could not record the rejection of %s: %s", release.version, exc)
-        self._alarm(REJECTED_ALARM, f"model {release.version} rejected: {reason}")
-        self._report = ModelUpdateReport(
-            state=ModelUpdateState.REJECTED,
-            version=release.version,
-            reason=reason,
-            ts=self._clock(),
-            bad_versions=bad,
-        )
-        log.error("model update %s rejected: %s", release.version, reason)
-
-    # -- helpers -------------------------------------------------------------------
-
-    def _alarm(self, name: str, message: str) -> None:
-        self._engine.raise_internal(name, ALARM_CHANNEL, self._clock(), message, Severity.WARNING)
-
-    def _set(
-        self, state: ModelUpdateState, release: ModelRelease, reason: str | None = None
-    ) -> None:
-        self._report = ModelUpdateReport(
-            state=state,
-            version=release.version,
-            reason=reason,
-            ts=self._clock(),
-            bad_versions=self._report.bad_versions,
-        )
-
-    def _step(self, name: str) -> None:
-        if self._on_step is not None:
-            self._on_step(name)
+        self._wake_up()
 
 
 def _guard_figures(guard: ShadowGuard) -> dict[str, Any]:

@@ -11,6 +11,7 @@ not change with the new twin's own normalization.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 
@@ -106,6 +107,14 @@ class TwinGuard:
     @property
     def mae_old(self) -> float | None:
         return _mean(float(self.error_old[0]), self.periods)
+
+    def figures(self) -> dict[str, Any]:
+        """The guard's figures for the update report (``ModelUpdateReport.guard_*``)."""
+        return {
+            "guard_samples": self.periods,
+            "guard_mae_new": self.mae_new,
+            "guard_mae_old": self.mae_old,
+        }
 
     def verdict(self, margin: float) -> str | None:
         """Why the new twin must be rolled back, or None to keep it: a failure, or an

@@ -14,32 +14,29 @@ keeps answering throughout.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import shutil
 import time
 from collections.abc import Callable, Collection, Mapping, Sequence
 from pathlib import Path
+from typing import ClassVar
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from edge_agent.alarms.engine import AlarmEngine
-from edge_agent.alarms.model import Severity
-from edge_agent.errors import BackendUnavailable, EdgeAgentError
+from edge_agent.errors import EdgeAgentError
 from edge_agent.model.ota.config import OtaConfig
 from edge_agent.model.ota.download import Downloader
-from edge_agent.model.ota.errors import KnownBad, UpdateRejected
-from edge_agent.model.ota.fetch import FetchProgress, fetch_release
-from edge_agent.model.ota.layout import ModelsDir, Pointer, dir_in, install_name, rename_into
+from edge_agent.model.ota.fetch import fetch_release
+from edge_agent.model.ota.layout import ModelsDir, dir_in, install_name, rename_into
+from edge_agent.model.ota.updater import ReleaseUpdater, UpdateKind
 from edge_agent.twin.errors import NotATwinBundle, TwinError
 from edge_agent.twin.model import LoadedTwin, load_twin
 from edge_agent.twin.ota.checks import check_twin_release
 from edge_agent.twin.ota.guard import TwinGuard
 from edge_agent.twin.ota.selftest import TWIN_CHILD_COMMAND, TwinProbe, run_twin_self_test
 from edge_agent.twin.service import TwinService
-from edgetwin_contracts.batch import ModelRelease, ModelReport, ModelUpdateReport, ModelUpdateState
+from edgetwin_contracts.batch import ModelRelease, ModelReport, ModelUpdateState
 from edgetwin_contracts.bundle import MAX_MODEL_BYTES, read_verified
-from edgetwin_contracts.errors import BundleRejected
 from edgetwin_contracts.manifest import Manifest
 
 log = logging.getLogger(__name__)
@@ -47,12 +44,11 @@ log = logging.getLogger(__name__)
 ALARM_CHANNEL = "twin"
 REJECTED_ALARM = "twin-update-rejected"
 ROLLBACK_ALARM = "twin-rollback"
-MAX_TRIALS = 2
-"""Starts that found a twin still under guard after which it is marked bad."""
+TWIN_UPDATES = UpdateKind("twin", ALARM_CHANNEL, REJECTED_ALARM, ROLLBACK_ALARM, "twin-")
 DISABLED_REFUSAL = "twin updates (OTA) are disabled on this device ([ota] enabled)"
 
 
-class TwinOtaManager:
+class TwinOtaManager(ReleaseUpdater[tuple[ModelRelease, TwinGuard, str]]):
     """Installs the twin releases the device shadow asks for.
 
     ota: the [ota] section (download limits, backoff, self-test timeout; ``enabled``).
@@ -81,25 +77,29 @@ class TwinOtaManager:
         on_step: Callable[[str], None] | None = None,
         self_test_command: Sequence[str] = TWIN_CHILD_COMMAND,
     ) -> None:
+        super().__init__(
+            TWIN_UPDATES,
+            ota,
+            twins,
+            engine=engine,
+            downloader=downloader,
+            clock=clock,
+            on_step=on_step,
+        )
         self.ota = ota
         self.twins = twins
         self.service = service
-        self._engine = engine
         self._key = key
         self._key_file = key_file
-        self._downloader = downloader
         self._channels = frozenset(device_channels)
         self._limits = dict(limits or {})
         self._backend = backend
-        self._clock = clock
-        self._on_step = on_step
         self._self_test_command = tuple(self_test_command)
-        self._wanted: ModelRelease | None = None
-        self._finished: ModelRelease | None = None
-        self._wake: asyncio.Event | None = None
-        self._trial: tuple[ModelRelease, TwinGuard, str] | None = None
-        """(release, guard, install dir) while guarding."""
-        self._report = ModelUpdateReport(bad_versions=twins.bad_versions())
+
+    rejectable: ClassVar[tuple[type[BaseException], ...]] = (
+        *ReleaseUpdater.rejectable,
+        NotATwinBundle,
+    )
 
     # -- what the device shadow sees -------------------------------------------------
 
@@ -107,10 +107,6 @@ class TwinOtaManager:
     def running_version(self) -> str | None:
         twin = self.service.twin
         return twin.manifest.model.version if twin is not None else None
-
-    @property
-    def is_guarding(self) -> bool:
-        return self._trial is not None
 
     def in_service(self) -> ModelReport | None:
         """Name, version and model sha256 of the twin in service (None: none loaded)."""
@@ -120,78 +116,11 @@ class TwinOtaManager:
         m = twin.manifest
         return ModelReport(name=m.model.name, version=m.model.version, sha256=m.file.sha256)
 
-    def report(self) -> ModelUpdateReport:
-        return self._report
+    def _refusal(self) -> str | None:
+        return None if self.ota.enabled else DISABLED_REFUSAL
 
-    def request(self, release: ModelRelease) -> str | None:
-        """The cloud wants twin ``release``. Returns why it is refused at once (updates
-        disabled, known bad here), else None: it is installed in the background."""
-        if not self.ota.enabled:
-            return DISABLED_REFUSAL
-        bad = self._report.bad_versions.get(release.version)
-        if bad is not None and not release.is_rollback:
-            return f"{KnownBad.reason}: {bad}"
-        if self._wanted != release:
-            self._wanted = release
-            self._finished = None
-        if self._wake is not None:
-            self._wake.set()
-        return None
-
-    # -- start and the background loop ---------------------------------------------
-
-    def recover(self) -> None:
-        """At start: remove half-unpacked folders; a twin found under guard counts one
-        attempt, and after MAX_TRIALS is marked bad."""
-        self.twins.cleanup()
-        marked = self.twins.recover_trial(self.running_version, MAX_TRIALS)
-        if marked is not None:
-            self._report = self._report.model_copy(
-                update={"bad_versions": self.twins.bad_versions()}
-            )
-            log.error("twin release %s marked bad: %s", *marked)
-
-    async def run(self, stop: asyncio.Event) -> None:
-        """Install what ``request`` asked for and feed the guard, until ``stop``."""
-        self._wake = asyncio.Event()
-        self._wake.set()
-        try:
-            while not stop.is_set():
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), 1.0)
-                self._wake.clear()
-                if self._trial is not None:
-                    await self.check_guard()
-                    continue
-                release = self._wanted
-                if (
-                    release is None
-                    or release == self._finished
-                    or release.version == self.running_version
-                ):
-                    continue
-                await self.update(release)
-        finally:
-            await self.aclose()
-
-    async def aclose(self) -> None:
-        if self._downloader is not None:
-            await self._downloader.aclose()
-
-    async def update(self, release: ModelRelease) -> None:
-        """One full attempt at ``release``; never raises for a bad release, a failing
-        download or card: the outcome is in ``report()``."""
-        try:
-            await self._install(release)
-        except (UpdateRejected, BundleRejected, NotATwinBundle) as exc:
-            await self._reject(release, str(exc), mark_bad=True)
-        except (OSError, BackendUnavailable) as exc:
-            await self._reject(release, f"{type(exc).__name__}: {exc}", mark_bad=False)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:  # a bug: the twin in service must not suffer from it
-            log.exception("twin update %s failed", release.version)
-            await self._reject(release, f"internal error: {exc!r}", mark_bad=False)
+    async def _while_guarding(self) -> None:
+        await self.check_guard()
 
     # -- the steps -----------------------------------------------------------------
 
@@ -202,10 +131,7 @@ class TwinOtaManager:
         final = twins.path(name)
         if not final.is_dir():
             self._set(ModelUpdateState.DOWNLOADING, release)
-            progress = FetchProgress(
-                lambda state, reason: self._set(ModelUpdateState(state), release, reason),
-                self._step,
-            )
+            progress = self._fetch_progress(release)
             tmp = await fetch_release(twins, release, self.ota, self._downloader, progress)
             await self._check(release, tmp)
             await asyncio.to_thread(rename_into, tmp, final)
@@ -320,29 +246,12 @@ class TwinOtaManager:
         if reason is not None:
             reason += f" (previous twin {previous_version})"
             self.service.swap(guard.previous)
-            bad = await asyncio.to_thread(self._undo_trial, release.version, reason)
-            self._alarm(ROLLBACK_ALARM, f"twin {release.version} rolled back: {reason}")
-            self._report = ModelUpdateReport(
-                state=ModelUpdateState.ROLLED_BACK,
-                version=release.version,
-                reason=reason,
-                ts=self._clock(),
-                bad_versions=bad,
-                guard_samples=guard.periods,
-                guard_mae_new=guard.mae_new,
-                guard_mae_old=guard.mae_old,
-            )
-            log.error("twin %s rolled back: %s", release.version, reason)
+            await self._rolled_back(release, reason, guard.figures())
         else:
-            await asyncio.to_thread(self._commit, release, name, guard.previous)
+            prev_dir = dir_in(self.twins.root, guard.previous.path)
+            await asyncio.to_thread(self._commit, release, name, prev_dir)
             self._set(ModelUpdateState.INSTALLED, release)
-            self._report = self._report.model_copy(
-                update={
-                    "guard_samples": guard.periods,
-                    "guard_mae_new": guard.mae_new,
-                    "guard_mae_old": guard.mae_old,
-                }
-            )
+            self._report = self._report.model_copy(update=guard.figures())
             log.info(
                 "twin %s installed (error %s vs %s over %d periods)",
                 release.version,
@@ -350,64 +259,4 @@ class TwinOtaManager:
                 guard.mae_old,
                 guard.periods,
             )
-        if self._wake is not None:
-            self._wake.set()
-
-    def _commit(self, release: ModelRelease, name: str, previous: LoadedTwin | None) -> None:
-        prev_dir = dir_in(self.twins.root, previous.path) if previous is not None else None
-        self.twins.set_current(Pointer(release.version, name, prev_dir))
-        self._step("pointer")
-        self.twins.clear_trial()
-        self.twins.forget_bad(release.version)
-        self.twins.prune({name} | ({prev_dir} if prev_dir else set()))
-        self._report = self._report.model_copy(update={"bad_versions": self.twins.bad_versions()})
-
-    def _undo_trial(self, version: str, reason: str) -> dict[str, str]:
-        self.twins.clear_trial()
-        return self.twins.mark_bad(version, reason)
-
-    async def _reject(self, release: ModelRelease, reason: str, *, mark_bad: bool) -> None:
-        self._finished = release
-        bad = self._report.bad_versions
-        tmp = self.twins.temp_dir(release.sha256)
-
-        def clean() -> dict[str, str]:
-            shutil.rmtree(tmp, ignore_errors=True)
-            if mark_bad:
-                self.twins.partial(release.sha256).unlink(missing_ok=True)
-                return self.twins.mark_bad(release.version, reason)
-            return bad
-
-        try:
-            bad = await asyncio.to_thread(clean)
-        except OSError as exc:
-            log.error("could not record the rejection of twin %s: %s", release.version, exc)
-        self._alarm(REJECTED_ALARM, f"twin {release.version} rejected: {reason}")
-        self._report = ModelUpdateReport(
-            state=ModelUpdateState.REJECTED,
-            version=release.version,
-            reason=reason,
-            ts=self._clock(),
-            bad_versions=bad,
-        )
-        log.error("twin update %s rejected: %s", release.version, reason)
-
-    # -- helpers -------------------------------------------------------------------
-
-    def _alarm(self, name: str, message: str) -> None:
-        self._engine.raise_internal(name, ALARM_CHANNEL, self._clock(), message, Severity.WARNING)
-
-    def _set(
-        self, state: ModelUpdateState, release: ModelRelease, reason: str | None = None
-    ) -> None:
-        self._report = ModelUpdateReport(
-            state=state,
-            version=release.version,
-            reason=reason,
-            ts=self._clock(),
-            bad_versions=self._report.bad_versions,
-        )
-
-    def _step(self, name: str) -> None:
-        if self._on_step is not None:
-            self._on_step(f"twin-{name}")
+        self._wake_up()
