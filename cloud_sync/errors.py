@@ -108,6 +108,14 @@ class BatchInvalid(RequestRejected):
     status = 422
 
 
+class ReleaseKindMismatch(RequestRejected):
+    """A desired-state write naming a release of the other kind (422): a twin release's
+    version as ``model_version``, or a model release's as ``twin_version``. ``detail``
+    names the field; set the version in the other key."""
+
+    status = 422
+
+
 class PreconditionRequired(RequestRejected):
     """A desired-state write without If-Match (or a body ``version``) (428)."""
 

@@ -1,7 +1,8 @@
 """The fleet: one overview row per device (GET /v1/devices) and the HTML fleet page.
 
 The page is rendered on the server (Jinja2, autoescaped): devices with their twin
-versions and models (reported and desired), one small inline SVG chart per channel (the
+versions, models and cross-channel twins (reported and desired, and where each update
+stands), one small inline SVG chart per channel (the
 mean of the recent interval summaries as a line over their min–max band), the model
 releases with their rollout state, and the open alarms of the whole fleet. A small
 script of its own (cloud_sync/static/fleet.js) refreshes it in place; without script
@@ -54,6 +55,13 @@ class DeviceOverview(BaseModel):
     """Server time of the last batch, UNIX seconds."""
     model_version: str | None
     """As reported by the device."""
+    model_update: str | None = None
+    """The state of the device's model update (``reported.model_update.state``:
+    downloading … guarding, installed, rejected, rolled_back); None: none reported."""
+    twin_version: str | None = None
+    """The cross-channel twin in service, as reported (None: none)."""
+    twin_update: str | None = None
+    """The state of the device's twin update (``reported.twin_update.state``)."""
     open_alarms: int
     health: Health
     reported_version: int | None
@@ -112,6 +120,9 @@ def overview(
                 name=d.name,
                 last_seen=d.last_seen,
                 model_version=((reported or {}).get("model") or {}).get("version"),
+                model_update=_update_state(reported, "model_update"),
+                twin_version=((reported or {}).get("twin") or {}).get("version"),
+                twin_update=_update_state(reported, "twin_update"),
                 open_alarms=open_counts.get(d.id, 0),
                 health=health_of(reported, d.last_seen, now, fleet.stale_after_s),
                 reported_version=d.reported_version,
@@ -122,6 +133,11 @@ def overview(
             )
         )
     return rows
+
+
+def _update_state(reported: dict[str, Any] | None, key: str) -> str | None:
+    state = ((reported or {}).get(key) or {}).get("state")
+    return state if isinstance(state, str) else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -263,11 +279,52 @@ def rollouts(engine: Engine, limit: int = 20) -> list[RolloutRow]:
     return [RolloutRow(r, by_release.get(r.id, {})) for r in releases]
 
 
-def desired_models(engine: Engine) -> dict[str, str | None]:
-    """Per device name, the model version its desired state asks for (None: any)."""
+@dataclass(frozen=True, slots=True)
+class SlotView:
+    """A device's model or twin on the fleet page: what it runs, what it is asked for
+    and where the update stands."""
+
+    reported: str | None
+    """Version in service (None: none reported)."""
+    desired: str | None
+    """Version the desired state asks for (None: any, the device's own)."""
+    update: str | None
+    """e.g. "guarding 1.1.0", "rolled back 1.1.0: MAE 0.4 > 0.2"; None: idle or none."""
+    is_pending: bool
+    """A version is asked for that the device neither runs nor reports an update of."""
+
+
+def release_slots(engine: Engine) -> dict[str, dict[str, SlotView]]:
+    """Per device name, its "model" and its "twin" slot (docs/releases.md)."""
     with engine.connect() as conn:
-        rows = conn.execute(select(Device.name, Device.desired)).all()
-    return {name: (desired or {}).get("model_version") for name, desired in rows}
+        rows = conn.execute(select(Device.name, Device.desired, Device.reported)).all()
+    out: dict[str, dict[str, SlotView]] = {}
+    for name, desired, reported in rows:
+        views = {}
+        for slot in ("model", "twin"):
+            running = ((reported or {}).get(slot) or {}).get("version")
+            wanted = (desired or {}).get(f"{slot}_version")
+            report = (reported or {}).get(f"{slot}_update")
+            about = report.get("version") if isinstance(report, dict) else None
+            views[slot] = SlotView(
+                reported=running,
+                desired=wanted,
+                update=_update_text(report),
+                is_pending=wanted is not None and wanted not in (running, about),
+            )
+        out[name] = views
+    return out
+
+
+def _update_text(report: Any) -> str | None:
+    if not isinstance(report, dict) or report.get("state") in (None, "idle"):
+        return None
+    text = str(report["state"]).replace("_", " ")
+    if report.get("version"):
+        text += f" {report['version']}"
+    if report.get("reason") and report["state"] in ("rejected", "rolled_back"):
+        text += f": {report['reason']}"
+    return text
 
 
 def forecast_horizons(engine: Engine) -> dict[str, str]:
@@ -316,7 +373,7 @@ def render_fleet_page(
     return env.get_template("fleet.html").render(
         devices=overview(engine, fleet, now, presence),
         charts=charts(engine, fleet),
-        desired_models=desired_models(engine),
+        slots=release_slots(engine),
         horizons=forecast_horizons(engine),
         rollouts=rollouts(engine),
         alarms=open_alarms(engine),

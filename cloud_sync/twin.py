@@ -2,8 +2,9 @@
 
 Each half has its own version. Reported is replaced only by a report with a higher
 version (``ingest.store_batch``), so a late or replayed batch never rolls it back.
-Desired is written only here: by ``patch_desired`` (an admin's PATCH) and
-``set_desired_model`` (a release offered or withdrawn), both with the version the writer
+Desired is written only here: by ``patch_desired`` (an admin's PATCH),
+``set_desired_model`` and ``set_desired_twin`` (a model or twin release offered or
+withdrawn), all with the version the writer
 read (optimistic concurrency: a stale version gets VersionConflict, 409). Every batch ack
 carries the whole desired state, so a device that was offline picks up every change made
 meanwhile on its first batch back, and says in its next report which desired version it
@@ -12,13 +13,13 @@ applied (``reported.desired_version_applied``) and what it refused.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy import Connection, Engine, func, select, update
 
-from cloud_sync.db.models import Device, StoredAlarm, StoredSummary
-from cloud_sync.errors import DeviceNotFound, VersionConflict
+from cloud_sync.db.models import Device, Release, StoredAlarm, StoredSummary
+from cloud_sync.errors import DeviceNotFound, ReleaseKindMismatch, VersionConflict
 from edgetwin_contracts.batch import (
     AlarmOverride,
     AlarmRecord,
@@ -76,7 +77,9 @@ class DesiredPatch(BaseModel):
     """PATCH /v1/devices/{name}/desired: only the keys present change (JSON merge patch).
 
     ``alarm_overrides`` merges per rule name; a rule mapped to null loses its override.
-    ``model_version`` or ``sync_interval_s`` set to null go back to the device's own.
+    ``model_version``, ``twin_version`` or ``sync_interval_s`` set to null go back to the
+    device's own. ``model_version`` may not name a twin release and ``twin_version`` may
+    not name a model release (ReleaseKindMismatch, 422).
     ``version`` is the desired version the change is based on, when If-Match is not used.
     """
 
@@ -84,6 +87,7 @@ class DesiredPatch(BaseModel):
 
     version: Annotated[int, Field(ge=0, le=2**62)] | None = None
     model_version: ReleaseVersion | None = None
+    twin_version: ReleaseVersion | None = None
     alarm_overrides: dict[_NoNul, FiniteOverride | None] | None = None
     sync_interval_s: Annotated[float, Field(ge=1, le=86_400)] | None = None
 
@@ -124,11 +128,39 @@ def set_desired_model(
 
     Raises VersionConflict when the desired state changed since ``current`` was read.
     """
+    return _set_desired_release(conn, device_id, current, "model", model_version, model)
+
+
+def set_desired_twin(
+    conn: Connection,
+    device_id: int,
+    current: DesiredState,
+    twin_version: str | None,
+    twin: ModelRelease | None,
+) -> DesiredState:
+    """Ask the device for the twin release ``twin`` (None: no release; ``twin_version``
+    None: the device's own twin), as ``set_desired_model`` does for its model: on top of
+    ``current``, in the caller's transaction, version + 1. The desired model is not
+    touched.
+
+    Raises VersionConflict when the desired state changed since ``current`` was read.
+    """
+    return _set_desired_release(conn, device_id, current, "twin", twin_version, twin)
+
+
+def _set_desired_release(
+    conn: Connection,
+    device_id: int,
+    current: DesiredState,
+    slot: Literal["model", "twin"],
+    version: str | None,
+    release: ModelRelease | None,
+) -> DesiredState:
     new = DesiredState.model_validate(
         {
             **current.model_dump(mode="json"),
-            "model_version": model_version,
-            "model": None if model is None else model.model_dump(mode="json"),
+            f"{slot}_version": version,
+            slot: None if release is None else release.model_dump(mode="json"),
             "version": current.version + 1,
         }
     )
@@ -226,8 +258,11 @@ def patch_desired(
         current = DesiredState.model_validate({**device.desired, "version": 0})
         changes = patch.model_dump(exclude_unset=True, exclude={"version"})
         merged = current.model_dump(mode="json", exclude={"version"})
-        if "model_version" in changes:
-            merged["model_version"] = changes["model_version"]
+        for key, kind in (("model_version", "model"), ("twin_version", "twin")):
+            if key in changes:
+                if changes[key] is not None:
+                    _check_release_kind(conn, key, kind, changes[key])
+                merged[key] = changes[key]
         if "sync_interval_s" in changes:
             merged["sync_interval_s"] = changes["sync_interval_s"]
         if patch.alarm_overrides is not None:
@@ -243,6 +278,28 @@ def patch_desired(
         desired = DesiredState.model_validate({**merged, "version": expected_version + 1})
         _write_desired(conn, device.id, expected_version, desired)
     return desired
+
+
+def _check_release_kind(conn: Connection, key: str, kind: str, version: str) -> None:
+    """Raise ReleaseKindMismatch when ``version`` names only releases of the other kind
+    (a twin's version as the model's, or the reverse): the device would look for it in
+    the wrong slot and refuse it. A version no release has is left to the device (it
+    refuses it as naming no release, docs/sync.md)."""
+    kinds = set(conn.execute(select(Release.kind).where(Release.version == version)).scalars())
+    if kinds and kind not in kinds:
+        other = "model" if kind == "twin" else "twin"
+        raise ReleaseKindMismatch(
+            [
+                {
+                    "loc": ["body", key],
+                    "msg": (
+                        f"release {version} is a {other} release, not a {kind} release: "
+                        f"set it as {other}_version"
+                    ),
+                    "type": "release_kind",
+                }
+            ]
+        )
 
 
 def _stale(expected: int, current: int | None) -> str:

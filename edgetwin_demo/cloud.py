@@ -132,7 +132,10 @@ reports_dir = "{self.reports}"
     def has_release(self, device: str) -> bool:
         """Whether a release targets ``device`` (the retrain promoted a model for it)."""
         releases: list[dict[str, Any]] = self._admin_get("/v1/releases")
-        return any(r["target"].get("device") == device for r in releases)
+        return any(
+            r["target"].get("device") == device and r.get("kind", "model") == "model"
+            for r in releases
+        )
 
     def retrain(self, echo: Callable[[str], None]) -> int:
         """`cloud-sync retrain --fleet`, its output (progress bars included) passed on

@@ -197,6 +197,10 @@ class Release(Base):
     sample_period_s: Mapped[float | None] = mapped_column(Float, nullable=True)
     """The bundle's input.sample_period_s: devices whose channels cannot feed a model at
     that period are skipped by the rollout. None: a scale-free model."""
+    kind: Mapped[str] = mapped_column(String(16), server_default="model")
+    """ReleaseKind: "model" (a per-channel forecaster, offered as desired.model) or
+    "twin" (a bundle with a twin spec, offered as desired.twin). Migration 0005; rows
+    from before it are models."""
 
 
 class ReleaseAssignment(Base):
@@ -218,8 +222,9 @@ class ReleaseAssignment(Base):
     ts: Mapped[float] = mapped_column(Float)
     """Server time of the last status change."""
     previous_model: Mapped[dict[str, Any] | None] = mapped_column(JSON)
-    """The device's desired {model_version, model} before this offer: restored when the
-    device marks the release bad or the release stops before it installed."""
+    """The device's desired {model_version, model} (a twin release: {twin_version,
+    twin}) before this offer: restored when the device marks the release bad or the
+    release stops before it installed."""
 
 
 class ReleaseBundle(Base):

@@ -27,7 +27,7 @@ from cloud_sync.http.guards import DeviceNamePath, Guards
 from cloud_sync.registry import DEVICE_NAME_PATTERN, AdminPrincipal, DevicePrincipal, Principal
 from cloud_sync.releases.config import make_store, private_key, read_only_store
 from cloud_sync.releases.errors import BundleNotStored, RangeRefused, ReleasesNotConfigured
-from cloud_sync.releases.model import EvaluationResult, ReleaseInfo
+from cloud_sync.releases.model import EvaluationResult, ReleaseInfo, ReleaseKind
 from cloud_sync.releases.offers import rollback
 from cloud_sync.releases.publish import publish_release
 from cloud_sync.releases.records import get_release, list_releases, may_download, report_folder
@@ -71,6 +71,8 @@ class RollbackRequest(BaseModel):
     model_name: (
         Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[^\x00]+$")] | None
     ) = None
+    kind: ReleaseKind | None = None
+    """model or twin, when a model and a twin both have that version."""
 
 
 class RolloutEvent(BaseModel):
@@ -257,11 +259,11 @@ def _admin_routes(router: APIRouter, config: CloudConfig, engine: Engine, guards
     @router.post(
         "/v1/devices/{name}/model-rollback",
         response_model=ReleaseInfo,
-        summary="Send a device back to an earlier released version (admin)",
+        summary="Send a device back to an earlier released model or twin version (admin)",
         responses=error_responses(400, 401, 403, 404, 409, 422, 503),
     )
     def device_rollback(name: DeviceNamePath, body: RollbackRequest, _: Admin) -> ReleaseInfo:
-        return rollback(engine, name, body.version, model_name=body.model_name)
+        return rollback(engine, name, body.version, model_name=body.model_name, kind=body.kind)
 
 
 def _signing_key(config: CloudConfig) -> Ed25519PrivateKey:

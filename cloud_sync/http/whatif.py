@@ -13,12 +13,15 @@ from cloud_sync.errors import AccessDenied, EncodingUnsupported
 from cloud_sync.http.error_model import error_responses
 from cloud_sync.http.fleet_page import SESSION_COOKIE, FleetSession
 from cloud_sync.http.guards import Credentials, DeviceNamePath, Guards
+from cloud_sync.releases.config import read_only_store
 from cloud_sync.whatif import CloudScenario, CloudWhatIf, TwinCache, cloud_what_if
 
 
 def whatif_router(config: CloudConfig, engine: Engine, guards: Guards) -> APIRouter:
     router = APIRouter(tags=["twin"])
-    cache = TwinCache(config.training.reports_dir, config.releases.public_key)
+    cache = TwinCache(
+        config.training.reports_dir, config.releases.public_key, read_only_store(config, engine)
+    )
 
     @router.post(
         "/v1/devices/{name}/whatif",

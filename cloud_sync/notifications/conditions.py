@@ -99,7 +99,7 @@ def _fleet_alarms(conn: Connection, severities: Collection[str]) -> list[Conditi
 
 def _stopped_rollouts(conn: Connection) -> list[Condition]:
     rows = conn.execute(
-        select(Release.id, Release.model_name, Release.version, Release.reason).where(
+        select(Release.id, Release.kind, Release.model_name, Release.version, Release.reason).where(
             Release.state == ReleaseState.STOPPED.value
         )
     ).all()
@@ -107,8 +107,14 @@ def _stopped_rollouts(conn: Connection) -> list[Condition]:
         Condition(
             key=f"rollout_stopped:{release_id}",
             kind="rollout_stopped",
-            message=f"rollout of {model} {version} stopped: {reason or 'no reason given'}",
-            detail={"release_id": release_id, "model": model, "version": version, "reason": reason},
+            message=f"rollout of {kind} {model} {version} stopped: {reason or 'no reason given'}",
+            detail={
+                "release_id": release_id,
+                "kind": kind,
+                "model": model,
+                "version": version,
+                "reason": reason,
+            },
         )
-        for release_id, model, version, reason in rows
+        for release_id, kind, model, version, reason in rows
     ]

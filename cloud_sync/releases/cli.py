@@ -26,9 +26,14 @@ WithDb = Callable[[argparse.ArgumentParser], argparse.ArgumentParser]
 
 
 def add_release_parsers(sub: argparse._SubParsersAction, with_db: WithDb) -> None:  # type: ignore[type-arg]
-    releases = sub.add_parser("releases", help="model releases and staged rollouts")
+    releases = sub.add_parser("releases", help="model and twin releases, staged rollouts")
     rel = releases.add_subparsers(dest="releases_command", required=True)
-    publish = with_db(rel.add_parser("publish", help="store a bundle and start its rollout"))
+    publish = with_db(
+        rel.add_parser(
+            "publish",
+            help="store a bundle and start its rollout (a twin bundle: a twin release)",
+        )
+    )
     publish.add_argument("bundle_dir", type=Path)
     publish.add_argument("--version", required=True, help="release version (dotted)")
     target = publish.add_mutually_exclusive_group()
@@ -54,6 +59,9 @@ def add_release_parsers(sub: argparse._SubParsersAction, with_db: WithDb) -> Non
     back.add_argument("device")
     back.add_argument("version")
     back.add_argument("--model", help="model name, if several models have that version")
+    back.add_argument(
+        "--kind", choices=("model", "twin"), help="model or twin, if both have that version"
+    )
     with_db(
         rel.add_parser(
             "copy-to-database",
@@ -77,6 +85,7 @@ def add_group_parsers(dev_sub: argparse._SubParsersAction, with_db: WithDb) -> N
 
 def run_releases(args: argparse.Namespace, config: CloudConfig, engine: Engine) -> int:
     from cloud_sync.releases.config import make_store, private_key, read_only_store
+    from cloud_sync.releases.model import ReleaseKind
     from cloud_sync.releases.offers import rollback
     from cloud_sync.releases.publish import publish_release
     from cloud_sync.releases.records import get_release, list_releases
@@ -100,7 +109,10 @@ def run_releases(args: argparse.Namespace, config: CloudConfig, engine: Engine) 
                 report_dir=args.report,
                 private_key=key,
             )
-            print(f"release {info.id}: {info.model_name} {info.version} {info.sha256} {info.state}")
+            print(
+                f"release {info.id}: {info.model_name} {info.version} {info.sha256} "
+                f"{info.state} ({info.kind.value})"
+            )
             offered = [a.device for a in info.assignments]
             print(f"offered to: {', '.join(offered) or 'no device yet'}", file=sys.stderr)
         elif command == "copy-to-database":
@@ -120,7 +132,7 @@ def run_releases(args: argparse.Namespace, config: CloudConfig, engine: Engine) 
             for r in list_releases(engine):
                 target = r.target.get("device") or "fleet"
                 print(
-                    f"{r.id}\t{r.model_name}\t{r.version}\t{r.state.value}\t"
+                    f"{r.id}\t{r.kind.value}\t{r.model_name}\t{r.version}\t{r.state.value}\t"
                     f"stage {r.stage + 1}/{len(r.stages)}\t{target}\t{r.sha256[:12]}"
                     + (f"\t{r.reason}" if r.reason else "")
                 )
@@ -140,8 +152,9 @@ def run_releases(args: argparse.Namespace, config: CloudConfig, engine: Engine) 
             info = stop_release(engine, args.id, args.reason)
             print(f"release {info.id}: {info.state.value}")
         elif command == "rollback":
-            info = rollback(engine, args.device, args.version, model_name=args.model)
-            print(f"{args.device}: desired model {info.version} (rollback)")
+            kind = None if args.kind is None else ReleaseKind(args.kind)
+            info = rollback(engine, args.device, args.version, model_name=args.model, kind=kind)
+            print(f"{args.device}: desired {info.kind.value} {info.version} (rollback)")
     except ReleasesNotConfigured as exc:
         print(exc.detail, file=sys.stderr)
         return EXIT_USAGE

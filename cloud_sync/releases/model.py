@@ -8,8 +8,51 @@ from enum import StrEnum
 
 from pydantic import BaseModel
 
+from edgetwin_contracts.batch import (
+    DesiredState,
+    ModelRelease,
+    ModelReport,
+    ModelUpdateReport,
+    ReportedState,
+)
+from edgetwin_contracts.manifest import Manifest
+
 MAX_REASON = 1000
 """Characters of a reason kept on a release or an assignment."""
+
+
+class ReleaseKind(StrEnum):
+    """What a release installs on a device; each kind has its own slot in the desired
+    and the reported state (named alike: ``desired.model`` / ``desired.twin``,
+    ``reported.model_update`` / ``reported.twin_update``), so a model release and a twin
+    release roll out to the same device independently."""
+
+    MODEL = "model"
+    """A per-channel forecaster (``desired.model_version`` / ``desired.model``)."""
+    TWIN = "twin"
+    """A cross-channel twin, a bundle with a ``twin`` spec (``desired.twin_version`` /
+    ``desired.twin``, docs/twin.md)."""
+
+    @classmethod
+    def of(cls, manifest: Manifest) -> ReleaseKind:
+        """The kind of a bundle, from its manifest: a twin spec makes it a twin."""
+        return cls.MODEL if manifest.twin is None else cls.TWIN
+
+    def desired_version(self, desired: DesiredState) -> str | None:
+        """The version the desired state asks for in this kind's slot."""
+        return desired.model_version if self is ReleaseKind.MODEL else desired.twin_version
+
+    def desired_release(self, desired: DesiredState) -> ModelRelease | None:
+        """The release in this kind's slot of the desired state."""
+        return desired.model if self is ReleaseKind.MODEL else desired.twin
+
+    def in_service(self, reported: ReportedState) -> ModelReport | None:
+        """What the device reports running in this kind's slot."""
+        return reported.model if self is ReleaseKind.MODEL else reported.twin
+
+    def update_report(self, reported: ReportedState) -> ModelUpdateReport | None:
+        """Where the device is with the desired release of this kind."""
+        return reported.model_update if self is ReleaseKind.MODEL else reported.twin_update
 
 
 class ReleaseState(StrEnum):
@@ -63,7 +106,10 @@ class ReleaseInfo(BaseModel):
     """A release as the API and the CLI show it."""
 
     id: int
+    kind: ReleaseKind
+    """model: offered as the device's desired model; twin: as its desired twin."""
     model_name: str
+    """The manifest's model.name (a twin's name for a twin release)."""
     version: str
     sha256: str
     """Of the bundle archive."""

@@ -1,9 +1,11 @@
 """Offering a release to devices, and taking an offer back.
 
-Offering sets the device's desired model through the twin module (``ModelRelease``,
-desired version + 1, the twin's optimistic write), so the device gets it in the ack of
-its next batch; the desired model it had before is kept on the assignment, to be given
-back if the device refuses the release or the release stops.
+Offering sets the device's desired model (a twin release: its desired twin) through the
+twin module (``ModelRelease``, desired version + 1, the twin's optimistic write), so the
+device gets it in the ack of its next batch; the desired model (twin) it had before is
+kept on the assignment, to be given back if the device refuses the release or the
+release stops. The two kinds never touch each other's slot: a twin offer supersedes only
+an earlier twin offer, and what a device refused as a model says nothing about a twin.
 """
 
 from __future__ import annotations
@@ -23,12 +25,13 @@ from cloud_sync.releases.model import (
     AssignmentStatus,
     EvaluationResult,
     ReleaseInfo,
+    ReleaseKind,
     bundle_url,
 )
 from cloud_sync.releases.records import device_id_of, get_release, insert_assignment, release_row
 from cloud_sync.releases.stages import stage_devices
-from cloud_sync.twin import desired_state, set_desired_model
-from edgetwin_contracts.batch import ModelRelease, ReportedState
+from cloud_sync.twin import desired_state, set_desired_model, set_desired_twin
+from edgetwin_contracts.batch import DesiredState, ModelRelease, ReportedState
 
 log = logging.getLogger(__name__)
 
@@ -74,12 +77,15 @@ def offer(
     now: float,
     is_rollback: bool = False,
 ) -> None:
-    """Put ``release`` into the device's desired state and record the offer; an offer of
-    another release the device has not installed yet is superseded."""
+    """Put ``release`` into the device's desired state (its kind's slot) and record the
+    offer; an offer of another release of the same kind the device has not installed
+    yet is superseded."""
+    kind = ReleaseKind(release.kind)
     desired = desired_state(conn, device_id, lock=True)
+    before = kind.desired_release(desired)
     previous = {
-        "model_version": desired.model_version,
-        "model": None if desired.model is None else desired.model.model_dump(mode="json"),
+        f"{kind.value}_version": kind.desired_version(desired),
+        kind.value: None if before is None else before.model_dump(mode="json"),
     }
     model = ModelRelease(
         version=release.version,
@@ -88,12 +94,14 @@ def offer(
         url=bundle_url(release.bundle_sha256),
         is_rollback=is_rollback,
     )
-    set_desired_model(conn, device_id, desired, release.version, model)
+    set_desired(conn, kind, device_id, desired, release.version, model)
+    same_kind = select(Release.id).where(Release.kind == kind.value)
     conn.execute(
         update(ReleaseAssignment)
         .where(
             ReleaseAssignment.device_id == device_id,
             ReleaseAssignment.release_id != release.id,
+            ReleaseAssignment.release_id.in_(same_kind),
             ReleaseAssignment.status == AssignmentStatus.OFFERED.value,
         )
         .values(status=AssignmentStatus.SUPERSEDED.value, reason=f"replaced by {release.version}")
@@ -118,23 +126,41 @@ def offer(
                 previous_model=previous,
             )
         )
-    log.info("release %s offered to %s (rollback=%s)", release.version, name, is_rollback)
+    log.info(
+        "%s release %s offered to %s (rollback=%s)", kind.value, release.version, name, is_rollback
+    )
+
+
+def set_desired(
+    conn: Connection,
+    kind: ReleaseKind,
+    device_id: int,
+    current: DesiredState,
+    version: str | None,
+    release: ModelRelease | None,
+) -> None:
+    """Write ``kind``'s slot of the desired state (the twin module's optimistic write)."""
+    writer = set_desired_twin if kind is ReleaseKind.TWIN else set_desired_model
+    writer(conn, device_id, current, version, release)
 
 
 def restore_previous(conn: Connection, release: Any, device_id: int, previous: Any) -> None:
-    """Give the device back the desired model it had before this release's offer, unless
-    its desired state moved on to something else since."""
+    """Give the device back the desired model (twin) it had before this release's offer,
+    unless its desired state moved on to something else since."""
+    kind = ReleaseKind(release.kind)
     desired = desired_state(conn, device_id, lock=True)
-    if desired.model is None or desired.model.sha256 != release.bundle_sha256:
+    now_wanted = kind.desired_release(desired)
+    if now_wanted is None or now_wanted.sha256 != release.bundle_sha256:
         return
     previous = previous or {}
-    model = previous.get("model")
-    set_desired_model(
+    before = previous.get(kind.value)
+    set_desired(
         conn,
+        kind,
         device_id,
         desired,
-        previous.get("model_version"),
-        None if model is None else ModelRelease.model_validate(model),
+        previous.get(f"{kind.value}_version"),
+        None if before is None else ModelRelease.model_validate(before),
     )
 
 
@@ -151,9 +177,11 @@ def bad_reason(conn: Connection, device_id: int, release: Any) -> str | None:
         return stored.reason or "marked bad"
     raw = conn.execute(select(Device.reported).where(Device.id == device_id)).scalar()
     reported = None if raw is None else ReportedState.model_validate(raw)
-    if reported is not None and reported.model_update is not None:
-        return reported.model_update.bad_versions.get(release.version)
-    return None
+    if reported is None:
+        return None
+    # The kind's own report: a twin's bad versions say nothing about a model's.
+    update_ = ReleaseKind(release.kind).update_report(reported)
+    return None if update_ is None else update_.bad_versions.get(release.version)
 
 
 def period_skip_reason(conn: Connection, device_id: int, release: Any) -> str | None:
@@ -189,24 +217,29 @@ def rollback(
     to_version: str,
     *,
     model_name: str | None = None,
+    kind: ReleaseKind | None = None,
     now: float | None = None,
 ) -> ReleaseInfo:
     """Ask ``device`` to go back to the released ``to_version`` (is_rollback=True, so the
-    device's anti-rollback lets it through). Raises DeviceNotFound, ReleaseNotFound
-    (no such release, or several models have it: give ``model_name``),
-    VersionMarkedBad (the device refused that version before)."""
+    device's anti-rollback lets it through), as its model or, for a twin release, its
+    twin. Raises DeviceNotFound, ReleaseNotFound (no such release, or several models or
+    twins have it: give ``model_name`` or ``kind``), VersionMarkedBad (the device
+    refused that version before)."""
     now = time.time() if now is None else now
     with write_lock(engine), engine.begin() as conn:
         device_id = device_id_of(conn, device)
         query = select(Release.id).where(Release.version == to_version)
         if model_name is not None:
             query = query.where(Release.model_name == model_name)
+        if kind is not None:
+            query = query.where(Release.kind == kind.value)
         ids = list(conn.execute(query).scalars())
         if len(ids) != 1:
             raise ReleaseNotFound(
                 f"no release {to_version!r}"
                 if not ids
-                else f"{len(ids)} models have a release {to_version!r}: name the model"
+                else f"{len(ids)} models or twins have a release {to_version!r}: name the "
+                "model (or the kind)"
             )
         release = release_row(conn, ids[0], lock=True)
         reason = bad_reason(conn, device_id, release)

@@ -17,7 +17,7 @@ from cloud_sync.db.models import Release
 from cloud_sync.db.session import write_lock
 from cloud_sync.releases.errors import BundleRefused, ReleaseExists, ReleaseInvalid
 from cloud_sync.releases.groups import group_members
-from cloud_sync.releases.model import EvaluationResult, ReleaseInfo, ReleaseState
+from cloud_sync.releases.model import EvaluationResult, ReleaseInfo, ReleaseKind, ReleaseState
 from cloud_sync.releases.offers import offer_stage
 from cloud_sync.releases.records import device_id_of, get_release, release_row, set_state
 from cloud_sync.releases.rollout import advance
@@ -59,6 +59,10 @@ def publish_release(
 ) -> ReleaseInfo:
     """Store the bundle, create the release and offer it to its first stage.
 
+    The release's kind comes from the bundle: a manifest with a ``twin`` spec (a bundle
+    of ``model_export.twin_export.build_twin``) makes a twin release, offered as the
+    devices' desired twin; any other a model release, offered as their desired model.
+
     ``private_key``: re-sign a copy of the bundle first (the caller's folder is not
     touched), setting the manifest's model.version to ``version``; without it the
     bundle must already be signed by the release key and carry ``version``.
@@ -73,11 +77,6 @@ def publish_release(
     if report_dir is not None and not report_dir.is_dir():
         raise ReleaseInvalid(f"report folder {report_dir} does not exist")
     stored = _store_bundle(store, bundle_dir, version, private_key)
-    if stored.manifest.twin is not None:
-        raise ReleaseInvalid(
-            f"{bundle_dir} is a twin bundle: twins are not installed through OTA yet, and "
-            "offered as a device's model it would be refused by every device (docs/twin.md)"
-        )
     if stored.manifest.model.version != version:
         raise ReleaseInvalid(
             f"the bundle's manifest says model.version {stored.manifest.model.version!r}, "
@@ -106,7 +105,8 @@ def publish_release(
         set_state(conn, release_id, state, None, now)
         advance(conn, release_row(conn, release_id, lock=True), now, result)
         log.info(
-            "release %d (%s %s, %s) offered to %s",
+            "%s release %d (%s %s, %s) offered to %s",
+            ReleaseKind.of(stored.manifest).value,
             release_id,
             stored.manifest.model.name,
             version,
@@ -128,7 +128,8 @@ def _insert_release(
     canary_percent: int | None,
     report_dir: Path | None,
 ) -> int:
-    """The new release's id. Raises ReleaseExists (the model has that version already)."""
+    """The new release's id. Raises ReleaseExists (the model, or the twin, has that
+    version already)."""
     try:
         release_id: int = conn.execute(
             insert(Release)
@@ -149,6 +150,7 @@ def _insert_release(
                 updated_at=now,
                 report_path=None if report_dir is None else str(report_dir.resolve()),
                 sample_period_s=stored.manifest.input.sample_period_s,
+                kind=ReleaseKind.of(stored.manifest).value,
             )
         ).scalar_one()
     except IntegrityError:

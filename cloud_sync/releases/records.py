@@ -17,6 +17,7 @@ from cloud_sync.releases.model import (
     AssignmentInfo,
     AssignmentStatus,
     ReleaseInfo,
+    ReleaseKind,
     ReleaseState,
     bundle_url,
 )
@@ -63,7 +64,8 @@ def report_folder(engine: Engine, release_id: int) -> Path | None:
 
 
 def may_download(engine: Engine, device_id: int, sha256: str) -> bool:
-    """Whether a release with this bundle is offered to (or installed on) the device."""
+    """Whether a release with this bundle is offered to (or installed on) the device, or
+    is its desired model or twin."""
     with engine.connect() as conn:
         found = conn.execute(
             select(ReleaseAssignment.id)
@@ -78,7 +80,10 @@ def may_download(engine: Engine, device_id: int, sha256: str) -> bool:
         if found is not None:
             return True
         desired = desired_state(conn, device_id)
-    return desired.model is not None and desired.model.sha256 == sha256
+    return any(
+        release is not None and release.sha256 == sha256
+        for release in (desired.model, desired.twin)
+    )
 
 
 def _info(row: Any, assignments: list[AssignmentInfo]) -> ReleaseInfo:
@@ -87,6 +92,7 @@ def _info(row: Any, assignments: list[AssignmentInfo]) -> ReleaseInfo:
     )
     return ReleaseInfo(
         id=row.id,
+        kind=ReleaseKind(row.kind),
         model_name=row.model_name,
         version=row.version,
         sha256=row.bundle_sha256,
@@ -143,7 +149,8 @@ def insert_assignment(
     now: float,
     previous: dict[str, Any] | None,
 ) -> None:
-    """A new assignment; ``previous``: the device's desired model before the offer."""
+    """A new assignment; ``previous``: the device's desired model (or twin) before the
+    offer."""
     conn.execute(
         insert(ReleaseAssignment).values(
             release_id=release_id,

@@ -1,10 +1,11 @@
 """Rollout decisions: what the devices reported about a release, and what follows.
 
 ``evaluate_rollouts`` reads what the devices reported (``reported.model`` and
-``reported.model_update``): every device of a stage INSTALLED → the next stage is
+``reported.model_update`` for a model release, ``reported.twin`` and
+``reported.twin_update`` for a twin release): every device of a stage INSTALLED → the next stage is
 offered; any device of a stage before the last REJECTED or ROLLED_BACK → the release
 stops (nothing more is offered, offers not yet installed are withdrawn). A device that
-marked a version bad gets its previous desired model back and is never offered that
+marked a version bad gets its previous desired model (twin) back and is never offered that
 version again. States: staged → canary (first of several stages) → widening (a later
 stage, or the only one) → complete (last stage offered, every device settled); stopped.
 """
@@ -26,6 +27,7 @@ from cloud_sync.releases.model import (
     AssignmentStatus,
     EvaluationResult,
     ReleaseInfo,
+    ReleaseKind,
     ReleaseState,
 )
 from cloud_sync.releases.offers import offer_stage, restore_previous
@@ -73,13 +75,18 @@ def stop_release(
 
 
 def judge(
-    reported: ReportedState | None, model_name: str, version: str
+    reported: ReportedState | None,
+    model_name: str,
+    version: str,
+    kind: ReleaseKind = ReleaseKind.MODEL,
 ) -> tuple[AssignmentStatus, str | None] | None:
-    """What a device's report says about a release: INSTALLED, REJECTED or ROLLED_BACK
-    with the device's reason; None: nothing final yet (not reported, still in progress)."""
+    """What a device's report says about a release of ``kind``: INSTALLED, REJECTED or
+    ROLLED_BACK with the device's reason; None: nothing final yet (not reported, still
+    in progress). Only the kind's own report counts (``model_update`` / ``model`` for a
+    model, ``twin_update`` / ``twin`` for a twin)."""
     if reported is None:
         return None
-    update_ = reported.model_update
+    update_ = kind.update_report(reported)
     if update_ is not None:
         about_it = update_.version == version
         if version in update_.bad_versions:
@@ -97,7 +104,8 @@ def judge(
             if update_.state == ModelUpdateState.INSTALLED:
                 return AssignmentStatus.INSTALLED, None
             return None  # downloading ... guarding
-    if reported.model.version == version and reported.model.name == model_name:
+    running = kind.in_service(reported)
+    if running is not None and running.version == version and running.name == model_name:
         return AssignmentStatus.INSTALLED, None
     return None
 
@@ -122,7 +130,7 @@ def _record_reports(conn: Connection, release: Any, now: float, result: Evaluati
     ).all()
     for row in rows:
         reported = None if row.reported is None else ReportedState.model_validate(row.reported)
-        verdict = judge(reported, release.model_name, release.version)
+        verdict = judge(reported, release.model_name, release.version, ReleaseKind(release.kind))
         if verdict is None or verdict[0].value == row.status:
             continue
         status, reason = verdict
@@ -212,4 +220,4 @@ def _stop(conn: Connection, release: Any, reason: str, now: float) -> None:
             .values(status=AssignmentStatus.WITHDRAWN.value, reason="release stopped", ts=now)
         )
     set_state(conn, release.id, ReleaseState.STOPPED, reason[:MAX_REASON], now)
-    log.warning("release %d (%s) stopped: %s", release.id, release.version, reason)
+    log.warning("%s release %d (%s) stopped: %s", release.kind, release.id, release.version, reason)

@@ -162,6 +162,24 @@ class BundleStore:
             manifest = parse_manifest(member.read(), str(path))
         return StoredBundle(sha256, path.stat().st_size, path, manifest)
 
+    def unpack(self, sha256: str, dest: Path) -> Path:
+        """Write the stored bundle's three files into the existing folder ``dest`` (to
+        load it as a device would: the caller verifies it again with its key). Only the
+        bundle's own member names are read, never extracted by path. Raises
+        BundleNotStored."""
+        path = self.local_path(sha256)
+        with tarfile.open(path, mode="r:") as tar:
+            for name in ARCHIVE_MEMBERS:
+                try:
+                    member = tar.extractfile(name)
+                except KeyError:
+                    member = None
+                if member is None:
+                    raise BundleNotStored(f"the stored archive {sha256} lacks {name}")
+                with member:
+                    (dest / name).write_bytes(member.read())
+        return dest
+
     def open(self, sha256: str) -> BinaryIO:
         """The archive, opened for reading. Raises BundleNotStored."""
         return self.local_path(sha256).open("rb")

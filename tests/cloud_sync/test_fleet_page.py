@@ -17,6 +17,7 @@ from sqlalchemy import Engine
 
 from cloud_sync.releases.publish import publish_release
 from cloud_sync.releases.store import BundleStore
+from edge_agent.twin.shipped import DEFAULT_TWIN_BUNDLE
 from tests.browser import BrowserPage
 from tests.cloud_sync.conftest import (
     ADMIN_TOKEN,
@@ -71,6 +72,13 @@ def test_fleet_page_with_devices_release_and_alarms(
         reported=reported(
             1,
             model={"name": "edgetwin-generic-forecaster", "version": "1.0.0", "sha256": "ab" * 32},
+            twin={"name": "edgetwin-pump-twin", "version": "1.0.0", "sha256": "cd" * 32},
+            twin_update={
+                "state": "rolled_back",
+                "version": "0.9.0",
+                "reason": "live guard: MAE 0.9 > 0.3",
+                "bad_versions": {"0.9.0": "live guard: MAE 0.9 > 0.3"},
+            },
             channels={
                 "pressure": {
                     "health": [],
@@ -89,6 +97,14 @@ def test_fleet_page_with_devices_release_and_alarms(
     release = publish_release(
         engine, store, make_bundle(edit_manifest=edit), version="1.1.0", device="pump-1"
     )
+    twin_release = publish_release(
+        engine,
+        store,
+        DEFAULT_TWIN_BUNDLE,
+        version="1.1.0",
+        device="pump-1",
+        private_key=release_key,
+    )
 
     with live_server(app) as base:
         page = _login(web, base)
@@ -97,6 +113,17 @@ def test_fleet_page_with_devices_release_and_alarms(
         assert "1.0.0 / 1.1.0" in pump1.locator("td.model").inner_text()  # the update pending
         # Horizons in time, from the model period the device reports.
         assert "forecasts up to 16 min (60 s period)" in pump1.locator("td.model").inner_text()
+        # The twin beside the model: in service / asked for, and its last update's outcome.
+        twin_cell = pump1.locator("td.twin-model").inner_text()
+        assert "1.0.0 / 1.1.0" in twin_cell
+        assert "rolled back 0.9.0: live guard: MAE 0.9 > 0.3" in twin_cell
+        assert "update pending" in twin_cell  # 1.1.0 asked for, not reported on yet
+        cell, row_box = pump1.locator("td.twin-model").bounding_box(), pump1.bounding_box()
+        assert cell is not None and row_box is not None
+        assert (
+            cell["x"] >= row_box["x"]
+            and cell["x"] + cell["width"] <= row_box["x"] + row_box["width"]
+        )
         points = pump1.locator("svg polyline").first.get_attribute("points") or ""
         assert len(points.split()) == 40
         pump2 = page.locator("tr[data-device='pump-2']")
@@ -105,6 +132,10 @@ def test_fleet_page_with_devices_release_and_alarms(
         row = page.locator(f"#releases tr[data-release='{release.id}']")
         assert row.locator(".rollout-state").inner_text().strip() == release.state.value
         assert "offered 1" in row.inner_text() and "1.1.0" in row.inner_text()
+        assert row.locator("td.kind").inner_text() == "model"
+        twin_row = page.locator(f"#releases tr[data-release='{twin_release.id}']")
+        assert twin_row.locator("td.kind").inner_text() == "twin"
+        assert "edgetwin-pump-twin" in twin_row.inner_text()
 
         alarms = page.locator("#alarms tr[data-alarm]")
         assert alarms.count() == 2

@@ -9,7 +9,7 @@ import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import inspect
+from sqlalchemy import inspect, text
 
 from cloud_sync.cli import main
 from cloud_sync.db.models import Base
@@ -20,6 +20,8 @@ from cloud_sync.db.session import (
     make_engine,
     upgrade,
 )
+from cloud_sync.releases.model import ReleaseKind
+from cloud_sync.releases.records import list_releases
 from tests.cloud_sync.conftest import fresh_pg_database
 
 
@@ -74,3 +76,26 @@ def test_unreachable_database_is_exit_3(capsys: pytest.CaptureFixture[str]) -> N
     url = "postgresql://nobody@127.0.0.1:9/none?connect_timeout=2"
     assert main(["db", "upgrade", "--database-url", url]) == 3
     assert "database unavailable" in capsys.readouterr().err
+
+
+def test_releases_from_before_0005_are_models(empty_db_url: str) -> None:
+    """Migration 0005 adds releases.kind: every release stored before it was a model."""
+    engine = make_engine(empty_db_url)
+    try:
+        upgrade(engine, "0004")
+        with engine.begin() as conn:
+            conn.execute(
+                text(
+                    "INSERT INTO releases (model_name, version, bundle_sha256, size_bytes, "
+                    "created_at, stages, stage, state, updated_at) VALUES ('generic', '1.1.0', "
+                    ":sha, 10240, 1.0, '[{\"percent\": 100}]', 0, 'complete', 1.0)"
+                ),
+                {"sha": "ab" * 32},
+            )
+        upgrade(engine)
+        with engine.connect() as conn:
+            kinds = conn.execute(text("SELECT version, kind FROM releases")).all()
+        assert [tuple(k) for k in kinds] == [("1.1.0", "model")]
+        assert list_releases(engine)[0].kind == ReleaseKind.MODEL
+    finally:
+        engine.dispose()

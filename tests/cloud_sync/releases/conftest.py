@@ -1,8 +1,10 @@
 """Release fixtures: a bundle store trusting the test release key, bundles per version,
-and a way to make a device report what its OTA did."""
+a real twin bundle (built once per session by model_export.twin_export), and a way to
+make a device report what its OTA did."""
 
 from __future__ import annotations
 
+import importlib.util
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -17,6 +19,46 @@ from cloud_sync.registry import add_device
 from cloud_sync.releases.store import BundleStore
 from edgetwin_contracts.batch import ReportedState
 from tests.cloud_sync.conftest import reported
+from tests.conftest import require
+
+TWIN_NAME = "pump-twin"
+
+
+@pytest.fixture(scope="session")
+def twin_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real twin bundle of the pump's channels (Keras -> int8 TFLite -> residual band
+    -> signed bundle, ``model_export.twin_export.build_twin``), built once per session on
+    a tiny corpus in one epoch and signed with a throwaway key: publishing re-signs it
+    with the release key. Its manifest says model.version 0.1.0."""
+    require(importlib.util.find_spec("tensorflow") is not None, "TensorFlow is not installed")
+    from edgetwin_contracts.signing import generate_private_key
+    from model_export.bundle import Release
+    from model_export.train import TrainSettings
+    from model_export.twin_corpus import CHANNELS, CONTROLS, CorpusSettings, pump_corpus
+    from model_export.twin_export import TwinRecipe, build_twin
+    from model_export.twin_rollout import RolloutSettings
+
+    recipe = TwinRecipe(
+        channels=CHANNELS,
+        controls=CONTROLS,
+        period_s=60.0,
+        window_steps=4,
+        horizon_steps=60,
+        holdout_fraction=0.25,
+        train=TrainSettings(hidden=(16,), epochs=1, batch_size=64, loss="mse", verbose=0),
+        rollout=RolloutSettings(steps=3, epochs=1, samples_per_series=8),
+    )
+    dest = tmp_path_factory.mktemp("twin") / "bundle"
+    series = pump_corpus(CorpusSettings(series=8, periods=90, seed=2))
+    build_twin(
+        series,
+        recipe,
+        Release(name=TWIN_NAME, version="0.1.0"),
+        generate_private_key(),
+        dest,
+        dataset="tiny pump corpus",
+    )
+    return dest
 
 
 @pytest.fixture
@@ -64,12 +106,18 @@ def report(
     model_version: str = "1.0.0",
     model_name: str = "edgetwin-generic-forecaster",
     update: dict[str, Any] | None = None,
+    twin: dict[str, Any] | None = None,
+    twin_update: dict[str, Any] | None = None,
 ) -> None:
-    """Store a reported state for ``device`` as ingest would (a higher version)."""
+    """Store a reported state for ``device`` as ingest would (a higher version);
+    ``twin``: the twin in service ({name, version, sha256}), ``twin_update``: where its
+    twin update stands."""
     body = reported(
         int(time.monotonic_ns()),
         model={"name": model_name, "version": model_version, "sha256": "ab" * 32},
         model_update=update,
+        twin=twin,
+        twin_update=twin_update,
     )
     state = ReportedState.model_validate(body)
     with engine.begin() as conn:

@@ -79,3 +79,30 @@ def test_cli_publish_list_evaluate_stop(tmp_path: Path, capsys: pytest.CaptureFi
     assert main(["releases", "keygen", str(key_dir)]) == 0
     assert (key_dir / "release.key").stat().st_mode & 0o777 == 0o600
     assert main(["releases", "keygen", str(key_dir)]) == 1
+
+
+def test_cli_publishes_the_shipped_twin_as_a_twin_release(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from edge_agent.twin.shipped import DEFAULT_TWIN_BUNDLE, DEFAULT_TWIN_PUBLIC_KEY
+
+    config = tmp_path / "cloud.toml"
+    config.write_text(
+        f'[database]\nurl = "sqlite:///{tmp_path / "c.db"}"\n'
+        f'[releases]\npublic_key = "{DEFAULT_TWIN_PUBLIC_KEY}"\n'
+    )
+    db = ["--config", str(config)]
+    assert main(["devices", "add", "pump-1", *db]) == 0
+    capsys.readouterr()  # the device's token
+    publish = ["releases", "publish", str(DEFAULT_TWIN_BUNDLE), "--version", "1.0.0"]
+    assert main([*publish, "--device", "pump-1", *db]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("release 1: edgetwin-pump-twin 1.0.0") and out.strip().endswith("(twin)")
+    assert main(["releases", "list", *db]) == 0
+    assert capsys.readouterr().out.startswith("1\ttwin\tedgetwin-pump-twin\t1.0.0\t")
+    assert main(["releases", "show", "1", *db]) == 0
+    assert '"kind": "twin"' in capsys.readouterr().out
+    assert main(["releases", "rollback", "pump-1", "1.0.0", "--kind", "model", *db]) == 1
+    assert "no release '1.0.0'" in capsys.readouterr().err
+    assert main(["releases", "rollback", "pump-1", "1.0.0", "--kind", "twin", *db]) == 0
+    assert capsys.readouterr().out.strip() == "pump-1: desired twin 1.0.0 (rollback)"

@@ -114,18 +114,3 @@ def test_a_version_that_is_not_plain_is_refused(
         )
     assert list_releases(rel_engine) == []
     assert issubclass(ReleaseInvalid, RequestRejected)
-
-
-def test_a_twin_bundle_is_not_released_as_a_model(
-    rel_engine: Engine, store: BundleStore, release_key: Ed25519PrivateKey, tmp_path: Path
-) -> None:
-    import shutil
-
-    from edge_agent.twin.shipped import DEFAULT_TWIN_BUNDLE
-
-    add_device(rel_engine, "pump-1")
-    bundle = tmp_path / "twin"
-    shutil.copytree(DEFAULT_TWIN_BUNDLE, bundle)
-    with pytest.raises(ReleaseInvalid, match="is a twin bundle"):
-        publish_release(rel_engine, store, bundle, version="2.0.0", private_key=release_key)
-    assert list_releases(rel_engine) == []
