@@ -16,9 +16,10 @@ from sqlalchemy import Engine
 from cloud_sync.config import CloudConfig, ReleasesSection, TwinRetrainSection
 from cloud_sync.training.decision import Verdict
 from cloud_sync.training.fanout import dask_client
-from cloud_sync.training.retrain import retrain
+from cloud_sync.training.retrain import releases_publisher, retrain
 from cloud_sync.training.twin import device_twin_dir
 from cloud_sync.training.twin_running import resolve_running_twin
+from cloud_sync.twin import get_desired
 from edge_agent.simulator.faults import Fault, FaultKind
 from edge_agent.simulator.pump import SimulatorSettings
 from edge_agent.twin.model import load_twin
@@ -109,6 +110,22 @@ def test_the_twin_retrain_on_two_workers(
         assert installed == (d.verdict is Verdict.PROMOTED)
     # The forecasters were retrained in the same job.
     assert {d.device for d in outcome.decisions} == {"pump-a", "pump-b", "short", "no-load"}
+
+    # The publish step (the forecasters' publisher): a twin candidate goes out as the
+    # device's desired twin, never as its model.
+    releases = ReleasesSection(
+        dir=tmp_path / "bundles",
+        public_key=tmp_path / "keys" / "release.pub",
+        private_key=tmp_path / "keys" / "release.key",
+    )
+    publish = releases_publisher(db, config.model_copy(update={"releases": releases}))
+    assert publish is not None
+    out = reports / "pump-b" / "twins" / "1.0.1"
+    where = publish("pump-b", "1.0.1", out / "bundle", out)
+    assert where.startswith("published as release") and "edgetwin-pump-twin-pump-b 1.0.1" in where
+    desired = get_desired(db, "pump-b")
+    assert desired.twin_version == "1.0.1" and desired.twin is not None
+    assert desired.model_version is None
 
     # pump-a now runs its twin 1.0.1: the next candidate is judged against that bundle,
     # and with a margin no candidate can meet it is not promoted, saying why.
