@@ -31,6 +31,7 @@ import argparse
 import contextlib
 import json
 import random
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -38,8 +39,15 @@ from typing import Any
 
 import numpy as np
 
-from cloud_sync.config import CloudConfig, DatabaseSection, ReleasesSection, TrainingSection
+from cloud_sync.config import (
+    CloudConfig,
+    DatabaseSection,
+    ReleasesSection,
+    TrainingSection,
+    TwinRetrainSection,
+)
 from cloud_sync.db.session import make_engine, upgrade
+from cloud_sync.training.dataset import device_names
 from cloud_sync.training.retrain import retrain
 from edge_agent.simulator.faults import Fault, FaultKind
 from edge_agent.simulator.pump import SimulatorSettings
@@ -124,44 +132,54 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--advisor", type=int, default=0, metavar="RUNS")
     parser.add_argument("--keep", type=Path, help="work in this folder and keep it")
+    parser.add_argument(
+        "--twin-only", action="store_true", help="only the twin's part of the retrain"
+    )
+    defaults = TwinRetrainSection()
+    parser.add_argument("--pretrain-epochs", type=int, default=defaults.pretrain_epochs)
+    parser.add_argument("--finetune-epochs", type=int, default=defaults.finetune_epochs)
     args = parser.parse_args()
     with contextlib.ExitStack() as stack:
         folder = args.keep or Path(stack.enter_context(tempfile.TemporaryDirectory()))
         folder.mkdir(parents=True, exist_ok=True)
         url = f"sqlite:///{folder / 'cloud.db'}"
+        is_built = (folder / "cloud.db").exists()
         engine = make_engine(url)
         upgrade(engine)
         began = time.perf_counter()
-        build_fleet(engine, args.devices, args.faulty, args.days)
+        if not is_built:  # a --keep folder from an earlier run keeps its fleet
+            build_fleet(engine, args.devices, args.faulty, args.days)
         print(
             f"fleet: {args.devices} simulated pumps x {args.days:g} days at 1 Hz "
             f"({args.faulty} with a fouled bearing now and then), synced as 1-minute "
             f"summaries in {time.perf_counter() - began:.0f} s"
         )
-        # The fleet twin bundle is signed with this key, so the advisor part can load it.
-        save_keypair(generate_private_key(), folder, "release")
+        if not (folder / "release.key").exists():
+            # The fleet twin bundle is signed with it, so the advisor part can load it.
+            save_keypair(generate_private_key(), folder, "release")
+        shutil.rmtree(folder / "reports", ignore_errors=True)
         config = CloudConfig(
             database=DatabaseSection(url=url),
             releases=ReleasesSection(private_key=folder / "release.key"),
-            training=TrainingSection(reports_dir=folder / "reports", n_workers=args.workers),
+            training=TrainingSection(
+                reports_dir=folder / "reports",
+                n_workers=args.workers,
+                twin=TwinRetrainSection(
+                    pretrain_epochs=args.pretrain_epochs, finetune_epochs=args.finetune_epochs
+                ),
+            ),
         )
-        marks: dict[str, float] = {}
-
-        def say(line: str) -> None:
-            if "fleet twin" in line and "twin" not in marks:
-                marks["twin"] = time.perf_counter()
-
-        began = time.perf_counter()
-        outcome = retrain(engine, config, publisher=None, say=say, progress=False)
-        ended = time.perf_counter()
-        twin_s = ended - marks.get("twin", ended)
-        print(
-            f"retrain on {args.workers} workers: {ended - began:.0f} s in all "
-            f"(forecasters and twins), of which the twins {twin_s:.0f} s "
-            f"(fleet twin: {outcome.twin_fleet.get('summary', 'n/a')})"
-        )
+        if args.twin_only:
+            began = time.perf_counter()
+            twins, fleet_info = twin_part(engine, config, folder / "release.key")
+            print(
+                f"twin retrain alone on {args.workers} workers: "
+                f"{time.perf_counter() - began:.0f} s (fleet twin: {fleet_info.get('summary')})"
+            )
+        else:
+            twins, fleet_info = whole_retrain(engine, config, args.workers)
         records = []
-        for d in outcome.twins:
+        for d in twins:
             print(f"  {d.device}: {d.verdict.value}: {d.reason}")
             if d.report_dir is not None:
                 records.append(json.loads((d.report_dir / "decision.json").read_text()))
@@ -172,6 +190,49 @@ def main() -> None:
             advisor_twin_alone(
                 args.advisor, folder / "reports" / "fleet" / "twin-bundle", folder / "release.pub"
             )
+
+
+def whole_retrain(
+    engine: Any, config: CloudConfig, workers: int
+) -> tuple[list[Any], dict[str, Any]]:
+    """``cloud-sync retrain --fleet`` as the CLI runs it (forecasters and twins), timed."""
+    marks: dict[str, float] = {}
+
+    def say(line: str) -> None:
+        if "fleet twin" in line and "twin" not in marks:
+            marks["twin"] = time.perf_counter()
+
+    began = time.perf_counter()
+    outcome = retrain(engine, config, publisher=None, say=say, progress=False)
+    ended = time.perf_counter()
+    print(
+        f"retrain on {workers} workers: {ended - began:.0f} s in all (forecasters and "
+        f"twins), of which the twins {ended - marks.get('twin', ended):.0f} s "
+        f"(fleet twin: {outcome.twin_fleet.get('summary', 'n/a')})"
+    )
+    return outcome.twins, outcome.twin_fleet
+
+
+def twin_part(engine: Any, config: CloudConfig, key_path: Path) -> tuple[list[Any], dict[str, Any]]:
+    """Only the twin's part of the retrain (the forecasters left out)."""
+    from cloud_sync.training.fanout import dask_client
+    from cloud_sync.training.twin_retrain import plan_twins, retrain_twins
+    from edgetwin_contracts.signing import load_private_key
+
+    plan = plan_twins(engine, config, device_names(engine), rebuild_fleet=True, say=print)
+    with dask_client(None, config.training.n_workers) as client:
+        outcome = retrain_twins(
+            engine,
+            config,
+            plan,
+            client=client,
+            key=load_private_key(key_path),
+            signing=str(key_path),
+            publish=None,
+            say=lambda line: None,
+            progress=False,
+        )
+    return outcome.decisions, outcome.fleet
 
 
 def advisor_twin_alone(runs: int, fleet_bundle: Path, public_key: Path) -> None:

@@ -210,9 +210,7 @@ def _rows(
     return rows
 
 
-def _runs(
-    keys: IntArray, values: FloatArray, mask: npt.NDArray[np.bool_]
-) -> list[FloatArray]:
+def _runs(keys: IntArray, values: FloatArray, mask: npt.NDArray[np.bool_]) -> list[FloatArray]:
     """The runs of consecutive period keys among those in ``mask``."""
     k, v = keys[mask], values[mask]
     if len(k) == 0:
