@@ -92,6 +92,57 @@ def twin_data(
     """
     rows = _rows(engine, device, channels)
     notes: list[str] = []
+    merged = _period_means(device, rows, channels, period_s, notes)
+    if isinstance(merged, TwinSkip):
+        return merged
+    common, values = merged
+    if len(common) < min_periods:
+        return TwinSkip(
+            device,
+            f"too little data: {len(common)} complete {period_s:g} s periods of "
+            f"{', '.join(channels)}; min_periods is {min_periods}",
+        )
+    cut = common[min(len(common) - 1, math.floor(len(common) * (1 - holdout_fraction)))]
+    train = [r for r in _runs(common, values, common < cut) if len(r) >= train_run]
+    held = [r for r in _runs(common, values, common >= cut) if len(r) >= held_out_run]
+    gaps = int(np.count_nonzero(np.diff(common) > 1))
+    if gaps:
+        notes.append(f"{gaps} gap(s) in the synced periods: runs are cut there")
+    if not held:
+        return TwinSkip(
+            device,
+            f"no held-out stretch: the most recent {holdout_fraction:.0%} of the "
+            f"{len(common)} complete periods holds no {held_out_run} back-to-back periods "
+            "(window + horizon) without a gap",
+        )
+    if not train:
+        return TwinSkip(
+            device,
+            f"no training stretch of {train_run} back-to-back complete periods before the "
+            "held-out part",
+        )
+    return TwinData(
+        device=device,
+        channels=channels,
+        period_s=period_s,
+        train=train,
+        held_out=held,
+        periods=len(common),
+        gaps=gaps,
+        span=(float(common[0] * period_s), float((common[-1] + 1) * period_s)),
+        notes=notes,
+    )
+
+
+def _period_means(
+    device: str,
+    rows: dict[str, list[tuple[float, float, float, float]]],
+    channels: tuple[str, ...],
+    period_s: float,
+    notes: list[str],
+) -> tuple[IntArray, FloatArray] | TwinSkip:
+    """(keys of the complete periods, (periods, channels) means), or why there are none;
+    non-finite means are left out and said in ``notes``."""
     missing = [c for c in channels if c not in rows]
     if missing:
         return TwinSkip(
@@ -125,46 +176,11 @@ def twin_data(
     common = per[channels[0]][0]
     for channel in channels[1:]:
         common = np.intersect1d(common, per[channel][0], assume_unique=True)
-    if len(common) < min_periods:
-        return TwinSkip(
-            device,
-            f"too little data: {len(common)} complete {period_s:g} s periods of "
-            f"{', '.join(channels)}; min_periods is {min_periods}",
-        )
     values = np.empty((len(common), len(channels)))
     for j, channel in enumerate(channels):
         keys_j, means = per[channel]
         values[:, j] = means[np.searchsorted(keys_j, common)]
-    cut = common[min(len(common) - 1, math.floor(len(common) * (1 - holdout_fraction)))]
-    train = [r for r in _runs(common, values, common < cut) if len(r) >= train_run]
-    held = [r for r in _runs(common, values, common >= cut) if len(r) >= held_out_run]
-    gaps = int(np.count_nonzero(np.diff(common) > 1))
-    if gaps:
-        notes.append(f"{gaps} gap(s) in the synced periods: runs are cut there")
-    if not held:
-        return TwinSkip(
-            device,
-            f"no held-out stretch: the most recent {holdout_fraction:.0%} of the "
-            f"{len(common)} complete periods holds no {held_out_run} back-to-back periods "
-            "(window + horizon) without a gap",
-        )
-    if not train:
-        return TwinSkip(
-            device,
-            f"no training stretch of {train_run} back-to-back complete periods before the "
-            "held-out part",
-        )
-    return TwinData(
-        device=device,
-        channels=channels,
-        period_s=period_s,
-        train=train,
-        held_out=held,
-        periods=len(common),
-        gaps=gaps,
-        span=(float(common[0] * period_s), float((common[-1] + 1) * period_s)),
-        notes=notes,
-    )
+    return common, values
 
 
 def training_series(runs: list[FloatArray], length: int = PIECE_PERIODS) -> FloatArray:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -148,31 +149,16 @@ def fine_tune_twin(task: TwinTask) -> TwinResult:
     Raises TrainingFailed (NaN loss, no samples) or ExportError (conversion failed).
     """
     from cloud_sync.training.task import limit_threads
-    from model_export.convert import convert_to_int8, representative_windows
-    from model_export.errors import TrainingFailed
-    from model_export.train import build_model
-    from model_export.twin_export import fit_twin, step_samples, twin_manifest, twin_metrics
 
     started = time.monotonic()
     limit_threads()
-    base, recipe, data = task.base, task.recipe, task.data
+    base, data = task.base, task.data
     chans = list(base.channels)
-    series = training_series(data.train)
-    if len(series) == 0:
-        raise TrainingFailed(f"{task.device}: no training run of a whole piece")
-    x, y = step_samples(series, chans, recipe)
-    order = np.random.default_rng(recipe.seed).permutation(len(x))
-    x, y = x[order], y[order]
-    model = build_model(x.shape[1], y.shape[1], recipe.train.hidden, recipe.seed)
-    model.set_weights(task.start_weights)
-    result = fit_twin(x, y, series, chans, recipe, model)
-    model_bytes = convert_to_int8(result.model, representative_windows(x, 2000, recipe.seed))
-
+    result, model_bytes, series, samples = _fit(task)
     horizon = base.horizon_steps
     scales = np.array([c.scale for c in chans[: len(base.outputs)]])
     marks = mark_steps(data.period_s, horizon)
     blank = base.model_copy(update={"residual_std": {}})
-    candidate_model = TwinModel(model_bytes, blank)
     notes: list[str] = []
     running_model: TwinModel | None = None
     r = task.running.spec
@@ -183,52 +169,15 @@ def fine_tune_twin(task: TwinTask) -> TwinResult:
             f"the running twin reads {[c.name for c in r.channels]} with controls "
             f"{r.controls}, not the candidate's: not comparable"
         )
-    window = max(base.window_steps, r.window_steps)
-    starts = start_points(data.held_out, window, horizon)
-    cand = whatif_scores(candidate_model, data.held_out, starts, horizon, marks, scales)
-    running = (
-        None
-        if running_model is None
-        else whatif_scores(running_model, data.held_out, starts, horizon, marks, scales)
-    )
-    fleet = None
-    if task.fleet_bytes is not None:
-        fleet_model = TwinModel(task.fleet_bytes, blank)
-        fleet = whatif_scores(fleet_model, data.held_out, starts, horizon, marks, scales)
+    starts = start_points(data.held_out, max(base.window_steps, r.window_steps), horizon)
 
-    residual = np.asarray(cand.residual_std)
-    spec = base.model_copy(
-        update={
-            "residual_std": {
-                c.name: residual[:, j].tolist() for j, c in enumerate(chans[: len(base.outputs)])
-            }
-        }
-    )
-    held = [r[None] for r in data.held_out]
-    pairs = [step_samples(h, chans, recipe) for h in held]
-    hx = np.concatenate([p[0] for p in pairs])
-    hy = np.concatenate([p[1] for p in pairs])
-    runner = TwinModel(model_bytes, spec)
-    metrics = twin_metrics(result.model, runner, hx, hy)
-    manifest = twin_manifest(
-        model_bytes, runner, spec, recipe, task.release, task.signing_key_id, metrics, hx
-    )
-    manifest = manifest.model_copy(
-        update={
-            "training": TrainingSummary(
-                dataset=f"cloud-sync summaries of {task.device} at {data.period_s:g} s",
-                series=len(series),
-                windows=len(x),
-                epochs=result.epochs_run,
-                notes={
-                    "loss": recipe.train.loss,
-                    "hidden": str(recipe.train.hidden),
-                    "start": "fleet twin",
-                    "running_at_training": f"{task.running.name} {task.running.version}",
-                },
-            )
-        }
-    )
+    def scored(model: TwinModel) -> WhatIfScores:
+        return whatif_scores(model, data.held_out, starts, horizon, marks, scales)
+
+    cand = scored(TwinModel(model_bytes, blank))
+    running = None if running_model is None else scored(running_model)
+    fleet = None if task.fleet_bytes is None else scored(TwinModel(task.fleet_bytes, blank))
+    manifest = _manifest(task, result, model_bytes, cand, len(series), samples)
     return TwinResult(
         device=task.device,
         model_bytes=model_bytes,
@@ -240,9 +189,79 @@ def fine_tune_twin(task: TwinTask) -> TwinResult:
         train_loss=result.train_loss,
         val_loss=result.val_loss,
         pieces=len(series),
-        samples=len(x),
+        samples=samples,
         seconds=time.monotonic() - started,
         notes=notes,
+    )
+
+
+def _fit(task: TwinTask) -> tuple[Any, bytes, FloatArray, int]:
+    """(TrainResult, int8 bytes, training series, samples): the fleet twin's weights
+    fine-tuned one step ahead and on roll-outs, then converted."""
+    from model_export.convert import convert_to_int8, representative_windows
+    from model_export.errors import TrainingFailed
+    from model_export.train import build_model
+    from model_export.twin_export import fit_twin, step_samples
+
+    recipe, chans = task.recipe, list(task.base.channels)
+    series = training_series(task.data.train)
+    if len(series) == 0:
+        raise TrainingFailed(f"{task.device}: no training run of a whole piece")
+    x, y = step_samples(series, chans, recipe)
+    order = np.random.default_rng(recipe.seed).permutation(len(x))
+    x, y = x[order], y[order]
+    model = build_model(x.shape[1], y.shape[1], recipe.train.hidden, recipe.seed)
+    model.set_weights(task.start_weights)
+    result = fit_twin(x, y, series, chans, recipe, model)
+    model_bytes = convert_to_int8(result.model, representative_windows(x, 2000, recipe.seed))
+    return result, model_bytes, series, len(x)
+
+
+def _manifest(
+    task: TwinTask,
+    result: Any,
+    model_bytes: bytes,
+    cand: WhatIfScores,
+    series: int,
+    samples: int,
+) -> Manifest:
+    """The unsigned manifest: the band from the held-out roll-forward errors, one-step
+    metrics and golden vectors from held-out samples."""
+    from model_export.twin_export import step_samples, twin_manifest, twin_metrics
+
+    base, recipe, data = task.base, task.recipe, task.data
+    chans = list(base.channels)
+    residual = np.asarray(cand.residual_std)
+    spec = base.model_copy(
+        update={
+            "residual_std": {
+                c.name: residual[:, j].tolist() for j, c in enumerate(chans[: len(base.outputs)])
+            }
+        }
+    )
+    pairs = [step_samples(r[None], chans, recipe) for r in data.held_out]
+    hx = np.concatenate([p[0] for p in pairs])
+    hy = np.concatenate([p[1] for p in pairs])
+    runner = TwinModel(model_bytes, spec)
+    metrics = twin_metrics(result.model, runner, hx, hy)
+    manifest = twin_manifest(
+        model_bytes, runner, spec, recipe, task.release, task.signing_key_id, metrics, hx
+    )
+    return manifest.model_copy(
+        update={
+            "training": TrainingSummary(
+                dataset=f"cloud-sync summaries of {task.device} at {data.period_s:g} s",
+                series=series,
+                windows=samples,
+                epochs=result.epochs_run,
+                notes={
+                    "loss": recipe.train.loss,
+                    "hidden": str(recipe.train.hidden),
+                    "start": "fleet twin",
+                    "running_at_training": f"{task.running.name} {task.running.version}",
+                },
+            )
+        }
     )
 
 
