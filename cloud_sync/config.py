@@ -148,8 +148,9 @@ class TwinRetrainSection(Strict):
     margin: Annotated[float, Field(ge=0, lt=1)] = 0.05
     """Promoted only when the candidate's what-if error (mean over 1 step, 10, 30 and 60
     min of candidate / running) is <= 1 - margin."""
-    pretrain_epochs: Annotated[int, Field(ge=1, le=1000)] = 5
-    """One-step epochs of the fleet pretrain (upper bound; early stopping)."""
+    pretrain_epochs: Annotated[int, Field(ge=1, le=1000)] = 30
+    """One-step epochs of the fleet pretrain (upper bound; early stopping). 30, not 5:
+    only the longer pretrain learns the fleet's heat faults (docs/training.md)."""
     finetune_epochs: Annotated[int, Field(ge=1, le=1000)] = 10
     """One-step epochs of each device's fine-tune (upper bound; early stopping)."""
     rollout_epochs: Annotated[int, Field(ge=0, le=1000)] = 3
