@@ -1,9 +1,11 @@
-"""Model releases: a content-addressed bundle store, releases and staged rollouts.
+"""Model and twin releases: a content-addressed bundle store, releases and staged
+rollouts (a release's kind, model or twin, comes from its bundle).
 
 See docs/releases.md. One job per module: ``store`` (bundle archives), ``signing``,
 ``model`` (states, assignments, what is reported), ``records`` (release rows and the
 answers built from them), ``stages`` (the plan, and which devices a stage names),
-``offers`` (a release into a device's desired model through the twin, and back),
+``offers`` (a release into a device's desired model or twin through the twin module,
+and back),
 ``rollout`` (decisions from what devices report), ``publish`` (the entry point for
 training), ``groups`` (canary groups).
 """
@@ -12,6 +14,7 @@ from cloud_sync.releases.model import (
     AssignmentStatus,
     EvaluationResult,
     ReleaseInfo,
+    ReleaseKind,
     ReleaseState,
 )
 from cloud_sync.releases.offers import rollback
@@ -26,6 +29,7 @@ __all__ = [
     "BundleStore",
     "EvaluationResult",
     "ReleaseInfo",
+    "ReleaseKind",
     "ReleaseState",
     "StoredBundle",
     "evaluate_rollouts",

@@ -83,7 +83,8 @@ class AssignmentStatus(StrEnum):
     """The release stopped before the device installed it; its previous model is back."""
     SKIPPED = "skipped"
     """Never offered: the device cannot run it (a channel delivers samples less often
-    than the model's period); the rollout goes on without it."""
+    than the model's period; a twin release to a device that reports no twin); the
+    rollout goes on without it."""
 
 
 BAD = (AssignmentStatus.REJECTED, AssignmentStatus.ROLLED_BACK)

@@ -57,7 +57,9 @@ def offer_stage(
             )
             result.marked_bad.append((release.id, name, reason))
             continue
-        skip = period_skip_reason(conn, device_id, release)
+        skip = twin_skip_reason(conn, device_id, release) or period_skip_reason(
+            conn, device_id, release
+        )
         if skip is not None:
             insert_assignment(
                 conn, release.id, device_id, index, AssignmentStatus.SKIPPED, skip, now, None
@@ -146,7 +148,10 @@ def set_desired(
 
 def restore_previous(conn: Connection, release: Any, device_id: int, previous: Any) -> None:
     """Give the device back the desired model (twin) it had before this release's offer,
-    unless its desired state moved on to something else since."""
+    unless its desired state moved on to something else since. The release given back
+    is marked ``is_rollback``: a device that installed the refused or halted release
+    without having reported it yet goes back too (its anti-rollback would refuse the
+    older version otherwise); one still running the previous release has nothing to do."""
     kind = ReleaseKind(release.kind)
     desired = desired_state(conn, device_id, lock=True)
     now_wanted = kind.desired_release(desired)
@@ -160,7 +165,7 @@ def restore_previous(conn: Connection, release: Any, device_id: int, previous: A
         device_id,
         desired,
         previous.get(f"{kind.value}_version"),
-        None if before is None else ModelRelease.model_validate(before),
+        None if before is None else ModelRelease.model_validate({**before, "is_rollback": True}),
     )
 
 
@@ -182,6 +187,20 @@ def bad_reason(conn: Connection, device_id: int, release: Any) -> str | None:
     # The kind's own report: a twin's bad versions say nothing about a model's.
     update_ = ReleaseKind(release.kind).update_report(reported)
     return None if update_ is None else update_.bad_versions.get(release.version)
+
+
+def twin_skip_reason(conn: Connection, device_id: int, release: Any) -> str | None:
+    """Why the device cannot take a twin release, from what it reports: it reports
+    neither a twin in service nor a twin update (no [twin] section: nothing to install
+    the twin into, and offered it would only hold or stop the rollout). None: it can, it
+    is a model release, or the device has reported nothing yet."""
+    if release.kind != ReleaseKind.TWIN.value:
+        return None
+    raw = conn.execute(select(Device.reported).where(Device.id == device_id)).scalar()
+    reported = None if raw is None else ReportedState.model_validate(raw)
+    if reported is None or reported.twin is not None or reported.twin_update is not None:
+        return None
+    return "no twin: the device reports neither a twin in service nor a twin update"
 
 
 def period_skip_reason(conn: Connection, device_id: int, release: Any) -> str | None:

@@ -22,6 +22,8 @@ from tests.cloud_sync.conftest import reported
 from tests.conftest import require
 
 TWIN_NAME = "pump-twin"
+INITIAL_TWIN = {"name": TWIN_NAME, "version": "0.1.0", "sha256": "ef" * 32}
+"""The twin every device of ``fleet`` reports in service at first."""
 
 
 @pytest.fixture(scope="session")
@@ -91,11 +93,12 @@ def bundle_for(make_bundle: Callable[..., Path]) -> Callable[[str], Path]:
 
 @pytest.fixture
 def fleet(rel_engine: Engine) -> list[str]:
-    """Ten devices, dev-0 .. dev-9, each reporting model generic 1.0.0."""
+    """Ten devices, dev-0 .. dev-9, each reporting model generic 1.0.0 and the twin
+    pump-twin 0.1.0 in service."""
     names = [f"dev-{i}" for i in range(10)]
     for name in names:
         add_device(rel_engine, name)
-        report(rel_engine, name, model_version="1.0.0")
+        report(rel_engine, name, model_version="1.0.0", twin=INITIAL_TWIN)
     return names
 
 

@@ -165,7 +165,9 @@ def test_canary_rollback_stops_the_release_and_the_bad_version_is_never_offered_
     # Both canaries are back on their previous desired model, the rest never saw 1.2.0.
     for device in ("dev-0", "dev-1"):
         desired = get_desired(rel_engine, device)
-        assert desired.model_version == "1.1.0" and desired.model == previous.model
+        assert desired.model_version == "1.1.0" and previous.model is not None
+        # Given back as a rollback: a canary that installed 1.2.0 unreported goes back too.
+        assert desired.model == previous.model.model_copy(update={"is_rollback": True})
     assert all(get_desired(rel_engine, d).model_version == "1.1.0" for d in fleet)
     # Stopped: evaluating again offers nothing, and the device refuses it for good.
     assert evaluate_rollouts(rel_engine).offered == []

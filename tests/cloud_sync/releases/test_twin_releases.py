@@ -147,7 +147,8 @@ def test_a_rolled_back_twin_halts_the_release_restores_the_previous_twin_and_is_
     assert by_device == {"dev-0": AssignmentStatus.ROLLED_BACK, "dev-1": AssignmentStatus.WITHDRAWN}
     for device in ("dev-0", "dev-1"):  # both back on the twin they had, the model untouched
         desired = get_desired(rel_engine, device)
-        assert desired.twin_version == "1.0.0" and desired.twin == previous
+        assert desired.twin_version == "1.0.0"
+        assert desired.twin == previous.model_copy(update={"is_rollback": True})
         assert desired.model is None
     assert get_desired(rel_engine, "dev-5").twin_version == "1.0.0"  # never widened
 
@@ -265,3 +266,26 @@ def test_an_unsigned_or_tampered_twin_bundle_is_refused(
         )
     assert list_releases(rel_engine) == []
     assert get_desired(rel_engine, "dev-0").twin is None
+
+
+def test_a_device_that_reports_no_twin_is_skipped_and_the_rollout_goes_on(
+    rel_engine: Engine,
+    store: BundleStore,
+    fleet: list[str],
+    twin_bundle: Path,
+    release_key: Ed25519PrivateKey,
+) -> None:
+    report(rel_engine, "dev-4")  # no [twin] section: neither a twin nor a twin update
+    release_id = _twin(rel_engine, store, twin_bundle, release_key, "1.1.0")
+    info = get_release(rel_engine, release_id)
+    skipped = [
+        (a.device, a.reason) for a in info.assignments if a.status == AssignmentStatus.SKIPPED
+    ]
+    assert skipped == [
+        ("dev-4", "no twin: the device reports neither a twin in service nor a twin update")
+    ]
+    assert get_desired(rel_engine, "dev-4").twin is None
+    for device in fleet:
+        if device != "dev-4":
+            report(rel_engine, device, twin_update={"state": "installed", "version": "1.1.0"})
+    assert evaluate_rollouts(rel_engine).completed == [release_id]
