@@ -31,7 +31,13 @@ from sqlalchemy import Engine
 from cloud_sync.config import CloudConfig, TwinRetrainSection
 from cloud_sync.training.decision import Decision, Verdict, next_version, used_versions
 from cloud_sync.training.report import write_decision
-from cloud_sync.training.twin_data import TwinData, TwinSkip, training_series, twin_data
+from cloud_sync.training.twin_data import (
+    PIECE_PERIODS,
+    TwinData,
+    TwinSkip,
+    training_series,
+    twin_data,
+)
 from cloud_sync.training.twin_report import TwinReport, write_twin_report
 from cloud_sync.training.twin_running import TWINS_DIR, resolve_running_twin, shipped_twin
 from cloud_sync.training.twin_task import (
@@ -117,7 +123,9 @@ def plan_twins(
     tw = t.twin
     base, period = shipped_twin()
     channels = tuple(c.name for c in base.channels)
-    rebuild = rebuild_fleet or not (t.reports_dir / FLEET_DIR / FLEET_TWIN_MODEL).exists()
+    fleet = t.reports_dir / FLEET_DIR
+    is_saved = (fleet / FLEET_TWIN_MODEL).is_file() and (fleet / FLEET_TWIN_BUNDLE).is_dir()
+    rebuild = rebuild_fleet or not is_saved
     names = device_names(engine) if rebuild else list(targets)
     data: dict[str, TwinData | TwinSkip] = {}
     for name in names:
@@ -129,7 +137,8 @@ def plan_twins(
             holdout_fraction=tw.holdout_fraction,
             min_periods=tw.min_periods,
             held_out_run=base.window_steps + base.horizon_steps,
-            train_run=base.window_steps + ROLLOUT_STEPS + 1,
+            # A training run shorter than one series is never trained on (training_series).
+            train_run=PIECE_PERIODS,
         )
     skipped = _skipped(targets, data, t.reports_dir, say)
     usable = {n: d for n, d in data.items() if isinstance(d, TwinData)}
