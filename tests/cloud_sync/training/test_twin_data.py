@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 from sqlalchemy import Engine
 
-from cloud_sync.config import TWIN_EVALUATION_PERIODS, parse_config
+from cloud_sync.config import TWIN_EVALUATION_PERIODS, CloudConfig, parse_config
 from cloud_sync.registry import add_device
 from cloud_sync.training.twin_data import TwinData, TwinSkip, training_series, twin_data
+from cloud_sync.training.twin_retrain import plan_twins
 from cloud_sync.training.twin_running import resolve_running_twin, shipped_twin
 from cloud_sync.training.twin_task import WhatIfScores, compare_twins, mark_steps
 from edge_agent.simulator.pump import SimulatorSettings
@@ -141,3 +142,21 @@ def test_the_twin_config_says_what_is_wrong() -> None:
         parse_config("[training.twin]\nmargin = 1.5\nepochs = 3\n")
     paths = {p.path for p in caught.value.problems}
     assert paths == {"training.twin.margin", "training.twin.epochs"}
+
+
+def test_the_plan_skips_a_device_without_a_whole_training_series(
+    engine: Engine, config: CloudConfig
+) -> None:
+    """A gap every 100 periods: whatever its amount of data, no 2-hour series to train
+    on; the plan says so (and writes it), and never pretrains on an empty fleet."""
+    add_device(engine, "gappy")
+    _, values = simulated_readings(_pump("gappy", 16))
+    means = values.reshape(960, 60, 5).mean(axis=1)
+    for j, channel in enumerate(CHANNELS):
+        insert_summaries(engine, "gappy", channel, means[:, j], skip=frozenset(range(0, 800, 100)))
+    plan = plan_twins(engine, config, ["gappy"], rebuild_fleet=True, say=lambda _: None)
+    assert plan.trainable == {} and plan.usable == {}
+    (skip,) = plan.skipped
+    assert skip.reason.startswith("no training stretch of 120 back-to-back complete periods")
+    reports = config.training.reports_dir
+    assert "no training stretch" in (reports / "gappy" / "twins" / "skipped.json").read_text()
