@@ -151,6 +151,13 @@ def main() -> None:
     parser.add_argument("--days", type=float, default=3.0)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--advisor", type=int, default=0, metavar="RUNS")
+    parser.add_argument(
+        "--advisor-seeds",
+        type=int,
+        nargs="+",
+        default=[0, 1000],
+        help="base seeds of the advisor's run sets (0..: docs/advisor.md; 1000..: held out)",
+    )
     parser.add_argument("--keep", type=Path, help="work in this folder and keep it")
     parser.add_argument(
         "--twin-only", action="store_true", help="only the twin's part of the retrain"
@@ -213,9 +220,9 @@ def main() -> None:
         print_tables([r for r in records if r["device"] not in faulty], "healthy devices")
         print_tables([r for r in records if r["device"] in faulty], "devices with a fouled bearing")
         if args.advisor:
-            advisor_twin_alone(
-                args.advisor, folder / "reports" / "fleet" / "twin-bundle", folder / "release.pub"
-            )
+            fleet_bundle = folder / "reports" / "fleet" / "twin-bundle"
+            for base_seed in args.advisor_seeds:
+                advisor_twin_alone(args.advisor, fleet_bundle, folder / "release.pub", base_seed)
 
 
 def whole_retrain(
@@ -261,13 +268,13 @@ def twin_part(engine: Any, config: CloudConfig, key_path: Path) -> tuple[list[An
     return outcome.decisions, outcome.fleet
 
 
-def advisor_twin_alone(runs: int, fleet_bundle: Path, public_key: Path) -> None:
-    """bench/advisor.py's closed loop (seeds 0..), the twin alone as the predictor: the
-    shipped default against the fleet twin."""
+def advisor_twin_alone(runs: int, fleet_bundle: Path, public_key: Path, base_seed: int = 0) -> None:
+    """bench/advisor.py's closed loop (seeds ``base_seed``..), the twin alone as the
+    predictor: the shipped default against the fleet twin."""
     from edge_agent.twin.advisor.closedloop import heat_fault_runs, pump_advisor_config, run_fixed
     from edge_agent.twin.config import TwinConfig
 
-    settings = heat_fault_runs(runs)
+    settings = heat_fault_runs(runs, base_seed=base_seed)
     config = pump_advisor_config(predictor="twin", twin_residual_periods=0)
     free = [run_fixed(s, None) for s in settings]
     events = [i for i, r in enumerate(free) if r.overheated]
@@ -280,7 +287,8 @@ def advisor_twin_alone(runs: int, fleet_bundle: Path, public_key: Path) -> None:
         prevented = sum(not results[i].overheated for i in events)
         throughput = sum(r.throughput for r in results) / len(results)
         print(
-            f"advisor, twin alone ({label}): {prevented}/{len(events)} overheats prevented, "
+            f"advisor, twin alone ({label}, seeds {base_seed}..): {prevented}/{len(events)} "
+            "overheats prevented, "
             f"throughput {throughput:.4f} ({time.perf_counter() - began:.0f} s)"
         )
 
