@@ -23,6 +23,12 @@ Reported:
     fleet twin: how many of the fouled bearings' overheats each prevents.
 
     python bench/twin_retrain.py [--devices 8] [--faulty 3] [--days 3] [--advisor 30]
+        [--advisor-seeds 0 1000] [--varied] [--twin-only] [--pretrain-epochs N]
+        [--finetune-epochs N] [--keep FOLDER]
+
+``--varied``: pumps unlike the shipped twin's (bearing rise, time constant, current off
+by up to 25 %): where per-device fine-tunes should win. ``--twin-only``: the twin's part
+of the retrain alone. Figures: docs/training.md, "The twin", "Measured".
 """
 
 from __future__ import annotations
