@@ -14,7 +14,15 @@ import re
 from pathlib import Path
 from typing import Annotated, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from cloud_sync.mqtt.config import MqttSection
 from edgetwin_common.config import problems_from, read_toml, validate_toml
@@ -125,6 +133,51 @@ class ReleasesSection(Strict):
         return Path("bundles")
 
 
+TWIN_EVALUATION_PERIODS = 77
+"""Held-out periods one what-if of the shipped twin needs: its 16-period window, its
+60-period horizon and one more (docs/training.md, "The twin")."""
+
+
+class TwinRetrainSection(Strict):
+    """The cross-channel twin in ``cloud-sync retrain`` (docs/training.md, "The twin"):
+    a fleet twin pretrained on every device's synced summaries from the shipped default,
+    then fine-tuned per device and promoted against the twin the device runs."""
+
+    enabled: bool = True
+    """false: the retrain leaves twins alone (devices keep the shipped default)."""
+    margin: Annotated[float, Field(ge=0, lt=1)] = 0.05
+    """Promoted only when the candidate's what-if error (mean over 1 step, 10, 30 and 60
+    min of candidate / running) is <= 1 - margin."""
+    pretrain_epochs: Annotated[int, Field(ge=1, le=1000)] = 30
+    """One-step epochs of the fleet pretrain (upper bound; early stopping). 30, not 5:
+    only the longer pretrain learns the fleet's heat faults (docs/training.md)."""
+    finetune_epochs: Annotated[int, Field(ge=1, le=1000)] = 10
+    """One-step epochs of each device's fine-tune (upper bound; early stopping)."""
+    rollout_epochs: Annotated[int, Field(ge=0, le=1000)] = 3
+    """Epochs on the model's own 12-period roll-outs after the one-step fit, in the
+    pretrain and each fine-tune (0: none)."""
+    learning_rate: Annotated[float, Field(gt=0, le=1)] = 3e-4
+    min_periods: Annotated[int, Field(ge=1)] = 720
+    """Complete twin periods (every channel synced) a device needs (720: 12 hours at
+    the shipped twin's 1-minute period); fewer: skipped with the reason."""
+    holdout_fraction: Annotated[float, Field(gt=0, lt=1)] = 0.2
+    """The most recent share of a device's complete periods, held out for the what-if
+    comparison."""
+
+    @model_validator(mode="after")
+    def _held_out_holds_a_whatif(self) -> TwinRetrainSection:
+        held = int(self.min_periods * self.holdout_fraction)
+        if held < TWIN_EVALUATION_PERIODS:
+            raise ValueError(
+                f"min_periods {self.min_periods} x holdout_fraction {self.holdout_fraction:g}"
+                f" = {held} held-out periods, fewer than the {TWIN_EVALUATION_PERIODS} one "
+                "what-if of the shipped twin needs (16-period window + 60-period horizon + 1)"
+                f": raise min_periods to at least "
+                f"{-(-TWIN_EVALUATION_PERIODS // self.holdout_fraction):.0f} or holdout_fraction"
+            )
+        return self
+
+
 class TrainingSection(Strict):
     """``cloud-sync retrain`` (docs/training.md)."""
 
@@ -160,6 +213,8 @@ class TrainingSection(Strict):
     or a systemd timer)."""
     reports_dir: Path = Path("training-reports")
     """Reports, candidate bundles and decisions: ``<reports_dir>/<device>/<version>/``."""
+    twin: TwinRetrainSection = TwinRetrainSection()
+    """The cross-channel twin's retrain (``[training.twin]``)."""
 
 
 NotificationEvent = Literal["device_stale", "fleet_alarm", "rollout_stopped"]

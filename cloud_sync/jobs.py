@@ -6,7 +6,8 @@
   conditions raised and cleared, webhook calls sent and retried, docs/cloud.md.
 - **Fleet retraining** every [training] interval_s (unset: none; use cron or a systemd
   timer), as a child process ``python -m cloud_sync retrain --fleet`` so TensorFlow and
-  the Dask cluster never share the HTTP process's memory or threads, docs/training.md.
+  the Dask cluster never share the HTTP process's memory or threads: the forecasters
+  and, with [training.twin] enabled (the default), the twins, docs/training.md.
 
 The app runs the jobs it is given while it serves (``create_app(..., jobs=...)``).
 """

@@ -159,7 +159,7 @@ def build_twin(
     rng = np.random.default_rng(recipe.seed)
     order = rng.permutation(len(x))
     x, y = x[order], y[order]
-    result = _fit(x, y, training, chans, recipe, initial_model)
+    result = fit_twin(x, y, training, chans, recipe, initial_model)
     model_bytes = convert_to_int8(result.model, representative_windows(x, 2000, recipe.seed))
     spec = TwinSpec(
         channels=chans,
@@ -178,8 +178,10 @@ def build_twin(
         }
     )
     hx, hy = step_samples(held_out, chans, recipe)
-    metrics = _metrics(result.model, runner, hx, hy)
-    manifest = _manifest(model_bytes, runner, spec, recipe, release, private_key, metrics, hx)
+    metrics = twin_metrics(result.model, runner, hx, hy)
+    manifest = twin_manifest(
+        model_bytes, runner, spec, recipe, release, key_id(private_key.public_key()), metrics, hx
+    )
     manifest = manifest.model_copy(
         update={
             "training": TrainingSummary(
@@ -196,7 +198,7 @@ def build_twin(
     return load_twin(dest, private_key.public_key()), result.model
 
 
-def _fit(
+def fit_twin(
     x: FloatArray,
     y: FloatArray,
     training: FloatArray,
@@ -218,9 +220,10 @@ def _fit(
     return result
 
 
-def _metrics(
+def twin_metrics(
     keras_model: Any, runner: TwinModel, hx: FloatArray, hy: FloatArray
 ) -> ValidationMetrics:
+    """One-step float32 vs int8 errors (step_scale units) on samples ``hx``/``hy``."""
     f32 = np.asarray(keras_model.predict(hx.astype(np.float32), batch_size=4096, verbose=0))
     f32_err = f32 - hy
     pick = hx[:: max(1, len(hx) // 4000)]
@@ -238,17 +241,19 @@ def _metrics(
     )
 
 
-def _manifest(
+def twin_manifest(
     model_bytes: bytes,
     runner: TwinModel,
     spec: TwinSpec,
     recipe: TwinRecipe,
     release: Release,
-    key: Ed25519PrivateKey,
+    signing_key_id: str,
     metrics: ValidationMetrics,
     held_inputs: FloatArray,
 ) -> Manifest:
-    """The manifest; golden vectors are raw rows (channel units) run through ``runner``."""
+    """The manifest, to be signed by the key ``signing_key_id`` names (so a worker
+    without the key can build it); golden vectors are raw rows (channel units) run
+    through ``runner``."""
     center = np.array([c.center for c in spec.channels])
     scale = np.array([c.scale for c in spec.channels])
     n_ch, w = len(spec.channels), spec.window_steps
@@ -296,6 +301,6 @@ def _manifest(
         training=TrainingSummary(dataset="-", series=0, windows=0, epochs=0),
         metrics=metrics,
         golden=Golden(tolerance_lsb=1, vectors=vectors),
-        signing=Signing(key_id=key_id(key.public_key())),
+        signing=Signing(key_id=signing_key_id),
         twin=spec,
     )

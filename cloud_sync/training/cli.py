@@ -52,17 +52,26 @@ def run_retrain(args: argparse.Namespace, config: CloudConfig, engine: Engine) -
         )
     finally:
         engine.dispose()
-    for d in outcome.decisions:
-        # Always five columns ("-" where a skipped device has no version or report).
+    # Always five columns ("-" where a skipped device has no version or report); a
+    # twin's line names its device "twin:<device>".
+    lines = [(d.device, d) for d in outcome.decisions]
+    lines += [(f"twin:{d.device}", d) for d in outcome.twins]
+    for name, d in lines:
         where = d.report_dir if d.report_dir is not None else "-"
-        print(f"{d.device}\t{d.verdict.value}\t{d.version or '-'}\t{where}\t{d.reason}")
+        print(f"{name}\t{d.verdict.value}\t{d.version or '-'}\t{where}\t{d.reason}")
     counts = Counter(d.verdict for d in outcome.decisions)
+    twins = Counter(d.verdict for d in outcome.twins)
     print(
         f"retrain: {len(outcome.decisions)} device(s) in {outcome.seconds:.0f} s: "
-        + ", ".join(f"{n} {v.value}" for v, n in sorted(counts.items())),
+        + ", ".join(f"{n} {v.value}" for v, n in sorted(counts.items()))
+        + (
+            "; twins: " + ", ".join(f"{n} {v.value}" for v, n in sorted(twins.items()))
+            if twins
+            else ""
+        ),
         file=sys.stderr,
     )
-    return EXIT_FAILED if counts[Verdict.FAILED] else EXIT_OK
+    return EXIT_FAILED if counts[Verdict.FAILED] or twins[Verdict.FAILED] else EXIT_OK
 
 
 def add_twin_finetune_parser(

@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 from cloud_sync.training.task import FineTuneResult, FineTuneTask, fine_tune_device
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 WORKER_ENV = {
     "TF_CPP_MIN_LOG_LEVEL": "2",
@@ -58,11 +61,25 @@ def dask_client(scheduler_address: str | None, n_workers: int) -> Iterator[Any]:
 def run_tasks(
     client: Any, tasks: Sequence[FineTuneTask], *, progress: bool = True
 ) -> Iterator[tuple[FineTuneTask, FineTuneResult | BaseException]]:
-    """Submit every task; yield (task, result or the exception it raised) as each
-    finishes, with a progress bar over completed devices.
+    """Submit every device's fine-tune; yield (task, result or the exception it raised)
+    as each finishes, with a progress bar over completed devices.
 
     A failing device does not stop the others: its exception is yielded, not raised.
     """
+    yield from run_each(client, tasks, fine_tune_device, "fine-tune", progress=progress)
+
+
+def run_each(
+    client: Any,
+    tasks: Sequence[T],
+    fn: Callable[[T], R],
+    label: str,
+    *,
+    progress: bool = True,
+) -> Iterator[tuple[T, R | BaseException]]:
+    """``fn(task)`` for every task on the cluster (each task has a ``device``); yield
+    (task, result or the exception it raised) as each finishes. ``label`` names the
+    tasks' keys and the progress bar ("fine-tune", "twin")."""
     import distributed
 
     as_completed: Any = distributed.as_completed
@@ -71,19 +88,19 @@ def run_tasks(
         return
     run = uuid.uuid4().hex[:8]
     futures = {
-        client.submit(fine_tune_device, task, key=f"fine-tune-{task.device}-{run}"): task
-        for task in tasks
+        client.submit(fn, task, key=f"{label}-{getattr(task, 'device', i)}-{run}"): task
+        for i, task in enumerate(tasks)
     }
     bar: Any = None
     if progress:
         from tqdm import tqdm
 
-        bar = tqdm(total=len(futures), desc="fine-tune", unit="device", disable=None)
+        bar = tqdm(total=len(futures), desc=label, unit="device", disable=None)
     try:
         for future in as_completed(futures):
             task = futures[future]
             if future.status == "error":
-                outcome: FineTuneResult | BaseException = future.exception()
+                outcome: R | BaseException = future.exception()
             else:
                 outcome = future.result()
             if bar is not None:

@@ -45,6 +45,7 @@ from cloud_sync.training.deployed import resolve_deployed
 from cloud_sync.training.fanout import dask_client, run_tasks
 from cloud_sync.training.report import ReportInputs, write_decision, write_report
 from cloud_sync.training.task import FineTuneResult, FineTuneTask
+from cloud_sync.training.twin_retrain import TwinOutcome, plan_twins, retrain_twins
 from edgetwin_contracts.manifest import Normalization, TrainingSummary
 from model_export.bundle import Release, build_manifest, golden_windows, write_bundle
 from model_export.dataset import WindowSet, WindowSpec
@@ -67,6 +68,9 @@ class RetrainOutcome:
     decisions: list[Decision]
     fleet: dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0
+    twins: list[Decision] = field(default_factory=list)
+    """One twin decision per device asked for ([training.twin]; empty when disabled)."""
+    twin_fleet: dict[str, Any] = field(default_factory=dict)
 
 
 def retrain(
@@ -105,33 +109,76 @@ def retrain(
 
     decisions = _skipped(targets, windows, t.reports_dir, say)
     trainable = {n: w for n in targets if isinstance(w := windows[n], DeviceWindows)}
-    if not trainable:
-        return RetrainOutcome(decisions, {}, time.monotonic() - started)
+    twins = (
+        plan_twins(engine, config, targets, rebuild_fleet=devices is None, say=say)
+        if t.twin.enabled
+        else None
+    )
+    if not trainable and (twins is None or not twins.trainable):
+        skipped_twins = [] if twins is None else twins.skipped
+        return RetrainOutcome(decisions, {}, time.monotonic() - started, skipped_twins)
+    key, signing = _signing_key(config)
+    publish = releases_publisher(engine, config) if publisher == "releases" else publisher
+    fleet_info: dict[str, Any] = {}
+    twin_outcome = TwinOutcome([])
+    with _client(client, t) as dask:
+        if trainable:
+            fleet_info = _forecasters(
+                engine, t, spec, norm, windows, trainable, need_fleet_data, dask,
+                key, signing, publish, decisions, say, progress,
+            )  # fmt: skip
+        if twins is not None:
+            twin_outcome = retrain_twins(
+                engine, config, twins, client=dask, key=key, signing=signing,
+                publish=publish, say=say, progress=progress,
+            )  # fmt: skip
+    return RetrainOutcome(
+        decisions,
+        fleet_info,
+        time.monotonic() - started,
+        twin_outcome.decisions,
+        twin_outcome.fleet,
+    )
 
+
+def _forecasters(
+    engine: Engine,
+    t: TrainingSection,
+    spec: WindowSpec,
+    norm: Normalization,
+    windows: dict[str, DeviceWindows | Skip],
+    trainable: dict[str, DeviceWindows],
+    rebuild: bool,
+    dask: Any,
+    key: Ed25519PrivateKey,
+    signing: str,
+    publish: Publisher | None,
+    decisions: list[Decision],
+    say: Say,
+    progress: bool,
+) -> dict[str, Any]:
+    """The forecasters' fleet model and fine-tunes; decisions appended; the fleet info."""
     fleet_model, fleet_info = _fleet_model(
         t,
         spec,
         norm,
         [w for w in windows.values() if isinstance(w, DeviceWindows)],
-        rebuild=need_fleet_data,
+        rebuild=rebuild,
         say=say,
         progress=progress,
     )
-    key, signing = _signing_key(config)
     tasks = _fine_tune_tasks(engine, t, spec, norm, fleet_model, trainable)
     say(f"fine-tuning {len(tasks)} device(s) on Dask")
-    publish = releases_publisher(engine, config) if publisher == "releases" else publisher
-    with _client(client, t) as dask:
-        for task, outcome in run_tasks(dask, tasks, progress=progress):
-            if isinstance(outcome, BaseException):
-                reason = f"failed: {type(outcome).__name__}: {outcome}"
-                say(f"{task.device}: {reason}")
-                decisions.append(Decision(task.device, Verdict.FAILED, reason))
-                continue
-            decision = _finish(task, outcome, t, spec, norm, key, signing, fleet_info, publish)
-            say(f"{task.device}: {decision.reason}")
-            decisions.append(decision)
-    return RetrainOutcome(decisions, fleet_info, time.monotonic() - started)
+    for task, outcome in run_tasks(dask, tasks, progress=progress):
+        if isinstance(outcome, BaseException):
+            reason = f"failed: {type(outcome).__name__}: {outcome}"
+            say(f"{task.device}: {reason}")
+            decisions.append(Decision(task.device, Verdict.FAILED, reason))
+            continue
+        decision = _finish(task, outcome, t, spec, norm, key, signing, fleet_info, publish)
+        say(f"{task.device}: {decision.reason}")
+        decisions.append(decision)
+    return fleet_info
 
 
 def _skipped(

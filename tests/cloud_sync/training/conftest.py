@@ -105,6 +105,23 @@ def report_model(engine: Engine, device: str, name: str, version: str, sha256: s
         )
 
 
+def report_twin(engine: Engine, device: str, name: str, version: str, sha256: str) -> None:
+    """The device reports the generic forecaster and this twin."""
+    reported = {
+        "version": 1,
+        "agent_version": "0.1.0",
+        "model": {"name": "edgetwin-generic-forecaster", "version": "1.0.0", "sha256": "0" * 64},
+        "twin": {"name": name, "version": version, "sha256": sha256},
+        "config_hash": "x",
+    }
+    with engine.begin() as conn:
+        conn.execute(
+            update(Device)
+            .where(Device.name == device)
+            .values(reported=reported, reported_version=1)
+        )
+
+
 @pytest.fixture
 def device_with_data(db: Engine) -> Callable[..., str]:
     def make(name: str, n: int = 300, seed: int = 0, channels: int = 2) -> str:

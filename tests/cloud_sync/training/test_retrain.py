@@ -117,6 +117,8 @@ def test_cli_fleet_and_device(
     assert main(["retrain", "--fleet", "--no-progress", *base]) == 0
     out = capsys.readouterr().out
     assert "pump-1\t" in out and "pump-2\tskipped\t-\t-\t" in out
+    # The twin's line for a device without the twin's channels says so.
+    assert "twin:pump-1\tskipped\t-\t-\tno synced summaries of bearing_temp" in out
     # Five columns on every line, as docs/training.md says.
     assert all(len(line.split("\t")) == 5 for line in out.strip().splitlines())
 
