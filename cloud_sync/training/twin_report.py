@@ -69,7 +69,8 @@ def write_twin_report(out: Path, r: TwinReport) -> None:
         lines.append(f"| {label} | {cells} |")
     lines += [
         "",
-        f"Promotion rule: the mean over these horizons of candidate / running <= 1 - {r.margin:g}.",
+        f"Promotion rule: the mean over these horizons of candidate / running <= 1 - {r.margin:g}, "
+        "and no horizon worse than the running twin's.",
         f"Running twin from: {r.running.source}."
         + (f" {r.running.note}" if r.running.note else ""),
         "",

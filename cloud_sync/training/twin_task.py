@@ -265,11 +265,17 @@ def _manifest(
     )
 
 
+WORSE_SLACK = 0.005
+"""A mark at most this much worse (0.5 %) than the running twin's counts as a tie."""
+
+
 def compare_twins(
     candidate: WhatIfScores, running: WhatIfScores, margin: float, period_s: float
 ) -> tuple[bool, str]:
     """Promote when the mean over the marks of candidate / running what-if error (each
-    normalized, so every horizon counts the same) is <= 1 - margin; (promote, reason)."""
+    normalized, so every horizon counts the same) is <= 1 - margin and no mark is worse
+    than the running twin's: a gain at 10 minutes does not buy a loss at an hour, which
+    the advisor and a what-if would pay; (promote, reason)."""
     ratios = [
         c / max(r, 1e-12) for c, r in zip(candidate.normalized, running.normalized, strict=True)
     ]
@@ -279,6 +285,16 @@ def compare_twins(
     )
     if not np.isfinite(relative):
         return False, "not promoted: the candidate's what-if error is not finite"
+    worse = [
+        _mark_text(m, period_s)
+        for m, q in zip(candidate.marks, ratios, strict=True)
+        if q > 1.0 + WORSE_SLACK
+    ]
+    if worse and relative <= 1.0 - margin:
+        return False, (
+            f"not promoted: what-if error {relative:.2f}x the running twin's ({parts}), but "
+            f"worse than it at {', '.join(worse)}"
+        )
     if relative <= 1.0 - margin:
         return True, (
             f"promoted: what-if error {relative:.2f}x the running twin's ({parts}; "

@@ -124,6 +124,10 @@ def test_a_candidate_worse_than_the_running_twin_is_not_promoted() -> None:
     assert "10 min 1.50x" in reason and "margin of 5%" in reason
     ok, reason = compare_twins(_scores([0.008, 0.01, 0.02, 0.03]), running, 0.05, 60.0)
     assert ok and reason.startswith("promoted: what-if error 0.57x")
+    # Better on average, worse at an hour: a what-if over an hour would pay for it.
+    ok, reason = compare_twins(_scores([0.006, 0.012, 0.04, 0.063]), running, 0.05, 60.0)
+    assert not ok and "0.81x" in reason, reason
+    assert reason.endswith("but worse than it at 60 min"), reason
     ok, reason = compare_twins(_scores([math.nan] * 4), running, 0.05, 60.0)
     assert not ok and "not finite" in reason
     assert mark_steps(60.0, 60) == [1, 10, 30, 60]
