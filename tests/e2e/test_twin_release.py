@@ -39,7 +39,7 @@ from edge_agent.simulator.faults import CHANNELS
 from edge_agent.simulator.pump import TIMESTAMP_FIELD
 from edge_agent.twin.ota.manager import REJECTED_ALARM, ROLLBACK_ALARM
 from edge_agent.twin.shipped import DEFAULT_TWIN_BUNDLE
-from edgetwin_common.testing import free_port
+from edgetwin_common.testing import free_port, wait_until
 from edgetwin_contracts.manifest import MANIFEST_FILE
 from tests.e2e.helpers import (
     ADMIN,
@@ -47,7 +47,6 @@ from tests.e2e.helpers import (
     CloudServer,
     cloud_cli,
     register_device,
-    wait_until,
     write_cloud_toml,
 )
 from tests.edge_agent.integration.helpers import AgentProcess, agent_process, cli
