@@ -134,8 +134,10 @@ class Agent:
         if self.config.sync.enabled and self.config.ota.enabled:
             self.ota = self._build_ota(release_key, on_ota_step)
             self.ota.recover()
+        # The twin's guard counts periods of the readings' time (a fast-forward too), not ours.
+        self._device_time = dt = DeviceTime(clock, self.pipeline.accepted_stamps)
         self.twin_ota = twin_updates(
-            loaded, self.whatif, self.engine, channel_sources, release_key, clock, on_ota_step
+            loaded, self.whatif, self.engine, channel_sources, release_key, dt.now, on_ota_step
         )
         self._config_hash = config_hash(loaded.path) if self.config.sync.enabled else ""
         self.twin, self.sync = start_sync(
@@ -153,7 +155,6 @@ class Agent:
         self._ready = False
         self._alarm_flush_pending = False
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._device_time = DeviceTime(clock)
         self.samples = 0
         """Readings taken from all sources (the watchdog's progress counter)."""
         self.registry = CollectorRegistry()
@@ -324,8 +325,7 @@ class Agent:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), TICK_S)
             now = self._clock()
-            stamps = (c.cleaner.last_accepted_ts for c in self.pipeline.channels.values())
-            self.pipeline.check_health(self._device_time.now(stamps), self._source_states())
+            self.pipeline.check_health(self._device_time.now(), self._source_states())
             if self.advisor is not None:
                 self.advisor.on_sources(self._source_states(), now)
             self.store.close_open(self._data_time(now))

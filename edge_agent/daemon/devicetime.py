@@ -18,15 +18,24 @@ class DeviceTime:
     source reads ahead of the pipeline by a batch.
     """
 
-    __slots__ = ("_clock", "_newest", "_seen_at")
+    __slots__ = ("_clock", "_newest", "_seen_at", "_stamps")
 
-    def __init__(self, clock: Callable[[], float]) -> None:
+    def __init__(
+        self,
+        clock: Callable[[], float],
+        stamps: Callable[[], Iterable[float | None]] | None = None,
+    ) -> None:
+        """stamps: where ``now()`` without arguments reads the newest stamps (so that
+        ``now`` is a clock for code that takes one, e.g. the twin's OTA guard)."""
         self._clock = clock
+        self._stamps = stamps
         self._newest: float | None = None
         self._seen_at = 0.0
 
-    def now(self, stamps: Iterable[float | None]) -> float:
+    def now(self, stamps: Iterable[float | None] | None = None) -> float:
         wall = self._clock()
+        if stamps is None:
+            stamps = self._stamps() if self._stamps is not None else ()
         newest = max((ts for ts in stamps if ts is not None), default=None)
         if newest is not None and (self._newest is None or newest > self._newest):
             self._newest, self._seen_at = newest, wall

@@ -61,6 +61,10 @@ class Pipeline:
         self.channels[name] = channel
         return channel
 
+    def accepted_stamps(self) -> list[float | None]:
+        """Each channel's last accepted reading time (None: none yet): the device's time."""
+        return [c.cleaner.last_accepted_ts for c in list(self.channels.values())]
+
     @property
     def forecaster(self) -> Forecaster:
         return self._forecaster

@@ -25,3 +25,17 @@ def test_the_wall_clock_until_a_reading_then_the_readings_time_run_on() -> None:
     assert device.now([1_913_900.0, 1_913_000.0]) == 1_913_900.0
     wall.now += 1.0
     assert device.now([1_913_899.0]) == 1_913_901.0
+
+
+def test_a_device_time_with_its_stamps_is_a_clock() -> None:
+    # now() without arguments reads the stamps it was given: code that takes a clock
+    # (the twin's OTA guard) runs on the readings' time.
+    wall = Clock(2_000_000.0)
+    stamps: list[float | None] = []
+    device = DeviceTime(wall, lambda: stamps)
+    assert device.now() == 2_000_000.0
+    stamps += [2_090_000.0, None]  # a fast-forwarded device a day ahead of the wall clock
+    assert device.now() == 2_090_000.0
+    wall.now += 2.0
+    assert device.now() == 2_090_002.0
+    assert device.now([2_095_000.0]) == 2_095_000.0  # given stamps still win

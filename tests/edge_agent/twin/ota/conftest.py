@@ -72,9 +72,15 @@ def publish_twin(server: ReleaseServer, make_bundle: Any) -> TwinPublisher:
 
 @pytest.fixture(scope="session")
 def worse_twin(tmp_path_factory: pytest.TempPathFactory, release_key: Ed25519PrivateKey) -> Path:
-    """A twin trained by model_export (Keras -> int8 TFLite -> signed with the fleet
-    key) on a pump with other physics (a bearing rising three times less with the load,
-    a current twice as steep), briefly: valid, plausible, and worse on this pump."""
+    """The worse twin (``build_worse_twin``), built once a session."""
+    return build_worse_twin(tmp_path_factory.mktemp("worse") / "twin", release_key)
+
+
+def build_worse_twin(dest: Path, release_key: Ed25519PrivateKey) -> Path:
+    """A twin trained by model_export (Keras -> int8 TFLite -> signed with
+    ``release_key``) on a pump with other physics (a bearing rising three times less
+    with the load, a current twice as steep), briefly: valid, plausible, and worse on
+    this pump. Written to ``dest``; also used by tests/e2e/test_twin_release.py."""
     require(importlib.util.find_spec("tensorflow") is not None, "TensorFlow is not installed")
     from edge_agent.simulator.pump import PumpParams
     from model_export.bundle import Release
@@ -93,7 +99,6 @@ def worse_twin(tmp_path_factory: pytest.TempPathFactory, release_key: Ed25519Pri
         holdout_fraction=0.25,
         train=TrainSettings(hidden=(16,), epochs=3, batch_size=64, loss="mse", verbose=0),
     )
-    dest = tmp_path_factory.mktemp("worse") / "twin"
     build_twin(
         series,
         recipe,

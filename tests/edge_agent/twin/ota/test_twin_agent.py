@@ -5,10 +5,13 @@ manager through the device shadow, and reports the twin in service and the updat
 from __future__ import annotations
 
 import asyncio
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 from edge_agent.daemon.agent import Agent
 from edge_agent.model.ota.layout import ModelsDir, Pointer
+from edge_agent.reading import Reading
 from edgetwin_contracts.batch import DesiredState, ModelUpdateState
 from tests.edge_agent.agent_harness import config_for
 
@@ -16,7 +19,9 @@ from ...model.ota.releases import TOKEN, ReleaseServer
 from .conftest import TwinPublisher
 
 
-def agent_for(tmp_path: Path, key_file: Path, url: str) -> Agent:
+def agent_for(
+    tmp_path: Path, key_file: Path, url: str, clock: Callable[[], float] = time.time
+) -> Agent:
     body = f"""
 [sync]
 enabled = true
@@ -28,7 +33,7 @@ release_public_key = "{key_file}"
 
 [twin]
 """
-    return Agent(config_for(tmp_path, body), sources=[])
+    return Agent(config_for(tmp_path, body), sources=[], clock=clock)
 
 
 def test_the_agent_updates_its_twin_through_the_shadow_and_starts_with_it(
@@ -72,3 +77,30 @@ def test_the_agent_updates_its_twin_through_the_shadow_and_starts_with_it(
     assert again.twin_ota is not None and again.twin_ota.report().bad_versions == {}
     assert not (twins.root / "trial.json").exists()
     again.store.close()
+
+
+def test_the_twin_updates_run_on_the_readings_time(
+    tmp_path: Path, key_file: Path, server: ReleaseServer, publish_twin: TwinPublisher
+) -> None:
+    """The guard counts twin periods that end after the swap, read from the store in the
+    readings' time: on a fast-forwarded (or skewed) source, the wall clock would hold
+    it back a wall minute per period (found by tests/e2e/test_twin_release.py). The
+    manager's clock is the agent's device time, as channel health's is."""
+    wall = float(int(time.time()))  # frozen; readings a day ahead of the real one are refused
+    agent = agent_for(tmp_path, key_file, server.url, clock=lambda: wall)
+    assert agent.twin_ota is not None and agent.twin is not None
+    device_now = wall + 5 * 3600.0  # the source's own time, 5 h ahead of ours
+    agent.pipeline.process(Reading(device_now, "load", 0.5))
+    release = publish_twin("1.1.0")
+    agent.twin.apply(DesiredState(version=1, twin_version="1.1.0", twin=release))
+
+    async def scenario() -> None:
+        assert agent.twin_ota is not None
+        await agent.twin_ota.update(release)
+        await agent.twin_ota.aclose()
+
+    asyncio.run(scenario())
+    update = agent.twin.reported().twin_update
+    assert update is not None and update.state is ModelUpdateState.GUARDING, update
+    assert update.ts == device_now  # swapped at the readings' time: the guard's start
+    agent.store.close()
