@@ -45,7 +45,7 @@ __all__ = ["AdvisorDemo", "run_advisor_demo"]
 
 SPEED = 100.0
 """Simulated seconds per wall second (one reading per simulated second)."""
-DURATION_S = 3000.0
+DURATION_S = 2880.0
 FAULT_AT_S = 1500.0
 FAULT = f"overheat@{FAULT_AT_S:g}s:15m,rate=2"
 CROSS = {"warmup": 3, "likelihood_warmup": 5}
