@@ -10,7 +10,8 @@
    and swaps it in under the live guard; the summary compares the forecast error of the
    default and the new model on the same readings and lists the alarms.
 3. ``advisor``: a pump losing its lubrication, the agent's advisor derating it over the
-   same pty before the bearing reaches its alarm, which never fires; a chart sets the run
+   same pty before the bearing reaches its alarm, which never fires, and the twin's
+   cross-channel alarm saying why (the bearing hot for its load); a chart sets the run
    beside the same pump left alone (edgetwin_demo/advisor.py).
 
 The cloud is a real `cloud-sync serve` on 127.0.0.1 (SQLite) when the cloud extra is

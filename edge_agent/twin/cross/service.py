@@ -48,6 +48,11 @@ RETRY_S = 5.0
 """Seconds between two reads of the store while a period that has ended is not stored yet
 (the agent flushes every flush_interval_s)."""
 
+MAX_CATCH_UP = 10
+"""Stored periods scored in one tick beyond the newest, when ticks fell behind (a slow
+tick, a store unavailable for a while, a fast-forward): each in turn, so the sum still
+covers explain_periods periods. More behind than this: the older ones are skipped."""
+
 
 class CrossSink(Protocol):
     """Where the surprises go (the alarm engine)."""
@@ -125,8 +130,26 @@ class CrossChannel:
             return
         if end <= self._last_end:
             return
+        period = twin.period_s
+        if math.isfinite(self._last_end):
+            self._catch_up(now, end, min(MAX_CATCH_UP, round((end - self._last_end) / period) - 1))
         self.score_period(history, end)
         self._next_try = end + twin.period_s  # the next period cannot be stored before
+
+    def _catch_up(self, now: float, end: float, behind: int) -> None:
+        """Score the ``behind`` stored periods before the one ending at ``end`` that no
+        tick scored, oldest first (each a one-period miss the sum would otherwise lose)."""
+        if behind <= 0 or self._service is None or self._twin is None:
+            return
+        w, period = self._twin.spec.window_steps, self._twin.period_s
+        try:
+            longer, last = self._service.state(now, flush=False, periods=w + 1 + behind)
+        except TwinError:
+            return  # the older periods are incomplete: the newest alone is scored
+        if last != end:
+            return
+        for i in range(behind):
+            self.score_period(longer[i : i + w + 1], end - (behind - i) * period)
 
     def score_period(self, history: FloatArray, end: float) -> dict[str, CrossReading]:
         """Score the last row of ``history`` ((window_steps + 1, channels), the twin's

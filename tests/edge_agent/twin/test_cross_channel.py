@@ -10,6 +10,7 @@ alarm."""
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
 from collections.abc import Callable, Iterator
@@ -342,3 +343,27 @@ def test_an_event_is_not_lowered_by_itself_the_next_ones_are_by_it() -> None:
     assert first >= 2.5 and scorer.raw >= 0.0
     assert second <= first - 1.5 and third <= second
     assert week_later >= first - 0.5
+
+
+def test_periods_stored_between_two_late_ticks_are_each_scored(rig: Rig) -> None:
+    """Ticks that fall behind (a slow tick, a fast-forward, a store that was away): the
+    periods stored meanwhile are scored in turn, oldest first, none skipped."""
+    frames = iter_frames(_settings(3, fault=False), command=LoadCommand.replay(SCHEDULE))
+    last = rig.feed(frames, 5000.0)
+    scored = len(rig.sink.of("bearing_temp"))
+    assert scored, "warm after 90 min"
+    for frame in frames:
+        t = frame.t
+        rig.now[0] = t
+        if frame.index % 10 == 0:
+            rig.store.close_open(t)
+            rig.store.flush()
+        for channel, value in (frame.reported.as_dict() | {"load": frame.load}).items():
+            rig.store.add_sample(t, channel, value, None, None)
+        if frame.index % 170 == 0:  # a tick every 170 s: up to three periods each
+            rig.cross.on_tick(t)
+        if frame.t >= last.t + 1800.0:
+            break
+    ends = [ts for ts, _ in rig.sink.of("bearing_temp")]
+    assert len(ends) >= scored + 28
+    assert all(b - a == 60.0 for a, b in itertools.pairwise(ends)), ends
