@@ -13,11 +13,12 @@ no held-out reading is ever an input or a target of a training window.
 
 from __future__ import annotations
 
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, Row, select
 
 from cloud_sync.db.models import Device, StoredSummary
 from cloud_sync.errors import DeviceNotFound
@@ -110,6 +111,30 @@ def device_names(engine: Engine) -> list[str]:
         return list(conn.scalars(select(Device.name).order_by(Device.name)))
 
 
+def summary_rows(
+    engine: Engine, device: str, channels: Collection[str] | None = None
+) -> Sequence[Row[str, float, float, int, float]]:
+    """The device's stored summaries (of ``channels``; None: all), as rows of (channel,
+    start, interval_s, count, mean), by channel then start.
+
+    Raises DeviceNotFound."""
+    query = select(
+        StoredSummary.channel,
+        StoredSummary.start,
+        StoredSummary.interval_s,
+        StoredSummary.count,
+        StoredSummary.mean,
+    ).order_by(StoredSummary.channel, StoredSummary.start)
+    with engine.connect() as conn:
+        device_id = conn.scalar(select(Device.id).where(Device.name == device))
+        if device_id is None:
+            raise DeviceNotFound(f"no device named {device!r}")
+        query = query.where(StoredSummary.device_id == device_id)
+        if channels is not None:
+            query = query.where(StoredSummary.channel.in_(list(channels)))
+        return conn.execute(query).all()
+
+
 def load_series(engine: Engine, device: str) -> DeviceSeries:
     """The device's series, one per channel, from its stored summaries.
 
@@ -118,21 +143,7 @@ def load_series(engine: Engine, device: str) -> DeviceSeries:
     Raises:
         DeviceNotFound: no device of that name.
     """
-    with engine.connect() as conn:
-        device_id = conn.scalar(select(Device.id).where(Device.name == device))
-        if device_id is None:
-            raise DeviceNotFound(f"no device named {device!r}")
-        rows = conn.execute(
-            select(
-                StoredSummary.channel,
-                StoredSummary.start,
-                StoredSummary.interval_s,
-                StoredSummary.count,
-                StoredSummary.mean,
-            )
-            .where(StoredSummary.device_id == device_id)
-            .order_by(StoredSummary.channel, StoredSummary.start)
-        ).all()
+    rows = summary_rows(engine, device)
     if not rows:
         return DeviceSeries(device, 0.0, ())
     interval_s = float(np.median([r.interval_s for r in rows]))

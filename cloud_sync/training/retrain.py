@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -43,6 +43,12 @@ from cloud_sync.training.decision import (
 )
 from cloud_sync.training.deployed import resolve_deployed
 from cloud_sync.training.fanout import dask_client, run_tasks
+from cloud_sync.training.publishing import (
+    FLEET_DIR,
+    Publisher,
+    Say,
+    releases_publisher,
+)
 from cloud_sync.training.report import ReportInputs, write_decision, write_report
 from cloud_sync.training.task import FineTuneResult, FineTuneTask
 from cloud_sync.training.twin_retrain import TwinOutcome, plan_twins, retrain_twins
@@ -51,10 +57,6 @@ from model_export.bundle import Release, build_manifest, golden_windows, write_b
 from model_export.dataset import WindowSet, WindowSpec
 from model_export.train import TrainSettings, settings_summary
 
-Say = Callable[[str], None]
-Publisher = Callable[[str, str, Path, Path], str]
-"""(device, version, bundle_dir, report_dir) -> a sentence on where it was published."""
-FLEET_DIR = "fleet"
 FLEET_MODEL = "fleet.keras"
 FLEET_INFO = "fleet.json"
 HIDDEN = (64, 32)
@@ -462,34 +464,3 @@ def _write_candidate(
         private_key=key,
     )
     write_bundle(dest, result.model_bytes, manifest, key, force=True)
-
-
-def releases_publisher(engine: Engine, config: CloudConfig) -> Publisher | None:
-    """Publishing to the device through ``cloud_sync.releases.publish_release`` (the
-    bundle re-signed with [releases] private_key when set); None when [releases]
-    public_key is not set (the promoted bundle then stays in its report folder)."""
-    from cloud_sync.errors import RequestRejected
-    from cloud_sync.releases import publish_release
-    from cloud_sync.releases.config import make_store, private_key
-
-    if config.releases.public_key is None:
-        return None
-    store = make_store(config)
-    key = private_key(config)
-
-    def publish(device: str, version: str, bundle_dir: Path, report_dir: Path) -> str:
-        try:
-            release = publish_release(
-                engine,
-                store,
-                bundle_dir,
-                version=version,
-                device=device,
-                report_dir=report_dir,
-                private_key=key,
-            )
-        except RequestRejected as exc:  # BundleRefused, ReleaseExists, ReleaseInvalid...
-            return f"NOT published ({type(exc).__name__}: {exc}); bundle left in {bundle_dir}"
-        return f"published as release {release.id} ({release.model_name} {release.version})"
-
-    return publish

@@ -19,10 +19,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine
 
-from cloud_sync.db.models import Device, StoredSummary
-from cloud_sync.errors import DeviceNotFound
+from cloud_sync.training.dataset import summary_rows
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -204,21 +203,7 @@ def training_series(runs: list[FloatArray], length: int = PIECE_PERIODS) -> Floa
 def _rows(
     engine: Engine, device: str, channels: tuple[str, ...]
 ) -> dict[str, list[tuple[float, float, float, float]]]:
-    with engine.connect() as conn:
-        device_id = conn.scalar(select(Device.id).where(Device.name == device))
-        if device_id is None:
-            raise DeviceNotFound(f"no device named {device!r}")
-        result = conn.execute(
-            select(
-                StoredSummary.channel,
-                StoredSummary.start,
-                StoredSummary.interval_s,
-                StoredSummary.count,
-                StoredSummary.mean,
-            )
-            .where(StoredSummary.device_id == device_id, StoredSummary.channel.in_(channels))
-            .order_by(StoredSummary.channel, StoredSummary.start)
-        ).all()
+    result = summary_rows(engine, device, channels)
     rows: dict[str, list[tuple[float, float, float, float]]] = {}
     for channel, start, interval_s, count, mean in result:
         value = math.nan if mean is None else float(mean)

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,6 +30,7 @@ from sqlalchemy import Engine
 
 from cloud_sync.config import CloudConfig, TwinRetrainSection
 from cloud_sync.training.decision import Decision, Verdict, next_version, used_versions
+from cloud_sync.training.publishing import FLEET_DIR, Publisher, Say
 from cloud_sync.training.report import write_decision
 from cloud_sync.training.twin_data import (
     PIECE_PERIODS,
@@ -51,9 +52,6 @@ from edgetwin_contracts.manifest import TwinSpec
 from model_export.bundle import Release
 from model_export.twin_export import TwinRecipe
 
-Say = Callable[[str], None]
-Publisher = Callable[[str, str, Path, Path], str]
-FLEET_DIR = "fleet"
 FLEET_TWIN_MODEL = "twin.keras"
 FLEET_TWIN_INFO = "twin.json"
 FLEET_TWIN_BUNDLE = "twin-bundle"
